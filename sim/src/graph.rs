@@ -1,0 +1,1 @@
+//! Meta Graph API simulator (see DESIGN.md section 7).

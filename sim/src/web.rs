@@ -1,0 +1,1 @@
+//! WhatsApp Web simulator (see DESIGN.md section 7).
