@@ -1,1 +1,13 @@
+//! The sincro-whatsapp daemon as a library: configuration, the embedded PostgreSQL default, the
+//! HTTP front and the start-up and shutdown of the supervision tree. `main.rs` only parses the
+//! command line; tests build an [`app::Application`] on port 0.
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod database;
+pub mod demo;
+pub mod embedded_pg;
+pub mod http;
+pub mod logging;

@@ -1,1 +1,13 @@
+//! The one integration test binary: real PostgreSQL, real HTTP and WebSocket on loopback.
 
+mod auth;
+mod cli;
+mod config;
+mod embedded_pg;
+mod errors;
+mod helpers;
+mod migrations;
+mod process;
+mod sealing;
+mod shutdown;
+mod supervision;

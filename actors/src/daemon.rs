@@ -1,0 +1,247 @@
+//! The root supervisor. It starts the seven children of DESIGN.md section 1 in `pre_start`,
+//! linked to itself, restarts them by the [`RestartPolicy`], answers the status RPC behind
+//! `GET /v1/status`, and stops them children-first on shutdown.
+
+use crate::business_supervisor::{BusinessSupervisor, BusinessSupervisorMessage};
+use crate::dispatcher::{Dispatcher, DispatcherMessage};
+use crate::hub::{Hub, HubMessage};
+use crate::ingest::{Ingest, IngestMessage};
+use crate::lead_sync::{LeadSync, LeadSyncMessage};
+use crate::lite_supervisor::{LiteSupervisor, LiteSupervisorMessage};
+use crate::rate_limiter::{RateLimiter, RateLimiterMessage};
+use crate::shared::Shared;
+use crate::supervision::{ChildSpec, ChildState, Children, RestartPolicy, Slot, StatusNode, react};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Typed handles to the current incarnation of each child, for the HTTP layer.
+#[derive(Clone, Default)]
+pub struct ChildSlots {
+    pub rate_limiter: Slot<RateLimiterMessage>,
+    pub lead_sync: Slot<LeadSyncMessage>,
+    pub hub: Slot<HubMessage>,
+    pub ingest: Slot<IngestMessage>,
+    pub dispatcher: Slot<DispatcherMessage>,
+    pub business: Slot<BusinessSupervisorMessage>,
+    pub lite: Slot<LiteSupervisorMessage>,
+}
+
+/// The running tree as the rest of the daemon sees it.
+#[derive(Clone)]
+pub struct Actors {
+    pub daemon: ActorRef<DaemonMessage>,
+    pub children: ChildSlots,
+}
+
+impl Actors {
+    /// The live tree, or None when the daemon does not answer in time.
+    pub async fn status(&self, timeout: Duration) -> Option<StatusNode> {
+        match self.daemon.call(DaemonMessage::Status, Some(timeout)).await {
+            Ok(ractor::rpc::CallResult::Success(node)) => Some(node),
+            _ => None,
+        }
+    }
+
+    /// Stops the tree children-first within `deadline`; returns what was still running.
+    pub async fn shutdown(&self, deadline: Duration) -> Vec<String> {
+        let asked = self
+            .daemon
+            .call(
+                |reply| DaemonMessage::Shutdown { deadline, reply },
+                Some(deadline + Duration::from_secs(1)),
+            )
+            .await;
+        match asked {
+            Ok(ractor::rpc::CallResult::Success(still)) => still,
+            _ => vec!["daemon".to_string()],
+        }
+    }
+}
+
+pub enum DaemonMessage {
+    /// The live supervision tree, for `GET /v1/status`.
+    Status(RpcReplyPort<StatusNode>),
+    /// Restart the named child; sent to itself once the backoff has passed.
+    Restart(String),
+    /// Fault injection (only with `fault_injection` on): make the named child panic. Replies
+    /// whether a running child of that name was told to.
+    Crash {
+        child: String,
+        reply: RpcReplyPort<bool>,
+    },
+    /// Stop every child, last started first, within the deadline; replies with the names of
+    /// those still running when it passed, then stops the daemon itself.
+    Shutdown {
+        deadline: Duration,
+        reply: RpcReplyPort<Vec<String>>,
+    },
+}
+
+pub struct Daemon;
+
+pub struct DaemonArgs {
+    pub shared: Arc<Shared>,
+    pub policy: RestartPolicy,
+    pub slots: ChildSlots,
+}
+
+pub struct DaemonState {
+    shared: Arc<Shared>,
+    children: Children,
+    started: Instant,
+    started_at: time::OffsetDateTime,
+}
+
+/// Starts the tree; returns the typed handles and the daemon's join handle.
+pub async fn start_tree(
+    shared: Arc<Shared>,
+    policy: RestartPolicy,
+) -> Result<(Actors, tokio::task::JoinHandle<()>), SpawnErr> {
+    let slots = ChildSlots::default();
+    let args = DaemonArgs {
+        shared,
+        policy,
+        slots: slots.clone(),
+    };
+    let (daemon, join) = Actor::spawn(None, Daemon, args).await?;
+    Ok((
+        Actors {
+            daemon,
+            children: slots,
+        },
+        join,
+    ))
+}
+
+fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
+    let s = shared.clone();
+    let rate_limiter = ChildSpec::new(
+        "rate_limiter",
+        false,
+        slots.rate_limiter.clone(),
+        move || (RateLimiter, s.clone()),
+    );
+    let s = shared.clone();
+    let lead_sync = ChildSpec::new("lead_sync", false, slots.lead_sync.clone(), move || {
+        (LeadSync, s.clone())
+    });
+    let s = shared.clone();
+    let hub = ChildSpec::new("hub", false, slots.hub.clone(), move || (Hub, s.clone()));
+    let s = shared.clone();
+    let ingest = ChildSpec::new("ingest", false, slots.ingest.clone(), move || {
+        (Ingest, s.clone())
+    });
+    let s = shared.clone();
+    let dispatcher = ChildSpec::new("dispatcher", false, slots.dispatcher.clone(), move || {
+        (Dispatcher, s.clone())
+    });
+    let s = shared.clone();
+    let business = ChildSpec::new(
+        "business_supervisor",
+        true,
+        slots.business.clone(),
+        move || (BusinessSupervisor, s.clone()),
+    );
+    let s = shared.clone();
+    let lite = ChildSpec::new("lite_supervisor", true, slots.lite.clone(), move || {
+        (LiteSupervisor, s.clone())
+    });
+    vec![
+        rate_limiter,
+        lead_sync,
+        hub,
+        ingest,
+        dispatcher,
+        business,
+        lite,
+    ]
+}
+
+impl Actor for Daemon {
+    type Msg = DaemonMessage;
+    type State = DaemonState;
+    type Arguments = DaemonArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: DaemonArgs,
+    ) -> Result<DaemonState, ActorProcessingErr> {
+        let mut children = Children::new(args.policy);
+        for spec in specs(&args.shared, &args.slots) {
+            children.add_and_start(spec, &myself.get_cell()).await?;
+        }
+        tracing::info!(node = %args.shared.node_id, children = children.len(), "supervision tree started");
+        Ok(DaemonState {
+            shared: args.shared,
+            children,
+            started: Instant::now(),
+            started_at: time::OffsetDateTime::now_utc(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: DaemonMessage,
+        state: &mut DaemonState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            DaemonMessage::Status(reply) => {
+                let node = StatusNode {
+                    name: "daemon".into(),
+                    kind: "supervisor".into(),
+                    state: ChildState::Running,
+                    actor_id: Some(myself.get_id().to_string()),
+                    restarts: 0,
+                    uptime_secs: Some(state.started.elapsed().as_secs_f64()),
+                    started_at: state
+                        .started_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .ok(),
+                    last_error: None,
+                    children: state.children.status().await,
+                };
+                let _ = reply.send(node);
+            }
+            DaemonMessage::Restart(name) => {
+                let decision = state.children.restart(&name, &myself.get_cell()).await;
+                react(
+                    &myself,
+                    &state.shared,
+                    "daemon",
+                    decision,
+                    DaemonMessage::Restart,
+                );
+            }
+            DaemonMessage::Crash { child, reply } => {
+                let done = state.shared.settings.fault_injection && state.children.crash(&child);
+                let _ = reply.send(done);
+            }
+            DaemonMessage::Shutdown { deadline, reply } => {
+                let still = state.children.stop_all(deadline).await;
+                let _ = reply.send(still);
+                myself.stop(Some("shutdown".into()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        state: &mut DaemonState,
+    ) -> Result<(), ActorProcessingErr> {
+        let decision = state.children.on_event(&evt);
+        react(
+            &myself,
+            &state.shared,
+            "daemon",
+            decision,
+            DaemonMessage::Restart,
+        );
+        Ok(())
+    }
+}

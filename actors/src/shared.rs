@@ -1,0 +1,45 @@
+//! What every actor of one daemon shares: the pool, the sealer, the node id and the settings
+//! the actors need. One `Arc<Shared>` per daemon, so tests can run several daemons in-process.
+
+use crate::seal::Sealer;
+use crate::store::alerts::{self, NewAlert};
+use deadpool_postgres::Pool;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct ActorSettings {
+    /// Accept fault-injection requests (tests only): make a named child panic.
+    pub fault_injection: bool,
+    /// HTTP API requests per minute per user and per client IP.
+    pub api_per_user_per_minute: u32,
+    pub api_per_ip_per_minute: u32,
+}
+
+impl Default for ActorSettings {
+    fn default() -> Self {
+        ActorSettings {
+            fault_injection: false,
+            api_per_user_per_minute: 600,
+            api_per_ip_per_minute: 1200,
+        }
+    }
+}
+
+pub struct Shared {
+    pub pool: Pool,
+    pub sealer: Arc<Sealer>,
+    pub node_id: String,
+    pub settings: ActorSettings,
+}
+
+impl Shared {
+    /// Records an alert without blocking the caller; a failure to write it is logged.
+    pub fn raise_alert(self: &Arc<Self>, alert: NewAlert) {
+        let shared = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = alerts::insert(&shared.pool, &shared.node_id, &alert).await {
+                tracing::error!(error = %e, kind = %alert.kind, "could not record alert");
+            }
+        });
+    }
+}

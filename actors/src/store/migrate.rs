@@ -1,0 +1,156 @@
+//! Numbered SQL migrations from `schema/`, embedded in the binary, applied in order and tracked
+//! in `schema_migrations` with a checksum. Two nodes starting at once are serialised by a
+//! PostgreSQL advisory lock, and a migration edited after it was applied is refused.
+
+use super::StoreError;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+
+/// One embedded migration.
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every file of `schema/`, in order. A unit test checks this list against the directory.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_crm_tables.sql",
+        sql: include_str!("../../../schema/0001_crm_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_whatsapp_tables.sql",
+        sql: include_str!("../../../schema/0002_whatsapp_tables.sql"),
+    },
+];
+
+/// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).
+const LOCK_KEY: i64 = 0x73_69_6e_63_72_6f_77_61;
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateReport {
+    pub applied: Vec<i32>,
+    pub current: i32,
+}
+
+fn checksum(sql: &str) -> String {
+    Sha256::digest(sql.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The newest version this build knows.
+pub fn latest_version() -> i32 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+/// Applies every pending migration, each in its own transaction, under the advisory lock.
+pub async fn migrate(client: &mut Client) -> Result<MigrateReport, StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await?;
+    let result = migrate_locked(client).await;
+    // Unlock even when a migration failed; a broken connection releases it anyway.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await;
+    result
+}
+
+async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     integer PRIMARY KEY,
+                name        text NOT NULL,
+                checksum    text NOT NULL,
+                applied_at  timestamptz NOT NULL DEFAULT now()
+            )",
+        )
+        .await?;
+    let rows = client
+        .query("SELECT version, name, checksum FROM schema_migrations", &[])
+        .await?;
+    let applied: Vec<(i32, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    if let Some(found) = applied.iter().map(|a| a.0).max()
+        && found > latest_version()
+    {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            known: latest_version(),
+        });
+    }
+    let mut newly = Vec::new();
+    for m in MIGRATIONS {
+        let sum = checksum(m.sql);
+        if let Some((_, name, existing)) = applied.iter().find(|a| a.0 == m.version) {
+            if *existing != sum {
+                return Err(StoreError::MigrationChanged {
+                    version: m.version,
+                    name: name.clone(),
+                });
+            }
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(m.sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &[&m.version, &m.name, &sum],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version = m.version, name = m.name, "migration applied");
+        newly.push(m.version);
+    }
+    Ok(MigrateReport {
+        applied: newly,
+        current: latest_version(),
+    })
+}
+
+/// Whether every embedded migration is applied (for `/readyz`).
+pub async fn is_current(client: &Client) -> Result<bool, StoreError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(false);
+    }
+    let max: Option<i32> = client
+        .query_one("SELECT max(version) FROM schema_migrations", &[])
+        .await?
+        .get(0);
+    Ok(max.unwrap_or(0) >= latest_version())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_list_matches_schema_directory() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let names: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+        assert_eq!(files, names, "schema/ and MIGRATIONS disagree");
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "versions must be 1, 2, 3, ...");
+            assert!(m.name.starts_with(&format!("{:04}_", m.version)));
+        }
+    }
+}

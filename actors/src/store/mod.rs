@@ -1,0 +1,81 @@
+//! The PostgreSQL store: the connection pool, the migrations, and one file per group of tables
+//! (users and API keys, alerts, nodes). PostgreSQL is the one durable store of the daemon.
+
+pub mod alerts;
+pub mod api_keys;
+pub mod migrate;
+pub mod users;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use deadpool_postgres::{Client, Transaction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DATABASE_URL is not a valid PostgreSQL URL: {0}")]
+    BadUrl(String),
+    #[error("database pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("migration {version} ({name}) was changed after it was applied")]
+    MigrationChanged { version: i32, name: String },
+    #[error("database schema is at version {found}, newer than this build knows ({known})")]
+    SchemaTooNew { found: i32, known: i32 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+}
+
+impl StoreError {
+    /// Whether the error is a unique violation (SQLSTATE 23505).
+    pub fn is_unique_violation(&self) -> bool {
+        self.sql_state() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    }
+
+    pub fn sql_state(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            StoreError::Db(e) => e.code(),
+            StoreError::Pool(deadpool_postgres::PoolError::Backend(e)) => e.code(),
+            _ => None,
+        }
+    }
+
+    /// Whether PostgreSQL could not be reached at all (as opposed to a query error).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Db(e) => e.is_closed() || e.code().is_none(),
+            _ => false,
+        }
+    }
+}
+
+/// Builds the pool. Connections are made lazily, each with a connect timeout, so a database
+/// that is down makes calls fail fast instead of hanging.
+pub fn connect_pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
+    let mut cfg =
+        tokio_postgres::Config::from_str(url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
+    cfg.connect_timeout(Duration::from_secs(5));
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("sincro-whatsapp");
+    }
+    let manager = Manager::from_config(
+        cfg,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(6)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| StoreError::BadUrl(e.to_string()))
+}

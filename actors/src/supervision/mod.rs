@@ -1,0 +1,56 @@
+//! The supervision tree (DESIGN.md section 1):
+//!
+//! ```text
+//! Daemon (root supervisor)                       daemon.rs
+//! ├── RateLimiter                                rate_limiter.rs
+//! ├── LeadSync                                   lead_sync.rs
+//! ├── Hub                                        hub.rs
+//! ├── Ingest                                     ingest.rs
+//! ├── Dispatcher                                 dispatcher.rs
+//! ├── BusinessSupervisor ── BusinessNumber × M   business_supervisor.rs
+//! └── LiteSupervisor ────── LiteSession × N      lite_supervisor.rs
+//! ```
+//!
+//! Every child is linked to its supervisor when spawned (in the supervisor's `pre_start` or
+//! when it is added). A failed child (panic or error in a handler, or an unexpected stop) is
+//! restarted after an exponential backoff with jitter ([`policy`]); one that fails more than
+//! `max_failures` times within `window` is marked FAILED, is not restarted, and an alert row is
+//! written. Supervisors track children by actor id ([`children`]), never by a global name, so
+//! several daemons can share one process. `GET /v1/status` renders [`status::StatusNode`]s.
+//! Shutdown stops children last-started-first, each supervisor stopping its own children before
+//! it stops itself, within a deadline; whatever is still running then is reported.
+
+pub mod children;
+pub mod policy;
+pub mod react;
+pub mod status;
+
+pub use children::{ChildSpec, Children, Decision, Slot, Supervised};
+pub use policy::RestartPolicy;
+pub use react::react;
+pub use status::{ChildState, StatusNode};
+
+/// Implements [`Supervised`] for an actor message enum with a `Panic` variant (and, with
+/// `status`, a `Status(RpcReplyPort<Vec<StatusNode>>)` variant).
+#[macro_export]
+macro_rules! supervised_message {
+    ($msg:ident) => {
+        impl $crate::supervision::Supervised for $msg {
+            fn panic_message() -> Self {
+                $msg::Panic
+            }
+        }
+    };
+    ($msg:ident, status) => {
+        impl $crate::supervision::Supervised for $msg {
+            fn panic_message() -> Self {
+                $msg::Panic
+            }
+            fn status_message(
+                reply: ractor::RpcReplyPort<Vec<$crate::supervision::StatusNode>>,
+            ) -> Option<Self> {
+                Some($msg::Status(reply))
+            }
+        }
+    };
+}

@@ -1,0 +1,203 @@
+//! The simulator's shared state: accounts (one per phone number), what was sent, media, service
+//! windows, limit counters, faults and webhook options, behind one mutex that is never held
+//! across an await. Also the background-task set that `shutdown` aborts.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::macros::format_description;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::config::GraphSimConfig;
+use super::errors::GraphError;
+use super::faults::Fault;
+use super::limits::{PairRate, Throughput};
+use super::media::Media;
+use super::templates::Template;
+use super::webhooks::{DeliveryRecord, WebhookEvent, WebhookOptions};
+
+/// One phone number on one WABA, with the credentials the daemon uses for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub phone_number_id: String,
+    pub waba_id: String,
+    pub display_phone_number: String,
+    pub access_token: String,
+    pub app_secret: String,
+    pub verify_token: String,
+    /// Where webhooks go; `None` for accounts with no webhook target (events are dropped and
+    /// only recorded in the delivery log).
+    pub callback_url: Option<String>,
+    /// Whether the app is subscribed to this WABA (`/subscribed_apps`). Accounts start
+    /// subscribed; webhooks are only delivered while subscribed, as with Meta.
+    pub subscribed: bool,
+    /// `override_callback_uri` given to `POST /subscribed_apps`, which wins over `callback_url`.
+    pub override_callback_url: Option<String>,
+}
+
+impl Account {
+    /// The URL webhooks currently go to, if any.
+    pub fn webhook_target(&self) -> Option<String> {
+        if !self.subscribed {
+            return None;
+        }
+        self.override_callback_url
+            .clone()
+            .or_else(|| self.callback_url.clone())
+    }
+}
+
+/// One accepted send, as `GET /sim/sent` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SentMessage {
+    pub id: String,
+    pub phone_number_id: String,
+    /// `to` exactly as the request gave it.
+    pub to: String,
+    /// The normalised recipient (digits only).
+    pub wa_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub request: Value,
+    pub received_at: String,
+    /// Pricing category for status webhooks (`service`, or the template's category).
+    #[serde(skip)]
+    pub category: String,
+    #[serde(skip)]
+    pub biz_opaque: Option<String>,
+}
+
+/// Everything mutable, behind `Sim::state`.
+#[derive(Default)]
+pub struct State {
+    pub accounts: BTreeMap<String, Account>,
+    pub media: HashMap<String, Media>,
+    /// Download token → (media id, expiry).
+    pub media_urls: HashMap<String, (String, Instant)>,
+    pub templates: Vec<Template>,
+    pub sent: Vec<SentMessage>,
+    /// Inbound wamid → (phone_number_id, wa_id of the sender), for mark-as-read checks.
+    pub inbound: HashMap<String, (String, String)>,
+    /// (phone_number_id, wa_id) → unix time of the contact's last inbound message.
+    pub windows: HashMap<(String, String), i64>,
+    pub throughput: HashMap<String, Throughput>,
+    pub pair: HashMap<(String, String), PairRate>,
+    pub faults: Vec<Fault>,
+    pub webhook_options: WebhookOptions,
+    pub deliveries: VecDeque<DeliveryRecord>,
+}
+
+impl State {
+    /// Every account whose token is `token`; empty means the token is not valid at all.
+    pub fn token_valid(&self, token: &str) -> bool {
+        self.accounts.values().any(|a| a.access_token == token)
+    }
+
+    /// The account of `phone_number_id` if `token` may act on it.
+    pub fn number_for(&self, token: &str, phone_number_id: &str) -> Option<&Account> {
+        self.accounts
+            .get(phone_number_id)
+            .filter(|a| a.access_token == token)
+    }
+
+    /// The accounts of `waba_id` that `token` may act on (empty: unknown or not allowed).
+    pub fn waba_for(&self, token: &str, waba_id: &str) -> Vec<&Account> {
+        self.accounts
+            .values()
+            .filter(|a| a.waba_id == waba_id && a.access_token == token)
+            .collect()
+    }
+
+    /// Checks `token` at all; answers 190 when it matches nothing.
+    pub fn check_token(&self, token: Option<&str>) -> Result<String, GraphError> {
+        match token {
+            None => Err(GraphError::token(
+                "An active access token must be used to query information about the current user.",
+            )),
+            Some(t) if self.token_valid(t) => Ok(t.to_string()),
+            Some(_) => Err(GraphError::token("Cannot parse access token")),
+        }
+    }
+}
+
+/// The running simulator, shared by all request handlers and background tasks.
+pub struct Sim {
+    pub config: GraphSimConfig,
+    pub base_url: String,
+    pub state: Mutex<State>,
+    pub http: reqwest::Client,
+    pub webhook_tx: mpsc::UnboundedSender<WebhookEvent>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl Sim {
+    pub fn new(
+        config: GraphSimConfig,
+        base_url: String,
+        http: reqwest::Client,
+        webhook_tx: mpsc::UnboundedSender<WebhookEvent>,
+    ) -> Self {
+        Sim {
+            config,
+            base_url,
+            state: Mutex::new(State::default()),
+            http,
+            webhook_tx,
+            tasks: Mutex::new(JoinSet::new()),
+        }
+    }
+
+    /// The state, recovering from a poisoned lock (a panicking handler must not wedge tests).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `fut` in the background until it ends or the simulator shuts down.
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(fut);
+    }
+
+    /// Aborts every background task.
+    pub fn abort_tasks(&self) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.abort_all();
+    }
+}
+
+/// Now as unix seconds.
+pub fn unix_now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Now as RFC 3339 in UTC with exactly three fractional digits.
+pub fn rfc3339_millis_now() -> String {
+    let fmt =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    OffsetDateTime::now_utc()
+        .format(&fmt)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_string())
+}
+
+/// `to` / `from` as Meta normalises it: digits only, 7 to 15 of them.
+pub fn normalize_phone(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty()
+        || !trimmed
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.'))
+    {
+        return None;
+    }
+    let digits: String = trimmed.chars().filter(|c| c.is_ascii_digit()).collect();
+    (7..=15).contains(&digits.len()).then_some(digits)
+}

@@ -1,0 +1,236 @@
+//! Start-up and shutdown of one daemon: configuration → database → sealer → supervision tree
+//! → HTTP server on a given listener. Tests build an [`Application`] on port 0; `serve` runs
+//! [`run`] until SIGTERM/SIGINT.
+
+use crate::config::Config;
+use crate::context::AppContext;
+use crate::database::{Database, DatabaseError};
+use crate::http;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sincro_actors::seal::{SealError, Sealer};
+use sincro_actors::supervision::RestartPolicy;
+use sincro_actors::{ActorSettings, Shared};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(#[from] DatabaseError),
+    #[error("ENCRYPTION_KEY: {0}")]
+    Seal(#[from] SealError),
+    #[error(
+        "ENCRYPTION_KEY is required when DATABASE_URL is set (generate one with `sincro-whatsapp keygen`)"
+    )]
+    MissingKey,
+    #[error("key file {path}: {error}")]
+    KeyFile { path: String, error: std::io::Error },
+    #[error("DATA_DIR {path}: {error}")]
+    DataDir { path: String, error: std::io::Error },
+    #[error("could not start the supervision tree: {0}")]
+    Tree(String),
+    #[error("listener: {0}")]
+    Listener(std::io::Error),
+}
+
+/// Knobs that are not environment variables: tests set them.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub restart_policy: RestartPolicy,
+    /// Accept `Crash` requests to the daemon (supervision tests).
+    pub fault_injection: bool,
+}
+
+/// What shutting down found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Actors still running when the deadline passed.
+    pub still_running: Vec<String>,
+    /// Whether every HTTP connection finished before its deadline.
+    pub http_drained: bool,
+}
+
+pub struct Application {
+    ctx: Arc<AppContext>,
+    addr: SocketAddr,
+    server: JoinHandle<()>,
+    stop_http: oneshot::Sender<()>,
+    tree: JoinHandle<()>,
+    database: Database,
+}
+
+/// The process-wide Prometheus recorder: installed by the first application of the process.
+fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+/// The sealer from ENCRYPTION_KEY; with the embedded default and no key, a key file made once
+/// under DATA_DIR (mode 0600) so a new install needs no setup.
+fn sealer(config: &Config) -> Result<Sealer, StartError> {
+    if let Some(key) = &config.encryption_key {
+        return Ok(Sealer::from_env_value(key.expose())?);
+    }
+    if config.database_url.is_some() {
+        return Err(StartError::MissingKey);
+    }
+    let path = config.data_dir.join("encryption.key");
+    let key_err = |error| StartError::KeyFile {
+        path: path.display().to_string(),
+        error,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(value) => Ok(Sealer::from_env_value(value.trim())?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let value = Sealer::generate_env_value("k1");
+            write_private(&path, &value).map_err(key_err)?;
+            tracing::warn!(
+                "ENCRYPTION_KEY unset: generated a key in DATA_DIR/encryption.key; back it up, or sealed data is lost with it"
+            );
+            Ok(Sealer::from_env_value(&value)?)
+        }
+        Err(e) => Err(key_err(e)),
+    }
+}
+
+fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(value.as_bytes())?;
+    file.sync_all()
+}
+
+impl Application {
+    pub async fn build(
+        config: Config,
+        listener: TcpListener,
+        options: Options,
+    ) -> Result<Application, StartError> {
+        for notice in &config.notices {
+            tracing::info!("{notice}");
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|error| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            error,
+        })?;
+        let sealer = Arc::new(sealer(&config)?);
+        let database = Database::open(&config).await?;
+        let shared = Arc::new(Shared {
+            pool: database.pool.clone(),
+            sealer: sealer.clone(),
+            node_id: config.node_id.clone(),
+            settings: ActorSettings {
+                fault_injection: options.fault_injection,
+                api_per_user_per_minute: config.api_per_user_per_minute,
+                api_per_ip_per_minute: config.api_per_ip_per_minute,
+            },
+        });
+        let (actors, tree) = match sincro_actors::start_tree(shared, options.restart_policy).await {
+            Ok(started) => started,
+            Err(e) => {
+                database.close().await;
+                return Err(StartError::Tree(e.to_string()));
+            }
+        };
+        let addr = listener.local_addr().map_err(StartError::Listener)?;
+        let ctx = Arc::new(AppContext {
+            config: Arc::new(config),
+            pool: database.pool.clone(),
+            sealer,
+            actors,
+            metrics: metrics_handle(),
+        });
+        let (stop_http, stopped) = oneshot::channel::<()>();
+        let routes = http::routes(ctx.clone());
+        let server = tokio::spawn(async move {
+            warp::serve(routes)
+                .incoming(listener)
+                .graceful(async {
+                    let _ = stopped.await;
+                })
+                .run()
+                .await;
+        });
+        tracing::info!(%addr, node = %ctx.config.node_id, "listening");
+        Ok(Application {
+            ctx,
+            addr,
+            server,
+            stop_http,
+            tree,
+            database,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn context(&self) -> &Arc<AppContext> {
+        &self.ctx
+    }
+
+    /// Stops taking requests, lets open ones finish, stops the tree children-first, closes the
+    /// pool, then the private PostgreSQL if any; all within SHUTDOWN_TIMEOUT_SECS.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let deadline = self.ctx.config.shutdown_timeout;
+        let started = Instant::now();
+        let _ = self.stop_http.send(());
+        let http_budget = deadline / 4;
+        let mut server = self.server;
+        let http_drained = tokio::time::timeout(http_budget, &mut server).await.is_ok();
+        if !http_drained {
+            tracing::warn!(
+                budget_ms = http_budget.as_millis() as u64,
+                "HTTP connections still open at the deadline; closing them"
+            );
+            server.abort();
+        }
+        let left = deadline
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(1));
+        let still_running = self.ctx.actors.shutdown(left).await;
+        if still_running.is_empty() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.tree).await;
+        } else {
+            tracing::error!(
+                ?still_running,
+                "actors still running at the shutdown deadline"
+            );
+        }
+        self.database.close().await;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shutdown complete"
+        );
+        ShutdownReport {
+            still_running,
+            http_drained,
+        }
+    }
+}
+
+/// Runs a daemon on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ShutdownReport, StartError> {
+    let app = Application::build(config, listener, Options::default()).await?;
+    shutdown.await;
+    tracing::info!("shutdown requested");
+    Ok(app.shutdown().await)
+}

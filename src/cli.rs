@@ -1,0 +1,168 @@
+//! The command line: `serve`, `migrate`, `user create`, `keygen`, `demo`, `sim graph|web`.
+//! Each command reads the environment through [`Config`] and reports errors in one place.
+
+use crate::app::{self, StartError};
+use crate::config::{Config, LogFormat};
+use crate::database::Database;
+use crate::logging;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sincro_actors::seal::Sealer;
+use sincro_actors::store::users;
+use std::net::SocketAddr;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sincro-whatsapp",
+    version,
+    about = "WhatsApp integration daemon of the SincroGoo CRM"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (configuration from the environment; see README).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage CRM users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Print a new ENCRYPTION_KEY value.
+    Keygen {
+        /// Key id (kept with every sealed value so keys can rotate).
+        #[arg(long, default_value = "k1")]
+        id: String,
+    },
+    /// Run the daemon with both simulators and a demo user, and print where everything is.
+    Demo,
+    /// Run one simulator alone.
+    Sim {
+        #[command(subcommand)]
+        which: SimCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (or reuse the one with this e-mail) and print a new API key on the last line.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The key may read /v1/status and other admin routes.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Meta Graph API (WhatsApp Cloud API) simulator.
+    Graph {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        bind: SocketAddr,
+    },
+    /// WhatsApp Web simulator.
+    Web {
+        #[arg(long, default_value = "127.0.0.1:9091")]
+        bind: SocketAddr,
+    },
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn config() -> anyhow::Result<Config> {
+    let config = Config::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    logging::init(config.log_format, &config.log_filter);
+    Ok(config)
+}
+
+pub async fn main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => {
+            let config = config()?;
+            let listener = tokio::net::TcpListener::bind(config.bind_addr)
+                .await
+                .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
+            let report = app::run(listener, config, shutdown_signal())
+                .await
+                .map_err(start_error)?;
+            if !report.still_running.is_empty() {
+                anyhow::bail!(
+                    "stopped with actors still running: {:?}",
+                    report.still_running
+                );
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            let config = config()?;
+            let db = Database::open(&config)
+                .await
+                .map_err(|e| start_error(e.into()))?;
+            println!(
+                "schema is current (version {})",
+                sincro_actors::store::migrate::latest_version()
+            );
+            db.close().await;
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Create { email, name, admin },
+        } => {
+            let config = config()?;
+            if !email.contains('@') || email.len() > 254 {
+                anyhow::bail!("--email {email:?} is not an e-mail address");
+            }
+            let db = Database::open(&config)
+                .await
+                .map_err(|e| start_error(e.into()))?;
+            let created = async {
+                let mut client = db.pool.get().await?;
+                users::create_with_key(&mut client, &email, name.as_deref(), admin).await
+            }
+            .await;
+            db.close().await;
+            let (user, new) = created.context("could not create the user")?;
+            println!(
+                "{} user {} ({email}){}; its new API key (shown once):",
+                if new { "created" } else { "found" },
+                user.usuario_id,
+                if admin { ", admin key" } else { "" }
+            );
+            println!("{}", user.key.plaintext);
+            Ok(())
+        }
+        Command::Keygen { id } => {
+            println!("{}", Sealer::generate_env_value(&id));
+            Ok(())
+        }
+        Command::Demo => {
+            let config = config()?;
+            crate::demo::run(config).await
+        }
+        Command::Sim { which } => {
+            logging::init(LogFormat::Text, "info");
+            crate::demo::run_simulator(which).await
+        }
+    }
+}
+
+fn start_error(e: StartError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}

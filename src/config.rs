@@ -1,0 +1,312 @@
+//! Configuration from environment variables (DESIGN.md section 10), read once at start from a
+//! map so tests never touch the process environment. Every bad value is reported, one line
+//! each; secrets are wrapped in [`Secret`] so Debug output and logs never show them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A Business number configured from the environment (single-number installs, seed names).
+#[derive(Debug, Clone)]
+pub struct EnvBusinessNumber {
+    pub access_token: Secret,
+    pub phone_number_id: String,
+    pub verify_token: Option<Secret>,
+    pub app_secret: Option<Secret>,
+    pub waba_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// PostgreSQL; None means the embedded default (a local server or a private cluster).
+    pub database_url: Option<Secret>,
+    /// Server probed for the embedded default when DATABASE_URL is unset.
+    pub local_pg_url: String,
+    pub db_pool_size: usize,
+    /// `ENCRYPTION_KEY`: `id:key` entries, first seals. None only with the embedded default,
+    /// where a key file under DATA_DIR is made once and reused.
+    pub encryption_key: Option<Secret>,
+    pub bind_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub node_id: String,
+    pub shutdown_timeout: Duration,
+    /// Largest JSON request body accepted by the API.
+    pub max_body_bytes: u64,
+    pub api_per_user_per_minute: u32,
+    pub api_per_ip_per_minute: u32,
+    pub graph_api_base: String,
+    pub graph_api_version: String,
+    pub whatsapp_web_url: String,
+    pub chromium_path: Option<PathBuf>,
+    pub chromium_args: Vec<String>,
+    pub business_from_env: Option<EnvBusinessNumber>,
+    /// Notices about seed variables that are set but not used; logged once at start.
+    pub notices: Vec<String>,
+}
+
+/// Every problem found, one line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Seed-design variables the daemon does not need: PostgreSQL is its queue and event bus.
+const UNUSED_SEED_VARS: &[(&str, &str)] = &[
+    ("REDIS_URL", "PostgreSQL is the queue and event bus"),
+    (
+        "SUPABASE_URL",
+        "the daemon talks to PostgreSQL directly through DATABASE_URL",
+    ),
+    (
+        "SUPABASE_ANON_KEY",
+        "the daemon talks to PostgreSQL directly through DATABASE_URL",
+    ),
+    (
+        "SUPABASE_KEY",
+        "the daemon talks to PostgreSQL directly through DATABASE_URL",
+    ),
+    (
+        "SUPABASE_SERVICE_ROLE_KEY",
+        "the daemon talks to PostgreSQL directly through DATABASE_URL",
+    ),
+    (
+        "SUPABASE_SERVICE_KEY",
+        "the daemon talks to PostgreSQL directly through DATABASE_URL",
+    ),
+];
+
+struct Reader<'a> {
+    env: &'a HashMap<String, String>,
+    errors: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.env
+            .get(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&mut self, name: &str, default: T, what: &str) -> T {
+        match self.get(name) {
+            None => default,
+            Some(v) => match v.parse::<T>() {
+                Ok(t) => t,
+                Err(_) => {
+                    self.errors.push(format!("{name}={v:?} is not {what}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn positive(&mut self, name: &str, default: u64, what: &str) -> u64 {
+        let v = self.parse::<u64>(name, default, what);
+        if v == 0 {
+            self.errors.push(format!("{name} must be greater than 0"));
+            return default;
+        }
+        v
+    }
+
+    fn url(&mut self, name: &str, default: &str) -> String {
+        let v = self.get(name).unwrap_or_else(|| default.to_string());
+        if !(v.starts_with("http://") || v.starts_with("https://")) {
+            self.errors
+                .push(format!("{name}={v:?} is not an http:// or https:// URL"));
+        }
+        v.trim_end_matches('/').to_string()
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigErrors> {
+        Config::from_map(&std::env::vars().collect())
+    }
+
+    pub fn from_map(env: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+        let mut r = Reader {
+            env,
+            errors: Vec::new(),
+        };
+        let database_url = r.get("DATABASE_URL").map(Secret::new);
+        if let Some(url) = &database_url
+            && !(url.expose().starts_with("postgres://")
+                || url.expose().starts_with("postgresql://"))
+        {
+            r.errors
+                .push("DATABASE_URL must start with postgres:// or postgresql://".into());
+        }
+        let local_pg_url = r
+            .get("LOCAL_PG_URL")
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432".into());
+        let encryption_key = r.get("ENCRYPTION_KEY").map(Secret::new);
+        if let Some(key) = &encryption_key
+            && let Err(e) = sincro_actors::seal::Sealer::from_env_value(key.expose())
+        {
+            r.errors.push(e.to_string());
+        }
+        let bind_addr = r.parse(
+            "BIND_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            "an address like 127.0.0.1:8080",
+        );
+        let data_dir = PathBuf::from(r.get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let log_format = match r.get("LOG_FORMAT").as_deref() {
+            None | Some("text") | Some("pretty") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                r.errors
+                    .push(format!("LOG_FORMAT={other:?} must be text or json"));
+                LogFormat::Text
+            }
+        };
+        let log_filter = r
+            .get("RUST_LOG")
+            .or_else(|| r.get("LOG_LEVEL"))
+            .unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
+            r.errors.push(format!(
+                "LOG_LEVEL/RUST_LOG={log_filter:?} is not a log filter (e.g. info, debug)"
+            ));
+        }
+        let node_id = r.get("NODE_ID").unwrap_or_else(default_node_id);
+        if node_id.len() > 64 || !node_id.chars().all(|c| c.is_ascii_graphic()) {
+            r.errors
+                .push("NODE_ID must be at most 64 visible ASCII characters".into());
+        }
+        let db_pool_size = r.positive("DB_POOL_SIZE", 16, "a whole number") as usize;
+        let shutdown_timeout =
+            Duration::from_secs(r.positive("SHUTDOWN_TIMEOUT_SECS", 20, "a number of seconds"));
+        let max_body_bytes = r.positive("MAX_BODY_BYTES", 1 << 20, "a number of bytes");
+        let api_per_user_per_minute =
+            r.positive("API_RATE_PER_USER_PER_MINUTE", 600, "a whole number") as u32;
+        let api_per_ip_per_minute =
+            r.positive("API_RATE_PER_IP_PER_MINUTE", 1200, "a whole number") as u32;
+        let graph_api_base = r.url("GRAPH_API_BASE", "https://graph.facebook.com");
+        let graph_api_version = r.get("GRAPH_API_VERSION").unwrap_or_else(|| "v23.0".into());
+        let version_ok = graph_api_version
+            .strip_prefix('v')
+            .and_then(|v| v.split_once('.'))
+            .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
+        if !version_ok {
+            r.errors.push(format!(
+                "GRAPH_API_VERSION={graph_api_version:?} must look like v23.0"
+            ));
+        }
+        let whatsapp_web_url = r.url("WHATSAPP_WEB_URL", "https://web.whatsapp.com");
+        let chromium_path = r
+            .get("CHROMIUM_PATH")
+            .or_else(|| r.get("PUPPETEER_EXECUTABLE_PATH"))
+            .map(PathBuf::from);
+        let chromium_args = r
+            .get("CHROMIUM_ARGS")
+            .or_else(|| r.get("PUPPETEER_ARGS"))
+            .map(|s| {
+                s.split([',', ' '])
+                    .map(|a| a.trim().trim_start_matches("--").to_string())
+                    .filter(|a| !a.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let business_from_env = match (
+            r.get("WHATSAPP_BUSINESS_TOKEN"),
+            r.get("WHATSAPP_BUSINESS_PHONE_ID"),
+        ) {
+            (Some(token), Some(phone)) => Some(EnvBusinessNumber {
+                access_token: Secret::new(token),
+                phone_number_id: phone,
+                verify_token: r.get("WHATSAPP_BUSINESS_VERIFY_TOKEN").map(Secret::new),
+                app_secret: r.get("WHATSAPP_BUSINESS_APP_SECRET").map(Secret::new),
+                waba_id: r.get("WHATSAPP_BUSINESS_WABA_ID"),
+            }),
+            (None, None) => None,
+            _ => {
+                r.errors.push(
+                    "WHATSAPP_BUSINESS_TOKEN and WHATSAPP_BUSINESS_PHONE_ID go together".into(),
+                );
+                None
+            }
+        };
+        let notices = UNUSED_SEED_VARS
+            .iter()
+            .filter(|(name, _)| r.get(name).is_some())
+            .map(|(name, why)| format!("{name} is set but not used: {why}"))
+            .collect();
+        if !r.errors.is_empty() {
+            return Err(ConfigErrors(r.errors));
+        }
+        Ok(Config {
+            database_url,
+            local_pg_url,
+            db_pool_size,
+            encryption_key,
+            bind_addr,
+            data_dir,
+            log_format,
+            log_filter,
+            node_id,
+            shutdown_timeout,
+            max_body_bytes,
+            api_per_user_per_minute,
+            api_per_ip_per_minute,
+            graph_api_base,
+            graph_api_version,
+            whatsapp_web_url,
+            chromium_path,
+            chromium_args,
+            business_from_env,
+            notices,
+        })
+    }
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    format!("{host}-{}", std::process::id())
+}

@@ -1,0 +1,17 @@
+//! What the HTTP layer shares: configuration, the pool, the sealer and the running tree.
+
+use crate::config::Config;
+use deadpool_postgres::Pool;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sincro_actors::Actors;
+use sincro_actors::seal::Sealer;
+use std::sync::Arc;
+
+pub struct AppContext {
+    pub config: Arc<Config>,
+    pub pool: Pool,
+    pub sealer: Arc<Sealer>,
+    pub actors: Actors,
+    /// The process-wide Prometheus recorder (None if another recorder was installed first).
+    pub metrics: Option<PrometheusHandle>,
+}

@@ -1,0 +1,231 @@
+//! The one API error type. Every error leaves as `{"error":{"code","message"}}` with a fitting
+//! status (DESIGN.md section 4); internal causes are logged, never sent to the client. warp's
+//! own rejections (unknown route, wrong method, oversized body...) get the same shape.
+
+use serde::Serialize;
+use sincro_actors::store::StoreError;
+use std::convert::Infallible;
+use std::time::Duration;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    #[error("too many requests")]
+    RateLimited { retry_after: Duration },
+    #[error("{0}")]
+    Unavailable(String),
+    /// Logged with its cause; the client only learns that something failed.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl warp::reject::Reject for ApiError {}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Unprocessable {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ApiError::Internal(cause.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. }
+            | ApiError::Unauthorized { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Unprocessable { code, .. } => code,
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn into_response(self) -> Response {
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(cause = %cause, "internal error answering a request");
+        }
+        let status = self.status();
+        let message = self.to_string();
+        let mut response = warp::reply::with_status(
+            warp::reply::json(&Body {
+                error: Inner {
+                    code: self.code(),
+                    message: &message,
+                },
+            }),
+            status,
+        )
+        .into_response();
+        if let ApiError::RateLimited { retry_after } = self {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert("retry-after", secs.to_string().parse().expect("digits"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unique_violation() {
+            return ApiError::Conflict {
+                code: "conflict",
+                message: "a resource with these values already exists".into(),
+            };
+        }
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "database unavailable");
+            return ApiError::Unavailable("the database is unavailable; retry later".into());
+        }
+        ApiError::internal(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
+/// Turns any rejection into the JSON error shape.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    use warp::reject;
+    let error = if let Some(e) = rejection.find::<ApiError>() {
+        clone_error(e)
+    } else if rejection.is_not_found() {
+        ApiError::NotFound("route")
+    } else if rejection.find::<reject::MethodNotAllowed>().is_some() {
+        return Ok(plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        ));
+    } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
+        return Ok(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body is too large",
+        ));
+    } else if rejection.find::<reject::LengthRequired>().is_some() {
+        return Ok(plain(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "a Content-Length header is required",
+        ));
+    } else if rejection.find::<reject::UnsupportedMediaType>().is_some() {
+        return Ok(plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json",
+        ));
+    } else if let Some(e) = rejection.find::<reject::InvalidQuery>() {
+        ApiError::bad_request("invalid_query", e.to_string())
+    } else if let Some(e) = rejection.find::<reject::MissingHeader>() {
+        ApiError::bad_request("missing_header", format!("missing header {}", e.name()))
+    } else if let Some(e) = rejection.find::<reject::InvalidHeader>() {
+        ApiError::bad_request("invalid_header", format!("invalid header {}", e.name()))
+    } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
+        ApiError::bad_request("invalid_json", e.to_string())
+    } else {
+        ApiError::internal(format!("unhandled rejection: {rejection:?}"))
+    };
+    Ok(error.into_response())
+}
+
+fn plain(status: StatusCode, code: &str, message: &str) -> Response {
+    warp::reply::with_status(
+        warp::reply::json(&Body {
+            error: Inner { code, message },
+        }),
+        status,
+    )
+    .into_response()
+}
+
+fn clone_error(e: &ApiError) -> ApiError {
+    match e {
+        ApiError::BadRequest { code, message } => ApiError::BadRequest {
+            code,
+            message: message.clone(),
+        },
+        ApiError::Unauthorized { code, message } => ApiError::Unauthorized {
+            code,
+            message: message.clone(),
+        },
+        ApiError::Forbidden(m) => ApiError::Forbidden(m.clone()),
+        ApiError::NotFound(what) => ApiError::NotFound(what),
+        ApiError::Conflict { code, message } => ApiError::Conflict {
+            code,
+            message: message.clone(),
+        },
+        ApiError::Unprocessable { code, message } => ApiError::Unprocessable {
+            code,
+            message: message.clone(),
+        },
+        ApiError::RateLimited { retry_after } => ApiError::RateLimited {
+            retry_after: *retry_after,
+        },
+        ApiError::Unavailable(m) => ApiError::Unavailable(m.clone()),
+        ApiError::Internal(m) => ApiError::Internal(m.clone()),
+    }
+}

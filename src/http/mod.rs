@@ -1,0 +1,83 @@
+//! The HTTP front (warp): routes, JSON bodies with a size limit, the error shape, access logs.
+//! One file per group of routes; this one only assembles them.
+
+pub mod auth;
+pub mod cursor;
+pub mod error;
+pub mod health;
+pub mod leads;
+pub mod phone;
+pub mod status;
+
+use crate::context::AppContext;
+use error::ApiError;
+use serde::de::DeserializeOwned;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+/// Every route of the daemon, with JSON errors and access logs.
+pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
+    let api = health::routes(ctx.clone())
+        .or(status::routes(ctx.clone()))
+        .unify()
+        .or(leads::routes(ctx.clone()))
+        .unify()
+        .or(phone::routes(ctx.clone()))
+        .unify()
+        .boxed();
+    api.recover(error::recover)
+        .unify()
+        .with(warp::log::custom(|info| {
+            // The path only: query strings may carry an access token.
+            tracing::info!(
+                target: "sincro_whatsapp::access",
+                method = %info.method(),
+                path = %info.path(),
+                status = info.status().as_u16(),
+                elapsed_ms = info.elapsed().as_secs_f64() * 1000.0,
+                "request"
+            );
+        }))
+        .map(warp::Reply::into_response)
+        .boxed()
+}
+
+/// Runs a handler and turns its error into the JSON error response.
+pub async fn respond<F>(fut: F) -> Response
+where
+    F: Future<Output = Result<Response, ApiError>>,
+{
+    fut.await.unwrap_or_else(ApiError::into_response)
+}
+
+/// A JSON body of at most `limit` bytes, parsed with a clear 400 on bad JSON.
+pub fn json_body<T: DeserializeOwned + Send>(
+    limit: u64,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(limit)
+        .and(warp::body::bytes())
+        .and_then(|bytes: bytes::Bytes| async move {
+            serde_json::from_slice::<T>(&bytes).map_err(|e| {
+                warp::reject::custom(ApiError::bad_request(
+                    "invalid_body",
+                    format!("request body is not valid: {e}"),
+                ))
+            })
+        })
+}
+
+/// `reply::json` with a status, as a `Response`.
+pub fn json_reply<T: serde::Serialize>(status: warp::http::StatusCode, body: &T) -> Response {
+    use warp::Reply;
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+pub fn with_ctx(
+    ctx: Arc<AppContext>,
+) -> impl Filter<Extract = (Arc<AppContext>,), Error = Infallible> + Clone {
+    warp::any().map(move || ctx.clone())
+}

@@ -1,0 +1,178 @@
+//! `spawn_app()`: a daemon on port 0 over a fresh, migrated database of its own, with fast
+//! restarts and fault injection on; plus users, keys and polling helpers. Logs only with
+//! TEST_LOG set.
+
+use sincro_actors::store::users;
+use sincro_actors::supervision::RestartPolicy;
+use sincro_whatsapp::app::{Application, Options};
+use sincro_whatsapp::config::{Config, LogFormat};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+pub const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+pub fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            sincro_whatsapp::logging::init(LogFormat::Text, "debug,hyper=info,tokio_postgres=info");
+        }
+    });
+}
+
+/// Creates an empty database for one test and returns its URL.
+pub async fn fresh_database() -> String {
+    let name = format!("sw_test_{}", Uuid::new_v4().simple());
+    let (client, conn) = tokio_postgres::connect(&format!("{SERVER}/postgres"), NoTls)
+        .await
+        .expect("the test PostgreSQL on 127.0.0.1:5432 must run (see .ci/run)");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    format!("{SERVER}/{name}")
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+/// The environment a test daemon starts from.
+pub fn base_env(database_url: &str, data_dir: &std::path::Path) -> HashMap<String, String> {
+    HashMap::from([
+        ("DATABASE_URL".to_string(), database_url.to_string()),
+        (
+            "ENCRYPTION_KEY".to_string(),
+            sincro_actors::seal::Sealer::generate_env_value("t1"),
+        ),
+        ("DATA_DIR".to_string(), data_dir.display().to_string()),
+        (
+            "NODE_ID".to_string(),
+            format!("test-{}", Uuid::new_v4().simple()),
+        ),
+        ("SHUTDOWN_TIMEOUT_SECS".to_string(), "10".to_string()),
+    ])
+}
+
+pub fn fast_restarts() -> RestartPolicy {
+    RestartPolicy {
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        max_failures: 3,
+        window: Duration::from_secs(30),
+    }
+}
+
+pub struct TestApp {
+    pub app: Option<Application>,
+    pub base: String,
+    pub database_url: String,
+    pub env: HashMap<String, String>,
+    pub http: reqwest::Client,
+    pub _data_dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    init_logs();
+    let database_url = fresh_database().await;
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let mut env = base_env(&database_url, data_dir.path());
+    customize(&mut env);
+    let config = Config::from_map(&env).expect("test configuration");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let options = Options {
+        restart_policy: fast_restarts(),
+        fault_injection: true,
+    };
+    let app = Application::build(config, listener, options)
+        .await
+        .expect("application starts");
+    TestApp {
+        base: format!("http://{}", app.addr()),
+        app: Some(app),
+        database_url,
+        env,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+        _data_dir: data_dir,
+    }
+}
+
+impl TestApp {
+    pub fn app(&self) -> &Application {
+        self.app.as_ref().expect("running")
+    }
+
+    pub fn pool(&self) -> &deadpool_postgres::Pool {
+        &self.app().context().pool
+    }
+
+    /// A new user and its API key.
+    pub async fn user(&self, email: &str, admin: bool) -> (Uuid, String) {
+        let mut client = self.pool().get().await.unwrap();
+        let (created, _) = users::create_with_key(&mut client, email, None, admin)
+            .await
+            .unwrap();
+        (created.usuario_id, created.key.plaintext)
+    }
+
+    pub fn get(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key)
+    }
+
+    pub fn post(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+    }
+
+    pub async fn shutdown(&mut self) -> sincro_whatsapp::app::ShutdownReport {
+        self.app.take().expect("running").shutdown().await
+    }
+}
+
+/// Polls `check` until it returns Some or `limit` passes.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Asserts the JSON error shape and returns the body.
+pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let body: serde_json::Value = resp.json().await.expect("JSON error body");
+    assert_eq!(body["error"]["code"], code, "error code in {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    body
+}
