@@ -130,12 +130,15 @@ impl Application {
         let database = Database::open(&config).await?;
         let shared = Arc::new(Shared {
             pool: database.pool.clone(),
+            database_url: database.url.clone(),
             sealer: sealer.clone(),
             node_id: config.node_id.clone(),
             settings: ActorSettings {
                 fault_injection: options.fault_injection,
                 api_per_user_per_minute: config.api_per_user_per_minute,
                 api_per_ip_per_minute: config.api_per_ip_per_minute,
+                event_retention_hours: config.event_retention_hours,
+                stream_buffer: config.stream_buffer,
             },
         });
         let (actors, tree) = match sincro_actors::start_tree(shared, options.restart_policy).await {

@@ -63,6 +63,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub api_per_user_per_minute: u32,
     pub api_per_ip_per_minute: u32,
+    pub event_retention_hours: u32,
+    pub stream_buffer: usize,
     pub graph_api_base: String,
     pub graph_api_version: String,
     pub whatsapp_web_url: String,
@@ -224,6 +226,9 @@ impl Config {
             r.positive("API_RATE_PER_USER_PER_MINUTE", 600, "a whole number") as u32;
         let api_per_ip_per_minute =
             r.positive("API_RATE_PER_IP_PER_MINUTE", 1200, "a whole number") as u32;
+        let event_retention_hours =
+            r.positive("EVENT_RETENTION_HOURS", 72, "a number of hours") as u32;
+        let stream_buffer = r.positive("STREAM_BUFFER", 1024, "a number of frames") as usize;
         let graph_api_base = r.url("GRAPH_API_BASE", "https://graph.facebook.com");
         let graph_api_version = r.get("GRAPH_API_VERSION").unwrap_or_else(|| "v23.0".into());
         let version_ok = graph_api_version
@@ -291,6 +296,8 @@ impl Config {
             max_body_bytes,
             api_per_user_per_minute,
             api_per_ip_per_minute,
+            event_retention_hours,
+            stream_buffer,
             graph_api_base,
             graph_api_version,
             whatsapp_web_url,

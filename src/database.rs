@@ -17,6 +17,8 @@ pub enum DatabaseError {
 /// An open database: the pool and, for the private cluster, the guard that stops it.
 pub struct Database {
     pub pool: Pool,
+    /// The resolved URL (secret: may carry a password).
+    pub url: String,
     pub embedded: Option<EmbeddedPostgres>,
 }
 
@@ -49,7 +51,11 @@ impl Database {
         match migrated {
             Ok(report) => {
                 tracing::info!(applied = ?report.applied, version = report.current, "schema is current");
-                Ok(Database { pool, embedded })
+                Ok(Database {
+                    pool,
+                    url,
+                    embedded,
+                })
             }
             Err(e) => {
                 if let Some(guard) = embedded {

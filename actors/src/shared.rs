@@ -13,6 +13,10 @@ pub struct ActorSettings {
     /// HTTP API requests per minute per user and per client IP.
     pub api_per_user_per_minute: u32,
     pub api_per_ip_per_minute: u32,
+    /// How long events stay replayable on the stream.
+    pub event_retention_hours: u32,
+    /// Frames buffered per WebSocket client before it counts as too slow and is closed.
+    pub stream_buffer: usize,
 }
 
 impl Default for ActorSettings {
@@ -21,12 +25,16 @@ impl Default for ActorSettings {
             fault_injection: false,
             api_per_user_per_minute: 600,
             api_per_ip_per_minute: 1200,
+            event_retention_hours: 72,
+            stream_buffer: 1024,
         }
     }
 }
 
 pub struct Shared {
     pub pool: Pool,
+    /// The database URL, for connections outside the pool (the Hub's LISTEN). Never logged.
+    pub database_url: String,
     pub sealer: Arc<Sealer>,
     pub node_id: String,
     pub settings: ActorSettings,

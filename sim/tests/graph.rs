@@ -16,10 +16,13 @@ use warp::Filter;
 
 // ---------- callback server ----------
 
+/// (X-Hub-Signature-256 header, raw body) of every acknowledged POST.
+type Posts = Arc<Mutex<Vec<(Option<String>, Bytes)>>>;
+
 #[derive(Clone, Default)]
 struct Callback {
     url: String,
-    posts: Arc<Mutex<Vec<(Option<String>, Bytes)>>>,
+    posts: Posts,
     /// Answer 500 to this many POSTs before answering 200.
     fail_next: Arc<AtomicUsize>,
     attempts: Arc<AtomicUsize>,

@@ -8,6 +8,7 @@ pub mod health;
 pub mod leads;
 pub mod phone;
 pub mod status;
+pub mod stream;
 
 use crate::context::AppContext;
 use error::ApiError;
@@ -27,6 +28,8 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .or(leads::routes(ctx.clone()))
         .unify()
         .or(phone::routes(ctx.clone()))
+        .unify()
+        .or(stream::routes(ctx.clone()))
         .unify()
         .boxed();
     api.recover(error::recover)

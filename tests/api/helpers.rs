@@ -176,3 +176,29 @@ pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> s
     );
     body
 }
+
+/// A second daemon on the same database and ENCRYPTION_KEY as `other` (another node).
+pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
+    init_logs();
+    let data_dir = tempfile::tempdir().expect("tempdir");
+    let mut env = other.env.clone();
+    env.insert("DATA_DIR".into(), data_dir.path().display().to_string());
+    env.insert("NODE_ID".into(), format!("test-{}", Uuid::new_v4().simple()));
+    let config = Config::from_map(&env).expect("test configuration");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let options = Options {
+        restart_policy: fast_restarts(),
+        fault_injection: true,
+    };
+    let app = Application::build(config, listener, options)
+        .await
+        .expect("second application starts");
+    TestApp {
+        base: format!("http://{}", app.addr()),
+        app: Some(app),
+        database_url: other.database_url.clone(),
+        env,
+        http: other.http.clone(),
+        _data_dir: data_dir,
+    }
+}

@@ -10,4 +10,5 @@ mod migrations;
 mod process;
 mod sealing;
 mod shutdown;
+mod stream;
 mod supervision;

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod api_keys;
+pub mod events;
 pub mod migrate;
 pub mod users;
 

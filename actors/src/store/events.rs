@@ -1,0 +1,134 @@
+//! The per-user event log behind the WebSocket stream (DESIGN.md section 5). `seq` is gapless
+//! per user: a counter row per user is bumped in the same transaction that writes the event,
+//! so events commit in seq order per user and a rolled-back transaction leaves no hole. The
+//! payload is sealed (it may quote message content). Each append also `pg_notify`s
+//! [`CHANNEL`] inside the transaction, so every node's Hub hears of it exactly at commit.
+
+use super::StoreError;
+use crate::seal::{Purpose, Sealer};
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The LISTEN/NOTIFY channel; the payload is `<usuario_id>:<seq>`.
+pub const CHANNEL: &str = "sincro_events";
+
+/// One event as the stream sends it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub seq: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub data: Value,
+    #[serde(skip)]
+    pub usuario_id: Uuid,
+}
+
+/// Appends one event for `usuario_id` inside the caller's transaction.
+pub async fn append(
+    tx: &impl GenericClient,
+    sealer: &Sealer,
+    usuario_id: Uuid,
+    kind: &str,
+    data: &Value,
+) -> Result<i64, StoreError> {
+    let seq: i64 = tx
+        .query_one(
+            "INSERT INTO event_counters (usuario_id, last_seq) VALUES ($1, 1)
+             ON CONFLICT (usuario_id) DO UPDATE SET last_seq = event_counters.last_seq + 1
+             RETURNING last_seq",
+            &[&usuario_id],
+        )
+        .await?
+        .get(0);
+    let payload = sealer.seal(Purpose::Event, data.to_string().as_bytes());
+    tx.execute(
+        "INSERT INTO events (usuario_id, seq, type, payload) VALUES ($1, $2, $3, $4)",
+        &[&usuario_id, &seq, &kind, &payload],
+    )
+    .await?;
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&CHANNEL, &format!("{usuario_id}:{seq}")],
+    )
+    .await?;
+    Ok(seq)
+}
+
+/// Parses a NOTIFY payload back into `(usuario_id, seq)`.
+pub fn parse_notification(payload: &str) -> Option<(Uuid, i64)> {
+    let (user, seq) = payload.split_once(':')?;
+    Some((user.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Events of `usuario_id` with `seq > after`, oldest first, at most `limit`.
+pub async fn read_after(
+    client: &impl GenericClient,
+    sealer: &Sealer,
+    usuario_id: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<Event>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT seq, type, created_at, payload FROM events
+             WHERE usuario_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            &[&usuario_id, &after, &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let sealed: String = row.get(3);
+            let data = sealer
+                .open(Purpose::Event, &sealed)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_else(|| serde_json::json!({"unreadable": true}));
+            Ok(Event {
+                seq: row.get(0),
+                kind: row.get(1),
+                at: row.get(2),
+                data,
+                usuario_id,
+            })
+        })
+        .collect()
+}
+
+/// The newest seq of `usuario_id` (0 when it has none).
+pub async fn last_seq(client: &impl GenericClient, usuario_id: Uuid) -> Result<i64, StoreError> {
+    Ok(client
+        .query_opt(
+            "SELECT last_seq FROM event_counters WHERE usuario_id = $1",
+            &[&usuario_id],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .unwrap_or(0))
+}
+
+/// The oldest seq still stored for `usuario_id`, if any (a `since` below it lost events to
+/// retention).
+pub async fn first_seq(client: &impl GenericClient, usuario_id: Uuid) -> Result<Option<i64>, StoreError> {
+    Ok(client
+        .query_one(
+            "SELECT min(seq) FROM events WHERE usuario_id = $1",
+            &[&usuario_id],
+        )
+        .await?
+        .get(0))
+}
+
+/// Deletes events older than `hours`; returns how many.
+pub async fn purge_older_than(client: &impl GenericClient, hours: u32) -> Result<u64, StoreError> {
+    Ok(client
+        .execute(
+            "DELETE FROM events WHERE created_at < now() - make_interval(hours => $1)",
+            &[&(hours as i32)],
+        )
+        .await?)
+}

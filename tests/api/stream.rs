@@ -1,0 +1,1 @@
+//! WebSocket event stream tests (issue 3).
