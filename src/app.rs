@@ -139,6 +139,7 @@ impl Application {
                 api_per_ip_per_minute: config.api_per_ip_per_minute,
                 event_retention_hours: config.event_retention_hours,
                 stream_buffer: config.stream_buffer,
+                default_region: config.default_region.clone(),
             },
         });
         let (actors, tree) = match sincro_actors::start_tree(shared, options.restart_policy).await {

@@ -65,6 +65,8 @@ pub struct Config {
     pub api_per_ip_per_minute: u32,
     pub event_retention_hours: u32,
     pub stream_buffer: usize,
+    /// DEFAULT_REGION: ISO 3166 region for national-format numbers of users without one.
+    pub default_region: Option<String>,
     pub graph_api_base: String,
     pub graph_api_version: String,
     pub whatsapp_web_url: String,
@@ -229,6 +231,14 @@ impl Config {
         let event_retention_hours =
             r.positive("EVENT_RETENTION_HOURS", 72, "a number of hours") as u32;
         let stream_buffer = r.positive("STREAM_BUFFER", 1024, "a number of frames") as usize;
+        let default_region = r.get("DEFAULT_REGION").map(|v| v.to_ascii_uppercase());
+        if let Some(region) = &default_region
+            && sincro_actors::phone::parse_region(region).is_err()
+        {
+            r.errors.push(format!(
+                "DEFAULT_REGION={region:?} is not an ISO 3166 alpha-2 region such as BR"
+            ));
+        }
         let graph_api_base = r.url("GRAPH_API_BASE", "https://graph.facebook.com");
         let graph_api_version = r.get("GRAPH_API_VERSION").unwrap_or_else(|| "v23.0".into());
         let version_ok = graph_api_version
@@ -298,6 +308,7 @@ impl Config {
             api_per_ip_per_minute,
             event_retention_hours,
             stream_buffer,
+            default_region,
             graph_api_base,
             graph_api_version,
             whatsapp_web_url,

@@ -1,10 +1,15 @@
-//! LeadSync: phone → lead. Normalises numbers to E.164 (see [`crate::phone`]); issue 3 adds
-//! find-or-create and duplicate merging on top of the same actor.
+//! LeadSync: phone → lead. Normalises numbers to E.164 (see [`crate::phone`]) and merges the
+//! leads of a user whose phones normalise to the same number. Ingest resolves leads inside its
+//! own batch transaction with the same store functions ([`crate::store::leads`]); this actor
+//! serves the API's requests.
 
 use crate::phone::{self, NormalizedPhone, PhoneError};
 use crate::shared::Shared;
+use crate::store::events::{self, NewEvent};
+use crate::store::leads;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
+use uuid::Uuid;
 
 pub enum LeadSyncMessage {
     /// Normalise a phone number to E.164, reading national formats in `region`.
@@ -12,6 +17,12 @@ pub enum LeadSyncMessage {
         phone: String,
         region: Option<String>,
         reply: RpcReplyPort<Result<NormalizedPhone, PhoneError>>,
+    },
+    /// Merge every group of the user's leads whose phones are one number; replies with the
+    /// number of leads merged away.
+    MergeDuplicates {
+        usuario_id: Uuid,
+        reply: RpcReplyPort<Result<usize, String>>,
     },
     /// Fault injection: panic in the handler (supervision tests).
     Panic,
@@ -37,7 +48,7 @@ impl Actor for LeadSync {
         &self,
         _myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        _state: &mut Self::State,
+        shared: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             LeadSyncMessage::Normalize {
@@ -47,8 +58,37 @@ impl Actor for LeadSync {
             } => {
                 let _ = reply.send(phone::normalize(&phone, region.as_deref()));
             }
+            LeadSyncMessage::MergeDuplicates { usuario_id, reply } => {
+                let _ = reply.send(merge(shared, usuario_id).await.map_err(|e| e.to_string()));
+            }
             LeadSyncMessage::Panic => panic!("fault injection in lead_sync"),
         }
         Ok(())
     }
+}
+
+async fn merge(shared: &Shared, usuario_id: Uuid) -> Result<usize, crate::store::StoreError> {
+    let mut client = shared.pool.get().await?;
+    let tx = client.transaction().await?;
+    let region: Option<String> = tx
+        .query_opt("SELECT default_region FROM usuarios WHERE id = $1", &[&usuario_id])
+        .await?
+        .and_then(|r| r.get(0))
+        .or_else(|| shared.settings.default_region.clone());
+    let merged = leads::merge_duplicates(&tx, usuario_id, region.as_deref()).await?;
+    let count = merged
+        .iter()
+        .map(|e| e.data["merged_ids"].as_array().map_or(0, Vec::len))
+        .sum();
+    let new: Vec<NewEvent> = merged
+        .into_iter()
+        .map(|e| NewEvent {
+            usuario_id: e.usuario_id,
+            kind: e.kind,
+            data: e.data,
+        })
+        .collect();
+    events::append_many(&tx, &shared.sealer, &new).await?;
+    tx.commit().await?;
+    Ok(count)
 }

@@ -17,6 +17,8 @@ pub struct ActorSettings {
     pub event_retention_hours: u32,
     /// Frames buffered per WebSocket client before it counts as too slow and is closed.
     pub stream_buffer: usize,
+    /// Region for reading national-format numbers of users without their own default.
+    pub default_region: Option<String>,
 }
 
 impl Default for ActorSettings {
@@ -27,6 +29,7 @@ impl Default for ActorSettings {
             api_per_ip_per_minute: 1200,
             event_retention_hours: 72,
             stream_buffer: 1024,
+            default_region: None,
         }
     }
 }

@@ -115,6 +115,7 @@ impl GraphSimHandle {
     /// Stops accepting, lets in-flight requests finish (up to 2 s), and aborts the background
     /// tasks (status emission, webhook delivery and retries, template reviews).
     pub async fn shutdown(mut self) {
+        self.sim.closing.send_replace(true);
         self.sim.abort_tasks();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -157,6 +158,7 @@ impl GraphSimHandle {
 
 impl Drop for GraphSimHandle {
     fn drop(&mut self) {
+        self.sim.closing.send_replace(true);
         self.sim.abort_tasks();
         if let Some(server) = self.server.take() {
             server.abort();

@@ -11,6 +11,11 @@
 //!
 //! The page talks to the server over a WebSocket at `/sim/ws` (see [`socket`]).
 //!
+//! Simplifications (documented, not hidden): the QR canvas is a placeholder drawing (the payload
+//! is in `data-ref`); media is stored unencrypted (`mediaKey` only gates downloads); messages
+//! are not persisted in the page across reloads (an ack for a message sent before a restart is
+//! ignored by the new page); groups, reactions, polls, revokes and edits are not generated.
+//!
 //! This file owns the public API ([`WebSimConfig`], [`start`], [`WebSimHandle`]) and the wiring of
 //! the routes.
 

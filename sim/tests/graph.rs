@@ -1327,3 +1327,64 @@ async fn chosen_status_and_account_endpoints() {
     assert_eq!((st, v), (200, json!({"success": true})));
     env.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_releases_held_requests_and_closes_the_port() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = graph::start(listener, fast_config()).await.unwrap();
+    let base = sim.base_url();
+    let http = reqwest::Client::new();
+    let acct: Value = http
+        .post(format!("{base}/sim/accounts"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    http.post(format!("{base}/sim/faults"))
+        .json(&json!({"timeout": true}))
+        .send()
+        .await
+        .unwrap();
+    let url = format!(
+        "{base}/v23.0/{}/messages",
+        acct["phone_number_id"].as_str().unwrap()
+    );
+    let token = acct["access_token"].as_str().unwrap().to_string();
+    let held = tokio::spawn({
+        let http = http.clone();
+        async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(
+                    &json!({"messaging_product":"whatsapp","to":"15551230001","text":{"body":"x"}}),
+                )
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let t0 = Instant::now();
+    sim.shutdown().await;
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t0.elapsed()
+    );
+    let answered = tokio::time::timeout(Duration::from_secs(2), held)
+        .await
+        .expect("held request released")
+        .unwrap();
+    assert!(matches!(answered, Ok(503) | Err(_)), "{answered:?}");
+    let fresh = reqwest::Client::new();
+    assert!(
+        fresh
+            .get(format!("{base}/sim/accounts"))
+            .send()
+            .await
+            .is_err()
+    );
+}

@@ -501,6 +501,13 @@ async fn web_pairing_code() {
     assert_eq!(status, 200, "{body}");
     page.next("pairing").await;
     assert_eq!(page.next("linked").await["account"], "5511999990004");
+
+    // `Socket.logout()` on the page unlinks the device too.
+    page.send(json!({"t": "logout"})).await;
+    assert_eq!(page.next("logout").await["reason"], "self");
+    let (_, state) = get(&sim, "sim/state").await;
+    assert_eq!(state["accounts"][0]["devices"], json!([]), "{state}");
+    assert_eq!(state["devices"][0]["account"], Value::Null, "{state}");
     sim.shutdown().await;
 }
 

@@ -36,9 +36,14 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     let one = warp::path!("v1" / "leads" / Uuid)
         .and(warp::get())
         .and(principal(ctx.clone()))
-        .and(with_ctx(ctx))
+        .and(with_ctx(ctx.clone()))
         .then(|id, p, ctx| respond(get(id, p, ctx)));
-    list.or(one).unify().boxed()
+    let merge = warp::path!("v1" / "leads" / "merge-duplicates")
+        .and(warp::post())
+        .and(principal(ctx.clone()))
+        .and(with_ctx(ctx))
+        .then(|p, ctx| respond(merge(p, ctx)));
+    list.or(one).unify().or(merge).unify().boxed()
 }
 
 const COLUMNS: &str =
@@ -118,4 +123,32 @@ async fn get(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, A
         .await?
         .ok_or(ApiError::NotFound("lead"))?;
     Ok(json_reply(StatusCode::OK, &lead_json(&row)))
+}
+
+/// Merges the user's leads whose phones are one number (LeadSync).
+async fn merge(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    use sincro_actors::lead_sync::LeadSyncMessage;
+    let lead_sync = ctx
+        .actors
+        .children
+        .lead_sync
+        .get()
+        .ok_or_else(|| ApiError::Unavailable("lead sync is restarting; retry".into()))?;
+    let asked = lead_sync
+        .call(
+            |reply| LeadSyncMessage::MergeDuplicates {
+                usuario_id: p.usuario_id,
+                reply,
+            },
+            Some(std::time::Duration::from_secs(30)),
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    match asked {
+        ractor::rpc::CallResult::Success(Ok(merged)) => {
+            Ok(json_reply(StatusCode::OK, &json!({"merged": merged})))
+        }
+        ractor::rpc::CallResult::Success(Err(e)) => Err(ApiError::internal(e)),
+        _ => Err(ApiError::Unavailable("lead sync did not answer in time".into())),
+    }
 }

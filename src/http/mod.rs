@@ -2,10 +2,12 @@
 //! One file per group of routes; this one only assembles them.
 
 pub mod auth;
+pub mod conversations;
 pub mod cursor;
 pub mod error;
 pub mod health;
 pub mod leads;
+pub mod me;
 pub mod phone;
 pub mod status;
 pub mod stream;
@@ -28,6 +30,10 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .or(leads::routes(ctx.clone()))
         .unify()
         .or(phone::routes(ctx.clone()))
+        .unify()
+        .or(conversations::routes(ctx.clone()))
+        .unify()
+        .or(me::routes(ctx.clone()))
         .unify()
         .or(stream::routes(ctx.clone()))
         .unify()

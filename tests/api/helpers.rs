@@ -202,3 +202,36 @@ pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
         _data_dir: data_dir,
     }
 }
+
+impl TestApp {
+    /// A connection row (Lite session or Business number) of `user`.
+    pub async fn connection(&self, user: Uuid, tipo: &str) -> Uuid {
+        let client = self.pool().get().await.unwrap();
+        client
+            .query_one(
+                "INSERT INTO configuracion_mensajeria_usuario (usuario_id, plataforma, configuracion)
+                 VALUES ($1, 'whatsapp', jsonb_build_object('tipo_conexion', $2::text)) RETURNING id",
+                &[&user, &tipo],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Sends a batch through the running Ingest actor and waits for its commit.
+    pub async fn ingest(
+        &self,
+        items: Vec<sincro_actors::ingest::InboundItem>,
+    ) -> sincro_actors::ingest::IngestReport {
+        use sincro_actors::ingest::IngestMessage;
+        let ingest = self.app().context().actors.children.ingest.get().expect("ingest runs");
+        match ingest
+            .call(|reply| IngestMessage::Batch { items, reply }, Some(Duration::from_secs(30)))
+            .await
+            .unwrap()
+        {
+            ractor::rpc::CallResult::Success(result) => result.expect("batch commits"),
+            other => panic!("ingest call: {other:?}"),
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod config;
 mod embedded_pg;
 mod errors;
 mod helpers;
+mod ingest;
 mod migrations;
 mod process;
 mod sealing;

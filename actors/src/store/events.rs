@@ -132,3 +132,78 @@ pub async fn purge_older_than(client: &impl GenericClient, hours: u32) -> Result
         )
         .await?)
 }
+
+/// One event to append with [`append_many`].
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub usuario_id: Uuid,
+    pub kind: &'static str,
+    pub data: Value,
+}
+
+/// Appends many events in the caller's transaction with three statements, whatever their
+/// number: one counter bump per user (by that user's count), one multi-row insert, one
+/// notification per user carrying its newest seq. Returns the seq of each event, in order.
+pub async fn append_many(
+    tx: &impl GenericClient,
+    sealer: &Sealer,
+    events: &[NewEvent],
+) -> Result<Vec<i64>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut counts: Vec<(Uuid, i64)> = Vec::new();
+    for e in events {
+        match counts.iter_mut().find(|(u, _)| *u == e.usuario_id) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((e.usuario_id, 1)),
+        }
+    }
+    // Lock counter rows in a stable order so concurrent batches cannot deadlock.
+    counts.sort_by_key(|(u, _)| *u);
+    let users: Vec<Uuid> = counts.iter().map(|c| c.0).collect();
+    let ns: Vec<i64> = counts.iter().map(|c| c.1).collect();
+    let rows = tx
+        .query(
+            "INSERT INTO event_counters (usuario_id, last_seq)
+             SELECT u, n FROM unnest($1::uuid[], $2::bigint[]) AS x(u, n) ORDER BY u
+             ON CONFLICT (usuario_id) DO UPDATE SET last_seq = event_counters.last_seq + EXCLUDED.last_seq
+             RETURNING usuario_id, last_seq",
+            &[&users, &ns],
+        )
+        .await?;
+    let mut next: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+    for row in &rows {
+        let (u, last): (Uuid, i64) = (row.get(0), row.get(1));
+        let n = counts.iter().find(|c| c.0 == u).map(|c| c.1).unwrap_or(0);
+        next.insert(u, last - n + 1);
+    }
+    let mut seqs = Vec::with_capacity(events.len());
+    let mut eu = Vec::with_capacity(events.len());
+    let mut kinds = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    for e in events {
+        let slot = next.get_mut(&e.usuario_id).expect("counted user");
+        seqs.push(*slot);
+        *slot += 1;
+        eu.push(e.usuario_id);
+        kinds.push(e.kind);
+        payloads.push(sealer.seal(Purpose::Event, e.data.to_string().as_bytes()));
+    }
+    tx.execute(
+        "INSERT INTO events (usuario_id, seq, type, payload)
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[])",
+        &[&eu, &seqs, &kinds, &payloads],
+    )
+    .await?;
+    let notes: Vec<String> = next
+        .iter()
+        .map(|(u, after_last)| format!("{u}:{}", after_last - 1))
+        .collect();
+    tx.execute(
+        "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+        &[&CHANNEL, &notes],
+    )
+    .await?;
+    Ok(seqs)
+}

@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_whatsapp_tables.sql",
         sql: include_str!("../../../schema/0002_whatsapp_tables.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_ingest.sql",
+        sql: include_str!("../../../schema/0003_ingest.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).

@@ -17,7 +17,7 @@ use super::faults;
 use super::ids;
 use super::media::mime_kind;
 use super::messages::{self, Request, SendRequest};
-use super::state::{Account, SentMessage, Sim, rfc3339_millis_now, unix_now};
+use super::state::{Account, SentMessage, Sim, unix_now};
 use super::templates;
 use super::webhooks;
 
@@ -104,7 +104,12 @@ pub async fn handle(sim: &Arc<Sim>, account: &Account, body: &Bytes) -> Response
         tokio::time::sleep(std::time::Duration::from_millis(effect.latency_ms)).await;
     }
     if effect.hang {
-        std::future::pending::<()>().await;
+        // Held until shutdown, so a stopped simulator leaves no request task behind.
+        let mut closing = sim.closing.subscribe();
+        let _ = closing.wait_for(|c| *c).await;
+        let mut e = GraphError::new(2, "The simulator is shutting down.");
+        e.empty_body = true;
+        return e.into_response();
     }
     if let Some(e) = effect.fail {
         return e.into_response();
@@ -235,7 +240,7 @@ fn accept(
             wa_id: send.wa_id.clone(),
             kind: send.kind.clone(),
             request,
-            received_at: rfc3339_millis_now(),
+            received_at: sim.wall_time(now),
             category,
             biz_opaque: send.biz_opaque.clone(),
         };

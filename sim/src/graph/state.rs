@@ -133,6 +133,11 @@ pub struct Sim {
     pub http: reqwest::Client,
     pub webhook_tx: mpsc::UnboundedSender<WebhookEvent>,
     tasks: Mutex<JoinSet<()>>,
+    /// One instant on both clocks, so times the limits use (`Instant`) can be reported as wall
+    /// time consistently: `received_at` then obeys the same 1-s windows the limiter enforced.
+    epoch: (Instant, OffsetDateTime),
+    /// Flips to true on shutdown, releasing requests held by a `timeout` fault.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Sim {
@@ -149,7 +154,15 @@ impl Sim {
             http,
             webhook_tx,
             tasks: Mutex::new(JoinSet::new()),
+            epoch: (Instant::now(), OffsetDateTime::now_utc()),
+            closing: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// `at` as RFC 3339 wall time with milliseconds, on the simulator's own clock.
+    pub fn wall_time(&self, at: Instant) -> String {
+        let (base, wall) = self.epoch;
+        format_millis(wall + at.saturating_duration_since(base))
     }
 
     /// The state, recovering from a poisoned lock (a panicking handler must not wedge tests).
@@ -181,9 +194,14 @@ pub fn unix_now() -> i64 {
 
 /// Now as RFC 3339 in UTC with exactly three fractional digits.
 pub fn rfc3339_millis_now() -> String {
+    format_millis(OffsetDateTime::now_utc())
+}
+
+/// RFC 3339 in UTC with exactly three fractional digits (truncated, not rounded).
+fn format_millis(t: OffsetDateTime) -> String {
     let fmt =
         format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    OffsetDateTime::now_utc()
+    t.to_offset(time::UtcOffset::UTC)
         .format(&fmt)
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_string())
 }

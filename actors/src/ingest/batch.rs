@@ -1,0 +1,308 @@
+//! One ingest batch, one transaction: contacts → leads (LeadSync's store side, merging
+//! duplicates) → conversation upserts → message inserts (idempotent on connection +
+//! external id) → status updates (forward only) → events. Set-based SQL (`unnest`), so a batch
+//! costs a fixed number of round trips whatever its size. Nothing is acknowledged to the caller
+//! before the commit.
+
+use super::model::{InboundItem, InboundMessage, IngestReport, StatusUpdate};
+use crate::phone;
+use crate::seal::{Purpose, Sealer};
+use crate::store::events::{self, NewEvent};
+use crate::store::leads::{self, Contact};
+use crate::store::StoreError;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Runs one batch in its own transaction. `default_region` applies to users without one.
+pub async fn ingest_batch(
+    client: &mut deadpool_postgres::Client,
+    sealer: &Sealer,
+    default_region: Option<&str>,
+    items: &[InboundItem],
+) -> Result<IngestReport, StoreError> {
+    let mut report = IngestReport::default();
+    let mut messages: Vec<&InboundMessage> = Vec::new();
+    let mut statuses: Vec<&StatusUpdate> = Vec::new();
+    for item in items {
+        match item {
+            InboundItem::Message(m) => messages.push(m),
+            InboundItem::Status(s) => statuses.push(s),
+        }
+    }
+    let tx = client.transaction().await?;
+    let mut new_events: Vec<NewEvent> = Vec::new();
+
+    // Users' regions, for numbers typed in national format in the CRM.
+    let mut users: Vec<Uuid> = messages.iter().map(|m| m.usuario_id).collect();
+    users.sort();
+    users.dedup();
+    let mut regions: HashMap<Uuid, Option<String>> = HashMap::new();
+    if !users.is_empty() {
+        for row in tx
+            .query("SELECT id, default_region FROM usuarios WHERE id = ANY($1)", &[&users])
+            .await?
+        {
+            let region: Option<String> = row.get(1);
+            regions.insert(row.get(0), region.or_else(|| default_region.map(String::from)));
+        }
+    }
+
+    // Contacts: the sender's number in E.164.
+    let mut accepted: Vec<(&InboundMessage, String)> = Vec::new();
+    let mut contacts: Vec<Contact> = Vec::new();
+    for m in messages {
+        let region = regions.get(&m.usuario_id).cloned().flatten();
+        match phone::normalize(&m.from, region.as_deref()) {
+            Ok(n) => {
+                contacts.push(Contact {
+                    usuario_id: m.usuario_id,
+                    e164: n.e164.clone(),
+                    national: n.national,
+                    country_code: n.country_code,
+                    profile_name: m.profile_name.clone(),
+                    profile_picture_url: m.profile_picture_url.clone(),
+                });
+                accepted.push((m, n.e164));
+            }
+            Err(e) => {
+                tracing::warn!(connection = %m.connection_id, error = %e, "inbound message from a sender that is not a phone number");
+                report.rejected += 1;
+            }
+        }
+    }
+    let resolved = leads::resolve(&tx, &contacts, &regions).await?;
+    report.leads_created = resolved.created;
+    report.leads_merged = resolved.merged;
+    for e in resolved.events {
+        new_events.push(NewEvent {
+            usuario_id: e.usuario_id,
+            kind: e.kind,
+            data: e.data,
+        });
+    }
+
+    // Conversations: one per (usuario, connection, contact).
+    let mut conv_keys: HashMap<(Uuid, Uuid, String), (Uuid, OffsetDateTime)> = HashMap::new();
+    for (m, e164) in &accepted {
+        let lead = resolved.leads[&(m.usuario_id, e164.clone())];
+        let entry = conv_keys
+            .entry((m.usuario_id, m.connection_id, e164.clone()))
+            .or_insert((lead, m.timestamp));
+        entry.1 = entry.1.max(m.timestamp);
+    }
+    let mut conversations: HashMap<(Uuid, Uuid, String), Uuid> = HashMap::new();
+    if !conv_keys.is_empty() {
+        let mut ids = Vec::new();
+        let mut us = Vec::new();
+        let mut cs = Vec::new();
+        let mut rs = Vec::new();
+        let mut ls = Vec::new();
+        let mut ts = Vec::new();
+        for ((u, c, r), (l, t)) in &conv_keys {
+            ids.push(Uuid::now_v7());
+            us.push(*u);
+            cs.push(*c);
+            rs.push(r.clone());
+            ls.push(*l);
+            ts.push(*t);
+        }
+        let rows = tx
+            .query(
+                "INSERT INTO conversaciones AS c (id, usuario_id, lead_id, servicio_origen, tipo, remitente,
+                     connection_id, metadata, last_inbound_at, last_message_at)
+                 SELECT i, u, l, 'whatsapp', 'entrante', r, k,
+                        jsonb_build_object('connection_id', k, 'last_inbound_at', t), t, t
+                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::timestamptz[])
+                      AS x(i, u, k, r, l, t)
+                 ON CONFLICT (usuario_id, connection_id, remitente)
+                     WHERE servicio_origen = 'whatsapp' AND connection_id IS NOT NULL
+                 DO UPDATE SET lead_id = EXCLUDED.lead_id,
+                     last_inbound_at = GREATEST(c.last_inbound_at, EXCLUDED.last_inbound_at),
+                     last_message_at = GREATEST(c.last_message_at, EXCLUDED.last_message_at),
+                     metadata = c.metadata || jsonb_build_object('connection_id', c.connection_id,
+                         'last_inbound_at', GREATEST(c.last_inbound_at, EXCLUDED.last_inbound_at)),
+                     updated_at = now()
+                 RETURNING id, usuario_id, connection_id, remitente",
+                &[&ids, &us, &cs, &rs, &ls, &ts],
+            )
+            .await?;
+        for row in rows {
+            conversations.insert((row.get(1), row.get(2), row.get(3)), row.get(0));
+        }
+    }
+
+    // Messages, idempotent on (connection, external id); duplicates in the batch count once.
+    let mut firsts: HashMap<(Uuid, &str), usize> = HashMap::new();
+    let mut rows_in: Vec<usize> = Vec::new();
+    for (i, (m, _)) in accepted.iter().enumerate() {
+        if firsts.insert((m.connection_id, m.external_id.as_str()), i).is_none() {
+            rows_in.push(i);
+        } else {
+            report.messages_duplicate += 1;
+        }
+    }
+    if !rows_in.is_empty() {
+        let mut ids = Vec::new();
+        let mut convs = Vec::new();
+        let mut us = Vec::new();
+        let mut cs = Vec::new();
+        let mut tipos = Vec::new();
+        let mut bodies: Vec<Option<String>> = Vec::new();
+        let mut froms = Vec::new();
+        let mut metas = Vec::new();
+        let mut exts = Vec::new();
+        for &i in &rows_in {
+            let (m, e164) = &accepted[i];
+            ids.push(Uuid::now_v7());
+            convs.push(conversations[&(m.usuario_id, m.connection_id, e164.clone())]);
+            us.push(m.usuario_id);
+            cs.push(m.connection_id);
+            tipos.push(m.kind.as_str());
+            bodies.push(m.text.as_deref().map(|t| sealer.seal_str(Purpose::MessageBody, t)));
+            froms.push(e164.clone());
+            metas.push(message_metadata(sealer, m));
+            exts.push(m.external_id.clone());
+        }
+        let inserted = tx
+            .query(
+                "INSERT INTO mensajes_conversacion (id, conversacion_id, usuario_id, connection_id, tipo,
+                     contenido, remitente, canal, metadata, direccion, external_id, estado)
+                 SELECT i, v, u, k, t, b, f, 'whatsapp', m, 'entrante', e, 'received'
+                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[],
+                             $7::text[], $8::jsonb[], $9::text[]) AS x(i, v, u, k, t, b, f, m, e)
+                 ON CONFLICT (connection_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
+                 RETURNING id",
+                &[&ids, &convs, &us, &cs, &tipos, &bodies, &froms, &metas, &exts],
+            )
+            .await?;
+        let fresh: std::collections::HashSet<Uuid> = inserted.iter().map(|r| r.get(0)).collect();
+        for (n, &i) in rows_in.iter().enumerate() {
+            if !fresh.contains(&ids[n]) {
+                report.messages_duplicate += 1;
+                continue;
+            }
+            report.messages_inserted += 1;
+            let (m, e164) = &accepted[i];
+            new_events.push(NewEvent {
+                usuario_id: m.usuario_id,
+                kind: "message.received",
+                data: json!({
+                    "message_id": ids[n],
+                    "conversation_id": convs[n],
+                    "lead_id": resolved.leads[&(m.usuario_id, e164.clone())],
+                    "connection_id": m.connection_id,
+                    "external_id": m.external_id,
+                    "from": e164,
+                    "name": m.profile_name,
+                    "type": m.kind.as_str(),
+                    "text": m.text,
+                    "payload": m.payload,
+                    "details": m.details,
+                    "timestamp": m.timestamp.unix_timestamp(),
+                }),
+            });
+        }
+    }
+
+    // Statuses: forward only; unknown messages wait in pending_statuses.
+    apply_statuses(&tx, &statuses, &mut report, &mut new_events).await?;
+
+    report.events = new_events.len();
+    events::append_many(&tx, sealer, &new_events).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+fn message_metadata(sealer: &Sealer, m: &InboundMessage) -> Value {
+    let mut meta = json!({
+        "connection_id": m.connection_id,
+        "provider_timestamp": m.timestamp.unix_timestamp(),
+        "details": m.details,
+    });
+    if !m.payload.is_null() {
+        meta["payload_sealed"] =
+            Value::String(sealer.seal(Purpose::MessageBody, m.payload.to_string().as_bytes()));
+    }
+    meta
+}
+
+/// The SQL rank of a stored `estado`; inbound and cancelled messages never move.
+const RANK_SQL: &str = "CASE m.estado WHEN 'queued' THEN 0 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2
+     WHEN 'read' THEN 3 WHEN 'failed' THEN 4 ELSE 99 END";
+
+async fn apply_statuses(
+    tx: &deadpool_postgres::Transaction<'_>,
+    statuses: &[&StatusUpdate],
+    report: &mut IngestReport,
+    new_events: &mut Vec<NewEvent>,
+) -> Result<(), StoreError> {
+    if statuses.is_empty() {
+        return Ok(());
+    }
+    // The highest status per message wins; the order of arrival does not matter.
+    let mut best: HashMap<(Uuid, &str), &StatusUpdate> = HashMap::new();
+    for s in statuses {
+        let key = (s.connection_id, s.external_id.as_str());
+        match best.get(&key) {
+            Some(b) if b.estado >= s.estado => report.statuses_ignored += 1,
+            Some(_) => {
+                report.statuses_ignored += 1;
+                best.insert(key, s);
+            }
+            None => {
+                best.insert(key, s);
+            }
+        }
+    }
+    let list: Vec<&StatusUpdate> = best.into_values().collect();
+    let cs: Vec<Uuid> = list.iter().map(|s| s.connection_id).collect();
+    let es: Vec<String> = list.iter().map(|s| s.external_id.clone()).collect();
+    let st: Vec<&str> = list.iter().map(|s| s.estado.as_str()).collect();
+    let rk: Vec<i32> = list.iter().map(|s| s.estado.rank()).collect();
+    let er: Vec<Option<String>> = list.iter().map(|s| s.error.clone()).collect();
+    let applied = tx
+        .query(
+            &format!(
+                "UPDATE mensajes_conversacion m SET estado = u.s, error = COALESCE(u.err, m.error), updated_at = now()
+                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[]) AS u(c, e, s, r, err)
+                 WHERE m.connection_id = u.c AND m.external_id = u.e AND u.r > {RANK_SQL}
+                 RETURNING m.id, m.usuario_id, m.conversacion_id, m.connection_id, m.external_id, m.estado, m.error"
+            ),
+            &[&cs, &es, &st, &rk, &er],
+        )
+        .await?;
+    for row in &applied {
+        report.statuses_applied += 1;
+        new_events.push(NewEvent {
+            usuario_id: row.get(1),
+            kind: "message.status",
+            data: json!({
+                "message_id": row.get::<_, Uuid>(0),
+                "conversation_id": row.get::<_, Uuid>(2),
+                "connection_id": row.get::<_, Uuid>(3),
+                "external_id": row.get::<_, String>(4),
+                "status": row.get::<_, String>(5),
+                "error": row.get::<_, Option<String>>(6),
+            }),
+        });
+    }
+    // Statuses of messages not stored (yet): kept, highest first, for when they are.
+    let pending = tx
+        .execute(
+            "INSERT INTO pending_statuses AS p (connection_id, external_id, estado, error)
+             SELECT u.c, u.e, u.s, u.err
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[]) AS u(c, e, s, r, err)
+             WHERE NOT EXISTS (SELECT 1 FROM mensajes_conversacion m WHERE m.connection_id = u.c AND m.external_id = u.e)
+               AND EXISTS (SELECT 1 FROM configuracion_mensajeria_usuario k WHERE k.id = u.c)
+             ON CONFLICT (connection_id, external_id) DO UPDATE SET estado = EXCLUDED.estado, error = EXCLUDED.error
+             WHERE (CASE p.estado WHEN 'queued' THEN 0 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 ELSE 4 END)
+                 < (CASE EXCLUDED.estado WHEN 'queued' THEN 0 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 ELSE 4 END)",
+            &[&cs, &es, &st, &rk, &er],
+        )
+        .await?;
+    report.statuses_pending += pending as usize;
+    report.statuses_ignored += list.len() - applied.len() - pending as usize;
+    Ok(())
+}
