@@ -130,6 +130,7 @@ impl Application {
         let database = Database::open(&config).await?;
         let shared = Arc::new(Shared {
             pool: database.pool.clone(),
+            connections: Default::default(),
             database_url: database.url.clone(),
             sealer: sealer.clone(),
             node_id: config.node_id.clone(),
@@ -142,7 +143,7 @@ impl Application {
                 default_region: config.default_region.clone(),
             },
         });
-        let (actors, tree) = match sincro_actors::start_tree(shared, options.restart_policy).await {
+        let (actors, tree) = match sincro_actors::start_tree(shared.clone(), options.restart_policy).await {
             Ok(started) => started,
             Err(e) => {
                 database.close().await;
@@ -155,6 +156,7 @@ impl Application {
             pool: database.pool.clone(),
             sealer,
             actors,
+            shared,
             metrics: metrics_handle(),
         });
         let (stop_http, stopped) = oneshot::channel::<()>();

@@ -12,6 +12,8 @@ pub struct AppContext {
     pub pool: Pool,
     pub sealer: Arc<Sealer>,
     pub actors: Actors,
+    /// What the actors share (connections registry, settings).
+    pub shared: Arc<sincro_actors::Shared>,
     /// The process-wide Prometheus recorder (None if another recorder was installed first).
     pub metrics: Option<PrometheusHandle>,
 }

@@ -3,6 +3,7 @@
 //! and phone normalisation ([`phone`]).
 
 pub mod business_supervisor;
+pub mod connection;
 pub mod daemon;
 pub mod dispatcher;
 pub mod hub;

@@ -36,6 +36,8 @@ impl Default for ActorSettings {
 
 pub struct Shared {
     pub pool: Pool,
+    /// Connection actors running on this node, for the Dispatcher.
+    pub connections: crate::connection::Connections,
     /// The database URL, for connections outside the pool (the Hub's LISTEN). Never logged.
     pub database_url: String,
     pub sealer: Arc<Sealer>,

@@ -30,6 +30,21 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_ingest.sql",
         sql: include_str!("../../../schema/0003_ingest.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_business.sql",
+        sql: include_str!("../../../schema/0004_business.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "0005_queue.sql",
+        sql: include_str!("../../../schema/0005_queue.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "0006_lite.sql",
+        sql: include_str!("../../../schema/0006_lite.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).

@@ -1,0 +1,3 @@
+-- Tables and columns for WhatsApp Lite sessions (issue 6).
+
+SELECT 1;
