@@ -14,3 +14,10 @@ CREATE TABLE IF NOT EXISTS pending_statuses (
     received_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (connection_id, external_id)
 );
+
+-- Conversations are listed by creation (stable cursors); updated_at changes on every inbound
+-- message, so it stays out of indexes and those updates can be HOT.
+DROP INDEX IF EXISTS conversaciones_usuario_recent_idx;
+CREATE INDEX IF NOT EXISTS conversaciones_usuario_created_idx
+    ON conversaciones (usuario_id, created_at DESC, id);
+ALTER TABLE conversaciones SET (fillfactor = 85);

@@ -141,6 +141,12 @@ impl Application {
                 event_retention_hours: config.event_retention_hours,
                 stream_buffer: config.stream_buffer,
                 default_region: config.default_region.clone(),
+                ingest_concurrency: config.ingest_concurrency,
+                graph_api_base: config.graph_api_base.clone(),
+                graph_api_version: config.graph_api_version.clone(),
+                data_dir: config.data_dir.clone(),
+                outbound: config.outbound.clone(),
+                lite: config.lite.clone(),
             },
         });
         let (actors, tree) = match sincro_actors::start_tree(shared.clone(), options.restart_policy).await {

@@ -67,12 +67,19 @@ pub struct Config {
     pub stream_buffer: usize,
     /// DEFAULT_REGION: ISO 3166 region for national-format numbers of users without one.
     pub default_region: Option<String>,
+    /// INGEST_CONCURRENCY: ingest batches committed in parallel.
+    pub ingest_concurrency: usize,
     pub graph_api_base: String,
     pub graph_api_version: String,
     pub whatsapp_web_url: String,
     pub chromium_path: Option<PathBuf>,
     pub chromium_args: Vec<String>,
     pub business_from_env: Option<EnvBusinessNumber>,
+    /// The outbound queue: default send limits, retries, leases, polling (issue 5).
+    pub outbound: sincro_actors::outbound::OutboundSettings,
+    /// Lite sessions: limits, memory recycling, snapshots (issue 6); page URL, browser and
+    /// DATA_DIR come from the fields above.
+    pub lite: sincro_actors::lite::LiteSettings,
     /// Notices about seed variables that are set but not used; logged once at start.
     pub notices: Vec<String>,
 }
@@ -239,6 +246,7 @@ impl Config {
                 "DEFAULT_REGION={region:?} is not an ISO 3166 alpha-2 region such as BR"
             ));
         }
+        let ingest_concurrency = r.positive("INGEST_CONCURRENCY", 2, "a whole number") as usize;
         let graph_api_base = r.url("GRAPH_API_BASE", "https://graph.facebook.com");
         let graph_api_version = r.get("GRAPH_API_VERSION").unwrap_or_else(|| "v23.0".into());
         let version_ok = graph_api_version
@@ -284,6 +292,79 @@ impl Config {
                 None
             }
         };
+        let outbound = {
+            let d = sincro_actors::outbound::OutboundSettings::default();
+            let secs = |r: &mut Reader, name: &str, default: Duration| {
+                Duration::from_secs(r.positive(name, default.as_secs(), "a number of seconds"))
+            };
+            let millis = |r: &mut Reader, name: &str, default: Duration| {
+                Duration::from_millis(r.positive(name, default.as_millis() as u64, "a number of milliseconds"))
+            };
+            sincro_actors::outbound::OutboundSettings {
+                business_per_second: r.positive("BUSINESS_SEND_RATE_PER_SECOND", d.business_per_second as u64, "a whole number") as u32,
+                lite_per_minute: r.positive("LITE_SEND_RATE_PER_MINUTE", d.lite_per_minute as u64, "a whole number") as u32,
+                pair_burst: r.parse("PAIR_RATE_BURST", d.pair_burst, "a whole number (0 disables)"),
+                pair_interval: millis(&mut r, "PAIR_RATE_INTERVAL_MS", d.pair_interval),
+                max_attempts: r.positive("OUTBOX_MAX_ATTEMPTS", d.max_attempts as u64, "a whole number").min(1000) as i32,
+                lease: secs(&mut r, "OUTBOX_LEASE_SECS", d.lease),
+                poll: millis(&mut r, "OUTBOX_POLL_MS", d.poll),
+                send_timeout: secs(&mut r, "SEND_TIMEOUT_SECS", d.send_timeout),
+                retry_base: millis(&mut r, "RETRY_BASE_MS", d.retry_base),
+                retry_max: secs(&mut r, "RETRY_MAX_SECS", d.retry_max),
+                held_budget: r.positive("OUTBOX_HELD_BUDGET", d.held_budget as u64, "a whole number") as usize,
+            }
+        };
+        if outbound.send_timeout * 2 > outbound.lease {
+            r.errors.push(format!(
+                "OUTBOX_LEASE_SECS ({}) must be at least twice SEND_TIMEOUT_SECS ({})",
+                outbound.lease.as_secs(),
+                outbound.send_timeout.as_secs()
+            ));
+        }
+        let lite = {
+            let d = sincro_actors::lite::LiteSettings::default();
+            sincro_actors::lite::LiteSettings {
+                web_url: whatsapp_web_url.clone(),
+                chromium_path: chromium_path.clone(),
+                chromium_args: Vec::<String>::clone(&chromium_args),
+                data_dir: data_dir.clone(),
+                max_sessions_per_user: r.positive(
+                    "LITE_MAX_SESSIONS_PER_USER",
+                    d.max_sessions_per_user as u64,
+                    "a whole number",
+                ) as u32,
+                memory_limit_bytes: r.positive(
+                    "LITE_MEMORY_LIMIT_MB",
+                    d.memory_limit_bytes >> 20,
+                    "a number of MiB",
+                ) << 20,
+                health_interval: Duration::from_millis(r.positive(
+                    "LITE_HEALTH_INTERVAL_MS",
+                    d.health_interval.as_millis() as u64,
+                    "a number of milliseconds",
+                )),
+                snapshot_delay: Duration::from_millis(r.positive(
+                    "LITE_SNAPSHOT_DELAY_MS",
+                    d.snapshot_delay.as_millis() as u64,
+                    "a number of milliseconds",
+                )),
+                snapshot_interval: Duration::from_secs(r.positive(
+                    "LITE_SNAPSHOT_INTERVAL_SECS",
+                    d.snapshot_interval.as_secs(),
+                    "a number of seconds",
+                )),
+                qr_max_cycles: r.positive(
+                    "LITE_QR_MAX_CYCLES",
+                    d.qr_max_cycles as u64,
+                    "a whole number",
+                ) as u32,
+                launch_timeout: Duration::from_secs(r.positive(
+                    "LITE_LAUNCH_TIMEOUT_SECS",
+                    d.launch_timeout.as_secs(),
+                    "a number of seconds",
+                )),
+            }
+        };
         let notices = UNUSED_SEED_VARS
             .iter()
             .filter(|(name, _)| r.get(name).is_some())
@@ -309,12 +390,15 @@ impl Config {
             event_retention_hours,
             stream_buffer,
             default_region,
+            ingest_concurrency,
             graph_api_base,
             graph_api_version,
             whatsapp_web_url,
             chromium_path,
             chromium_args,
             business_from_env,
+            outbound,
+            lite,
             notices,
         })
     }

@@ -1,11 +1,19 @@
-//! BusinessSupervisor: supervises the BusinessNumber actors, one per connected phone_number_id, each owning its Graph API client (issue 4 adds them).
+//! BusinessSupervisor: supervises the webhook inbox poller and one BusinessNumber actor per
+//! connected phone_number_id, each owning its Graph API client. At start it loads the active
+//! numbers from the store (retrying while the store is down); the HTTP routes ask it to start,
+//! replace or stop a number, and for a number's actor when they need its Graph client.
 //! Restarts follow the daemon's [`RestartPolicy`]; on stop it stops its children first.
 
+use crate::business::inbox::{InboxPoller, InboxPollerMessage, MediaSink, MediaToFetch};
+use crate::business::number::{BusinessNumber, BusinessNumberArgs, BusinessNumberMessage};
+use crate::business::store;
 use crate::shared::Shared;
-use crate::supervision::{Children, RestartPolicy, StatusNode, react};
+use crate::supervision::{ChildSpec, Children, RestartPolicy, Slot, StatusNode, react};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use uuid::Uuid;
 
 pub enum BusinessSupervisorMessage {
     /// The status of every BusinessNumber, for `GET /v1/status`.
@@ -14,14 +22,91 @@ pub enum BusinessSupervisorMessage {
     Restart(String),
     /// Fault injection: panic in the handler (supervision tests).
     Panic,
+    /// Start the actors of the active numbers not running yet (at start; retried while the
+    /// store does not answer).
+    LoadNumbers,
+    /// Start the number's actor, or replace it (new credentials): it reads its row anew.
+    Connect {
+        connection_id: Uuid,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
+    /// Stop the number's actor for good (the number was removed).
+    Disconnect {
+        connection_id: Uuid,
+        reply: RpcReplyPort<()>,
+    },
+    /// The running actor of a number, for routes that need its Graph client.
+    Number {
+        connection_id: Uuid,
+        reply: RpcReplyPort<Option<ActorRef<BusinessNumberMessage>>>,
+    },
+    /// A webhook row was stored: drain the inbox now.
+    InboxWake,
+    /// Inbound media found by the inbox, for the owning numbers to fetch.
+    FetchMedia(Vec<MediaToFetch>),
 }
 crate::supervised_message!(BusinessSupervisorMessage, status);
+
+/// How long the supervisor waits for a stopping number.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause before loading the numbers again after the store failed.
+const LOAD_RETRY: Duration = Duration::from_secs(2);
 
 pub struct BusinessSupervisor;
 
 pub struct BusinessSupervisorState {
     shared: Arc<Shared>,
     children: Children,
+    inbox: Slot<InboxPollerMessage>,
+    /// Connection id → (child name, its slot).
+    numbers: HashMap<Uuid, (String, Slot<BusinessNumberMessage>)>,
+}
+
+fn child_name(connection_id: Uuid) -> String {
+    format!("business_number:{connection_id}")
+}
+
+impl BusinessSupervisorState {
+    async fn start_number(
+        &mut self,
+        connection_id: Uuid,
+        myself: &ActorRef<BusinessSupervisorMessage>,
+    ) -> Result<(), String> {
+        self.stop_number(connection_id).await;
+        let name = child_name(connection_id);
+        let slot: Slot<BusinessNumberMessage> = Slot::default();
+        let shared = self.shared.clone();
+        let spec = ChildSpec::new(name.clone(), false, slot.clone(), move || {
+            (
+                BusinessNumber,
+                BusinessNumberArgs {
+                    shared: shared.clone(),
+                    connection_id,
+                },
+            )
+        });
+        match self.children.add_and_start(spec, &myself.get_cell()).await {
+            Ok(_) => {
+                self.numbers.insert(connection_id, (name, slot));
+                Ok(())
+            }
+            Err(e) => {
+                self.children.forget(&name);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    async fn stop_number(&mut self, connection_id: Uuid) {
+        if let Some((name, _)) = self.numbers.remove(&connection_id)
+            && let Some(index) = self.children.index_by_name(&name)
+        {
+            if !self.children.stop_one(index, STOP_TIMEOUT).await {
+                tracing::warn!(child = %name, "business number did not stop in time");
+            }
+            self.children.forget(&name);
+        }
+    }
 }
 
 impl Actor for BusinessSupervisor {
@@ -31,12 +116,26 @@ impl Actor for BusinessSupervisor {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         shared: Arc<Shared>,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let mut children = Children::new(RestartPolicy::default());
+        let inbox = Slot::default();
+        let me = myself.clone();
+        let sink: MediaSink = Arc::new(move |media| {
+            let _ = me.cast(BusinessSupervisorMessage::FetchMedia(media));
+        });
+        let s = shared.clone();
+        let spec = ChildSpec::new("webhook_inbox", false, inbox.clone(), move || {
+            (InboxPoller, (s.clone(), sink.clone()))
+        });
+        children.add_and_start(spec, &myself.get_cell()).await?;
+        myself.cast(BusinessSupervisorMessage::LoadNumbers)?;
         Ok(BusinessSupervisorState {
             shared,
-            children: Children::new(RestartPolicy::default()),
+            children,
+            inbox,
+            numbers: HashMap::new(),
         })
     }
 
@@ -61,6 +160,70 @@ impl Actor for BusinessSupervisor {
                 );
             }
             BusinessSupervisorMessage::Panic => panic!("fault injection in business_supervisor"),
+            BusinessSupervisorMessage::LoadNumbers => {
+                let loaded = match state.shared.pool.get().await {
+                    Ok(client) => store::active(&client).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match loaded {
+                    Ok(numbers) => {
+                        for (connection_id, phone_number_id) in numbers {
+                            if state.numbers.contains_key(&connection_id) {
+                                continue;
+                            }
+                            if let Err(e) = state.start_number(connection_id, &myself).await {
+                                tracing::error!(%connection_id, %phone_number_id, error = %e, "business number did not start");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot load business numbers yet; retrying");
+                        myself.send_after(LOAD_RETRY, || BusinessSupervisorMessage::LoadNumbers);
+                    }
+                }
+            }
+            BusinessSupervisorMessage::Connect {
+                connection_id,
+                reply,
+            } => {
+                let _ = reply.send(state.start_number(connection_id, &myself).await);
+            }
+            BusinessSupervisorMessage::Disconnect {
+                connection_id,
+                reply,
+            } => {
+                state.stop_number(connection_id).await;
+                let _ = reply.send(());
+            }
+            BusinessSupervisorMessage::Number {
+                connection_id,
+                reply,
+            } => {
+                let actor = state
+                    .numbers
+                    .get(&connection_id)
+                    .and_then(|(_, slot)| slot.get());
+                let _ = reply.send(actor);
+            }
+            BusinessSupervisorMessage::InboxWake => {
+                if let Some(inbox) = state.inbox.get() {
+                    let _ = inbox.cast(InboxPollerMessage::Drain);
+                }
+            }
+            BusinessSupervisorMessage::FetchMedia(list) => {
+                for m in list {
+                    let actor = state
+                        .numbers
+                        .get(&m.connection_id)
+                        .and_then(|(_, slot)| slot.get());
+                    if let Some(actor) = actor {
+                        let _ = actor.cast(BusinessNumberMessage::FetchMedia {
+                            external_id: m.external_id,
+                            details: m.details,
+                        });
+                    }
+                }
+            }
         }
         Ok(())
     }

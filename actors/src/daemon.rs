@@ -7,7 +7,7 @@ use crate::dispatcher::{Dispatcher, DispatcherMessage};
 use crate::hub::{Hub, HubMessage};
 use crate::ingest::{Ingest, IngestMessage};
 use crate::lead_sync::{LeadSync, LeadSyncMessage};
-use crate::lite_supervisor::{LiteSupervisor, LiteSupervisorMessage};
+use crate::lite_supervisor::{LiteSupervisor, LiteSupervisorArgs, LiteSupervisorMessage};
 use crate::rate_limiter::{RateLimiter, RateLimiterMessage};
 use crate::shared::Shared;
 use crate::supervision::{ChildSpec, ChildState, Children, RestartPolicy, Slot, StatusNode, react};
@@ -144,8 +144,15 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
         move || (BusinessSupervisor, s.clone()),
     );
     let s = shared.clone();
+    let ingest_slot = slots.ingest.clone();
     let lite = ChildSpec::new("lite_supervisor", true, slots.lite.clone(), move || {
-        (LiteSupervisor, s.clone())
+        (
+            LiteSupervisor,
+            LiteSupervisorArgs {
+                shared: s.clone(),
+                ingest: ingest_slot.clone(),
+            },
+        )
     });
     vec![
         rate_limiter,

@@ -1,39 +1,279 @@
-//! Dispatcher: Claims due rows of the durable outbox and routes each message to the actor that owns its connection (issue 5).
-//! Until then it runs under the Daemon like its siblings, so supervision is exercised from the start.
+//! Dispatcher: drains the durable outbox (DESIGN.md section 3, Outbound). One lane per
+//! connection running on this node ([`crate::outbound::lane`]) claims that connection's due
+//! rows under this incarnation's lease, takes RateLimiter permits, marks attempts in flight and
+//! hands messages to the connection actor; outcomes are written in batches
+//! ([`crate::outbound::record`]). Lanes are woken by LISTEN/NOTIFY and poll slowly as a safety
+//! net. A tick (every [`TICK`]) starts and stops lanes as connections come and go, renews the
+//! leases of held rows and recovers expired leases of crashed nodes ([`DispatcherState::tick`],
+//! callable alone from tests through [`DispatcherMessage::Tick`]).
 
+use crate::outbound::inflight::{Marker, MarkerTask};
+use crate::outbound::lane::{self, Held, Lane, LaneCtx};
+use crate::outbound::lease::{self, Recovered};
+use crate::outbound::listen::Listener;
+use crate::outbound::record::Recorder;
 use crate::shared::Shared;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use std::sync::Arc;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// How often the Dispatcher looks at the connections running here.
+pub const TICK: Duration = Duration::from_millis(250);
+/// How often expired leases are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 pub enum DispatcherMessage {
+    /// Start/stop lanes, renew leases, recover expired ones when due, keep LISTEN alive.
+    /// Sent to itself every [`TICK`].
+    Tick,
+    /// Recover expired leases now; replies with what came back (tests, operators).
+    Sweep(RpcReplyPort<Result<Recovered, String>>),
+    /// What the Dispatcher holds now.
+    Stats(RpcReplyPort<DispatcherStats>),
     /// Fault injection: panic in the handler (supervision tests).
     Panic,
 }
 crate::supervised_message!(DispatcherMessage);
 
+/// A snapshot of the Dispatcher.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatcherStats {
+    pub owner: String,
+    pub lanes: Vec<Uuid>,
+    pub held: usize,
+    pub sending: usize,
+    pub listening: bool,
+}
+
 pub struct Dispatcher;
+
+struct LaneEntry {
+    task: JoinHandle<()>,
+}
+
+impl Drop for LaneEntry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub struct DispatcherState {
+    ctx: Arc<LaneCtx>,
+    lanes: HashMap<Uuid, LaneEntry>,
+    /// Lane wake-ups by connection, shared with the LISTEN task.
+    wakes: Arc<Mutex<HashMap<Uuid, Arc<Notify>>>>,
+    listener: Option<Listener>,
+    _marker: MarkerTask,
+    last_sweep: Instant,
+    last_renew: Instant,
+}
+
+impl DispatcherState {
+    /// One tick: the testable body of the Dispatcher's background loop.
+    pub async fn tick(&mut self) {
+        let shared = &self.ctx.shared;
+        // Lanes follow the connections registered on this node.
+        let running = shared.connections.ids();
+        self.lanes.retain(|id, entry| !entry.task.is_finished() || running.contains(id));
+        self.lanes.retain(|_, entry| !entry.task.is_finished());
+        for id in running {
+            if self.lanes.contains_key(&id) {
+                continue;
+            }
+            let Some(conn) = shared.connections.get(id) else { continue };
+            let wake = Arc::new(Notify::new());
+            self.wakes.lock().expect("wakes lock").insert(id, wake.clone());
+            self.ctx.lanes.fetch_add(1, Ordering::Relaxed);
+            let lane = Lane::new(self.ctx.clone(), id, conn.kind);
+            let task = tokio::spawn(lane::run(lane, wake));
+            self.lanes.insert(id, LaneEntry { task });
+        }
+        self.wakes.lock().expect("wakes lock").retain(|id, _| self.lanes.contains_key(id));
+        metrics::gauge!("sincro_outbound_lanes").set(self.lanes.len() as f64);
+        metrics::gauge!("sincro_outbound_held").set(self.ctx.held.total() as f64);
+        // Leases of held rows, well before they expire.
+        let lease = shared.settings.outbound.lease;
+        if self.last_renew.elapsed() >= lease / 4 {
+            self.last_renew = Instant::now();
+            let ids = self.ctx.held.ids();
+            if !ids.is_empty() {
+                match shared.pool.get().await {
+                    Ok(client) => {
+                        if let Err(e) = lease::renew(&client, &self.ctx.owner, &ids, lease).await {
+                            tracing::warn!(error = %e, "could not renew outbox leases");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not renew outbox leases"),
+                }
+            }
+        }
+        if self.last_sweep.elapsed() >= SWEEP_EVERY {
+            self.last_sweep = Instant::now();
+            if let Err(e) = self.sweep(false).await {
+                tracing::warn!(error = %e, "outbox lease recovery failed");
+            }
+        }
+        if !self.listener.as_ref().is_some_and(Listener::alive) {
+            self.listener = start_listener(shared, &self.wakes).await;
+        }
+    }
+
+    /// Recovers expired leases (and, at start, this node's earlier claims).
+    pub async fn sweep(&self, own_node: bool) -> Result<Recovered, String> {
+        let shared = &self.ctx.shared;
+        let mut client = shared.pool.get().await.map_err(|e| e.to_string())?;
+        let prefix = format!("{}/", shared.node_id);
+        let recovered = lease::recover(&mut client, &shared.sealer, own_node.then_some(prefix.as_str()), &self.ctx.owner)
+            .await
+            .map_err(|e| e.to_string())?;
+        if recovered.returned > 0 || !recovered.uncertain.is_empty() {
+            tracing::info!(
+                returned = recovered.returned,
+                uncertain = recovered.uncertain.len(),
+                "recovered outbox rows from expired leases"
+            );
+            for wake in self.wakes.lock().expect("wakes lock").values() {
+                wake.notify_one();
+            }
+        }
+        if !recovered.uncertain.is_empty() {
+            shared.raise_alert(crate::store::alerts::NewAlert {
+                usuario_id: None,
+                kind: "messages_uncertain".into(),
+                severity: crate::store::alerts::Severity::Warning,
+                source: "dispatcher".into(),
+                message: format!(
+                    "{} message(s) were being sent when their daemon stopped; they may or may not have been delivered",
+                    recovered.uncertain.len()
+                ),
+                details: serde_json::json!({"message_ids": recovered.uncertain}),
+            });
+        }
+        Ok(recovered)
+    }
+}
+
+async fn start_listener(shared: &Arc<Shared>, wakes: &Arc<Mutex<HashMap<Uuid, Arc<Notify>>>>) -> Option<Listener> {
+    let wakes = wakes.clone();
+    match Listener::start(&shared.database_url, move |connection| {
+        if let Some(w) = wakes.lock().expect("wakes lock").get(&connection) {
+            w.notify_one();
+        }
+    })
+    .await
+    {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, "outbox LISTEN failed; lanes poll until it is back");
+            None
+        }
+    }
+}
 
 impl Actor for Dispatcher {
     type Msg = DispatcherMessage;
-    type State = Arc<Shared>;
+    type State = DispatcherState;
     type Arguments = Arc<Shared>;
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         shared: Arc<Shared>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(shared)
+        let owner = lease::owner_name(&shared.node_id);
+        let held = Arc::new(Held::default());
+        let (marker, marker_task) = Marker::start(shared.pool.clone(), owner.clone());
+        let released = held.clone();
+        let (recorder, _recorder_task) = Recorder::start(
+            shared.pool.clone(),
+            shared.sealer.clone(),
+            owner.clone(),
+            shared.settings.outbound.clone(),
+            move |batch, _applied| released.remove(batch.iter().map(|d| d.message_id)),
+        );
+        let ctx = Arc::new(LaneCtx {
+            shared: shared.clone(),
+            owner,
+            held,
+            marker,
+            recorder,
+            lanes: AtomicUsize::new(0),
+            sending: Arc::new(AtomicUsize::new(0)),
+            alerted: Mutex::new(HashMap::new()),
+        });
+        let wakes = Arc::new(Mutex::new(HashMap::new()));
+        let listener = start_listener(&shared, &wakes).await;
+        let state = DispatcherState {
+            ctx,
+            lanes: HashMap::new(),
+            wakes,
+            listener,
+            _marker: marker_task,
+            last_sweep: Instant::now(),
+            last_renew: Instant::now(),
+        };
+        // Claims of this node's earlier incarnations come back now, not at lease expiry.
+        if let Err(e) = state.sweep(true).await {
+            tracing::warn!(error = %e, "outbox recovery at start failed; retried on the next sweep");
+        }
+        myself.send_interval(TICK, || DispatcherMessage::Tick);
+        Ok(state)
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        _state: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
+            DispatcherMessage::Tick => state.tick().await,
+            DispatcherMessage::Sweep(reply) => {
+                let _ = reply.send(state.sweep(false).await);
+            }
+            DispatcherMessage::Stats(reply) => {
+                let _ = reply.send(DispatcherStats {
+                    owner: state.ctx.owner.clone(),
+                    lanes: state.lanes.keys().copied().collect(),
+                    held: state.ctx.held.total(),
+                    sending: state.ctx.sending.load(Ordering::SeqCst),
+                    listening: state.listener.as_ref().is_some_and(Listener::alive),
+                });
+            }
             DispatcherMessage::Panic => panic!("fault injection in dispatcher"),
         }
+        Ok(())
+    }
+
+    /// Graceful stop: lanes stop taking rows, sends already started finish (bounded by the
+    /// send timeout, at most 10 s), their outcomes are written, and rows claimed but never
+    /// attempted go back to the queue for any node to take.
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.lanes.clear();
+        state.listener = None;
+        let shared = state.ctx.shared.clone();
+        let deadline = Instant::now() + shared.settings.outbound.send_timeout.min(Duration::from_secs(10));
+        while state.ctx.sending.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), state.ctx.recorder.flush()).await;
+        match shared.pool.get().await {
+            Ok(client) => match lease::release_owned(&client, &state.ctx.owner).await {
+                Ok(n) if n > 0 => tracing::info!(released = n, "handed claimed outbox rows back"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not hand claimed outbox rows back; their leases will expire"),
+            },
+            Err(e) => tracing::warn!(error = %e, "could not hand claimed outbox rows back; their leases will expire"),
+        }
+        Ok(())
     }
 }

@@ -25,7 +25,9 @@ pub mod listen;
 pub mod subscription;
 
 pub use filter::{FilterError, TypeFilter};
-pub use subscription::{Closing, ClosingSignal, Ended, Frame, Subscribed, Subscription, subscription};
+pub use subscription::{
+    Closing, ClosingSignal, Ended, Frame, Subscribed, Subscription, subscription,
+};
 
 use crate::shared::Shared;
 use crate::store::events;
@@ -245,8 +247,14 @@ impl Actor for Hub {
         metrics::gauge!("sincro_hub_subscribers").set(0.0);
         if count > 0 {
             let all_closed = futures::future::join_all(waiting.iter().map(|tx| tx.closed()));
-            if tokio::time::timeout(SHUTDOWN_GRACE, all_closed).await.is_err() {
-                tracing::warn!(count, "stream connections still open after the shutdown grace");
+            if tokio::time::timeout(SHUTDOWN_GRACE, all_closed)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    count,
+                    "stream connections still open after the shutdown grace"
+                );
             }
         }
         Ok(())

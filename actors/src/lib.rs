@@ -2,6 +2,7 @@
 //! ([`supervision`], [`daemon`]), the PostgreSQL store ([`store`]), sealing at rest ([`seal`])
 //! and phone normalisation ([`phone`]).
 
+pub mod business;
 pub mod business_supervisor;
 pub mod connection;
 pub mod daemon;
@@ -9,7 +10,9 @@ pub mod dispatcher;
 pub mod hub;
 pub mod ingest;
 pub mod lead_sync;
+pub mod lite;
 pub mod lite_supervisor;
+pub mod outbound;
 pub mod phone;
 pub mod rate_limiter;
 pub mod seal;

@@ -1,42 +1,140 @@
-//! LiteSupervisor: supervises the LiteSession actors, one per whatsapp_lite_sessions row, each owning one headless Chromium (issue 6 adds them).
-//! Restarts follow the daemon's [`RestartPolicy`]; on stop it stops its children first.
+//! LiteSupervisor: supervises the LiteSession actors, one per active `whatsapp_lite_sessions`
+//! row, each owning one headless Chromium ([`crate::lite`]).
+//!
+//! - On start it first kills Chromium trees a killed daemon left behind ([`reaper`]), then
+//!   starts again every session that was wanted (reached WORKING and was not stopped since).
+//! - A session that fails (browser crash, OOM, `kill -9`, a page that stops answering) is
+//!   restarted after the daemon's backoff and comes back from the same profile; one that fails
+//!   more than the policy allows within the window is marked FAILED in the tables, raises an
+//!   alert for its user, and is left down.
+//! - A session that ends on purpose (stopped, logged out, QR never scanned) stops with a
+//!   `final:` reason and is forgotten, not restarted.
+//! - On stop it stops its sessions first (each closes its browser and stays wanted, so the
+//!   next start resumes it).
 
+use crate::ingest::IngestMessage;
+use crate::lite::session::FINAL;
+use crate::lite::{LiteSession, LiteSessionMessage, SessionArgs, Status, profile, reaper, reason, store};
 use crate::shared::Shared;
-use crate::supervision::{Children, RestartPolicy, StatusNode, react};
+use crate::store::alerts::{NewAlert, Severity};
+use crate::supervision::{ChildSpec, Children, Decision, RestartPolicy, Slot, StatusNode, react};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use uuid::Uuid;
 
 pub enum LiteSupervisorMessage {
     /// The status of every LiteSession, for `GET /v1/status`.
     Status(RpcReplyPort<Vec<StatusNode>>),
     /// Restart the named LiteSession; sent to itself once the backoff has passed.
     Restart(String),
+    /// Start the actor of a session whose row is STARTING (no-op if it already runs).
+    Start {
+        id: Uuid,
+        usuario_id: Uuid,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
+    /// Stop a session on purpose (`logout`: unlink and wipe its profile); replies when done.
+    Stop {
+        id: Uuid,
+        logout: bool,
+        reply: RpcReplyPort<()>,
+    },
+    /// The running actor of a session, if any (pairing codes go straight to it).
+    Session {
+        id: Uuid,
+        reply: RpcReplyPort<Option<ActorRef<LiteSessionMessage>>>,
+    },
+    /// Start every session that should run (sent to itself at start; retried while the
+    /// database is unreachable).
+    ResumeAll,
     /// Fault injection: panic in the handler (supervision tests).
     Panic,
 }
 crate::supervised_message!(LiteSupervisorMessage, status);
 
+/// What the LiteSupervisor is started with.
+#[derive(Clone)]
+pub struct LiteSupervisorArgs {
+    pub shared: Arc<Shared>,
+    /// Where sessions hand inbound messages and acks.
+    pub ingest: Slot<IngestMessage>,
+}
+
 pub struct LiteSupervisor;
 
+struct SessionEntry {
+    usuario_id: Uuid,
+    slot: Slot<LiteSessionMessage>,
+}
+
 pub struct LiteSupervisorState {
-    shared: Arc<Shared>,
+    args: LiteSupervisorArgs,
     children: Children,
+    sessions: HashMap<Uuid, SessionEntry>,
+}
+
+impl LiteSupervisorState {
+    fn session_of(&self, cell: &ractor::ActorCell) -> Option<Uuid> {
+        let id = cell.get_id();
+        self.sessions
+            .iter()
+            .find(|(_, e)| e.slot.get().is_some_and(|r| r.get_id() == id))
+            .map(|(k, _)| *k)
+    }
+
+    fn forget(&mut self, id: Uuid) {
+        self.children.forget(&id.to_string());
+        self.sessions.remove(&id);
+    }
+
+    async fn start(
+        &mut self,
+        myself: &ActorRef<LiteSupervisorMessage>,
+        id: Uuid,
+        usuario_id: Uuid,
+    ) -> Result<(), String> {
+        if self.children.index_by_name(&id.to_string()).is_some() {
+            return Ok(());
+        }
+        let slot: Slot<LiteSessionMessage> = Slot::default();
+        let args = SessionArgs {
+            shared: self.args.shared.clone(),
+            ingest: self.args.ingest.clone(),
+            id,
+            usuario_id,
+        };
+        let spec = ChildSpec::new(id.to_string(), false, slot.clone(), move || {
+            (LiteSession, args.clone())
+        });
+        self.sessions
+            .insert(id, SessionEntry { usuario_id, slot });
+        if let Err(e) = self.children.add_and_start(spec, &myself.get_cell()).await {
+            self.forget(id);
+            return Err(e.to_string());
+        }
+        Ok(())
+    }
 }
 
 impl Actor for LiteSupervisor {
     type Msg = LiteSupervisorMessage;
     type State = LiteSupervisorState;
-    type Arguments = Arc<Shared>;
+    type Arguments = LiteSupervisorArgs;
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
-        shared: Arc<Shared>,
+        myself: ActorRef<Self::Msg>,
+        args: LiteSupervisorArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let lite_dir = args.shared.settings.lite.lite_dir();
+        reaper::reap(&lite_dir).await;
+        myself.cast(LiteSupervisorMessage::ResumeAll)?;
         Ok(LiteSupervisorState {
-            shared,
+            args,
             children: Children::new(RestartPolicy::default()),
+            sessions: HashMap::new(),
         })
     }
 
@@ -52,13 +150,83 @@ impl Actor for LiteSupervisor {
             }
             LiteSupervisorMessage::Restart(name) => {
                 let decision = state.children.restart(&name, &myself.get_cell()).await;
-                react(
-                    &myself,
-                    &state.shared,
-                    "lite_supervisor",
-                    decision,
-                    LiteSupervisorMessage::Restart,
-                );
+                self.decide(&myself, state, decision);
+            }
+            LiteSupervisorMessage::Start {
+                id,
+                usuario_id,
+                reply,
+            } => {
+                let _ = reply.send(state.start(&myself, id, usuario_id).await);
+            }
+            LiteSupervisorMessage::Stop { id, logout, reply } => {
+                let running = state.sessions.get(&id).and_then(|e| e.slot.get()).filter(|r| {
+                    matches!(
+                        r.get_status(),
+                        ractor::ActorStatus::Running | ractor::ActorStatus::Starting
+                    )
+                });
+                match running {
+                    Some(session) => {
+                        // The session closes its browser and ends with a `final:` reason; do
+                        // not block this mailbox meanwhile.
+                        tokio::spawn(async move {
+                            let _ = session
+                                .call(
+                                    |r| LiteSessionMessage::Stop { logout, reply: r },
+                                    Some(Duration::from_secs(30)),
+                                )
+                                .await;
+                            let _ = reply.send(());
+                        });
+                    }
+                    None => {
+                        // Not running (waiting for a restart, or FAILED): settle it here.
+                        state.forget(id);
+                        let shared = state.args.shared.clone();
+                        let dir = shared.settings.lite.session_dir(id);
+                        if logout {
+                            let _ = tokio::task::spawn_blocking(move || profile::wipe(&dir)).await;
+                            let _ = store::clear_snapshot(&shared.pool, id).await;
+                        }
+                        let why = if logout { reason::LOGOUT } else { reason::STOPPED };
+                        if let Err(e) = store::set_status(
+                            &shared.pool,
+                            &shared.sealer,
+                            id,
+                            Status::Stopped,
+                            Some(why),
+                            None,
+                            None,
+                        )
+                        .await
+                        {
+                            tracing::error!(session = %id, error = %e, "could not record the stop");
+                        }
+                        let _ = reply.send(());
+                    }
+                }
+            }
+            LiteSupervisorMessage::Session { id, reply } => {
+                let _ = reply.send(state.sessions.get(&id).and_then(|e| e.slot.get()));
+            }
+            LiteSupervisorMessage::ResumeAll => {
+                match store::autostart(&state.args.shared.pool).await {
+                    Ok(rows) => {
+                        if !rows.is_empty() {
+                            tracing::info!(sessions = rows.len(), "starting Lite sessions again");
+                        }
+                        for (id, usuario_id) in rows {
+                            if let Err(e) = state.start(&myself, id, usuario_id).await {
+                                tracing::error!(session = %id, error = %e, "could not start a Lite session");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list Lite sessions to resume; retrying in 5 s");
+                        myself.send_after(Duration::from_secs(5), || LiteSupervisorMessage::ResumeAll);
+                    }
+                }
             }
             LiteSupervisorMessage::Panic => panic!("fault injection in lite_supervisor"),
         }
@@ -71,14 +239,40 @@ impl Actor for LiteSupervisor {
         evt: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        match &evt {
+            SupervisionEvent::ActorTerminated(cell, _, Some(why)) if why.starts_with(FINAL) => {
+                if let Some(id) = state.session_of(cell) {
+                    tracing::info!(session = %id, reason = %why.trim_start_matches(FINAL), "Lite session ended");
+                    state.forget(id);
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        let failed = match &evt {
+            SupervisionEvent::ActorFailed(cell, err) => state
+                .session_of(cell)
+                .map(|id| (id, err.to_string().chars().take(300).collect::<String>())),
+            _ => None,
+        };
         let decision = state.children.on_event(&evt);
-        react(
-            &myself,
-            &state.shared,
-            "lite_supervisor",
-            decision,
-            LiteSupervisorMessage::Restart,
-        );
+        if let (Some((id, detail)), Decision::Restart { .. }) = (failed, &decision) {
+            // Show the restart in the tables at once; the new incarnation takes over.
+            let shared = state.args.shared.clone();
+            tokio::spawn(async move {
+                let _ = store::set_status(
+                    &shared.pool,
+                    &shared.sealer,
+                    id,
+                    Status::Starting,
+                    Some(reason::BROWSER_DIED),
+                    Some(&detail),
+                    None,
+                )
+                .await;
+            });
+        }
+        self.decide(&myself, state, decision);
         Ok(())
     }
 
@@ -87,7 +281,7 @@ impl Actor for LiteSupervisor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let still = state.children.stop_all(Duration::from_secs(10)).await;
+        let still = state.children.stop_all(Duration::from_secs(15)).await;
         if !still.is_empty() {
             tracing::warn!(
                 supervisor = "lite_supervisor",
@@ -96,5 +290,59 @@ impl Actor for LiteSupervisor {
             );
         }
         Ok(())
+    }
+}
+
+impl LiteSupervisor {
+    /// Acts on a restart decision; a session that failed too often becomes FAILED with an
+    /// alert for its user.
+    fn decide(
+        &self,
+        myself: &ActorRef<LiteSupervisorMessage>,
+        state: &mut LiteSupervisorState,
+        decision: Decision,
+    ) {
+        match decision {
+            Decision::GaveUp { name, error } => {
+                let Ok(id) = name.parse::<Uuid>() else {
+                    return;
+                };
+                let usuario_id = state.sessions.get(&id).map(|e| e.usuario_id);
+                state.forget(id);
+                let shared = state.args.shared.clone();
+                let detail: String = error.chars().take(300).collect();
+                tokio::spawn(async move {
+                    if let Err(e) = store::set_status(
+                        &shared.pool,
+                        &shared.sealer,
+                        id,
+                        Status::Failed,
+                        Some(reason::TOO_MANY_FAILURES),
+                        Some(&detail),
+                        None,
+                    )
+                    .await
+                    {
+                        tracing::error!(session = %id, error = %e, "could not record FAILED");
+                    }
+                });
+                let last_error = error.clone();
+                state.args.shared.raise_alert(NewAlert {
+                    usuario_id,
+                    kind: "lite_session_failed".into(),
+                    severity: Severity::Critical,
+                    source: format!("lite_supervisor/{id}"),
+                    message: "a WhatsApp Lite session failed too often and was stopped".into(),
+                    details: serde_json::json!({ "session_id": id, "last_error": last_error }),
+                });
+            }
+            other => react(
+                myself,
+                &state.args.shared,
+                "lite_supervisor",
+                other,
+                LiteSupervisorMessage::Restart,
+            ),
+        }
     }
 }

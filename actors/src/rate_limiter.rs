@@ -1,14 +1,24 @@
-//! RateLimiter: governor token buckets. Today: the HTTP API's limits per user and per client IP
-//! (429 with Retry-After). Issue 5 adds the per-session, per-number and per-recipient buckets.
+//! RateLimiter: governor token buckets. The HTTP API's limits per user and per client IP
+//! (429 with Retry-After), and the outbound limits the Dispatcher takes a permit from before
+//! every send: per Lite session (100/min by default, per connection configurable), per Business
+//! number (80/s by default, or its throughput level), and per (number, recipient) the pair rate.
+//! A limit reached answers with how long to wait: the message waits, it is never dropped.
+//!
+//! Outbound buckets are shaped so that no window of one period ever holds more than the limit,
+//! even with a few milliseconds of jitter between the permit and the request reaching the
+//! provider: a small burst (to absorb scheduling lateness without losing throughput) plus a
+//! sustained rate lowered by that burst and a one-message slack ([`shape`]).
 
+use crate::connection::ConnectionKind;
 use crate::shared::Shared;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub enum RateLimiterMessage {
@@ -19,6 +29,15 @@ pub enum RateLimiterMessage {
         ip: Option<IpAddr>,
         reply: RpcReplyPort<Result<(), Duration>>,
     },
+    /// Take send permits for messages of one connection to `recipients`, in order; replies
+    /// with one [`Permit`] per recipient. Once the connection's own bucket is empty every later
+    /// recipient waits too; a recipient over its pair rate waits alone.
+    AcquireSend {
+        connection: Uuid,
+        limit: SendLimit,
+        recipients: Vec<String>,
+        reply: RpcReplyPort<Vec<Permit>>,
+    },
     /// Forget idle keys; sent to itself every minute.
     Sweep,
     /// Fault injection: panic in the handler (supervision tests).
@@ -26,16 +45,151 @@ pub enum RateLimiterMessage {
 }
 crate::supervised_message!(RateLimiterMessage);
 
+/// A connection's sending limit, as the Dispatcher read it from the connection's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendLimit {
+    pub kind: ConnectionKind,
+    /// At most this many messages per `period`.
+    pub per_period: u32,
+    pub period: Duration,
+    /// Whether the per-recipient pair rate applies.
+    pub pair_rate: bool,
+}
+
+/// Which limit made a message wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    LiteSession,
+    BusinessNumber,
+    Recipient,
+}
+
+impl LimitScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitScope::LiteSession => "lite_session",
+            LimitScope::BusinessNumber => "business_number",
+            LimitScope::Recipient => "recipient",
+        }
+    }
+}
+
+/// The answer for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    Granted,
+    Wait { after: Duration, scope: LimitScope },
+}
+
+/// The governor quota for `per_period` messages per `period`: `(burst, interval between
+/// cells)`. A bucket with burst `b` and interval `T` lets at most `b + W/T` cells through in
+/// any window `W`; with `W/T = per_period - b - slack` that is at most `per_period - slack`.
+pub fn shape(per_period: u32, period: Duration) -> (u32, Duration) {
+    let l = per_period.max(1);
+    if l < 10 {
+        // One at a time, a hair slower than period / l so even a closed window holds l.
+        return (1, period / l + Duration::from_millis(1));
+    }
+    let burst = (l / 50).max(2);
+    let slack = (l / 100).max(1);
+    let sustained = l - burst - slack;
+    (burst, period / sustained)
+}
+
+fn quota(burst: u32, interval: Duration) -> Quota {
+    Quota::with_period(interval.max(Duration::from_nanos(1)))
+        .expect("non-zero interval")
+        .allow_burst(NonZeroU32::new(burst.max(1)).expect("burst >= 1"))
+}
+
 pub struct RateLimiter;
+
+struct ConnectionBucket {
+    limit: (u32, Duration),
+    bucket: DefaultDirectRateLimiter,
+    used: Instant,
+}
 
 pub struct RateLimiterState {
     per_user: DefaultKeyedRateLimiter<Uuid>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_connection: HashMap<Uuid, ConnectionBucket>,
+    /// Pair rate per (connection, recipient); None when disabled.
+    per_recipient: Option<DefaultKeyedRateLimiter<(Uuid, String)>>,
     clock: DefaultClock,
 }
 
 fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n.max(1)).expect("n >= 1"))
+}
+
+/// The ractor process group the RateLimiter of the daemon sharing `shared` joins, so the
+/// Dispatcher finds its current incarnation (several daemons can run in one process).
+pub fn group_name(shared: &Arc<Shared>) -> String {
+    format!("sincro.rate_limiter.{:p}", Arc::as_ptr(shared))
+}
+
+/// The running RateLimiter of the daemon sharing `shared`, if any.
+pub fn find(shared: &Arc<Shared>) -> Option<ActorRef<RateLimiterMessage>> {
+    ractor::pg::get_members(&group_name(shared))
+        .into_iter()
+        .next()
+        .map(ActorRef::from)
+}
+
+impl RateLimiterState {
+    fn acquire_send(&mut self, connection: Uuid, limit: SendLimit, recipients: Vec<String>) -> Vec<Permit> {
+        let now = self.clock.now();
+        let key = (limit.per_period, limit.period);
+        let entry = self.per_connection.entry(connection).or_insert_with(|| {
+            let (burst, interval) = shape(key.0, key.1);
+            ConnectionBucket {
+                limit: key,
+                bucket: Governor::direct(quota(burst, interval)),
+                used: Instant::now(),
+            }
+        });
+        if entry.limit != key {
+            let (burst, interval) = shape(key.0, key.1);
+            entry.limit = key;
+            entry.bucket = Governor::direct(quota(burst, interval));
+        }
+        entry.used = Instant::now();
+        let scope = match limit.kind {
+            ConnectionKind::Lite => LimitScope::LiteSession,
+            ConnectionKind::Business => LimitScope::BusinessNumber,
+        };
+        let mut out = Vec::with_capacity(recipients.len());
+        let mut blocked: Option<Duration> = None;
+        for to in recipients {
+            if let Some(after) = blocked {
+                out.push(Permit::Wait { after, scope });
+                continue;
+            }
+            // The pair rate first: a recipient over it must not use up a connection cell.
+            if limit.pair_rate
+                && let Some(pairs) = &self.per_recipient
+                && let Err(not_until) = pairs.check_key(&(connection, to))
+            {
+                metrics::counter!("sincro_rate_limited_total", "scope" => LimitScope::Recipient.as_str()).increment(1);
+                out.push(Permit::Wait {
+                    after: not_until.wait_time_from(now),
+                    scope: LimitScope::Recipient,
+                });
+                continue;
+            }
+            match entry.bucket.check() {
+                Ok(()) => out.push(Permit::Granted),
+                Err(not_until) => {
+                    let after = not_until.wait_time_from(now).max(Duration::from_micros(100));
+                    metrics::counter!("sincro_rate_limited_total", "scope" => scope.as_str()).increment(1);
+                    blocked = Some(after);
+                    out.push(Permit::Wait { after, scope });
+                }
+            }
+        }
+        out
+    }
 }
 
 impl Actor for RateLimiter {
@@ -49,9 +203,16 @@ impl Actor for RateLimiter {
         shared: Arc<Shared>,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(Duration::from_secs(60), || RateLimiterMessage::Sweep);
+        ractor::pg::join(group_name(&shared), vec![myself.get_cell()]);
+        let outbound = &shared.settings.outbound;
+        let per_recipient = (outbound.pair_burst > 0).then(|| {
+            Governor::keyed(quota(outbound.pair_burst, outbound.pair_interval))
+        });
         Ok(RateLimiterState {
             per_user: Governor::keyed(per_minute(shared.settings.api_per_user_per_minute)),
             per_ip: Governor::keyed(per_minute(shared.settings.api_per_ip_per_minute)),
+            per_connection: HashMap::new(),
+            per_recipient,
             clock: DefaultClock::default(),
         })
     }
@@ -82,12 +243,69 @@ impl Actor for RateLimiter {
                 }
                 let _ = reply.send(verdict);
             }
+            RateLimiterMessage::AcquireSend {
+                connection,
+                limit,
+                recipients,
+                reply,
+            } => {
+                let permits = state.acquire_send(connection, limit, recipients);
+                let _ = reply.send(permits);
+            }
             RateLimiterMessage::Sweep => {
                 state.per_user.retain_recent();
                 state.per_ip.retain_recent();
+                if let Some(pairs) = &state.per_recipient {
+                    pairs.retain_recent();
+                }
+                state
+                    .per_connection
+                    .retain(|_, b| b.used.elapsed() < Duration::from_secs(600));
             }
             RateLimiterMessage::Panic => panic!("fault injection in rate_limiter"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_stay_under_the_limit() {
+        for (l, p) in [(80, 1), (100, 60), (1000, 1), (20, 1), (10, 1), (5, 1), (120, 1)] {
+            let period = Duration::from_secs(p);
+            let (burst, interval) = shape(l, period);
+            let max_in_window = burst as u64 + (period.as_nanos() / interval.as_nanos()) as u64;
+            assert!(max_in_window <= l as u64, "{l}/{p}s: {max_in_window}");
+            if l >= 80 {
+                assert!(max_in_window as f64 >= 0.95 * l as f64, "{l}: {max_in_window}");
+            }
+        }
+    }
+
+    #[test]
+    fn connection_bucket_blocks_the_rest_and_pairs_wait_alone() {
+        let mut st = RateLimiterState {
+            per_user: Governor::keyed(per_minute(10)),
+            per_ip: Governor::keyed(per_minute(10)),
+            per_connection: HashMap::new(),
+            per_recipient: Some(Governor::keyed(quota(1, Duration::from_secs(6)))),
+            clock: DefaultClock::default(),
+        };
+        let limit = SendLimit {
+            kind: ConnectionKind::Business,
+            per_period: 80,
+            period: Duration::from_secs(1),
+            pair_rate: true,
+        };
+        let c = Uuid::new_v4();
+        let permits = st.acquire_send(c, limit, vec!["+1".into(), "+1".into(), "+2".into(), "+3".into(), "+4".into()]);
+        assert_eq!(permits[0], Permit::Granted);
+        assert!(matches!(permits[1], Permit::Wait { scope: LimitScope::Recipient, .. }));
+        assert_eq!(permits[2], Permit::Granted); // burst of 2
+        assert!(matches!(permits[3], Permit::Wait { scope: LimitScope::BusinessNumber, .. }));
+        assert!(matches!(permits[4], Permit::Wait { scope: LimitScope::BusinessNumber, .. }));
     }
 }

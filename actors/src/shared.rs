@@ -19,6 +19,17 @@ pub struct ActorSettings {
     pub stream_buffer: usize,
     /// Region for reading national-format numbers of users without their own default.
     pub default_region: Option<String>,
+    /// Ingest batches committed in parallel, each on its own connection.
+    pub ingest_concurrency: usize,
+    /// Meta's Graph API (`GRAPH_API_BASE`, `GRAPH_API_VERSION`), for Business numbers.
+    pub graph_api_base: String,
+    pub graph_api_version: String,
+    /// `DATA_DIR`: sealed media files live under `media/`.
+    pub data_dir: std::path::PathBuf,
+    /// The outbound queue: default limits, retries, leases (issue 5).
+    pub outbound: crate::outbound::OutboundSettings,
+    /// Lite sessions: page URL, Chromium, limits, snapshots (issue 6).
+    pub lite: crate::lite::LiteSettings,
 }
 
 impl Default for ActorSettings {
@@ -30,6 +41,12 @@ impl Default for ActorSettings {
             event_retention_hours: 72,
             stream_buffer: 1024,
             default_region: None,
+            ingest_concurrency: 2,
+            graph_api_base: "https://graph.facebook.com".into(),
+            graph_api_version: "v23.0".into(),
+            data_dir: "./data".into(),
+            outbound: Default::default(),
+            lite: Default::default(),
         }
     }
 }

@@ -1,16 +1,24 @@
 //! The HTTP front (warp): routes, JSON bodies with a size limit, the error shape, access logs.
 //! One file per group of routes; this one only assembles them.
 
+pub mod audit;
 pub mod auth;
+pub mod business;
+pub mod capped;
 pub mod conversations;
 pub mod cursor;
 pub mod error;
 pub mod health;
 pub mod leads;
+pub mod lite;
 pub mod me;
+pub mod messages;
+pub mod media;
 pub mod phone;
 pub mod status;
 pub mod stream;
+pub mod templates;
+pub mod webhooks;
 
 use crate::context::AppContext;
 use error::ApiError;
@@ -35,7 +43,19 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(me::routes(ctx.clone()))
         .unify()
+        .or(messages::routes(ctx.clone()))
+        .unify()
+        .or(lite::routes(ctx.clone()))
+        .unify()
         .or(stream::routes(ctx.clone()))
+        .unify()
+        .or(business::routes(ctx.clone()))
+        .unify()
+        .or(webhooks::routes(ctx.clone()))
+        .unify()
+        .or(templates::routes(ctx.clone()))
+        .unify()
+        .or(media::routes(ctx.clone()))
         .unify()
         .boxed();
     api.recover(error::recover)

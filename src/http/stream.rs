@@ -106,7 +106,10 @@ fn parse_query(pairs: &[(String, String)]) -> Result<StreamQuery, ApiError> {
         match key.as_str() {
             "since" => {
                 if q.since.is_some() {
-                    return Err(ApiError::bad_request("invalid_since", "since is given twice"));
+                    return Err(ApiError::bad_request(
+                        "invalid_since",
+                        "since is given twice",
+                    ));
                 }
                 let since = value
                     .parse::<i64>()
@@ -138,7 +141,9 @@ fn parse_query(pairs: &[(String, String)]) -> Result<StreamQuery, ApiError> {
                 let name: String = other.chars().take(40).collect();
                 return Err(ApiError::bad_request(
                     "invalid_query",
-                    format!("unknown query parameter {name:?} (expected since, types, access_token)"),
+                    format!(
+                        "unknown query parameter {name:?} (expected since, types, access_token)"
+                    ),
                 ));
             }
         }
@@ -439,26 +444,10 @@ impl Connection {
 
     /// The first frame when events after `since` were already deleted by retention.
     async fn gap_notice(&mut self, out: &mut Out, since: i64) -> Result<(), Step> {
-        let first_available = {
-            let client = self
-                .ctx
-                .pool
-                .get()
-                .await
-                .map_err(|_| Outcome::StoreFailed)?;
-            match events::first_seq(&client, self.usuario_id)
-                .await
-                .map_err(|_| Outcome::StoreFailed)?
-            {
-                Some(first) => first,
-                None => {
-                    events::last_seq(&client, self.usuario_id)
-                        .await
-                        .map_err(|_| Outcome::StoreFailed)?
-                        + 1
-                }
-            }
-        };
+        let first_available = self
+            .first_available()
+            .await
+            .map_err(|_| Outcome::StoreFailed)?;
         if first_available <= since + 1 {
             return Ok(());
         }
@@ -476,6 +465,22 @@ impl Connection {
         out.feed(Message::text(notice.to_string()), None).await?;
         out.flush(None).await?;
         Ok(())
+    }
+
+    /// The oldest seq still stored, or the next one to come when none is. Both reads share
+    /// one snapshot: read apart, an append between them would look like a purged history.
+    async fn first_available(&self) -> Result<i64, ApiError> {
+        let mut client = self.ctx.pool.get().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let first = events::first_seq(&tx, self.usuario_id).await?;
+        let next = events::last_seq(&tx, self.usuario_id).await? + 1;
+        tx.commit().await?;
+        Ok(first.unwrap_or(next))
     }
 
     /// Sends live events as the Hub hands them over, skipping what the replay already sent.
@@ -619,7 +624,8 @@ impl Out {
         message: Message,
         closing: Option<&mut sincro_actors::hub::ClosingSignal>,
     ) -> Result<(), Step> {
-        self.wait(closing, |sink, cx| sink.poll_ready_unpin(cx)).await?;
+        self.wait(closing, |sink, cx| sink.poll_ready_unpin(cx))
+            .await?;
         self.sink
             .start_send_unpin(message)
             .map_err(|_| Step::End(Outcome::ClientGone))
@@ -631,7 +637,8 @@ impl Out {
         &mut self,
         closing: Option<&mut sincro_actors::hub::ClosingSignal>,
     ) -> Result<(), Step> {
-        self.wait(closing, |sink, cx| sink.poll_flush_unpin(cx)).await
+        self.wait(closing, |sink, cx| sink.poll_flush_unpin(cx))
+            .await
     }
 
     async fn wait<F>(
@@ -728,17 +735,32 @@ mod tests {
 
     #[test]
     fn rejects_bad_queries() {
-        assert_eq!(code(parse_query(&pairs(&[("since", "abc")]))), "invalid_since");
-        assert_eq!(code(parse_query(&pairs(&[("since", "-1")]))), "invalid_since");
-        assert_eq!(code(parse_query(&pairs(&[("since", "+1")]))), "invalid_since");
+        assert_eq!(
+            code(parse_query(&pairs(&[("since", "abc")]))),
+            "invalid_since"
+        );
+        assert_eq!(
+            code(parse_query(&pairs(&[("since", "-1")]))),
+            "invalid_since"
+        );
+        assert_eq!(
+            code(parse_query(&pairs(&[("since", "+1")]))),
+            "invalid_since"
+        );
         assert_eq!(code(parse_query(&pairs(&[("since", "")]))), "invalid_since");
         assert_eq!(
             code(parse_query(&pairs(&[("since", "1"), ("since", "2")]))),
             "invalid_since"
         );
         assert_eq!(code(parse_query(&pairs(&[("types", "")]))), "invalid_types");
-        assert_eq!(code(parse_query(&pairs(&[("types", "A B")]))), "invalid_types");
-        assert_eq!(code(parse_query(&pairs(&[("limit", "1")]))), "invalid_query");
+        assert_eq!(
+            code(parse_query(&pairs(&[("types", "A B")]))),
+            "invalid_types"
+        );
+        assert_eq!(
+            code(parse_query(&pairs(&[("limit", "1")]))),
+            "invalid_query"
+        );
     }
 
     #[test]

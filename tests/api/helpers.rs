@@ -235,3 +235,136 @@ impl TestApp {
         }
     }
 }
+
+/// A Business number connected through the API, on an account of the Graph simulator whose
+/// webhooks go to this daemon.
+#[derive(Debug, Clone)]
+pub struct BusinessNumber {
+    pub connection_id: Uuid,
+    pub phone_number_id: String,
+    pub waba_id: String,
+    pub display_phone_number: String,
+    pub access_token: String,
+    pub app_secret: String,
+    pub verify_token: String,
+}
+
+/// A daemon whose GRAPH_API_BASE is an in-process Graph simulator on 127.0.0.1:0.
+pub async fn spawn_business_app(
+    config: sincro_sim::graph::GraphSimConfig,
+) -> (TestApp, sincro_sim::graph::GraphSimHandle) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = sincro_sim::graph::start(listener, config).await.expect("graph simulator");
+    let base = sim.base_url();
+    let app = spawn_app_with(|env| {
+        env.insert("GRAPH_API_BASE".into(), base);
+    })
+    .await;
+    (app, sim)
+}
+
+impl TestApp {
+    /// Creates a simulator account, connects it for the key's user with
+    /// `POST /v1/business/numbers`, then points the account's webhooks at this daemon (the
+    /// simulator performs Meta's handshake against `/webhooks/whatsapp` first).
+    pub async fn business_number(&self, sim_base: &str, key: &str) -> BusinessNumber {
+        let account: serde_json::Value = self
+            .http
+            .post(format!("{sim_base}/sim/accounts"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let text = |k: &str| account[k].as_str().expect("account field").to_string();
+        let resp = self
+            .post("/v1/business/numbers", key)
+            .json(&serde_json::json!({
+                "phone_number_id": text("phone_number_id"),
+                "waba_id": text("waba_id"),
+                "access_token": text("access_token"),
+                "app_secret": text("app_secret"),
+                "verify_token": text("verify_token"),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201, "connect: {}", resp.text().await.unwrap());
+        let created: serde_json::Value = resp.json().await.unwrap();
+        let subscribed = self
+            .http
+            .post(format!("{sim_base}/v23.0/{}/subscribed_apps", text("waba_id")))
+            .bearer_auth(text("access_token"))
+            .json(&serde_json::json!({
+                "override_callback_uri": format!("{}/webhooks/whatsapp", self.base),
+                "verify_token": text("verify_token"),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(subscribed.status().as_u16(), 200, "subscribe: {}", subscribed.text().await.unwrap());
+        BusinessNumber {
+            connection_id: created["id"].as_str().unwrap().parse().unwrap(),
+            phone_number_id: text("phone_number_id"),
+            waba_id: text("waba_id"),
+            display_phone_number: text("display_phone_number"),
+            access_token: text("access_token"),
+            app_secret: text("app_secret"),
+            verify_token: text("verify_token"),
+        }
+    }
+
+    /// POSTs a webhook body signed with `app_secret` (None: no signature header).
+    pub async fn post_webhook(&self, body: &[u8], app_secret: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}/webhooks/whatsapp", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(secret) = app_secret {
+            req = req.header(
+                "x-hub-signature-256",
+                sincro_actors::business::webhook::sign(secret, body),
+            );
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Sends through the number's actor as the Dispatcher does.
+    pub async fn business_send(
+        &self,
+        number: &BusinessNumber,
+        usuario_id: Uuid,
+        to: &str,
+        body: serde_json::Value,
+        attempt: u32,
+    ) -> sincro_actors::connection::SendOutcome {
+        let conn = eventually(Duration::from_secs(10), || async {
+            self.app().context().shared.connections.get(number.connection_id)
+        })
+        .await
+        .expect("the number's actor registered");
+        let kind = body["type"].as_str().unwrap_or("read").to_string();
+        conn.send(
+            sincro_actors::connection::OutboundMessage {
+                message_id: Uuid::now_v7(),
+                usuario_id,
+                connection_id: number.connection_id,
+                to: to.to_string(),
+                kind,
+                body,
+                attempt,
+            },
+            Duration::from_secs(30),
+        )
+        .await
+    }
+
+    /// One number from a query returning a single bigint.
+    pub async fn count(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> i64 {
+        let client = self.pool().get().await.unwrap();
+        client.query_one(sql, params).await.unwrap().get(0)
+    }
+}

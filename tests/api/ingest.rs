@@ -178,6 +178,15 @@ async fn merge_duplicates_on_request() {
         .unwrap()
         .get(0);
     assert_eq!(live, 2);
+    let audited: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE usuario_id = $1 AND action = 'lead.merge_duplicates'",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1);
     drop(client);
     app.shutdown().await;
 }

@@ -1,15 +1,18 @@
 //! The one integration test binary: real PostgreSQL, real HTTP and WebSocket on loopback.
 
 mod auth;
+mod business;
 mod cli;
 mod config;
 mod embedded_pg;
 mod errors;
 mod helpers;
 mod ingest;
+mod lite;
 mod migrations;
 mod process;
 mod sealing;
 mod shutdown;
 mod stream;
 mod supervision;
+mod queue;

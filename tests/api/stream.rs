@@ -176,7 +176,14 @@ async fn stream_replays_then_goes_live_with_no_gap_and_no_duplicate() {
     let (pool, seal) = (app.pool().clone(), sealer(&app));
     let writer = tokio::spawn(async move {
         for i in 1..=N {
-            append_tx(&pool, &seal, user, &["message.received"], |_| json!({ "i": i })).await;
+            append_tx(
+                &pool,
+                &seal,
+                user,
+                &["message.received"],
+                |_| json!({ "i": i }),
+            )
+            .await;
         }
     });
     let pool = app.pool().clone();
@@ -338,7 +345,10 @@ async fn stream_delivers_events_written_through_another_daemon_process() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = app.env.clone();
     env.insert("DATA_DIR".into(), dir.path().display().to_string());
-    env.insert("NODE_ID".into(), format!("test-{}", Uuid::new_v4().simple()));
+    env.insert(
+        "NODE_ID".into(),
+        format!("test-{}", Uuid::new_v4().simple()),
+    );
     let mut daemon = process::serve(env).await;
     let base = format!("http://{}", daemon.addr);
     let mut ws = connect(&base, &key, "since=0").await;

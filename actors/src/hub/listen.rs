@@ -63,10 +63,7 @@ impl Listener {
                             tracing::warn!("ignoring a malformed event notification");
                             continue;
                         };
-                        if hub
-                            .cast(HubMessage::Notified { usuario_id, seq })
-                            .is_err()
-                        {
+                        if hub.cast(HubMessage::Notified { usuario_id, seq }).is_err() {
                             return; // the Hub is gone; the session closes with this task
                         }
                     }

@@ -52,9 +52,16 @@ pub async fn ingest_batch(
     // Contacts: the sender's number in E.164.
     let mut accepted: Vec<(&InboundMessage, String)> = Vec::new();
     let mut contacts: Vec<Contact> = Vec::new();
+    // A batch repeats its contacts; parse each (number, region) once.
+    let mut parsed: HashMap<(&str, Option<String>), Result<phone::NormalizedPhone, phone::PhoneError>> =
+        HashMap::new();
     for m in messages {
         let region = regions.get(&m.usuario_id).cloned().flatten();
-        match phone::normalize(&m.from, region.as_deref()) {
+        let result = parsed
+            .entry((m.from.as_str(), region.clone()))
+            .or_insert_with(|| phone::normalize(&m.from, region.as_deref()))
+            .clone();
+        match result {
             Ok(n) => {
                 contacts.push(Contact {
                     usuario_id: m.usuario_id,
@@ -116,6 +123,7 @@ pub async fn ingest_batch(
                         jsonb_build_object('connection_id', k, 'last_inbound_at', t), t, t
                  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::timestamptz[])
                       AS x(i, u, k, r, l, t)
+                 ORDER BY u, k, r
                  ON CONFLICT (usuario_id, connection_id, remitente)
                      WHERE servicio_origen = 'whatsapp' AND connection_id IS NOT NULL
                  DO UPDATE SET lead_id = EXCLUDED.lead_id,

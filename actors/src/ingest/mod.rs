@@ -1,6 +1,9 @@
 //! Ingest: turns inbound messages and status updates (Business webhooks, Lite page events)
 //! into leads, conversations, messages and events, one transaction per batch ([`batch`]).
 //! A caller is answered only after its batch committed, so it may acknowledge upstream then.
+//! Up to `ingest_concurrency` batches run at once on their own connections (the mailbox waits
+//! for a free slot, which is the back-pressure); batches touch rows in a sorted order and a
+//! batch that still meets a deadlock is retried whole.
 
 pub mod batch;
 pub mod model;
@@ -8,6 +11,8 @@ pub mod model;
 use crate::shared::Shared;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 pub use model::*;
 
@@ -24,9 +29,14 @@ crate::supervised_message!(IngestMessage);
 
 pub struct Ingest;
 
+pub struct IngestState {
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+}
+
 impl Actor for Ingest {
     type Msg = IngestMessage;
-    type State = Arc<Shared>;
+    type State = IngestState;
     type Arguments = Arc<Shared>;
 
     async fn pre_start(
@@ -34,39 +44,68 @@ impl Actor for Ingest {
         _myself: ActorRef<Self::Msg>,
         shared: Arc<Shared>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(shared)
+        let slots = Arc::new(Semaphore::new(shared.settings.ingest_concurrency.max(1)));
+        Ok(IngestState { shared, slots })
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<Self::Msg>,
         message: Self::Msg,
-        shared: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             IngestMessage::Batch { items, reply } => {
-                let result = run(shared, &items).await;
-                if let Err(e) = &result {
-                    tracing::error!(error = %e, items = items.len(), "ingest batch failed");
-                }
-                let _ = reply.send(result);
+                let permit = state.slots.clone().acquire_owned().await?;
+                let shared = state.shared.clone();
+                tokio::spawn(async move {
+                    let result = run(&shared, &items).await;
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, items = items.len(), "ingest batch failed");
+                    }
+                    let _ = reply.send(result);
+                    drop(permit);
+                });
             }
             IngestMessage::Panic => panic!("fault injection in ingest"),
         }
         Ok(())
     }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Let batches in flight commit (or fail) before the stop completes.
+        let all = state.shared.settings.ingest_concurrency.max(1) as u32;
+        let _ = tokio::time::timeout(Duration::from_secs(10), state.slots.acquire_many(all)).await;
+        Ok(())
+    }
 }
 
+/// Runs one batch, retrying it whole when it lost a deadlock or serialisation race.
 async fn run(shared: &Shared, items: &[InboundItem]) -> Result<IngestReport, String> {
-    let mut client = shared.pool.get().await.map_err(|e| e.to_string())?;
-    let report = batch::ingest_batch(
-        &mut client,
-        &shared.sealer,
-        shared.settings.default_region.as_deref(),
-        items,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let mut attempt = 0;
+    let report = loop {
+        attempt += 1;
+        let mut client = shared.pool.get().await.map_err(|e| e.to_string())?;
+        match batch::ingest_batch(
+            &mut client,
+            &shared.sealer,
+            shared.settings.default_region.as_deref(),
+            items,
+        )
+        .await
+        {
+            Ok(report) => break report,
+            Err(e) if attempt < 4 && e.is_retryable_conflict() => {
+                tracing::warn!(attempt, "ingest batch met a concurrent batch; retrying");
+                tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
     metrics::counter!("sincro_ingest_messages_total").increment(report.messages_inserted as u64);
     metrics::counter!("sincro_ingest_statuses_total").increment(report.statuses_applied as u64);
     Ok(report)

@@ -92,10 +92,21 @@ pub async fn resolve(
         .map(|e| ((e.usuario_id, e.telefono.clone().unwrap_or_default()), e))
         .collect();
 
-    // 2. The same numbers typed in other formats (by their digits), to merge.
+    // 2. The same numbers typed in other formats (by their digits), to merge. A lead already
+    //    checked (flag in its metadata) is not looked up again: CRM duplicates created later
+    //    are found by `merge_duplicates`.
+    let checked_keys: HashSet<(Uuid, String)> = found
+        .iter()
+        .filter(|(_, e)| e.metadata.get(CHECKED).and_then(Value::as_bool) == Some(true))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let checked = |k: &(Uuid, String)| checked_keys.contains(k);
     let mut du = Vec::new();
     let mut dd = Vec::new();
-    for c in by_key.values() {
+    for (k, c) in &by_key {
+        if checked(k) {
+            continue;
+        }
         for digits in [
             c.national.clone(),
             format!("0{}", c.national),
@@ -106,8 +117,10 @@ pub async fn resolve(
             dd.push(digits);
         }
     }
-    let rows = tx
-        .query(
+    let rows = if du.is_empty() {
+        Vec::new()
+    } else {
+        tx.query(
             "SELECT l.id, l.usuario_id, l.telefono, l.nombre, l.metadata FROM leads l
              JOIN unnest($1::uuid[], $2::text[]) AS k(u, d)
                ON l.usuario_id = k.u AND regexp_replace(l.telefono, '\\D', '', 'g') = k.d
@@ -115,7 +128,8 @@ pub async fn resolve(
              ORDER BY l.created_at, l.id",
             &[&du, &dd],
         )
-        .await?;
+        .await?
+    };
     let mut lookalikes: HashMap<(Uuid, String), Vec<Existing>> = HashMap::new();
     let mut seen = HashSet::new();
     for row in &rows {
@@ -173,7 +187,19 @@ pub async fn resolve(
         found.insert(key, survivor);
     }
 
-    // 4. Profile changes of existing leads.
+    // 4. Profile changes of existing leads; mark them checked for look-alikes.
+    let unchecked: Vec<Uuid> = found
+        .iter()
+        .filter(|(k, _)| !checked(k))
+        .map(|(_, e)| e.id)
+        .collect();
+    if !unchecked.is_empty() {
+        tx.execute(
+            "UPDATE leads SET metadata = metadata || jsonb_build_object($2::text, true) WHERE id = ANY($1)",
+            &[&unchecked, &CHECKED],
+        )
+        .await?;
+    }
     for (key, lead) in &found {
         let contact = by_key[key];
         if let Some(changes) = profile_update(tx, lead, contact).await? {
@@ -202,6 +228,7 @@ pub async fn resolve(
             .query(
                 "INSERT INTO leads (id, usuario_id, telefono, nombre, origen, metadata)
                  SELECT i, u, t, n, 'WhatsApp', m FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::jsonb[]) AS x(i, u, t, n, m)
+                 ORDER BY u, t
                  ON CONFLICT (usuario_id, telefono) DO NOTHING
                  RETURNING id, usuario_id, telefono, nombre",
                 &[&ids, &users, &phones, &names, &metas],
@@ -240,8 +267,11 @@ pub async fn resolve(
     Ok(out)
 }
 
+/// Metadata flag: this lead was already checked for look-alike duplicates.
+const CHECKED: &str = "dupes_checked";
+
 fn initial_metadata(c: &Contact) -> Value {
-    let mut m = json!({"fuente": "whatsapp"});
+    let mut m = json!({"fuente": "whatsapp", CHECKED: true});
     if c.profile_name.is_some() || c.profile_picture_url.is_some() {
         m["profile"] = json!({"name": c.profile_name, "picture_url": c.profile_picture_url});
     }

@@ -38,6 +38,15 @@ impl StoreError {
         self.sql_state() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
     }
 
+    /// A deadlock or serialisation failure: the transaction can simply be run again.
+    pub fn is_retryable_conflict(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        matches!(
+            self.sql_state(),
+            Some(s) if *s == SqlState::T_R_DEADLOCK_DETECTED || *s == SqlState::T_R_SERIALIZATION_FAILURE
+        )
+    }
+
     pub fn sql_state(&self) -> Option<&tokio_postgres::error::SqlState> {
         match self {
             StoreError::Db(e) => e.code(),

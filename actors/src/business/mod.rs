@@ -1,0 +1,61 @@
+//! WhatsApp Business Cloud API numbers (issue 4): the Graph client ([`graph`]) and what its
+//! errors mean ([`classify`]), the BusinessNumber actor that owns one client per connected
+//! phone_number_id ([`number`]), credential validation before a number is stored
+//! ([`validate`]), webhook envelopes → inbound items ([`webhook`]) drained from the durable
+//! inbox ([`inbox`]), templates ([`templates`]), sealed media files ([`media`]) and the rows of
+//! connected numbers ([`store`]). The supervisor is `crate::business_supervisor`.
+
+pub mod classify;
+pub mod demo;
+pub mod graph;
+pub mod inbox;
+pub mod media;
+pub mod number;
+mod send;
+pub mod store;
+pub mod templates;
+pub mod validate;
+pub mod webhook;
+
+use crate::seal::SealError;
+use crate::store::StoreError;
+
+/// Errors of Business operations, for the actors and the HTTP routes that call them.
+#[derive(Debug, thiserror::Error)]
+pub enum BusinessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored secret cannot be opened: {0}")]
+    Seal(#[from] SealError),
+    #[error("{0}")]
+    Graph(#[from] graph::GraphError),
+    /// Meta refuses the number's token; new credentials are needed (PATCH the number).
+    #[error("the number needs new credentials: {0}")]
+    NeedsCredentials(String),
+    /// The request is not acceptable as given (explained for the user).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Io(String),
+}
+
+impl From<tokio_postgres::Error> for BusinessError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        BusinessError::Store(e.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for BusinessError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        BusinessError::Store(e.into())
+    }
+}
+
+/// Where the Graph API is and how to reach it, from the daemon's settings.
+#[derive(Debug, Clone)]
+pub struct GraphSettings {
+    pub base: String,
+    pub version: String,
+}

@@ -1,0 +1,273 @@
+//! Message templates in `whatsapp_templates`, one row per (connection, name, language): kept
+//! in step with Meta by a sync (list → upsert, rows Meta no longer has removed), by the
+//! create/delete routes, and by `message_template_status_update` webhooks. Every status change
+//! appends a `template.status` event for the owning user.
+
+use super::BusinessError;
+use super::webhook::TemplateUpdate;
+use crate::seal::Sealer;
+use crate::store::events;
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    pub total: usize,
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+}
+
+fn status_event(connection_id: Uuid, name: &str, language: &str, status: &str, reason: Option<&str>, id: Option<&str>) -> Value {
+    json!({
+        "connection_id": connection_id,
+        "name": name,
+        "language": language,
+        "status": status,
+        "reason": reason,
+        "meta_template_id": id,
+    })
+}
+
+/// Replaces the connection's templates with Meta's list, in the caller's transaction.
+pub async fn replace_all(
+    tx: &impl GenericClient,
+    sealer: &Sealer,
+    usuario_id: Uuid,
+    connection_id: Uuid,
+    meta: &[Value],
+) -> Result<SyncReport, BusinessError> {
+    let mut report = SyncReport {
+        total: meta.len(),
+        ..Default::default()
+    };
+    let mut keep_names = Vec::new();
+    let mut keep_langs = Vec::new();
+    for t in meta {
+        let text = |k: &str| t.get(k).and_then(Value::as_str).map(String::from);
+        let (Some(name), Some(language)) = (text("name"), text("language")) else {
+            continue;
+        };
+        let status = text("status").unwrap_or_else(|| "PENDING".into());
+        let reason = text("rejected_reason").filter(|r| r != "NONE");
+        let id = t.get("id").map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+        let before = tx
+            .query_opt(
+                "SELECT status FROM whatsapp_templates WHERE connection_id = $1 AND name = $2 AND language = $3",
+                &[&connection_id, &name, &language],
+            )
+            .await?
+            .map(|r| r.get::<_, String>(0));
+        tx.execute(
+            "INSERT INTO whatsapp_templates (usuario_id, connection_id, meta_template_id, name, language,
+                 category, status, components, rejection_reason)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (connection_id, name, language) DO UPDATE SET
+                 meta_template_id = EXCLUDED.meta_template_id, category = EXCLUDED.category,
+                 status = EXCLUDED.status, components = EXCLUDED.components,
+                 rejection_reason = EXCLUDED.rejection_reason, updated_at = now()",
+            &[
+                &usuario_id,
+                &connection_id,
+                &id,
+                &name,
+                &language,
+                &text("category"),
+                &status,
+                &t.get("components").cloned().unwrap_or(json!([])),
+                &reason,
+            ],
+        )
+        .await?;
+        match before {
+            None => report.added += 1,
+            Some(b) if b != status => {
+                report.changed += 1;
+                let data = status_event(connection_id, &name, &language, &status, reason.as_deref(), id.as_deref());
+                events::append(tx, sealer, usuario_id, "template.status", &data).await?;
+            }
+            Some(_) => {}
+        }
+        keep_names.push(name);
+        keep_langs.push(language);
+    }
+    report.removed = tx
+        .execute(
+            "DELETE FROM whatsapp_templates t WHERE t.connection_id = $1 AND NOT EXISTS (
+                 SELECT 1 FROM unnest($2::text[], $3::text[]) AS k(n, l) WHERE k.n = t.name AND k.l = t.language)",
+            &[&connection_id, &keep_names, &keep_langs],
+        )
+        .await? as usize;
+    Ok(report)
+}
+
+/// Records a template just created at Meta.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_created(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+    connection_id: Uuid,
+    meta_template_id: Option<&str>,
+    name: &str,
+    language: &str,
+    category: Option<&str>,
+    status: &str,
+    components: &Value,
+) -> Result<Value, BusinessError> {
+    let row = client
+        .query_one(
+            "INSERT INTO whatsapp_templates (usuario_id, connection_id, meta_template_id, name, language,
+                 category, status, components)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (connection_id, name, language) DO UPDATE SET
+                 meta_template_id = EXCLUDED.meta_template_id, category = EXCLUDED.category,
+                 status = EXCLUDED.status, components = EXCLUDED.components,
+                 rejection_reason = NULL, updated_at = now()
+             RETURNING id, usuario_id, connection_id, meta_template_id, name, language, category, status,
+                 components, rejection_reason, created_at, updated_at",
+            &[&usuario_id, &connection_id, &meta_template_id, &name, &language, &category, &status, components],
+        )
+        .await?;
+    Ok(row_json(&row))
+}
+
+/// Applies a status webhook to every connection of its WABA (`connections`: (usuario,
+/// connection) pairs). Returns how many rows changed.
+pub async fn apply_update(
+    tx: &impl GenericClient,
+    sealer: &Sealer,
+    connections: &[(Uuid, Uuid)],
+    u: &TemplateUpdate,
+) -> Result<usize, BusinessError> {
+    let mut changed = 0;
+    for (usuario_id, connection_id) in connections {
+        let language = u.language.clone().unwrap_or_default();
+        // Known by Meta id, else by name and language; unknown templates are recorded.
+        let rows = tx
+            .query(
+                "UPDATE whatsapp_templates SET status = $4, rejection_reason = $5,
+                     meta_template_id = COALESCE(meta_template_id, $6), updated_at = now()
+                 WHERE connection_id = $1 AND status IS DISTINCT FROM $4
+                   AND ((meta_template_id IS NOT NULL AND meta_template_id = $6)
+                        OR (name = $2 AND ($3 = '' OR language = $3)))
+                 RETURNING name, language",
+                &[connection_id, &u.name, &language, &u.status, &u.reason, &u.template_id],
+            )
+            .await?;
+        if rows.is_empty() && !language.is_empty() {
+            let inserted = tx
+                .execute(
+                    "INSERT INTO whatsapp_templates (usuario_id, connection_id, meta_template_id, name, language,
+                         status, rejection_reason)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (connection_id, name, language) DO NOTHING",
+                    &[usuario_id, connection_id, &u.template_id, &u.name, &language, &u.status, &u.reason],
+                )
+                .await?;
+            if inserted == 1 {
+                let data = status_event(*connection_id, &u.name, &language, &u.status, u.reason.as_deref(), u.template_id.as_deref());
+                events::append(tx, sealer, *usuario_id, "template.status", &data).await?;
+                changed += 1;
+            }
+        }
+        for r in rows {
+            let (name, lang): (String, String) = (r.get(0), r.get(1));
+            let data = status_event(*connection_id, &name, &lang, &u.status, u.reason.as_deref(), u.template_id.as_deref());
+            events::append(tx, sealer, *usuario_id, "template.status", &data).await?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// The stored status of a template (None: not known for this connection).
+pub async fn status_of(
+    client: &impl GenericClient,
+    connection_id: Uuid,
+    name: &str,
+    language: &str,
+) -> Result<Option<String>, BusinessError> {
+    Ok(client
+        .query_opt(
+            "SELECT status FROM whatsapp_templates WHERE connection_id = $1 AND name = $2 AND language = $3",
+            &[&connection_id, &name, &language],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}
+
+/// Removes a template's rows (every language, or one).
+pub async fn delete(
+    client: &impl GenericClient,
+    connection_id: Uuid,
+    name: &str,
+    language: Option<&str>,
+) -> Result<u64, BusinessError> {
+    Ok(client
+        .execute(
+            "DELETE FROM whatsapp_templates WHERE connection_id = $1 AND name = $2 AND ($3::text IS NULL OR language = $3)",
+            &[&connection_id, &name, &language],
+        )
+        .await?)
+}
+
+/// The Meta id of one language version of a template, for deleting just that one.
+pub async fn meta_id(
+    client: &impl GenericClient,
+    connection_id: Uuid,
+    name: &str,
+    language: &str,
+) -> Result<Option<String>, BusinessError> {
+    Ok(client
+        .query_opt(
+            "SELECT meta_template_id FROM whatsapp_templates WHERE connection_id = $1 AND name = $2 AND language = $3",
+            &[&connection_id, &name, &language],
+        )
+        .await?
+        .and_then(|r| r.get(0)))
+}
+
+pub fn row_json(r: &tokio_postgres::Row) -> Value {
+    let ts = |k: &str| {
+        r.get::<_, time::OffsetDateTime>(k)
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    };
+    json!({
+        "id": r.get::<_, Uuid>("id"),
+        "connection_id": r.get::<_, Uuid>("connection_id"),
+        "meta_template_id": r.get::<_, Option<String>>("meta_template_id"),
+        "name": r.get::<_, String>("name"),
+        "language": r.get::<_, String>("language"),
+        "category": r.get::<_, Option<String>>("category"),
+        "status": r.get::<_, String>("status"),
+        "components": r.get::<_, Value>("components"),
+        "rejection_reason": r.get::<_, Option<String>>("rejection_reason"),
+        "created_at": ts("created_at"),
+        "updated_at": ts("updated_at"),
+    })
+}
+
+/// The user's templates, optionally of one connection and status, by name.
+pub async fn list(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+    connection_id: Option<Uuid>,
+    status: Option<&str>,
+) -> Result<Vec<Value>, BusinessError> {
+    let rows = client
+        .query(
+            "SELECT t.id, t.usuario_id, t.connection_id, t.meta_template_id, t.name, t.language, t.category,
+                    t.status, t.components, t.rejection_reason, t.created_at, t.updated_at
+             FROM whatsapp_templates t
+             JOIN configuracion_mensajeria_usuario c ON c.id = t.connection_id AND c.activo
+             WHERE t.usuario_id = $1 AND ($2::uuid IS NULL OR t.connection_id = $2)
+               AND ($3::text IS NULL OR t.status = upper($3))
+             ORDER BY t.name, t.language",
+            &[&usuario_id, &connection_id, &status],
+        )
+        .await?;
+    Ok(rows.iter().map(row_json).collect())
+}

@@ -1,0 +1,227 @@
+/* bridge.js: injected by sincro-whatsapp into every document of a Lite session's page
+ * (Page.addScriptToEvaluateOnNewDocument), before the page's own scripts run.
+ *
+ * Uses only the module surface of reference/whatsapp-web.md §3A (window.Debug.VERSION,
+ * window.require('WAWeb...')), never the DOM, and reports to the daemon through the CDP binding
+ * named __BINDING__: one JSON object per call, {"t": kind, ...}:
+ *   ready {version, url, state, synced, post_logout}  the modules are there (once per document)
+ *   state {state}                                      Socket change:state
+ *   qr {qr}                                            a new five-part QR string (change:ref)
+ *   synced {me}                                        Socket hasSynced: logged in and loaded
+ *   logout {}                                          Cmd logout / logout_from_bridge
+ *   msg {msg}                                          a new message from a contact (Msg add)
+ *   ack {id, ack}                                      ack change of a message we sent
+ *   error {error}                                      the modules never appeared
+ * The daemon calls window.__sincro.* (send, download/chunk/release, put, refreshQr, pair,
+ * logout, takeover, health) with Runtime.evaluate. */
+(function () {
+  'use strict';
+  if (window.__sincro) return;
+  var BINDING = '__BINDING__';
+  var MAX_WAIT_MS = 120000;
+
+  function report(ev) {
+    try { window[BINDING](JSON.stringify(ev)); } catch (e) { /* binding not there: not our page */ }
+  }
+  function R(name) { return window.require(name); }
+  function wid(w) {
+    if (w === null || w === undefined) return undefined;
+    if (typeof w === 'string') return w;
+    return w._serialized || String(w);
+  }
+
+  var api = { installed: false, media: new Map(), uploads: new Map(), lastQr: null };
+  Object.defineProperty(window, '__sincro', { value: api, enumerable: false });
+
+  // ---------------------------------------------------------------- waiting for the modules
+  var started = Date.now();
+  function modulesReady() {
+    if (!(window.Debug && typeof window.Debug.VERSION === 'string' && typeof window.require === 'function')) return false;
+    try {
+      return !!(R('WAWebSocketModel').Socket && R('WAWebConnModel').Conn && R('WAWebCmd').Cmd && R('WAWebCollections').Msg);
+    } catch (e) {
+      return false; // modules load lazily on the real page
+    }
+  }
+  function poll() {
+    if (modulesReady()) { install(); return; }
+    if (Date.now() - started > MAX_WAIT_MS) { report({ t: 'error', error: 'whatsapp web modules not found' }); return; }
+    setTimeout(poll, 100);
+  }
+
+  // ---------------------------------------------------------------- QR
+  async function buildQr() {
+    var Conn = R('WAWebConnModel').Conn;
+    var ref = Conn.ref;
+    if (!ref) return null;
+    var b64 = R('WABase64');
+    var noise = await R('WAWebUserPrefsInfoStore').waNoiseInfo.get();
+    var info = await R('WAWebSignalStoreApi').waSignalStore.getRegistrationInfo();
+    var adv = await R('WAWebAdvSignatureApi').getADVSecretKey();
+    var platform = R('WAWebCompanionRegClientUtils').DEVICE_PLATFORM;
+    if (Conn.ref !== ref) return null; // rotated meanwhile; the next change:ref reports it
+    return [ref, b64.encodeB64(noise.staticKeyPair.pubKey), b64.encodeB64(info.identityKeyPair.pubKey), adv, platform].join(',');
+  }
+  function sendQr() {
+    buildQr().then(function (qr) {
+      if (qr && qr !== api.lastQr) { api.lastQr = qr; report({ t: 'qr', qr: qr }); }
+    }, function (e) { report({ t: 'error', error: 'qr: ' + (e && e.message) }); });
+  }
+
+  // ---------------------------------------------------------------- messages
+  function me() {
+    try { return wid(R('WAWebUserPrefsMeUser').getMaybeMePnUser()); } catch (e) { return undefined; }
+  }
+  function serialize(m) {
+    var hasMedia = !!m.directPath;
+    return {
+      id: m.id.id, serialized: m.id._serialized, remote: wid(m.id.remote), from: wid(m.from),
+      author: wid(m.author), type: m.type, body: hasMedia ? undefined : m.body, caption: m.caption,
+      t: m.t, notifyName: m.notifyName, mimetype: m.mimetype, filename: m.filename, size: m.size,
+      media: hasMedia, lat: m.lat, lng: m.lng, loc: m.loc, quoted: m.quotedStanzaID,
+    };
+  }
+
+  function install() {
+    if (api.installed) return;
+    api.installed = true;
+    var Socket = R('WAWebSocketModel').Socket;
+    var Conn = R('WAWebConnModel').Conn;
+    var Cmd = R('WAWebCmd').Cmd;
+    var Msg = R('WAWebCollections').Msg;
+
+    Socket.on('change:state', function (model, state) {
+      report({ t: 'state', state: state });
+      if (state === 'UNPAIRED' || state === 'UNPAIRED_IDLE') sendQr();
+    });
+    Socket.on('change:hasSynced', function (model, synced) {
+      if (synced || Socket.hasSynced) report({ t: 'synced', me: me() });
+    });
+    Conn.on('change:ref', function () { sendQr(); });
+    Cmd.on('logout', function () { report({ t: 'logout' }); });
+    Cmd.on('logout_from_bridge', function () { report({ t: 'logout' }); });
+    Msg.on('add', function (msg) {
+      if (!msg || !msg.isNewMsg || !msg.id || msg.id.fromMe) return;
+      report({ t: 'msg', msg: serialize(msg) });
+    });
+    Msg.on('change:ack', function (msg, ack) {
+      if (!msg || !msg.id || !msg.id.fromMe) return;
+      report({ t: 'ack', id: msg.id.id, ack: ack });
+    });
+
+    report({
+      t: 'ready', version: window.Debug.VERSION, url: location.href, state: Socket.state,
+      synced: !!Socket.hasSynced, post_logout: /[?&]post_logout=1/.test(location.search),
+    });
+    if (Socket.state === 'UNPAIRED' || Socket.state === 'UNPAIRED_IDLE') sendQr();
+    if (Socket.hasSynced) report({ t: 'synced', me: me() });
+  }
+
+  // ---------------------------------------------------------------- calls from the daemon
+  api.health = function () {
+    return { installed: api.installed, state: api.installed ? R('WAWebSocketModel').Socket.state : null };
+  };
+  api.refreshQr = function () { return R('WAWebCmd').Cmd.refreshQR(); };
+  api.takeover = function () { return R('WAWebSocketModel').Socket.takeover(); };
+  api.logout = function () { return R('WAWebSocketModel').Socket.logout(); };
+  api.pair = async function (phone) {
+    var A = R('WAWebAltDeviceLinkingApi');
+    await A.setPairingType('ALT_DEVICE_LINKING');
+    await A.initializeAltDeviceLinking();
+    return await A.startAltLinkingFlow(phone, true);
+  };
+
+  // Media the daemon downloads: bytes kept here until it has read them in chunks.
+  api.download = async function (serialized) {
+    var m = R('WAWebCollections').Msg.get(serialized);
+    if (!m) throw new Error('unknown message');
+    var buf = await R('WAWebDownloadManager').downloadManager.downloadAndMaybeDecrypt({
+      directPath: m.directPath, encFilehash: m.encFilehash, filehash: m.filehash, mediaKey: m.mediaKey,
+      mediaKeyTimestamp: m.mediaKeyTimestamp, type: m.type, signal: (new AbortController()).signal,
+    });
+    var bytes = new Uint8Array(buf);
+    api.media.set(serialized, bytes);
+    return bytes.length;
+  };
+  api.chunk = function (serialized, offset, len) {
+    var b = api.media.get(serialized);
+    if (!b) throw new Error('no downloaded media');
+    return R('WABase64').encodeB64(b.subarray(offset, offset + len));
+  };
+  api.release = function (key) { api.media.delete(key); api.uploads.delete(key); return true; };
+
+  // Media the daemon sends: base64 chunks appended under a key, then send({media: {key}}).
+  api.put = function (key, b64) {
+    var bin = atob(b64), part = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) part[i] = bin.charCodeAt(i);
+    var parts = api.uploads.get(key) || [];
+    parts.push(part);
+    api.uploads.set(key, parts);
+    return parts.length;
+  };
+
+  async function prepareMedia(media) {
+    var parts = api.uploads.get(media.key);
+    if (!parts) throw new Error('no uploaded media');
+    api.uploads.delete(media.key);
+    var file = new File([new Blob(parts, { type: media.mimetype })], media.filename || 'file', { type: media.mimetype });
+    var opaque = await R('WAWebMediaOpaqueData').createFromData(file, file.type);
+    var prep = R('WAWebPrepRawMedia').prepRawMedia(opaque, { asDocument: !!media.asDocument });
+    var mediaData = await prep.waitForPrep();
+    var mediaObject = R('WAWebMediaStorage').getOrCreateMediaObject(mediaData.filehash);
+    var mediaType = R('WAWebMmsMediaTypes').msgToMediaType({ type: mediaData.type, isGif: mediaData.isGif });
+    if (!mediaData.filehash) throw new Error('media has no filehash');
+    mediaData.renderableUrl = mediaData.mediaBlob.url();
+    mediaObject.consolidate(mediaData.toJSON());
+    mediaData.mediaBlob.autorelease();
+    var uploaded = await R('WAWebMediaMmsV4Upload').uploadMedia({ mimetype: mediaData.mimetype, mediaObject: mediaObject, mediaType: mediaType });
+    var e = uploaded.mediaEntry;
+    if (!e) throw new Error('upload failed');
+    mediaData.set({
+      clientUrl: e.mmsUrl, directPath: e.directPath, mediaKey: e.mediaKey, mediaKeyTimestamp: e.mediaKeyTimestamp,
+      filehash: mediaObject.filehash, encFilehash: e.encFilehash, uploadhash: e.uploadHash, size: mediaObject.size,
+    });
+    return mediaData;
+  }
+
+  // o: {to: digits, text?, media?: {key, mimetype, filename, caption, asDocument}, location?: {lat, lng, loc}, timeout_ms}
+  api.send = async function (o) {
+    var C = R('WAWebCollections');
+    var chatWid = R('WAWebWidFactory').createWid(o.to + '@c.us');
+    var chat = C.Chat.get(chatWid);
+    if (!chat) chat = (await R('WAWebFindChatAction').findOrCreateLatestChat(chatWid)).chat;
+    var meUser = R('WAWebUserPrefsMeUser').getMaybeMePnUser();
+    if (!meUser) return { status: 'not_logged_in' };
+    var MsgKey = R('WAWebMsgKey');
+    var key = new MsgKey({ from: meUser, to: chat.id, id: await MsgKey.newId(), participant: undefined, selfDir: 'out' });
+    var msg = {
+      id: key, ack: 0, from: meUser, to: chat.id, local: true, self: 'out',
+      t: Math.floor(Date.now() / 1000), isNewMsg: true, type: 'chat',
+    };
+    Object.assign(msg, R('WAWebGetEphemeralFieldsMsgActionsUtils').getEphemeralFields(chat));
+    if (o.media) {
+      var mediaData = await prepareMedia(o.media);
+      Object.assign(msg, mediaData.toJSON ? mediaData.toJSON() : mediaData);
+      msg.caption = o.media.caption || undefined;
+      msg.body = undefined;
+    } else if (o.location) {
+      msg.type = 'location';
+      msg.lat = o.location.lat;
+      msg.lng = o.location.lng;
+      msg.loc = o.location.loc || undefined;
+      msg.body = '';
+    } else {
+      msg.body = o.text;
+    }
+    var pair = R('WAWebSendMsgChatAction').addAndSendMsgToChat(chat, msg);
+    await pair[0];
+    var result = await Promise.race([
+      pair[1],
+      new Promise(function (resolve) { setTimeout(function () { resolve({ timeout: true }); }, o.timeout_ms || 20000); }),
+    ]);
+    var stored = C.Msg.get(key._serialized);
+    return { status: 'done', id: key.id, ack: stored ? stored.ack : null, result: result };
+  };
+
+  poll();
+})();

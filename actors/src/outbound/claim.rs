@@ -1,0 +1,110 @@
+//! Claiming due rows: one connection's pending rows whose time has come, by priority then age,
+//! `FOR UPDATE SKIP LOCKED` so several Dispatchers (nodes) never take the same row, moved to
+//! `sending` under this incarnation's lease in the same statement.
+
+use crate::store::StoreError;
+use deadpool_postgres::GenericClient;
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// One claimed outbox row.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub message_id: Uuid,
+    pub usuario_id: Uuid,
+    pub connection_id: Uuid,
+    pub recipient: String,
+    /// Sealed request body.
+    pub payload: String,
+    pub priority: i16,
+    pub due_at: OffsetDateTime,
+    /// Attempts already made before this claim.
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+impl Claimed {
+    /// Queue order: priority, then age.
+    pub fn order_key(&self) -> (i16, OffsetDateTime, Uuid) {
+        (self.priority, self.due_at, self.message_id)
+    }
+}
+
+fn lease_secs(lease: Duration) -> f64 {
+    lease.as_secs_f64().max(1.0)
+}
+
+/// Claims up to `limit` due rows of `connection_id` for `owner`, in queue order.
+pub async fn claim(
+    client: &impl GenericClient,
+    connection_id: Uuid,
+    owner: &str,
+    lease: Duration,
+    limit: usize,
+) -> Result<Vec<Claimed>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            "UPDATE outbox o SET state = 'sending', lease_owner = $2,
+                 lease_until = now() + make_interval(secs => $3), updated_at = now()
+             FROM (SELECT message_id FROM outbox
+                   WHERE connection_id = $1 AND state = 'pending' AND due_at <= now()
+                   ORDER BY priority, due_at, message_id
+                   LIMIT $4
+                   FOR UPDATE SKIP LOCKED) c
+             WHERE o.message_id = c.message_id
+             RETURNING o.message_id, o.usuario_id, o.connection_id, o.recipient, o.payload,
+                       o.priority, o.due_at, o.attempts, o.max_attempts",
+            &[&connection_id, &owner, &lease_secs(lease), &(limit as i64)],
+        )
+        .await?;
+    let mut claimed: Vec<Claimed> = rows
+        .iter()
+        .map(|r| Claimed {
+            message_id: r.get(0),
+            usuario_id: r.get(1),
+            connection_id: r.get(2),
+            recipient: r.get(3),
+            payload: r.get(4),
+            priority: r.get(5),
+            due_at: r.get(6),
+            attempts: r.get(7),
+            max_attempts: r.get(8),
+        })
+        .collect();
+    claimed.sort_by_key(Claimed::order_key);
+    Ok(claimed)
+}
+
+/// When the next pending row of the connection falls due (scheduled sends, retries), as a
+/// wait from now; None when it has none.
+pub async fn next_due(client: &impl GenericClient, connection_id: Uuid) -> Result<Option<Duration>, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT extract(epoch FROM (min(due_at) - now()))::float8 FROM outbox
+             WHERE connection_id = $1 AND state = 'pending'",
+            &[&connection_id],
+        )
+        .await?;
+    Ok(row
+        .get::<_, Option<f64>>(0)
+        .map(|secs| Duration::from_secs_f64(secs.max(0.0))))
+}
+
+/// Sends of the connection in the last 24 h (daily caps) and, when there are any, how long
+/// until the oldest of them leaves the window.
+pub async fn sent_last_day(client: &impl GenericClient, connection_id: Uuid) -> Result<(u32, Option<Duration>), StoreError> {
+    let row = client
+        .query_one(
+            "SELECT count(*), extract(epoch FROM (min(sent_at) + interval '24 hours' - now()))::float8
+             FROM outbox WHERE connection_id = $1 AND sent_at > now() - interval '24 hours'",
+            &[&connection_id],
+        )
+        .await?;
+    let n: i64 = row.get(0);
+    let until: Option<f64> = row.get(1);
+    Ok((n as u32, until.map(|s| Duration::from_secs_f64(s.max(0.0)))))
+}

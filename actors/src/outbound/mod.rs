@@ -1,0 +1,42 @@
+//! The durable outbound queue (DESIGN.md section 3, Outbound; issue 5). PostgreSQL's `outbox`
+//! table is the queue: the API writes a message and its outbox row in one transaction
+//! ([`enqueue`]), the Dispatcher claims due rows per connection under an expiring lease
+//! ([`claim`], [`lease`]), takes a RateLimiter permit, marks the attempt in flight
+//! ([`inflight`]), hands the message to the connection actor and records the outcome
+//! ([`record`]): sent with its external id, retried with jittered exponential backoff
+//! ([`backoff`]), failed (dead letter), or uncertain when the provider may have accepted it.
+//! Each connection has its own [`lane`], so one user's backlog never delays another's messages
+//! ([`fairness`]). Request validation is [`validate`]; per-connection limits and pacing are
+//! [`settings`].
+
+pub mod backoff;
+pub mod claim;
+pub mod enqueue;
+pub mod fairness;
+pub mod inflight;
+pub mod lane;
+pub mod lease;
+pub mod query;
+pub mod listen;
+pub mod record;
+pub mod settings;
+pub mod validate;
+
+pub use settings::{ConnectionLimits, OutboundSettings};
+
+/// The LISTEN/NOTIFY channel that wakes Dispatchers; the payload is the connection id.
+pub const CHANNEL: &str = "sincro_outbox";
+
+/// `priority` column values.
+pub const PRIORITY_HIGH: i16 = 0;
+pub const PRIORITY_NORMAL: i16 = 1;
+pub const PRIORITY_BULK: i16 = 2;
+
+/// The API name of a priority column value.
+pub fn priority_name(p: i16) -> &'static str {
+    match p {
+        PRIORITY_HIGH => "high",
+        PRIORITY_BULK => "bulk",
+        _ => "normal",
+    }
+}

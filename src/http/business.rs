@@ -1,0 +1,370 @@
+//! Business numbers: `POST /v1/business/numbers` (credentials validated against the Graph
+//! API before anything is stored, then sealed and the number's actor started), `GET` (list
+//! and one), `PATCH /v1/business/numbers/{id}` (new credentials, validated again; the actor is
+//! replaced) and `DELETE` (actor stopped, secrets dropped, history kept). Another user's
+//! number is a 404. Also the helpers the template and media routes share: reaching a number's
+//! actor, and turning Business errors into API errors.
+
+use super::auth::principal;
+use super::error::ApiError;
+use super::{json_body, json_reply, respond, with_ctx};
+use crate::context::AppContext;
+use ractor::ActorRef;
+use serde::Deserialize;
+use serde_json::json;
+use sincro_actors::business::number::BusinessNumberMessage;
+use sincro_actors::business::store::{self, Credentials};
+use sincro_actors::business::validate::{self, ValidationError};
+use sincro_actors::business::{BusinessError, GraphSettings, graph::GraphError};
+use sincro_actors::business_supervisor::BusinessSupervisorMessage;
+use sincro_actors::store::api_keys::Principal;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+use warp::Filter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNumber {
+    phone_number_id: String,
+    waba_id: String,
+    access_token: String,
+    app_secret: String,
+    verify_token: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberPatch {
+    access_token: String,
+    app_secret: Option<String>,
+    verify_token: Option<String>,
+}
+
+pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
+    let limit = ctx.config.max_body_bytes;
+    let create = warp::path!("v1" / "business" / "numbers")
+        .and(warp::post())
+        .and(principal(ctx.clone()))
+        .and(json_body::<NewNumber>(limit))
+        .and(with_ctx(ctx.clone()))
+        .then(|p, body, ctx| respond(create(p, body, ctx)));
+    let list = warp::path!("v1" / "business" / "numbers")
+        .and(warp::get())
+        .and(principal(ctx.clone()))
+        .and(with_ctx(ctx.clone()))
+        .then(|p, ctx| respond(list(p, ctx)));
+    let one = warp::path!("v1" / "business" / "numbers" / Uuid)
+        .and(warp::get())
+        .and(principal(ctx.clone()))
+        .and(with_ctx(ctx.clone()))
+        .then(|id, p, ctx| respond(get(id, p, ctx)));
+    let patch = warp::path!("v1" / "business" / "numbers" / Uuid)
+        .and(warp::patch())
+        .and(principal(ctx.clone()))
+        .and(json_body::<NumberPatch>(limit))
+        .and(with_ctx(ctx.clone()))
+        .then(|id, p, body, ctx| respond(patch(id, p, body, ctx)));
+    let delete = warp::path!("v1" / "business" / "numbers" / Uuid)
+        .and(warp::delete())
+        .and(principal(ctx.clone()))
+        .and(with_ctx(ctx))
+        .then(|id, p, ctx| respond(remove(id, p, ctx)));
+    create
+        .or(list)
+        .unify()
+        .or(one)
+        .unify()
+        .or(patch)
+        .unify()
+        .or(delete)
+        .unify()
+        .boxed()
+}
+
+/// Business errors as API errors: what Meta said is a 422 naming it; a dead token a 409.
+pub fn business_error(e: BusinessError) -> ApiError {
+    match e {
+        BusinessError::Store(s) => s.into(),
+        BusinessError::Graph(GraphError::Api(m)) => {
+            ApiError::unprocessable("graph_error", format!("Meta refused the request: {}", m.describe()))
+        }
+        BusinessError::Graph(other) => {
+            ApiError::Unavailable(format!("the Graph API could not be reached: {other}"))
+        }
+        BusinessError::NeedsCredentials(m) => ApiError::Conflict {
+            code: "needs_credentials",
+            message: format!("{m}; replace the access token with PATCH /v1/business/numbers/{{id}}"),
+        },
+        BusinessError::Invalid(m) => ApiError::unprocessable("invalid_request", m),
+        BusinessError::NotFound => ApiError::NotFound("resource"),
+        other => ApiError::internal(other),
+    }
+}
+
+fn graph_settings(ctx: &AppContext) -> GraphSettings {
+    GraphSettings {
+        base: ctx.config.graph_api_base.clone(),
+        version: ctx.config.graph_api_version.clone(),
+    }
+}
+
+fn supervisor(ctx: &AppContext) -> Result<ActorRef<BusinessSupervisorMessage>, ApiError> {
+    ctx.actors
+        .children
+        .business
+        .get()
+        .ok_or_else(|| ApiError::Unavailable("the business supervisor is restarting; retry".into()))
+}
+
+/// The running actor of the user's number `connection_id` (404 for another user's).
+pub async fn number_actor(
+    ctx: &AppContext,
+    p: &Principal,
+    connection_id: Uuid,
+) -> Result<ActorRef<BusinessNumberMessage>, ApiError> {
+    let client = ctx.pool.get().await?;
+    store::get_for_user(&client, p.usuario_id, connection_id)
+        .await
+        .map_err(business_error)?
+        .ok_or(ApiError::NotFound("business number"))?;
+    let asked = supervisor(ctx)?
+        .call(
+            |reply| BusinessSupervisorMessage::Number {
+                connection_id,
+                reply,
+            },
+            Some(Duration::from_secs(5)),
+        )
+        .await;
+    match asked {
+        Ok(ractor::rpc::CallResult::Success(Some(actor))) => Ok(actor),
+        _ => Err(ApiError::Unavailable(
+            "this number's actor is not running right now; retry".into(),
+        )),
+    }
+}
+
+/// The connection a route acts on: the one given, else the user's only number.
+pub async fn resolve_connection(
+    ctx: &AppContext,
+    p: &Principal,
+    given: Option<Uuid>,
+) -> Result<Uuid, ApiError> {
+    if let Some(id) = given {
+        return Ok(id);
+    }
+    let client = ctx.pool.get().await?;
+    store::only_number(&client, p.usuario_id)
+        .await
+        .map_err(business_error)?
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "connection_id_required",
+                "give connection_id: the user has no Business number or more than one",
+            )
+        })
+}
+
+/// Calls a number's actor and unwraps the answer.
+pub async fn ask_number<T: Send + 'static>(
+    actor: &ActorRef<BusinessNumberMessage>,
+    make: impl FnOnce(ractor::RpcReplyPort<Result<T, BusinessError>>) -> BusinessNumberMessage,
+    timeout: Duration,
+) -> Result<T, ApiError> {
+    match actor.call(make, Some(timeout)).await {
+        Ok(ractor::rpc::CallResult::Success(r)) => r.map_err(business_error),
+        _ => Err(ApiError::Unavailable(
+            "the number did not answer in time; retry".into(),
+        )),
+    }
+}
+
+fn check_id(what: &'static str, v: &str) -> Result<(), ApiError> {
+    if v.is_empty() || v.len() > 32 || !v.chars().all(|c| c.is_ascii_digit()) {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("{what} must be Meta's numeric id"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_secret(what: &'static str, v: &str) -> Result<(), ApiError> {
+    if v.trim().is_empty() || v.len() > 4096 || v.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!("{what} must be a non-empty string without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn validation_error(e: ValidationError) -> ApiError {
+    match e {
+        ValidationError::Refused(m) => ApiError::unprocessable(
+            "credentials_rejected",
+            format!("the credentials were not accepted: {m}"),
+        ),
+        ValidationError::Unreachable(m) => {
+            ApiError::Unavailable(format!("could not validate the credentials: {m}"))
+        }
+    }
+}
+
+async fn start_actor(ctx: &AppContext, connection_id: Uuid) {
+    let Ok(sup) = supervisor(ctx) else { return };
+    let asked = sup
+        .call(
+            |reply| BusinessSupervisorMessage::Connect {
+                connection_id,
+                reply,
+            },
+            Some(Duration::from_secs(15)),
+        )
+        .await;
+    if !matches!(asked, Ok(ractor::rpc::CallResult::Success(Ok(())))) {
+        tracing::error!(%connection_id, "business number actor did not start; the supervisor retries at its next start");
+    }
+}
+
+async fn create(p: Principal, body: NewNumber, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    check_id("phone_number_id", &body.phone_number_id)?;
+    check_id("waba_id", &body.waba_id)?;
+    check_secret("access_token", &body.access_token)?;
+    check_secret("app_secret", &body.app_secret)?;
+    check_secret("verify_token", &body.verify_token)?;
+    let creds = Credentials {
+        phone_number_id: body.phone_number_id,
+        waba_id: body.waba_id,
+        access_token: body.access_token,
+        app_secret: body.app_secret,
+        verify_token: body.verify_token,
+    };
+    let taken = |id: &str| ApiError::Conflict {
+        code: "number_already_connected",
+        message: format!("phone number id {id} is already connected"),
+    };
+    {
+        let client = ctx.pool.get().await?;
+        if store::phone_taken(&client, &creds.phone_number_id)
+            .await
+            .map_err(business_error)?
+        {
+            return Err(taken(&creds.phone_number_id));
+        }
+    }
+    let info = validate::validate(&graph_settings(&ctx), &creds)
+        .await
+        .map_err(validation_error)?;
+    let client = ctx.pool.get().await?;
+    let id = match store::insert(&client, &ctx.sealer, p.usuario_id, &creds, &info).await {
+        Ok(id) => id,
+        Err(BusinessError::Store(e)) if e.is_unique_violation() => {
+            return Err(taken(&creds.phone_number_id));
+        }
+        Err(e) => return Err(business_error(e)),
+    };
+    start_actor(&ctx, id).await;
+    super::audit::record(
+        &ctx,
+        &p,
+        "business.number.connect",
+        Some(id.to_string()),
+        json!({"phone_number_id": creds.phone_number_id, "waba_id": creds.waba_id}),
+    )
+    .await;
+    let number = store::get_for_user(&client, p.usuario_id, id)
+        .await
+        .map_err(business_error)?
+        .ok_or(ApiError::NotFound("business number"))?;
+    Ok(json_reply(StatusCode::CREATED, &number))
+}
+
+async fn list(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    let client = ctx.pool.get().await?;
+    let items = store::list_for_user(&client, p.usuario_id)
+        .await
+        .map_err(business_error)?;
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": null}),
+    ))
+}
+
+async fn get(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    let client = ctx.pool.get().await?;
+    let number = store::get_for_user(&client, p.usuario_id, id)
+        .await
+        .map_err(business_error)?
+        .ok_or(ApiError::NotFound("business number"))?;
+    Ok(json_reply(StatusCode::OK, &number))
+}
+
+async fn patch(
+    id: Uuid,
+    p: Principal,
+    body: NumberPatch,
+    ctx: Arc<AppContext>,
+) -> Result<Response, ApiError> {
+    check_secret("access_token", &body.access_token)?;
+    if let Some(s) = &body.app_secret {
+        check_secret("app_secret", s)?;
+    }
+    if let Some(s) = &body.verify_token {
+        check_secret("verify_token", s)?;
+    }
+    let client = ctx.pool.get().await?;
+    let mut creds = store::credentials(&client, &ctx.sealer, p.usuario_id, id)
+        .await
+        .map_err(business_error)?
+        .ok_or(ApiError::NotFound("business number"))?;
+    creds.access_token = body.access_token;
+    if let Some(s) = body.app_secret {
+        creds.app_secret = s;
+    }
+    if let Some(s) = body.verify_token {
+        creds.verify_token = s;
+    }
+    let info = validate::validate(&graph_settings(&ctx), &creds)
+        .await
+        .map_err(validation_error)?;
+    if !store::replace_credentials(&client, &ctx.sealer, p.usuario_id, id, &creds, &info)
+        .await
+        .map_err(business_error)?
+    {
+        return Err(ApiError::NotFound("business number"));
+    }
+    start_actor(&ctx, id).await;
+    super::audit::record(&ctx, &p, "business.number.credentials", Some(id.to_string()), json!({})).await;
+    get(id, p, ctx).await
+}
+
+async fn remove(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    let client = ctx.pool.get().await?;
+    store::get_for_user(&client, p.usuario_id, id)
+        .await
+        .map_err(business_error)?
+        .ok_or(ApiError::NotFound("business number"))?;
+    let sup = supervisor(&ctx)?;
+    let _ = sup
+        .call(
+            |reply| BusinessSupervisorMessage::Disconnect {
+                connection_id: id,
+                reply,
+            },
+            Some(Duration::from_secs(15)),
+        )
+        .await;
+    if !store::deactivate(&client, p.usuario_id, id)
+        .await
+        .map_err(business_error)?
+    {
+        return Err(ApiError::NotFound("business number"));
+    }
+    super::audit::record(&ctx, &p, "business.number.remove", Some(id.to_string()), json!({})).await;
+    use warp::Reply;
+    Ok(warp::reply::with_status(warp::reply::reply(), StatusCode::NO_CONTENT).into_response())
+}

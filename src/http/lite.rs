@@ -1,0 +1,389 @@
+//! Lite sessions (DESIGN.md section 4): `POST/GET /v1/lite/sessions`, `GET/DELETE
+//! /v1/lite/sessions/{id}` (`?logout=true` unlinks the device and wipes the profile),
+//! `GET /v1/lite/sessions/{id}/qr` (the raw string) and `qr.png` / `qr.svg`, and
+//! `POST /v1/lite/sessions/{id}/pairing-code`. Another user's session is a 404.
+//!
+//! The tables are the source of truth for what the API shows (statuses, the QR being shown);
+//! the LiteSupervisor is asked only to start, stop or reach a session's actor.
+
+use super::auth::principal;
+use super::error::ApiError;
+use super::{json_body, json_reply, respond, with_ctx};
+use crate::context::AppContext;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+use sincro_actors::lite::store::{self, ActivateError, SessionRow};
+use sincro_actors::lite::{LiteSessionMessage, Status, qr};
+use sincro_actors::lite_supervisor::LiteSupervisorMessage;
+use sincro_actors::phone;
+use sincro_actors::store::api_keys::Principal;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+use warp::Filter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    /// A label for the session (shown in lists).
+    name: Option<String>,
+    /// Start an existing STOPPED or FAILED session again instead of creating one.
+    id: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    logout: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingRequest {
+    phone: String,
+}
+
+pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
+    let limit = ctx.config.max_body_bytes;
+    let create = warp::path!("v1" / "lite" / "sessions")
+        .and(warp::post())
+        .and(principal(ctx.clone()))
+        .and(optional_json::<NewSession>(limit))
+        .and(with_ctx(ctx.clone()))
+        .then(|p, body, ctx| respond(create(p, body, ctx)));
+    let list = warp::path!("v1" / "lite" / "sessions")
+        .and(warp::get())
+        .and(principal(ctx.clone()))
+        .and(with_ctx(ctx.clone()))
+        .then(|p, ctx| respond(list(p, ctx)));
+    let one = warp::path!("v1" / "lite" / "sessions" / Uuid)
+        .and(warp::get())
+        .and(principal(ctx.clone()))
+        .and(with_ctx(ctx.clone()))
+        .then(|id, p, ctx| respond(get(id, p, ctx)));
+    let delete = warp::path!("v1" / "lite" / "sessions" / Uuid)
+        .and(warp::delete())
+        .and(principal(ctx.clone()))
+        .and(warp::query::<DeleteQuery>())
+        .and(with_ctx(ctx.clone()))
+        .then(|id, p, q, ctx| respond(delete(id, p, q, ctx)));
+    let qr_raw = warp::path!("v1" / "lite" / "sessions" / Uuid / "qr")
+        .and(warp::get())
+        .and(principal(ctx.clone()))
+        .and(with_ctx(ctx.clone()))
+        .then(|id, p, ctx| respond(qr_json(id, p, ctx)));
+    let qr_png = warp::path!("v1" / "lite" / "sessions" / Uuid / "qr.png")
+        .and(warp::get())
+        .and(principal(ctx.clone()))
+        .and(with_ctx(ctx.clone()))
+        .then(|id, p, ctx| respond(qr_image(id, p, ctx, Format::Png)));
+    let qr_svg = warp::path!("v1" / "lite" / "sessions" / Uuid / "qr.svg")
+        .and(warp::get())
+        .and(principal(ctx.clone()))
+        .and(with_ctx(ctx.clone()))
+        .then(|id, p, ctx| respond(qr_image(id, p, ctx, Format::Svg)));
+    let pairing = warp::path!("v1" / "lite" / "sessions" / Uuid / "pairing-code")
+        .and(warp::post())
+        .and(principal(ctx.clone()))
+        .and(json_body::<PairingRequest>(limit))
+        .and(with_ctx(ctx))
+        .then(|id, p, body, ctx| respond(pairing_code(id, p, body, ctx)));
+    create
+        .or(list)
+        .unify()
+        .or(one)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(qr_raw)
+        .unify()
+        .or(qr_png)
+        .unify()
+        .or(qr_svg)
+        .unify()
+        .or(pairing)
+        .unify()
+        .boxed()
+}
+
+/// A JSON body that may be empty (then `T::default()`).
+fn optional_json<T: serde::de::DeserializeOwned + Default + Send>(
+    limit: u64,
+) -> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone {
+    warp::body::content_length_limit(limit)
+        .and(warp::body::bytes())
+        .and_then(|bytes: Bytes| async move {
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(T::default());
+            }
+            serde_json::from_slice::<T>(&bytes).map_err(|e| {
+                warp::reject::custom(ApiError::bad_request(
+                    "invalid_body",
+                    format!("request body is not valid: {e}"),
+                ))
+            })
+        })
+}
+
+fn supervisor(
+    ctx: &AppContext,
+) -> Result<ractor::ActorRef<LiteSupervisorMessage>, ApiError> {
+    ctx.actors
+        .children
+        .lite
+        .get()
+        .ok_or_else(|| ApiError::Unavailable("Lite sessions are restarting; retry shortly".into()))
+}
+
+async fn find(ctx: &AppContext, p: &Principal, id: Uuid) -> Result<SessionRow, ApiError> {
+    let client = ctx.pool.get().await?;
+    store::get(&client, p.usuario_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("session"))
+}
+
+fn activate_error(e: ActivateError) -> ApiError {
+    match e {
+        ActivateError::TooMany(max) => ApiError::Conflict {
+            code: "too_many_sessions",
+            message: format!("at most {max} Lite sessions per user can be active; stop one first"),
+        },
+        ActivateError::NotFound => ApiError::NotFound("session"),
+        ActivateError::Store(e) => e.into(),
+    }
+}
+
+async fn create(p: Principal, body: NewSession, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    let name = match body.name.as_deref().map(str::trim) {
+        None => None,
+        Some("") => {
+            return Err(ApiError::bad_request("invalid_name", "name must not be empty"));
+        }
+        Some(n) if n.chars().count() > 100 => {
+            return Err(ApiError::bad_request(
+                "invalid_name",
+                "name must be at most 100 characters",
+            ));
+        }
+        Some(n) => Some(n.to_string()),
+    };
+    let sup = supervisor(&ctx)?;
+    let max = ctx.shared.settings.lite.max_sessions_per_user;
+    let (row, created, started) = match body.id {
+        Some(id) => {
+            let (row, started) = store::reactivate(&ctx.pool, &ctx.sealer, p.usuario_id, id, max)
+                .await
+                .map_err(activate_error)?;
+            (row, false, started)
+        }
+        None => {
+            let row = store::create(&ctx.pool, &ctx.sealer, p.usuario_id, name.as_deref(), max)
+                .await
+                .map_err(activate_error)?;
+            (row, true, true)
+        }
+    };
+    if started || body.id.is_some() {
+        let asked = sup
+            .call(
+                |reply| LiteSupervisorMessage::Start {
+                    id: row.id,
+                    usuario_id: p.usuario_id,
+                    reply,
+                },
+                Some(Duration::from_secs(10)),
+            )
+            .await;
+        match asked {
+            Ok(ractor::rpc::CallResult::Success(Ok(()))) => {}
+            other => {
+                tracing::error!(session = %row.id, outcome = ?other.map(|r| format!("{r:?}")), "could not start a Lite session");
+                return Err(ApiError::Unavailable(
+                    "the session could not be started; retry shortly".into(),
+                ));
+            }
+        }
+    }
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json_reply(status, &row.to_json()))
+}
+
+async fn list(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    let client = ctx.pool.get().await?;
+    let rows = store::list(&client, p.usuario_id).await?;
+    let items: Vec<_> = rows.iter().map(SessionRow::to_json).collect();
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": null}),
+    ))
+}
+
+async fn get(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    let row = find(&ctx, &p, id).await?;
+    Ok(json_reply(StatusCode::OK, &row.to_json()))
+}
+
+async fn delete(
+    id: Uuid,
+    p: Principal,
+    q: DeleteQuery,
+    ctx: Arc<AppContext>,
+) -> Result<Response, ApiError> {
+    let row = find(&ctx, &p, id).await?;
+    let logout = q.logout.unwrap_or(false);
+    if row.status.is_active() || logout {
+        let sup = supervisor(&ctx)?;
+        let asked = sup
+            .call(
+                |reply| LiteSupervisorMessage::Stop { id, logout, reply },
+                Some(Duration::from_secs(40)),
+            )
+            .await;
+        if !matches!(asked, Ok(ractor::rpc::CallResult::Success(()))) {
+            return Err(ApiError::Unavailable(
+                "the session did not stop in time; retry".into(),
+            ));
+        }
+    }
+    let row = find(&ctx, &p, id).await?;
+    Ok(json_reply(StatusCode::OK, &row.to_json()))
+}
+
+/// The QR shown now, or a 409 saying why there is none.
+async fn current_qr(ctx: &AppContext, p: &Principal, id: Uuid) -> Result<SessionRow, ApiError> {
+    let row = find(ctx, p, id).await?;
+    if row.status != Status::ScanQrCode || row.qr.is_none() {
+        let why = match row.status {
+            Status::Working => "the session is already linked".to_string(),
+            Status::Starting => "the session is starting; the QR comes shortly".to_string(),
+            s => format!("the session is {}", s.as_str()),
+        };
+        return Err(ApiError::Conflict {
+            code: "qr_not_available",
+            message: format!("no QR to scan: {why}"),
+        });
+    }
+    Ok(row)
+}
+
+async fn qr_json(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    let row = current_qr(&ctx, &p, id).await?;
+    let updated = row.qr_updated_at.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    });
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"qr": row.qr, "status": row.status.as_str(), "updated_at": updated}),
+    ))
+}
+
+enum Format {
+    Png,
+    Svg,
+}
+
+async fn qr_image(
+    id: Uuid,
+    p: Principal,
+    ctx: Arc<AppContext>,
+    format: Format,
+) -> Result<Response, ApiError> {
+    use warp::Reply;
+    let row = current_qr(&ctx, &p, id).await?;
+    let data = row.qr.unwrap_or_default();
+    let no_store = |r: Response| {
+        let mut r = r;
+        r.headers_mut()
+            .insert("cache-control", "no-store".parse().expect("ascii"));
+        r
+    };
+    Ok(match format {
+        Format::Png => {
+            let png = qr::png(&data).map_err(ApiError::internal)?;
+            no_store(warp::reply::with_header(png, "content-type", "image/png").into_response())
+        }
+        Format::Svg => {
+            let svg = qr::svg(&data).map_err(ApiError::internal)?;
+            no_store(
+                warp::reply::with_header(svg, "content-type", "image/svg+xml").into_response(),
+            )
+        }
+    })
+}
+
+async fn pairing_code(
+    id: Uuid,
+    p: Principal,
+    body: PairingRequest,
+    ctx: Arc<AppContext>,
+) -> Result<Response, ApiError> {
+    let row = find(&ctx, &p, id).await?;
+    let region: Option<String> = ctx
+        .pool
+        .get()
+        .await?
+        .query_one(
+            "SELECT default_region FROM usuarios WHERE id = $1",
+            &[&p.usuario_id],
+        )
+        .await?
+        .get(0);
+    let region = region.or_else(|| ctx.shared.settings.default_region.clone());
+    let n = phone::normalize(&body.phone, region.as_deref())
+        .map_err(|e| ApiError::unprocessable("invalid_phone", e.to_string()))?;
+    if row.status != Status::ScanQrCode {
+        return Err(ApiError::Conflict {
+            code: "pairing_not_available",
+            message: format!(
+                "a pairing code needs a session waiting for login (SCAN_QR_CODE); it is {}",
+                row.status.as_str()
+            ),
+        });
+    }
+    let sup = supervisor(&ctx)?;
+    let session = match sup
+        .call(
+            |reply| LiteSupervisorMessage::Session { id, reply },
+            Some(Duration::from_secs(5)),
+        )
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(Some(s))) => s,
+        _ => {
+            return Err(ApiError::Unavailable(
+                "the session is not running on this node; retry shortly".into(),
+            ));
+        }
+    };
+    let digits: String = n.e164.chars().filter(char::is_ascii_digit).collect();
+    let asked = session
+        .call(
+            |reply| LiteSessionMessage::PairingCode {
+                phone: digits,
+                reply,
+            },
+            Some(Duration::from_secs(30)),
+        )
+        .await;
+    match asked {
+        Ok(ractor::rpc::CallResult::Success(Ok(code))) => Ok(json_reply(
+            StatusCode::OK,
+            &json!({"code": code, "phone": n.e164}),
+        )),
+        Ok(ractor::rpc::CallResult::Success(Err(why))) => Err(ApiError::Conflict {
+            code: "pairing_not_available",
+            message: why,
+        }),
+        _ => Err(ApiError::Unavailable(
+            "the session did not answer in time; retry".into(),
+        )),
+    }
+}

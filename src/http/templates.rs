@@ -1,0 +1,216 @@
+//! Business templates: `GET /v1/templates` (stored rows, `?connection_id=&status=`),
+//! `POST /v1/templates` (created at Meta through the number's actor, stored PENDING; Meta's
+//! review arrives by webhook), `DELETE /v1/templates/{name}` (`?connection_id=&language=`) and
+//! `POST /v1/templates/sync` (re-read from Meta). `connection_id` may be left out when the user
+//! has exactly one Business number.
+
+use super::auth::principal;
+use super::business::{ask_number, business_error, number_actor, resolve_connection};
+use super::error::ApiError;
+use super::{json_body, json_reply, respond, with_ctx};
+use crate::context::AppContext;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sincro_actors::business::number::BusinessNumberMessage;
+use sincro_actors::business::{store, templates};
+use sincro_actors::store::api_keys::Principal;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+use warp::Filter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+const CATEGORIES: &[&str] = &["MARKETING", "UTILITY", "AUTHENTICATION"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    connection_id: Option<Uuid>,
+    status: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTemplate {
+    connection_id: Option<Uuid>,
+    name: String,
+    language: String,
+    category: String,
+    components: Vec<Value>,
+    parameter_format: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    connection_id: Option<Uuid>,
+    language: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    connection_id: Option<Uuid>,
+}
+
+pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
+    let limit = ctx.config.max_body_bytes;
+    let list = warp::path!("v1" / "templates")
+        .and(warp::get())
+        .and(principal(ctx.clone()))
+        .and(warp::query::<ListQuery>())
+        .and(with_ctx(ctx.clone()))
+        .then(|p, q, ctx| respond(list(p, q, ctx)));
+    let create = warp::path!("v1" / "templates")
+        .and(warp::post())
+        .and(principal(ctx.clone()))
+        .and(json_body::<NewTemplate>(limit))
+        .and(with_ctx(ctx.clone()))
+        .then(|p, body, ctx| respond(create(p, body, ctx)));
+    let sync = warp::path!("v1" / "templates" / "sync")
+        .and(warp::post())
+        .and(principal(ctx.clone()))
+        .and(super::capped::body(limit))
+        .and(with_ctx(ctx.clone()))
+        .then(move |p, body: Option<bytes::Bytes>, ctx| async move {
+            match body {
+                None => super::capped::too_large(limit),
+                Some(body) => respond(sync(p, body, ctx)).await,
+            }
+        });
+    let delete = warp::path!("v1" / "templates" / String)
+        .and(warp::delete())
+        .and(principal(ctx.clone()))
+        .and(warp::query::<DeleteQuery>())
+        .and(with_ctx(ctx))
+        .then(|name, p, q, ctx| respond(remove(name, p, q, ctx)));
+    list.or(create)
+        .unify()
+        .or(sync)
+        .unify()
+        .or(delete)
+        .unify()
+        .boxed()
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 512
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    let client = ctx.pool.get().await?;
+    let items = templates::list(&client, p.usuario_id, q.connection_id, q.status.as_deref())
+        .await
+        .map_err(business_error)?;
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": null}),
+    ))
+}
+
+async fn create(p: Principal, body: NewTemplate, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    if !valid_name(&body.name) {
+        return Err(ApiError::unprocessable(
+            "invalid_template_name",
+            "a template name is 1-512 lowercase letters, digits and underscores",
+        ));
+    }
+    if body.language.trim().is_empty() || body.language.len() > 16 {
+        return Err(ApiError::unprocessable("invalid_language", "language is a code such as en_US or pt_BR"));
+    }
+    let category = body.category.to_ascii_uppercase();
+    if !CATEGORIES.contains(&category.as_str()) {
+        return Err(ApiError::unprocessable(
+            "invalid_category",
+            "category is MARKETING, UTILITY or AUTHENTICATION",
+        ));
+    }
+    if body.components.is_empty() {
+        return Err(ApiError::unprocessable("invalid_components", "a template needs components (at least a BODY)"));
+    }
+    let connection_id = resolve_connection(&ctx, &p, body.connection_id).await?;
+    let actor = number_actor(&ctx, &p, connection_id).await?;
+    let mut meta = json!({
+        "name": body.name,
+        "language": body.language,
+        "category": category,
+        "components": body.components,
+    });
+    if let Some(f) = body.parameter_format {
+        meta["parameter_format"] = json!(f);
+    }
+    let name = body.name.clone();
+    let created = ask_number(
+        &actor,
+        |reply| BusinessNumberMessage::CreateTemplate { body: meta, reply },
+        CALL_TIMEOUT,
+    )
+    .await?;
+    super::audit::record(&ctx, &p, "template.create", Some(name), json!({"connection_id": connection_id})).await;
+    Ok(json_reply(StatusCode::CREATED, &created))
+}
+
+async fn remove(name: String, p: Principal, q: DeleteQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    if !valid_name(&name) {
+        return Err(ApiError::NotFound("template"));
+    }
+    let connection_id = resolve_connection(&ctx, &p, q.connection_id).await?;
+    let actor = number_actor(&ctx, &p, connection_id).await?;
+    {
+        let client = ctx.pool.get().await?;
+        let known = templates::list(&client, p.usuario_id, Some(connection_id), None)
+            .await
+            .map_err(business_error)?
+            .iter()
+            .any(|t| t["name"] == name.as_str() && q.language.as_ref().is_none_or(|l| t["language"] == l.as_str()));
+        if !known {
+            return Err(ApiError::NotFound("template"));
+        }
+    }
+    let language = q.language.clone();
+    let n = name.clone();
+    ask_number(
+        &actor,
+        |reply| BusinessNumberMessage::DeleteTemplate { name: n, language, reply },
+        CALL_TIMEOUT,
+    )
+    .await?;
+    super::audit::record(&ctx, &p, "template.delete", Some(name), json!({"connection_id": connection_id, "language": q.language})).await;
+    use warp::Reply;
+    Ok(warp::reply::with_status(warp::reply::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+/// Syncs one number, or every number of the user when none is named.
+async fn sync(p: Principal, body: bytes::Bytes, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    let req: SyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SyncRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_body", format!("request body is not valid: {e}")))?
+    };
+    let ids: Vec<Uuid> = match req.connection_id {
+        Some(id) => vec![id],
+        None => {
+            let client = ctx.pool.get().await?;
+            store::list_for_user(&client, p.usuario_id)
+                .await
+                .map_err(business_error)?
+                .iter()
+                .filter_map(|n| n["id"].as_str().and_then(|s| s.parse().ok()))
+                .collect()
+        }
+    };
+    let mut results = Vec::new();
+    for id in ids {
+        let actor = number_actor(&ctx, &p, id).await?;
+        let report = ask_number(&actor, BusinessNumberMessage::SyncTemplates, CALL_TIMEOUT).await?;
+        results.push(json!({"connection_id": id, "report": report}));
+    }
+    Ok(json_reply(StatusCode::OK, &json!({"items": results})))
+}

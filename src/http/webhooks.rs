@@ -1,0 +1,146 @@
+//! Meta's webhook endpoint, without API-key auth (Meta calls it):
+//! - `GET /webhooks/whatsapp`: the verification handshake: 200 with `hub.challenge` only for
+//!   `hub.mode=subscribe` and a verify token of a connected number (or the environment's).
+//! - `POST /webhooks/whatsapp`: the X-Hub-Signature-256 check comes first, over the raw bytes,
+//!   against the app secret of every number the payload names (constant time; 401 and nothing
+//!   stored when it fails); then the raw body is stored sealed in `webhook_inbox` and only then
+//!   answered 200. Bodies over 3 MB (Meta's maximum) are refused; a database that is down gives
+//!   503, so Meta retries later.
+
+use super::error::ApiError;
+use super::with_ctx;
+use crate::context::AppContext;
+use bytes::Bytes;
+use sincro_actors::business::store;
+use sincro_actors::business::webhook;
+use sincro_actors::business_supervisor::BusinessSupervisorMessage;
+use sincro_actors::seal::Purpose;
+use std::collections::HashMap;
+use std::sync::Arc;
+use warp::Filter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+/// Meta's largest webhook payload.
+pub const MAX_WEBHOOK_BYTES: u64 = 3 * 1024 * 1024;
+
+pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
+    let verify = warp::path!("webhooks" / "whatsapp")
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_ctx(ctx.clone()))
+        .then(|q, ctx| async move { verify(q, ctx).await.unwrap_or_else(ApiError::into_response) });
+    let receive = warp::path!("webhooks" / "whatsapp")
+        .and(warp::post())
+        .and(warp::header::optional::<String>("x-hub-signature-256"))
+        .and(super::capped::body(MAX_WEBHOOK_BYTES))
+        .and(with_ctx(ctx))
+        .then(|sig, body: Option<Bytes>, ctx| async move {
+            match body {
+                None => super::capped::too_large(MAX_WEBHOOK_BYTES),
+                Some(body) => receive(sig, body, ctx).await.unwrap_or_else(ApiError::into_response),
+            }
+        });
+    verify.or(receive).unify().boxed()
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    use warp::Reply;
+    warp::reply::with_status(body, status).into_response()
+}
+
+async fn verify(q: HashMap<String, String>, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    let refused = || ApiError::Forbidden("webhook verification failed: wrong mode or verify token".into());
+    if q.get("hub.mode").map(String::as_str) != Some("subscribe") {
+        return Err(refused());
+    }
+    let (Some(token), Some(challenge)) = (q.get("hub.verify_token"), q.get("hub.challenge")) else {
+        return Err(ApiError::bad_request(
+            "missing_parameter",
+            "hub.verify_token and hub.challenge are required",
+        ));
+    };
+    let env_token = ctx
+        .config
+        .business_from_env
+        .as_ref()
+        .and_then(|b| b.verify_token.as_ref())
+        .map(|t| store::sha256_hex(t.expose()));
+    let known = env_token.is_some_and(|h| h == store::sha256_hex(token)) || {
+        let client = ctx.pool.get().await?;
+        store::verify_token_known(&client, token)
+            .await
+            .map_err(super::business::business_error)?
+    };
+    if !known {
+        return Err(refused());
+    }
+    Ok(text(StatusCode::OK, challenge.clone()))
+}
+
+async fn receive(
+    signature: Option<String>,
+    body: Bytes,
+    ctx: Arc<AppContext>,
+) -> Result<Response, ApiError> {
+    let unauthorized = |code, message: &str| ApiError::Unauthorized {
+        code,
+        message: message.into(),
+    };
+    let Some(signature) = signature else {
+        return Err(unauthorized("missing_signature", "X-Hub-Signature-256 is required"));
+    };
+    let (_, named) = webhook::envelope(&body)
+        .map_err(|e| ApiError::bad_request("invalid_payload", e.to_string()))?;
+    let client = ctx.pool.get().await?;
+    let routes = store::routes(
+        &client,
+        &ctx.sealer,
+        &named.phone_number_ids,
+        &named.waba_ids,
+        true,
+    )
+    .await
+    .map_err(super::business::business_error)?;
+    let all_known = named
+        .phone_number_ids
+        .iter()
+        .all(|p| routes.iter().any(|r| &r.phone_number_id == p))
+        && named
+            .waba_ids
+            .iter()
+            .all(|w| routes.iter().any(|r| &r.waba_id == w));
+    if !all_known {
+        return Err(unauthorized(
+            "unknown_number",
+            "the payload names a number that is not connected here",
+        ));
+    }
+    let mut secrets: Vec<&str> = routes
+        .iter()
+        .filter_map(|r| r.app_secret.as_deref())
+        .collect();
+    secrets.sort_unstable();
+    secrets.dedup();
+    let valid = !secrets.is_empty()
+        && secrets
+            .iter()
+            .all(|s| webhook::verify_signature(s, &body, &signature));
+    if !valid {
+        tracing::warn!(numbers = ?named.phone_number_ids, "webhook with a bad signature refused");
+        return Err(unauthorized("invalid_signature", "X-Hub-Signature-256 does not match"));
+    }
+    let sealed = ctx.sealer.seal(Purpose::Webhook, &body);
+    let first = named.phone_number_ids.first().cloned();
+    client
+        .execute(
+            "INSERT INTO webhook_inbox (phone_number_id, body) VALUES ($1, $2)",
+            &[&first, &sealed],
+        )
+        .await?;
+    metrics::counter!("sincro_webhooks_received_total").increment(1);
+    if let Some(sup) = ctx.actors.children.business.get() {
+        let _ = sup.cast(BusinessSupervisorMessage::InboxWake);
+    }
+    Ok(text(StatusCode::OK, "EVENT_RECEIVED".into()))
+}

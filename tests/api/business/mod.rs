@@ -1,0 +1,10 @@
+//! Business numbers on Meta's Cloud API, against the in-process Graph simulator over real
+//! HTTP: connecting (credential validation), webhooks (every fixture case, signatures,
+//! duplicates, reordering), sending (each error class of the reference table), templates
+//! and media.
+
+mod media;
+mod numbers;
+mod sending;
+mod templates;
+mod webhooks;

@@ -1,0 +1,86 @@
+//! The durable outbound queue (issue 5): the API (validation, idempotency, cancel, dead
+//! letters), the Dispatcher against fake connection actors (priorities, scheduling, retries,
+//! leases, fairness, pacing, limits, two nodes), and against the Graph simulator.
+
+mod api;
+mod dispatch;
+pub mod fake;
+
+use crate::helpers::{TestApp, eventually};
+use serde_json::{Value, json};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A user with a key and one connection of `tipo` (`business` or `lite`) with `settings`.
+pub async fn user_with_connection(app: &TestApp, tipo: &str, settings: Value) -> (Uuid, String, Uuid) {
+    let (user, key) = app.user(&format!("{}@queue.test", Uuid::new_v4().simple()), false).await;
+    let conn = app.connection(user, tipo).await;
+    let client = app.pool().get().await.unwrap();
+    client
+        .execute(
+            "UPDATE configuracion_mensajeria_usuario SET configuracion = configuracion || jsonb_build_object('settings', $2::jsonb) WHERE id = $1",
+            &[&conn, &settings],
+        )
+        .await
+        .unwrap();
+    (user, key, conn)
+}
+
+/// Opens the 24 h window of `phone` on a Business connection (as an inbound message would).
+pub async fn open_window(app: &TestApp, user: Uuid, conn: Uuid, phone: &str) {
+    let client = app.pool().get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO conversaciones (usuario_id, servicio_origen, tipo, remitente, connection_id, last_inbound_at)
+             VALUES ($1, 'whatsapp', 'entrante', $2, $3, now())
+             ON CONFLICT (usuario_id, connection_id, remitente) WHERE servicio_origen = 'whatsapp' AND connection_id IS NOT NULL
+             DO UPDATE SET last_inbound_at = now()",
+            &[&user, &phone, &conn],
+        )
+        .await
+        .unwrap();
+}
+
+pub fn text(conn: Uuid, to: &str, body: &str) -> Value {
+    json!({"connection_id": conn, "to": to, "type": "text", "text": {"body": body}})
+}
+
+/// POSTs a message; asserts 202 and returns its id.
+pub async fn send(app: &TestApp, key: &str, body: &Value) -> Uuid {
+    let resp = app.post("/v1/messages", key).json(body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["estado"], "queued");
+    v["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// `GET /v1/messages/{id}`.
+pub async fn message(app: &TestApp, key: &str, id: Uuid) -> Value {
+    app.get(&format!("/v1/messages/{id}"), key).send().await.unwrap().json().await.unwrap()
+}
+
+/// Waits until the message's estado is `estado`.
+pub async fn wait_estado(app: &TestApp, key: &str, id: Uuid, estado: &str, limit: Duration) -> Value {
+    let found = eventually(limit, || async move {
+        let v = message(app, key, id).await;
+        (v["estado"] == estado).then_some(v)
+    })
+    .await;
+    match found {
+        Some(v) => v,
+        None => panic!("message {id} never reached {estado}: {}", message(app, key, id).await),
+    }
+}
+
+/// Counts outbox rows by state.
+pub async fn outbox_states(app: &TestApp) -> std::collections::HashMap<String, i64> {
+    let client = app.pool().get().await.unwrap();
+    client
+        .query("SELECT state, count(*) FROM outbox GROUP BY state", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
