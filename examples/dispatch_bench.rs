@@ -41,10 +41,17 @@ impl Actor for Fast {
     async fn pre_start(&self, _: ActorRef<FastMsg>, log: Log) -> Result<Log, ActorProcessingErr> {
         Ok(log)
     }
-    async fn handle(&self, _: ActorRef<FastMsg>, m: FastMsg, log: &mut Log) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<FastMsg>,
+        m: FastMsg,
+        log: &mut Log,
+    ) -> Result<(), ActorProcessingErr> {
         let FastMsg::Send(m, reply) = m;
         log.lock().unwrap().push((m.connection_id, Instant::now()));
-        let _ = reply.send(SendOutcome::Sent { external_id: format!("bench.{}", m.message_id) });
+        let _ = reply.send(SendOutcome::Sent {
+            external_id: format!("bench.{}", m.message_id),
+        });
         Ok(())
     }
 }
@@ -55,13 +62,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(30_000);
     let limit: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100);
     let seconds: u32 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(8);
-    let server = std::env::var("BENCH_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let server = std::env::var("BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let name = format!("sw_bench_{}", Uuid::new_v4().simple());
-    let (admin, conn) = tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await?;
+    let (admin, conn) =
+        tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
     let result = run(&format!("{server}/{name}"), total, limit, seconds).await;
-    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await?;
     result
 }
 
@@ -74,7 +87,10 @@ async fn fill(
     per_connection: usize,
     tag: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let payload = sealer.seal_str(Purpose::MessageBody, r#"{"type":"text","text":{"body":"benchmark message"}}"#);
+    let payload = sealer.seal_str(
+        Purpose::MessageBody,
+        r#"{"type":"text","text":{"body":"benchmark message"}}"#,
+    );
     for (k, c) in conns.iter().enumerate() {
         client
             .execute(
@@ -98,10 +114,18 @@ async fn fill(
 }
 
 async fn sent_count(client: &deadpool_postgres::Client) -> Result<i64, tokio_postgres::Error> {
-    Ok(client.query_one("SELECT count(*) FROM outbox WHERE state = 'sent'", &[]).await?.get(0))
+    Ok(client
+        .query_one("SELECT count(*) FROM outbox WHERE state = 'sent'", &[])
+        .await?
+        .get(0))
 }
 
-async fn run(url: &str, total: usize, limit: u32, seconds: u32) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(
+    url: &str,
+    total: usize,
+    limit: u32,
+    seconds: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
     let data = tempfile::tempdir()?;
     let key = Sealer::generate_env_value("b1");
     let env: HashMap<String, String> = HashMap::from([
@@ -117,14 +141,20 @@ async fn run(url: &str, total: usize, limit: u32, seconds: u32) -> Result<(), Bo
     let app = Application::build(
         config,
         listener,
-        Options { restart_policy: Default::default(), fault_injection: false },
+        Options {
+            restart_policy: Default::default(),
+            fault_injection: false,
+        },
     )
     .await?;
     let shared = app.context().shared.clone();
     let sealer = app.context().sealer.clone();
     let client = app.context().pool.get().await?;
     let user: Uuid = client
-        .query_one("INSERT INTO usuarios (email) VALUES ('bench@example.com') RETURNING id", &[])
+        .query_one(
+            "INSERT INTO usuarios (email) VALUES ('bench@example.com') RETURNING id",
+            &[],
+        )
         .await?
         .get(0);
     let mut conns = Vec::new();
@@ -172,8 +202,15 @@ async fn run(url: &str, total: usize, limit: u32, seconds: u32) -> Result<(), Bo
         w.await?;
     }
     let baseline = n / started.elapsed().as_secs_f64();
-    println!("baseline claim-and-update loop: {n} rows in {:.2} s = {baseline:.0} msg/s", started.elapsed().as_secs_f64());
-    client.batch_execute("DELETE FROM outbox; DELETE FROM mensajes_conversacion; DELETE FROM conversaciones").await?;
+    println!(
+        "baseline claim-and-update loop: {n} rows in {:.2} s = {baseline:.0} msg/s",
+        started.elapsed().as_secs_f64()
+    );
+    client
+        .batch_execute(
+            "DELETE FROM outbox; DELETE FROM mensajes_conversacion; DELETE FROM conversaciones",
+        )
+        .await?;
 
     // 2. The Dispatcher with limits out of the way.
     fill(&client, &sealer, user, &conns, per, "2").await?;
@@ -182,7 +219,10 @@ async fn run(url: &str, total: usize, limit: u32, seconds: u32) -> Result<(), Bo
     let mut actors = Vec::new();
     for c in &conns {
         let (actor, _) = Actor::spawn(None, Fast, log.clone()).await?;
-        shared.connections.register(*c, ConnectionRef::new(ConnectionKind::Business, actor.clone(), FastMsg::Send));
+        shared.connections.register(
+            *c,
+            ConnectionRef::new(ConnectionKind::Business, actor.clone(), FastMsg::Send),
+        );
         actors.push(actor);
     }
     while sent_count(&client).await? < n as i64 {
@@ -198,7 +238,11 @@ async fn run(url: &str, total: usize, limit: u32, seconds: u32) -> Result<(), Bo
         shared.connections.unregister(*c);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    client.batch_execute("DELETE FROM outbox; DELETE FROM mensajes_conversacion; DELETE FROM conversaciones").await?;
+    client
+        .batch_execute(
+            "DELETE FROM outbox; DELETE FROM mensajes_conversacion; DELETE FROM conversaciones",
+        )
+        .await?;
 
     // 3. Every connection at `limit`/s with a backlog of `seconds` seconds.
     client
@@ -213,7 +257,10 @@ async fn run(url: &str, total: usize, limit: u32, seconds: u32) -> Result<(), Bo
     log.lock().unwrap().clear();
     let started = Instant::now();
     for (c, actor) in conns.iter().zip(&actors) {
-        shared.connections.register(*c, ConnectionRef::new(ConnectionKind::Business, actor.clone(), FastMsg::Send));
+        shared.connections.register(
+            *c,
+            ConnectionRef::new(ConnectionKind::Business, actor.clone(), FastMsg::Send),
+        );
     }
     let expected = (per * CONNECTIONS) as i64;
     while sent_count(&client).await? < expected {
@@ -232,7 +279,11 @@ async fn run(url: &str, total: usize, limit: u32, seconds: u32) -> Result<(), Bo
         let t0 = times[0] + Duration::from_secs(1);
         let steady: Vec<&Instant> = times.iter().filter(|t| **t >= t0).collect();
         if steady.len() > 1 {
-            let span = steady.last().unwrap().duration_since(*steady[0]).as_secs_f64();
+            let span = steady
+                .last()
+                .unwrap()
+                .duration_since(*steady[0])
+                .as_secs_f64();
             shares.push((steady.len() - 1) as f64 / span / limit as f64);
         }
         let mut lo = 0;

@@ -136,9 +136,14 @@ async fn bench(
             data_dir.path().display().to_string(),
         ),
         ("NODE_ID".to_string(), "bench".to_string()),
-        // Every client connects from 127.0.0.1: lift the per-IP API limit for the harness.
+        // Every client connects from 127.0.0.1, up to 1,000 with one key: lift the API limits
+        // for the harness.
         (
             "API_RATE_PER_IP_PER_MINUTE".to_string(),
+            "1000000".to_string(),
+        ),
+        (
+            "API_RATE_PER_USER_PER_MINUTE".to_string(),
             "1000000".to_string(),
         ),
     ]);
@@ -259,6 +264,9 @@ async fn run_scenario(
         };
         if subscribers >= s.clients {
             break;
+        }
+        if handles.iter().any(|h| h.is_finished()) {
+            return Err("a client failed to connect or was closed during setup".into());
         }
         if Instant::now() > deadline {
             return Err(format!("only {subscribers} of {} clients subscribed", s.clients).into());

@@ -79,21 +79,30 @@ impl DispatcherState {
         let shared = &self.ctx.shared;
         // Lanes follow the connections registered on this node.
         let running = shared.connections.ids();
-        self.lanes.retain(|id, entry| !entry.task.is_finished() || running.contains(id));
+        self.lanes
+            .retain(|id, entry| !entry.task.is_finished() || running.contains(id));
         self.lanes.retain(|_, entry| !entry.task.is_finished());
         for id in running {
             if self.lanes.contains_key(&id) {
                 continue;
             }
-            let Some(conn) = shared.connections.get(id) else { continue };
+            let Some(conn) = shared.connections.get(id) else {
+                continue;
+            };
             let wake = Arc::new(Notify::new());
-            self.wakes.lock().expect("wakes lock").insert(id, wake.clone());
+            self.wakes
+                .lock()
+                .expect("wakes lock")
+                .insert(id, wake.clone());
             self.ctx.lanes.fetch_add(1, Ordering::Relaxed);
             let lane = Lane::new(self.ctx.clone(), id, conn.kind);
             let task = tokio::spawn(lane::run(lane, wake));
             self.lanes.insert(id, LaneEntry { task });
         }
-        self.wakes.lock().expect("wakes lock").retain(|id, _| self.lanes.contains_key(id));
+        self.wakes
+            .lock()
+            .expect("wakes lock")
+            .retain(|id, _| self.lanes.contains_key(id));
         metrics::gauge!("sincro_outbound_lanes").set(self.lanes.len() as f64);
         metrics::gauge!("sincro_outbound_held").set(self.ctx.held.total() as f64);
         // Leases of held rows, well before they expire.
@@ -128,9 +137,14 @@ impl DispatcherState {
         let shared = &self.ctx.shared;
         let mut client = shared.pool.get().await.map_err(|e| e.to_string())?;
         let prefix = format!("{}/", shared.node_id);
-        let recovered = lease::recover(&mut client, &shared.sealer, own_node.then_some(prefix.as_str()), &self.ctx.owner)
-            .await
-            .map_err(|e| e.to_string())?;
+        let recovered = lease::recover(
+            &mut client,
+            &shared.sealer,
+            own_node.then_some(prefix.as_str()),
+            &self.ctx.owner,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         if recovered.returned > 0 || !recovered.uncertain.is_empty() {
             tracing::info!(
                 returned = recovered.returned,
@@ -158,7 +172,10 @@ impl DispatcherState {
     }
 }
 
-async fn start_listener(shared: &Arc<Shared>, wakes: &Arc<Mutex<HashMap<Uuid, Arc<Notify>>>>) -> Option<Listener> {
+async fn start_listener(
+    shared: &Arc<Shared>,
+    wakes: &Arc<Mutex<HashMap<Uuid, Arc<Notify>>>>,
+) -> Option<Listener> {
     let wakes = wakes.clone();
     match Listener::start(&shared.database_url, move |connection| {
         if let Some(w) = wakes.lock().expect("wakes lock").get(&connection) {
@@ -261,7 +278,12 @@ impl Actor for Dispatcher {
         state.lanes.clear();
         state.listener = None;
         let shared = state.ctx.shared.clone();
-        let deadline = Instant::now() + shared.settings.outbound.send_timeout.min(Duration::from_secs(10));
+        let deadline = Instant::now()
+            + shared
+                .settings
+                .outbound
+                .send_timeout
+                .min(Duration::from_secs(10));
         while state.ctx.sending.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -270,9 +292,13 @@ impl Actor for Dispatcher {
             Ok(client) => match lease::release_owned(&client, &state.ctx.owner).await {
                 Ok(n) if n > 0 => tracing::info!(released = n, "handed claimed outbox rows back"),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not hand claimed outbox rows back; their leases will expire"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not hand claimed outbox rows back; their leases will expire")
+                }
             },
-            Err(e) => tracing::warn!(error = %e, "could not hand claimed outbox rows back; their leases will expire"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand claimed outbox rows back; their leases will expire")
+            }
         }
         Ok(())
     }

@@ -138,7 +138,12 @@ pub fn find(shared: &Arc<Shared>) -> Option<ActorRef<RateLimiterMessage>> {
 }
 
 impl RateLimiterState {
-    fn acquire_send(&mut self, connection: Uuid, limit: SendLimit, recipients: Vec<String>) -> Vec<Permit> {
+    fn acquire_send(
+        &mut self,
+        connection: Uuid,
+        limit: SendLimit,
+        recipients: Vec<String>,
+    ) -> Vec<Permit> {
         let now = self.clock.now();
         let key = (limit.per_period, limit.period);
         let entry = self.per_connection.entry(connection).or_insert_with(|| {
@@ -181,8 +186,11 @@ impl RateLimiterState {
             match entry.bucket.check() {
                 Ok(()) => out.push(Permit::Granted),
                 Err(not_until) => {
-                    let after = not_until.wait_time_from(now).max(Duration::from_micros(100));
-                    metrics::counter!("sincro_rate_limited_total", "scope" => scope.as_str()).increment(1);
+                    let after = not_until
+                        .wait_time_from(now)
+                        .max(Duration::from_micros(100));
+                    metrics::counter!("sincro_rate_limited_total", "scope" => scope.as_str())
+                        .increment(1);
                     blocked = Some(after);
                     out.push(Permit::Wait { after, scope });
                 }
@@ -205,9 +213,8 @@ impl Actor for RateLimiter {
         myself.send_interval(Duration::from_secs(60), || RateLimiterMessage::Sweep);
         ractor::pg::join(group_name(&shared), vec![myself.get_cell()]);
         let outbound = &shared.settings.outbound;
-        let per_recipient = (outbound.pair_burst > 0).then(|| {
-            Governor::keyed(quota(outbound.pair_burst, outbound.pair_interval))
-        });
+        let per_recipient = (outbound.pair_burst > 0)
+            .then(|| Governor::keyed(quota(outbound.pair_burst, outbound.pair_interval)));
         Ok(RateLimiterState {
             per_user: Governor::keyed(per_minute(shared.settings.api_per_user_per_minute)),
             per_ip: Governor::keyed(per_minute(shared.settings.api_per_ip_per_minute)),
@@ -274,13 +281,24 @@ mod tests {
 
     #[test]
     fn shapes_stay_under_the_limit() {
-        for (l, p) in [(80, 1), (100, 60), (1000, 1), (20, 1), (10, 1), (5, 1), (120, 1)] {
+        for (l, p) in [
+            (80, 1),
+            (100, 60),
+            (1000, 1),
+            (20, 1),
+            (10, 1),
+            (5, 1),
+            (120, 1),
+        ] {
             let period = Duration::from_secs(p);
             let (burst, interval) = shape(l, period);
             let max_in_window = burst as u64 + (period.as_nanos() / interval.as_nanos()) as u64;
             assert!(max_in_window <= l as u64, "{l}/{p}s: {max_in_window}");
             if l >= 80 {
-                assert!(max_in_window as f64 >= 0.95 * l as f64, "{l}: {max_in_window}");
+                assert!(
+                    max_in_window as f64 >= 0.95 * l as f64,
+                    "{l}: {max_in_window}"
+                );
             }
         }
     }
@@ -301,11 +319,39 @@ mod tests {
             pair_rate: true,
         };
         let c = Uuid::new_v4();
-        let permits = st.acquire_send(c, limit, vec!["+1".into(), "+1".into(), "+2".into(), "+3".into(), "+4".into()]);
+        let permits = st.acquire_send(
+            c,
+            limit,
+            vec![
+                "+1".into(),
+                "+1".into(),
+                "+2".into(),
+                "+3".into(),
+                "+4".into(),
+            ],
+        );
         assert_eq!(permits[0], Permit::Granted);
-        assert!(matches!(permits[1], Permit::Wait { scope: LimitScope::Recipient, .. }));
+        assert!(matches!(
+            permits[1],
+            Permit::Wait {
+                scope: LimitScope::Recipient,
+                ..
+            }
+        ));
         assert_eq!(permits[2], Permit::Granted); // burst of 2
-        assert!(matches!(permits[3], Permit::Wait { scope: LimitScope::BusinessNumber, .. }));
-        assert!(matches!(permits[4], Permit::Wait { scope: LimitScope::BusinessNumber, .. }));
+        assert!(matches!(
+            permits[3],
+            Permit::Wait {
+                scope: LimitScope::BusinessNumber,
+                ..
+            }
+        ));
+        assert!(matches!(
+            permits[4],
+            Permit::Wait {
+                scope: LimitScope::BusinessNumber,
+                ..
+            }
+        ));
     }
 }

@@ -88,15 +88,18 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
 pub fn business_error(e: BusinessError) -> ApiError {
     match e {
         BusinessError::Store(s) => s.into(),
-        BusinessError::Graph(GraphError::Api(m)) => {
-            ApiError::unprocessable("graph_error", format!("Meta refused the request: {}", m.describe()))
-        }
+        BusinessError::Graph(GraphError::Api(m)) => ApiError::unprocessable(
+            "graph_error",
+            format!("Meta refused the request: {}", m.describe()),
+        ),
         BusinessError::Graph(other) => {
             ApiError::Unavailable(format!("the Graph API could not be reached: {other}"))
         }
         BusinessError::NeedsCredentials(m) => ApiError::Conflict {
             code: "needs_credentials",
-            message: format!("{m}; replace the access token with PATCH /v1/business/numbers/{{id}}"),
+            message: format!(
+                "{m}; replace the access token with PATCH /v1/business/numbers/{{id}}"
+            ),
         },
         BusinessError::Invalid(m) => ApiError::unprocessable("invalid_request", m),
         BusinessError::NotFound => ApiError::NotFound("resource"),
@@ -338,7 +341,14 @@ async fn patch(
         return Err(ApiError::NotFound("business number"));
     }
     start_actor(&ctx, id).await;
-    super::audit::record(&ctx, &p, "business.number.credentials", Some(id.to_string()), json!({})).await;
+    super::audit::record(
+        &ctx,
+        &p,
+        "business.number.credentials",
+        Some(id.to_string()),
+        json!({}),
+    )
+    .await;
     get(id, p, ctx).await
 }
 
@@ -364,7 +374,14 @@ async fn remove(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response
     {
         return Err(ApiError::NotFound("business number"));
     }
-    super::audit::record(&ctx, &p, "business.number.remove", Some(id.to_string()), json!({})).await;
+    super::audit::record(
+        &ctx,
+        &p,
+        "business.number.remove",
+        Some(id.to_string()),
+        json!({}),
+    )
+    .await;
     use warp::Reply;
     Ok(warp::reply::with_status(warp::reply::reply(), StatusCode::NO_CONTENT).into_response())
 }

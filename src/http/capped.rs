@@ -17,7 +17,11 @@ pub fn body(limit: u64) -> impl Filter<Extract = (Option<Bytes>,), Error = Rejec
         .and_then(move |declared: Option<u64>, stream| collect(declared, stream, limit))
 }
 
-async fn collect<S, B>(declared: Option<u64>, stream: S, limit: u64) -> Result<Option<Bytes>, Rejection>
+async fn collect<S, B>(
+    declared: Option<u64>,
+    stream: S,
+    limit: u64,
+) -> Result<Option<Bytes>, Rejection>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,

@@ -147,24 +147,25 @@ impl From<tokio_postgres::Error> for ApiError {
     }
 }
 
-/// Turns any rejection into the JSON error shape.
+/// Turns any rejection into the JSON error shape. A too-large body is checked before a wrong
+/// method: warp reports both when another route shares the path, and 413 is the true one.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     use warp::reject;
     let error = if let Some(e) = rejection.find::<ApiError>() {
         clone_error(e)
     } else if rejection.is_not_found() {
         ApiError::NotFound("route")
-    } else if rejection.find::<reject::MethodNotAllowed>().is_some() {
-        return Ok(plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this route",
-        ));
     } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
         return Ok(plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             "request body is too large",
+        ));
+    } else if rejection.find::<reject::MethodNotAllowed>().is_some() {
+        return Ok(plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
         ));
     } else if rejection.find::<reject::LengthRequired>().is_some() {
         return Ok(plain(

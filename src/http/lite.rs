@@ -109,11 +109,22 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// A JSON body that may be empty (then `T::default()`).
+/// A JSON body that may be absent or empty (then `T::default()`): a bare `POST` creates a
+/// session. A declared length above `limit` is refused before the body is read.
 fn optional_json<T: serde::de::DeserializeOwned + Default + Send>(
     limit: u64,
 ) -> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone {
-    warp::body::content_length_limit(limit)
+    warp::header::optional::<u64>("content-length")
+        .and_then(move |len: Option<u64>| async move {
+            match len {
+                Some(n) if n > limit => Err(warp::reject::custom(ApiError::bad_request(
+                    "body_too_large",
+                    format!("request body is larger than {limit} bytes"),
+                ))),
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
         .and(warp::body::bytes())
         .and_then(|bytes: Bytes| async move {
             if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -76,9 +76,20 @@ async fn upload(
 ) -> Result<Response, ApiError> {
     let mime = content_type
         .as_deref()
-        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|c| !c.is_empty())
-        .ok_or_else(|| ApiError::bad_request("missing_content_type", "send the file's type in Content-Type"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_content_type",
+                "send the file's type in Content-Type",
+            )
+        })?;
     let (kind, max) = media::kind_of(&mime).ok_or_else(|| {
         ApiError::unprocessable(
             "unsupported_media_type",
@@ -91,13 +102,21 @@ async fn upload(
     if body.len() > max {
         return Err(ApiError::unprocessable(
             "file_too_large",
-            format!("a {kind} ({mime}) may be at most {max} bytes; this one has {}", body.len()),
+            format!(
+                "a {kind} ({mime}) may be at most {max} bytes; this one has {}",
+                body.len()
+            ),
         ));
     }
     if let Some(f) = &q.filename
-        && (f.is_empty() || f.len() > 255 || f.chars().any(|c| c.is_control() || c == '/' || c == '\\'))
+        && (f.is_empty()
+            || f.len() > 255
+            || f.chars().any(|c| c.is_control() || c == '/' || c == '\\'))
     {
-        return Err(ApiError::unprocessable("invalid_filename", "filename is a plain file name of at most 255 characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_filename",
+            "filename is a plain file name of at most 255 characters",
+        ));
     }
     // Check the connection before storing anything.
     let actor = match q.connection_id {
@@ -141,7 +160,14 @@ async fn upload(
             }
         }
     }
-    super::audit::record(&ctx, &p, "media.upload", Some(row.id.to_string()), json!({"mime_type": mime, "size_bytes": row.size_bytes})).await;
+    super::audit::record(
+        &ctx,
+        &p,
+        "media.upload",
+        Some(row.id.to_string()),
+        json!({"mime_type": mime, "size_bytes": row.size_bytes}),
+    )
+    .await;
     Ok(json_reply(StatusCode::CREATED, &media_json(&row)))
 }
 

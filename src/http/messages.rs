@@ -95,7 +95,9 @@ fn accepted(view: &MessageView, replayed: bool) -> Response {
 fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
     match key {
         None => Ok(None),
-        Some(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(k)),
+        Some(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k))
+        }
         Some(_) => Err(ApiError::bad_request(
             "invalid_idempotency_key",
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
@@ -161,13 +163,17 @@ async fn create(
                 Some(s) => {
                     return Err(ApiError::unprocessable(
                         "template_not_approved",
-                        format!("template {name:?} ({language}) is {s}; only APPROVED templates can be sent"),
+                        format!(
+                            "template {name:?} ({language}) is {s}; only APPROVED templates can be sent"
+                        ),
                     ));
                 }
                 None => {
                     return Err(ApiError::unprocessable(
                         "template_not_found",
-                        format!("this number has no template {name:?} in language {language:?} (POST /v1/templates/sync to refresh)"),
+                        format!(
+                            "this number has no template {name:?} in language {language:?} (POST /v1/templates/sync to refresh)"
+                        ),
                     ));
                 }
             }
@@ -237,7 +243,12 @@ enum Change {
     Requeue,
 }
 
-async fn change(id: Uuid, p: Principal, ctx: Arc<AppContext>, what: Change) -> Result<Response, ApiError> {
+async fn change(
+    id: Uuid,
+    p: Principal,
+    ctx: Arc<AppContext>,
+    what: Change,
+) -> Result<Response, ApiError> {
     let mut client = ctx.pool.get().await?;
     let result = match what {
         Change::Cancel => query::cancel(&mut client, &ctx.sealer, p.usuario_id, id).await,
@@ -263,11 +274,16 @@ async fn change(id: Uuid, p: Principal, ctx: Arc<AppContext>, what: Change) -> R
     }
 }
 
-async fn dead_letters(p: Principal, q: DeadLetterQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+async fn dead_letters(
+    p: Principal,
+    q: DeadLetterQuery,
+    ctx: Arc<AppContext>,
+) -> Result<Response, ApiError> {
     let limit = cursor::limit(q.limit)?;
     let after = q.cursor.as_deref().map(cursor::decode).transpose()?;
     let client = ctx.pool.get().await?;
-    let rows = query::dead_letters(&client, p.usuario_id, q.connection_id, after, limit + 1).await?;
+    let rows =
+        query::dead_letters(&client, p.usuario_id, q.connection_id, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let page = &rows[..rows.len().min(limit as usize)];
     let next = more.then(|| {
@@ -275,5 +291,8 @@ async fn dead_letters(p: Principal, q: DeadLetterQuery, ctx: Arc<AppContext>) ->
         cursor::encode(*at, view.id)
     });
     let items: Vec<&MessageView> = page.iter().map(|(v, _)| v).collect();
-    Ok(json_reply(StatusCode::OK, &json!({"items": items, "next_cursor": next})))
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next}),
+    ))
 }

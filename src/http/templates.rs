@@ -114,7 +114,11 @@ async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Respon
     ))
 }
 
-async fn create(p: Principal, body: NewTemplate, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+async fn create(
+    p: Principal,
+    body: NewTemplate,
+    ctx: Arc<AppContext>,
+) -> Result<Response, ApiError> {
     if !valid_name(&body.name) {
         return Err(ApiError::unprocessable(
             "invalid_template_name",
@@ -122,7 +126,10 @@ async fn create(p: Principal, body: NewTemplate, ctx: Arc<AppContext>) -> Result
         ));
     }
     if body.language.trim().is_empty() || body.language.len() > 16 {
-        return Err(ApiError::unprocessable("invalid_language", "language is a code such as en_US or pt_BR"));
+        return Err(ApiError::unprocessable(
+            "invalid_language",
+            "language is a code such as en_US or pt_BR",
+        ));
     }
     let category = body.category.to_ascii_uppercase();
     if !CATEGORIES.contains(&category.as_str()) {
@@ -132,7 +139,10 @@ async fn create(p: Principal, body: NewTemplate, ctx: Arc<AppContext>) -> Result
         ));
     }
     if body.components.is_empty() {
-        return Err(ApiError::unprocessable("invalid_components", "a template needs components (at least a BODY)"));
+        return Err(ApiError::unprocessable(
+            "invalid_components",
+            "a template needs components (at least a BODY)",
+        ));
     }
     let connection_id = resolve_connection(&ctx, &p, body.connection_id).await?;
     let actor = number_actor(&ctx, &p, connection_id).await?;
@@ -152,11 +162,23 @@ async fn create(p: Principal, body: NewTemplate, ctx: Arc<AppContext>) -> Result
         CALL_TIMEOUT,
     )
     .await?;
-    super::audit::record(&ctx, &p, "template.create", Some(name), json!({"connection_id": connection_id})).await;
+    super::audit::record(
+        &ctx,
+        &p,
+        "template.create",
+        Some(name),
+        json!({"connection_id": connection_id}),
+    )
+    .await;
     Ok(json_reply(StatusCode::CREATED, &created))
 }
 
-async fn remove(name: String, p: Principal, q: DeleteQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+async fn remove(
+    name: String,
+    p: Principal,
+    q: DeleteQuery,
+    ctx: Arc<AppContext>,
+) -> Result<Response, ApiError> {
     if !valid_name(&name) {
         return Err(ApiError::NotFound("template"));
     }
@@ -168,7 +190,12 @@ async fn remove(name: String, p: Principal, q: DeleteQuery, ctx: Arc<AppContext>
             .await
             .map_err(business_error)?
             .iter()
-            .any(|t| t["name"] == name.as_str() && q.language.as_ref().is_none_or(|l| t["language"] == l.as_str()));
+            .any(|t| {
+                t["name"] == name.as_str()
+                    && q.language
+                        .as_ref()
+                        .is_none_or(|l| t["language"] == l.as_str())
+            });
         if !known {
             return Err(ApiError::NotFound("template"));
         }
@@ -177,22 +204,38 @@ async fn remove(name: String, p: Principal, q: DeleteQuery, ctx: Arc<AppContext>
     let n = name.clone();
     ask_number(
         &actor,
-        |reply| BusinessNumberMessage::DeleteTemplate { name: n, language, reply },
+        |reply| BusinessNumberMessage::DeleteTemplate {
+            name: n,
+            language,
+            reply,
+        },
         CALL_TIMEOUT,
     )
     .await?;
-    super::audit::record(&ctx, &p, "template.delete", Some(name), json!({"connection_id": connection_id, "language": q.language})).await;
+    super::audit::record(
+        &ctx,
+        &p,
+        "template.delete",
+        Some(name),
+        json!({"connection_id": connection_id, "language": q.language}),
+    )
+    .await;
     use warp::Reply;
     Ok(warp::reply::with_status(warp::reply::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
 /// Syncs one number, or every number of the user when none is named.
-async fn sync(p: Principal, body: bytes::Bytes, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+async fn sync(
+    p: Principal,
+    body: bytes::Bytes,
+    ctx: Arc<AppContext>,
+) -> Result<Response, ApiError> {
     let req: SyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
         SyncRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_body", format!("request body is not valid: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("invalid_body", format!("request body is not valid: {e}"))
+        })?
     };
     let ids: Vec<Uuid> = match req.connection_id {
         Some(id) => vec![id],

@@ -38,7 +38,9 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
         .then(|sig, body: Option<Bytes>, ctx| async move {
             match body {
                 None => super::capped::too_large(MAX_WEBHOOK_BYTES),
-                Some(body) => receive(sig, body, ctx).await.unwrap_or_else(ApiError::into_response),
+                Some(body) => receive(sig, body, ctx)
+                    .await
+                    .unwrap_or_else(ApiError::into_response),
             }
         });
     verify.or(receive).unify().boxed()
@@ -50,7 +52,8 @@ fn text(status: StatusCode, body: String) -> Response {
 }
 
 async fn verify(q: HashMap<String, String>, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
-    let refused = || ApiError::Forbidden("webhook verification failed: wrong mode or verify token".into());
+    let refused =
+        || ApiError::Forbidden("webhook verification failed: wrong mode or verify token".into());
     if q.get("hub.mode").map(String::as_str) != Some("subscribe") {
         return Err(refused());
     }
@@ -88,7 +91,10 @@ async fn receive(
         message: message.into(),
     };
     let Some(signature) = signature else {
-        return Err(unauthorized("missing_signature", "X-Hub-Signature-256 is required"));
+        return Err(unauthorized(
+            "missing_signature",
+            "X-Hub-Signature-256 is required",
+        ));
     };
     let (_, named) = webhook::envelope(&body)
         .map_err(|e| ApiError::bad_request("invalid_payload", e.to_string()))?;
@@ -128,7 +134,10 @@ async fn receive(
             .all(|s| webhook::verify_signature(s, &body, &signature));
     if !valid {
         tracing::warn!(numbers = ?named.phone_number_ids, "webhook with a bad signature refused");
-        return Err(unauthorized("invalid_signature", "X-Hub-Signature-256 does not match"));
+        return Err(unauthorized(
+            "invalid_signature",
+            "X-Hub-Signature-256 does not match",
+        ));
     }
     let sealed = ctx.sealer.seal(Purpose::Webhook, &body);
     let first = named.phone_number_ids.first().cloned();

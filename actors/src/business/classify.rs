@@ -57,7 +57,12 @@ pub fn classify(err: &GraphError, a: Attempt) -> (SendOutcome, Reaction) {
         retry(
             code,
             error,
-            jittered(Duration::from_secs(2), Duration::from_secs(300), a.attempt, a.jitter),
+            jittered(
+                Duration::from_secs(2),
+                Duration::from_secs(300),
+                a.attempt,
+                a.jitter,
+            ),
         )
     };
     let e = match err {
@@ -105,7 +110,12 @@ pub fn classify(err: &GraphError, a: Attempt) -> (SendOutcome, Reaction) {
         // App or WABA request limits: slow down for minutes, or as long as Meta says.
         4 | 80007 => {
             let after = e.regain_after.unwrap_or_else(|| {
-                jittered(Duration::from_secs(60), Duration::from_secs(3600), a.attempt, a.jitter)
+                jittered(
+                    Duration::from_secs(60),
+                    Duration::from_secs(3600),
+                    a.attempt,
+                    a.jitter,
+                )
             });
             (retry(code, error, after), Reaction::None)
         }
@@ -119,7 +129,12 @@ pub fn classify(err: &GraphError, a: Attempt) -> (SendOutcome, Reaction) {
             retry(
                 code,
                 error,
-                jittered(Duration::from_secs(3600), Duration::from_secs(86400), a.attempt, a.jitter),
+                jittered(
+                    Duration::from_secs(3600),
+                    Duration::from_secs(86400),
+                    a.attempt,
+                    a.jitter,
+                ),
             ),
             Reaction::None,
         ),
@@ -223,7 +238,17 @@ mod tests {
     #[test]
     fn throughput_backs_off_exponentially_with_jitter() {
         let at = |attempt, jitter| {
-            after(&classify(&api(130429, 400), Attempt { attempt, pair_strikes: 0, jitter }).0)
+            after(
+                &classify(
+                    &api(130429, 400),
+                    Attempt {
+                        attempt,
+                        pair_strikes: 0,
+                        jitter,
+                    },
+                )
+                .0,
+            )
         };
         assert_eq!(at(1, 0.0), Duration::from_secs(1));
         assert_eq!(at(1, 1.0), Duration::from_secs(2));
@@ -234,19 +259,41 @@ mod tests {
 
     #[test]
     fn generic_error_is_retried_a_bounded_number_of_times() {
-        let at = |attempt| classify(&api(131000, 500), Attempt { attempt, pair_strikes: 0, jitter: 0.5 }).0;
+        let at = |attempt| {
+            classify(
+                &api(131000, 500),
+                Attempt {
+                    attempt,
+                    pair_strikes: 0,
+                    jitter: 0.5,
+                },
+            )
+            .0
+        };
         assert!(matches!(at(1), SendOutcome::Retry { .. }));
         assert!(matches!(at(2), SendOutcome::Retry { .. }));
-        assert!(matches!(at(3), SendOutcome::Failed { code: Some(131000), .. }));
+        assert!(matches!(
+            at(3),
+            SendOutcome::Failed {
+                code: Some(131000),
+                ..
+            }
+        ));
     }
 
     #[test]
     fn transient_and_slow_codes_retry() {
         for code in [1, 2, 131016, 133004, 4, 80007, 131049, 131057] {
             let (o, _) = classify(&api(code, 503), first());
-            assert!(matches!(o, SendOutcome::Retry { code: Some(c), .. } if c == code), "{code}");
+            assert!(
+                matches!(o, SendOutcome::Retry { code: Some(c), .. } if c == code),
+                "{code}"
+            );
         }
-        assert_eq!(after(&classify(&api(131057, 500), first()).0), Duration::from_secs(60));
+        assert_eq!(
+            after(&classify(&api(131057, 500), first()).0),
+            Duration::from_secs(60)
+        );
         assert!(after(&classify(&api(131049, 400), first()).0) >= Duration::from_secs(1800));
         let mut slow = api(4, 400);
         if let GraphError::Api(e) = &mut slow {

@@ -85,12 +85,17 @@ pub async fn connect(
         )
         .await;
     if !matches!(started, Ok(ractor::rpc::CallResult::Success(Ok(())))) {
-        return Err(BusinessError::Io("the demo number's actor did not start".into()));
+        return Err(BusinessError::Io(
+            "the demo number's actor did not start".into(),
+        ));
     }
     GraphClient::new(&settings.base, &settings.version, &creds.access_token)?
         .subscribe_app(
             &creds.waba_id,
-            Some((&format!("{daemon_base}/webhooks/whatsapp"), &creds.verify_token)),
+            Some((
+                &format!("{daemon_base}/webhooks/whatsapp"),
+                &creds.verify_token,
+            )),
         )
         .await?;
     Ok(DemoNumber {

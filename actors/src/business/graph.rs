@@ -90,7 +90,11 @@ impl GraphError {
 /// Parses a non-2xx (or error-carrying) answer. Pure, for unit tests.
 pub fn parse_error(http_status: u16, usage_header: Option<&str>, body: &[u8]) -> GraphError {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let Some(err) = parsed.as_ref().and_then(|v| v.get("error")).filter(|e| e.is_object()) else {
+    let Some(err) = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .filter(|e| e.is_object())
+    else {
         return GraphError::Status {
             status: http_status,
         };
@@ -118,7 +122,8 @@ pub fn parse_error(http_status: u16, usage_header: Option<&str>, body: &[u8]) ->
 }
 
 fn as_i64(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 /// The largest `estimated_time_to_regain_access` (minutes) in an `X-Business-Use-Case-Usage`
@@ -178,11 +183,20 @@ impl GraphClient {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/{}/{}", self.base, self.version, path.trim_start_matches('/'))
+        format!(
+            "{}/{}/{}",
+            self.base,
+            self.version,
+            path.trim_start_matches('/')
+        )
     }
 
     /// Sends a request and returns the JSON of a 2xx answer, or the parsed error.
-    async fn call(&self, req: reqwest::RequestBuilder, timeout: Duration) -> Result<Value, GraphError> {
+    async fn call(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Value, GraphError> {
         let resp = req
             .bearer_auth(&self.token)
             .timeout(timeout)
@@ -209,7 +223,11 @@ impl GraphClient {
 
     /// `POST /{phone_number_id}/messages`; returns the wamid (or the read message's id for a
     /// mark-as-read, which answers `{"success":true}`).
-    pub async fn send_message(&self, phone_number_id: &str, body: &Value) -> Result<String, GraphError> {
+    pub async fn send_message(
+        &self,
+        phone_number_id: &str,
+        body: &Value,
+    ) -> Result<String, GraphError> {
         let req = self
             .http
             .post(self.url(&format!("{phone_number_id}/messages")))
@@ -223,7 +241,9 @@ impl GraphClient {
         {
             return Ok(id.to_string());
         }
-        Err(GraphError::Unexpected("no messages[0].id in the answer".into()))
+        Err(GraphError::Unexpected(
+            "no messages[0].id in the answer".into(),
+        ))
     }
 
     /// `POST /{phone_number_id}/media` (multipart); returns Meta's media id.
@@ -252,7 +272,11 @@ impl GraphClient {
     }
 
     /// `GET /{media_id}?phone_number_id=`: a download URL valid for a few minutes.
-    pub async fn media_info(&self, media_id: &str, phone_number_id: &str) -> Result<MediaInfo, GraphError> {
+    pub async fn media_info(
+        &self,
+        media_id: &str,
+        phone_number_id: &str,
+    ) -> Result<MediaInfo, GraphError> {
         let req = self
             .http
             .get(self.url(media_id))
@@ -271,7 +295,11 @@ impl GraphClient {
     }
 
     /// `GET <url>` with the bearer token, at most `max` bytes; returns the bytes and their type.
-    pub async fn download(&self, url: &str, max: usize) -> Result<(Bytes, Option<String>), GraphError> {
+    pub async fn download(
+        &self,
+        url: &str,
+        max: usize,
+    ) -> Result<(Bytes, Option<String>), GraphError> {
         let mut resp = self
             .http
             .get(url)
@@ -411,7 +439,13 @@ impl GraphClient {
 fn multipart_body(boundary: &str, data: Bytes, mime: &str, filename: &str) -> Vec<u8> {
     let safe_name: String = filename
         .chars()
-        .map(|c| if c == '"' || c == '\r' || c == '\n' { '_' } else { c })
+        .map(|c| {
+            if c == '"' || c == '\r' || c == '\n' {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let mut out = Vec::with_capacity(data.len() + 512);
     for (name, value) in [("messaging_product", "whatsapp"), ("type", mime)] {
@@ -440,7 +474,8 @@ mod tests {
     #[test]
     fn parses_meta_error() {
         let body = br#"{"error":{"message":"(#131047) Re-engagement message","type":"OAuthException","code":131047,"error_subcode":2494010,"error_data":{"messaging_product":"whatsapp","details":"24 hours passed"},"fbtrace_id":"Ab"}}"#;
-        let usage = r#"{"123":[{"type":"whatsapp","call_count":100,"estimated_time_to_regain_access":3}]}"#;
+        let usage =
+            r#"{"123":[{"type":"whatsapp","call_count":100,"estimated_time_to_regain_access":3}]}"#;
         let GraphError::Api(e) = parse_error(400, Some(usage), body) else {
             panic!("api error")
         };
@@ -448,12 +483,18 @@ mod tests {
         assert_eq!(e.subcode, Some(2494010));
         assert_eq!(e.details.as_deref(), Some("24 hours passed"));
         assert_eq!(e.regain_after, Some(Duration::from_secs(180)));
-        assert_eq!(e.describe(), "(#131047) Re-engagement message: 24 hours passed");
+        assert_eq!(
+            e.describe(),
+            "(#131047) Re-engagement message: 24 hours passed"
+        );
     }
 
     #[test]
     fn bare_status_without_error_object() {
-        assert_eq!(parse_error(503, None, b""), GraphError::Status { status: 503 });
+        assert_eq!(
+            parse_error(503, None, b""),
+            GraphError::Status { status: 503 }
+        );
         assert_eq!(
             parse_error(502, None, b"<html>bad gateway</html>"),
             GraphError::Status { status: 502 }
@@ -472,6 +513,8 @@ mod tests {
         let text = String::from_utf8(body).unwrap();
         assert!(text.contains("name=\"messaging_product\"\r\n\r\nwhatsapp\r\n"));
         assert!(text.contains("name=\"type\"\r\n\r\nimage/png\r\n"));
-        assert!(text.contains("filename=\"x_.png\"\r\nContent-Type: image/png\r\n\r\nabc\r\n--b--"));
+        assert!(
+            text.contains("filename=\"x_.png\"\r\nContent-Type: image/png\r\n\r\nabc\r\n--b--")
+        );
     }
 }

@@ -62,22 +62,45 @@ where
     type Fut = Fut;
 }
 
-/// Runs a batch through Ingest's one-transaction pipeline on a connection of its own.
-pub async fn ingest_with_pool(shared: &Shared, items: Vec<InboundItem>) -> Result<IngestReport, String> {
+/// Runs a batch through Ingest's one-transaction pipeline on a connection of its own,
+/// retrying it whole when it lost a deadlock to a concurrent batch (as the Ingest actor does).
+pub async fn ingest_with_pool(
+    shared: &Shared,
+    items: Vec<InboundItem>,
+) -> Result<IngestReport, String> {
     if items.is_empty() {
         return Ok(IngestReport::default());
     }
-    let mut client = shared.pool.get().await.map_err(|e| e.to_string())?;
-    let report = batch::ingest_batch(&mut client, &shared.sealer, shared.settings.default_region.as_deref(), &items)
+    let mut attempt = 0u64;
+    let report = loop {
+        attempt += 1;
+        let mut client = shared.pool.get().await.map_err(|e| e.to_string())?;
+        match batch::ingest_batch(
+            &mut client,
+            &shared.sealer,
+            shared.settings.default_region.as_deref(),
+            &items,
+        )
         .await
-        .map_err(|e| e.to_string())?;
+        {
+            Ok(report) => break report,
+            Err(e) if attempt < 4 && e.is_retryable_conflict() => {
+                tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    };
     metrics::counter!("sincro_ingest_messages_total").increment(report.messages_inserted as u64);
     metrics::counter!("sincro_ingest_statuses_total").increment(report.statuses_applied as u64);
     Ok(report)
 }
 
 /// One step over at most `limit` due rows.
-pub async fn drain_once<I: IngestFn>(shared: &Shared, limit: i64, ingest: I) -> Result<DrainReport, BusinessError> {
+pub async fn drain_once<I: IngestFn>(
+    shared: &Shared,
+    limit: i64,
+    ingest: I,
+) -> Result<DrainReport, BusinessError> {
     let mut client = shared.pool.get().await?;
     let tx = client.transaction().await?;
     let rows = tx
@@ -125,9 +148,12 @@ pub async fn drain_once<I: IngestFn>(shared: &Shared, limit: i64, ingest: I) -> 
     let mut waba_ids: Vec<String> = Vec::new();
     for c in &all_changes {
         match c {
-            Change::Message { phone_number_id, .. } | Change::Status { phone_number_id, .. } => {
-                phone_ids.push(phone_number_id.clone())
+            Change::Message {
+                phone_number_id, ..
             }
+            | Change::Status {
+                phone_number_id, ..
+            } => phone_ids.push(phone_number_id.clone()),
             Change::Template(t) => waba_ids.push(t.waba_id.clone()),
             Change::Ignored(_) => {}
         }
@@ -137,13 +163,20 @@ pub async fn drain_once<I: IngestFn>(shared: &Shared, limit: i64, ingest: I) -> 
     waba_ids.sort();
     waba_ids.dedup();
     let routes = store::routes(&tx, &shared.sealer, &phone_ids, &waba_ids, false).await?;
-    let by_phone: HashMap<&str, &Route> = routes.iter().map(|r| (r.phone_number_id.as_str(), r)).collect();
+    let by_phone: HashMap<&str, &Route> = routes
+        .iter()
+        .map(|r| (r.phone_number_id.as_str(), r))
+        .collect();
 
     let mut items = Vec::new();
     let mut template_updates = Vec::new();
     for c in all_changes {
         match c {
-            Change::Message { phone_number_id, name, message } => {
+            Change::Message {
+                phone_number_id,
+                name,
+                message,
+            } => {
                 let Some(r) = by_phone.get(phone_number_id.as_str()) else {
                     report.unrouted += 1;
                     continue;
@@ -162,7 +195,10 @@ pub async fn drain_once<I: IngestFn>(shared: &Shared, limit: i64, ingest: I) -> 
                     None => report.unrouted += 1,
                 }
             }
-            Change::Status { phone_number_id, status } => {
+            Change::Status {
+                phone_number_id,
+                status,
+            } => {
                 let Some(r) = by_phone.get(phone_number_id.as_str()) else {
                     report.unrouted += 1;
                     continue;
@@ -202,7 +238,8 @@ pub async fn drain_once<I: IngestFn>(shared: &Shared, limit: i64, ingest: I) -> 
             report.unrouted += 1;
             continue;
         }
-        report.templates_changed += templates::apply_update(&tx, &shared.sealer, &targets, t).await?;
+        report.templates_changed +=
+            templates::apply_update(&tx, &shared.sealer, &targets, t).await?;
     }
     tx.execute(
         "UPDATE webhook_inbox SET processed_at = now(), attempts = attempts + 1, error = NULL WHERE id = ANY($1)",

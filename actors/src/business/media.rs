@@ -17,7 +17,12 @@ pub const MAX_MEDIA_BYTES: usize = 16 * 1024 * 1024;
 /// 16 MB). None: WhatsApp does not take this type.
 pub fn kind_of(mime: &str) -> Option<(&'static str, usize)> {
     const MB: usize = 1024 * 1024;
-    let base = mime.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let base = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     Some(match base.as_str() {
         "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" => ("audio", 16 * MB),
         "text/plain"
@@ -38,7 +43,10 @@ pub fn kind_of(mime: &str) -> Option<(&'static str, usize)> {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A media row.
@@ -187,21 +195,34 @@ pub async fn for_message(
 }
 
 /// Reads and opens a stored file, checking it against its recorded SHA-256.
-pub async fn read(sealer: &Sealer, data_dir: &Path, row: &MediaRow) -> Result<Vec<u8>, BusinessError> {
+pub async fn read(
+    sealer: &Sealer,
+    data_dir: &Path,
+    row: &MediaRow,
+) -> Result<Vec<u8>, BusinessError> {
     let raw = tokio::fs::read(data_dir.join(&row.storage_path))
         .await
         .map_err(|e| BusinessError::Io(format!("read media file: {e}")))?;
-    let text = String::from_utf8(raw).map_err(|_| BusinessError::Io("media file is corrupt".into()))?;
+    let text =
+        String::from_utf8(raw).map_err(|_| BusinessError::Io("media file is corrupt".into()))?;
     let data = sealer.open(Purpose::Media, &text)?;
     if sha256_hex(&data) != row.sha256 {
-        return Err(BusinessError::Io("media file does not match its digest".into()));
+        return Err(BusinessError::Io(
+            "media file does not match its digest".into(),
+        ));
     }
     Ok(data)
 }
 
 /// Removes a stored file and its row (an upload that Meta then refused).
-pub async fn remove(client: &impl GenericClient, data_dir: &Path, row: &MediaRow) -> Result<(), BusinessError> {
-    client.execute("DELETE FROM media WHERE id = $1", &[&row.id]).await?;
+pub async fn remove(
+    client: &impl GenericClient,
+    data_dir: &Path,
+    row: &MediaRow,
+) -> Result<(), BusinessError> {
+    client
+        .execute("DELETE FROM media WHERE id = $1", &[&row.id])
+        .await?;
     let _ = tokio::fs::remove_file(data_dir.join(&row.storage_path)).await;
     Ok(())
 }
@@ -259,13 +280,19 @@ mod tests {
         assert!(digest_matches(data, &b64));
         assert!(!digest_matches(b"other", &hex));
         assert!(!digest_matches(b"other", &b64));
-        assert!(digest_matches(data, "4654+8g="), "not a full digest: not checkable");
+        assert!(
+            digest_matches(data, "4654+8g="),
+            "not a full digest: not checkable"
+        );
     }
 
     #[test]
     fn kinds() {
         assert_eq!(kind_of("image/jpeg").map(|k| k.0), Some("image"));
-        assert_eq!(kind_of("audio/ogg; codecs=opus").map(|k| k.0), Some("audio"));
+        assert_eq!(
+            kind_of("audio/ogg; codecs=opus").map(|k| k.0),
+            Some("audio")
+        );
         assert!(kind_of("application/x-msdownload").is_none());
     }
 }

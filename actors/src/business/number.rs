@@ -85,7 +85,9 @@ impl Inner {
         tracing::error!(connection = %r.connection_id, phone_number_id = %r.phone_number_id, status = new_status, "business number halted");
         match self.shared.pool.get().await {
             Ok(mut c) => {
-                if let Err(e) = store::set_status(&mut c, &self.shared.sealer, r, new_status, Some(why)).await {
+                if let Err(e) =
+                    store::set_status(&mut c, &self.shared.sealer, r, new_status, Some(why)).await
+                {
                     tracing::error!(error = %e, "could not store the number's status");
                 }
             }
@@ -145,14 +147,24 @@ impl Inner {
                 };
             }
         }
-        match self.client.send_message(&self.record.phone_number_id, &body).await {
+        match self
+            .client
+            .send_message(&self.record.phone_number_id, &body)
+            .await
+        {
             Ok(external_id) => {
                 self.pair_strikes.lock().expect("strikes").remove(&msg.to);
                 metrics::counter!("sincro_business_sent_total").increment(1);
                 SendOutcome::Sent { external_id }
             }
             Err(e) => {
-                let strikes = self.pair_strikes.lock().expect("strikes").get(&msg.to).copied().unwrap_or(0);
+                let strikes = self
+                    .pair_strikes
+                    .lock()
+                    .expect("strikes")
+                    .get(&msg.to)
+                    .copied()
+                    .unwrap_or(0);
                 let attempt = Attempt {
                     attempt: msg.attempt.max(1),
                     pair_strikes: strikes,
@@ -164,9 +176,16 @@ impl Inner {
                 match reaction {
                     Reaction::None => {}
                     Reaction::PairRate => {
-                        *self.pair_strikes.lock().expect("strikes").entry(msg.to.clone()).or_default() += 1;
+                        *self
+                            .pair_strikes
+                            .lock()
+                            .expect("strikes")
+                            .entry(msg.to.clone())
+                            .or_default() += 1;
                     }
-                    Reaction::NeedsCredentials => self.halt(status::NEEDS_CREDENTIALS, &e.to_string()).await,
+                    Reaction::NeedsCredentials => {
+                        self.halt(status::NEEDS_CREDENTIALS, &e.to_string()).await
+                    }
                     Reaction::Restricted => self.halt(status::RESTRICTED, &e.to_string()).await,
                 }
                 outcome
@@ -185,7 +204,10 @@ impl Inner {
         if !send::MEDIA_KINDS.contains(&msg.kind.as_str()) {
             return Ok(());
         }
-        let Some(id) = body[&msg.kind]["id"].as_str().and_then(|s| Uuid::parse_str(s).ok()) else {
+        let Some(id) = body[&msg.kind]["id"]
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+        else {
             return Ok(());
         };
         let provider = self.upload(client, id).await.map_err(|e| match e {
@@ -194,7 +216,17 @@ impl Inner {
                 error: format!("media {id} does not exist"),
             },
             BusinessError::NeedsCredentials(reason) => SendOutcome::Unavailable { reason },
-            BusinessError::Graph(g) => classify::classify(&g, Attempt { attempt: msg.attempt.max(1), pair_strikes: 0, jitter: rand::random() }).0,
+            BusinessError::Graph(g) => {
+                classify::classify(
+                    &g,
+                    Attempt {
+                        attempt: msg.attempt.max(1),
+                        pair_strikes: 0,
+                        jitter: rand::random(),
+                    },
+                )
+                .0
+            }
             other => SendOutcome::Retry {
                 code: None,
                 error: other.to_string(),
@@ -205,7 +237,11 @@ impl Inner {
         Ok(())
     }
 
-    async fn upload(&self, client: &deadpool_postgres::Client, id: Uuid) -> Result<String, BusinessError> {
+    async fn upload(
+        &self,
+        client: &deadpool_postgres::Client,
+        id: Uuid,
+    ) -> Result<String, BusinessError> {
         let row = media::get(client, self.record.usuario_id, id)
             .await?
             .ok_or(BusinessError::NotFound)?;
@@ -217,7 +253,12 @@ impl Inner {
         let data = media::read(&self.shared.sealer, &self.shared.settings.data_dir, &row).await?;
         let provider = match self
             .client
-            .upload_media(&self.record.phone_number_id, data.into(), &row.mime_type, row.filename.as_deref())
+            .upload_media(
+                &self.record.phone_number_id,
+                data.into(),
+                &row.mime_type,
+                row.filename.as_deref(),
+            )
             .await
         {
             Ok(p) => p,
@@ -235,7 +276,14 @@ impl Inner {
         let mut client = self.shared.pool.get().await?;
         let tx = client.transaction().await?;
         let r = &self.record;
-        let report = templates::replace_all(&tx, &self.shared.sealer, r.usuario_id, r.connection_id, &list).await?;
+        let report = templates::replace_all(
+            &tx,
+            &self.shared.sealer,
+            r.usuario_id,
+            r.connection_id,
+            &list,
+        )
+        .await?;
         tx.commit().await?;
         Ok(report)
     }
@@ -243,15 +291,32 @@ impl Inner {
     async fn create_template(&self, body: Value) -> Result<Value, BusinessError> {
         let text = |k: &str| body.get(k).and_then(Value::as_str).map(String::from);
         let (Some(name), Some(language)) = (text("name"), text("language")) else {
-            return Err(BusinessError::Invalid("a template needs name and language".into()));
+            return Err(BusinessError::Invalid(
+                "a template needs name and language".into(),
+            ));
         };
-        let created = match self.client.create_template(&self.record.waba_id, &body).await {
+        let created = match self
+            .client
+            .create_template(&self.record.waba_id, &body)
+            .await
+        {
             Ok(c) => c,
             Err(e) => return Err(self.on_error(e).await),
         };
-        let id = created.get("id").map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
-        let status = created.get("status").and_then(Value::as_str).unwrap_or("PENDING");
-        let category = created.get("category").and_then(Value::as_str).map(String::from).or(text("category"));
+        let id = created.get("id").map(|v| {
+            v.as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string())
+        });
+        let status = created
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("PENDING");
+        let category = created
+            .get("category")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .or(text("category"));
         let client = self.shared.pool.get().await?;
         let r = &self.record;
         templates::insert_created(
@@ -268,17 +333,30 @@ impl Inner {
         .await
     }
 
-    async fn delete_template(&self, name: String, language: Option<String>) -> Result<u64, BusinessError> {
+    async fn delete_template(
+        &self,
+        name: String,
+        language: Option<String>,
+    ) -> Result<u64, BusinessError> {
         let client = self.shared.pool.get().await?;
         let r = &self.record;
         let hsm = match &language {
-            Some(l) => Some(templates::meta_id(&client, r.connection_id, &name, l).await?.ok_or(BusinessError::NotFound)?),
+            Some(l) => Some(
+                templates::meta_id(&client, r.connection_id, &name, l)
+                    .await?
+                    .ok_or(BusinessError::NotFound)?,
+            ),
             None => None,
         };
-        if let Err(e) = self.client.delete_template(&r.waba_id, &name, hsm.as_deref()).await {
+        if let Err(e) = self
+            .client
+            .delete_template(&r.waba_id, &name, hsm.as_deref())
+            .await
+        {
             if let GraphError::Api(m) = &e
                 && m.code == 100
-                && templates::delete(&client, r.connection_id, &name, language.as_deref()).await? > 0
+                && templates::delete(&client, r.connection_id, &name, language.as_deref()).await?
+                    > 0
             {
                 // Meta no longer has it: our rows were stale.
                 return Ok(0);
@@ -312,16 +390,32 @@ impl Inner {
             Err(e) => return Err(self.on_error(e).await),
         };
         if info.file_size.is_some_and(|n| n > MAX_MEDIA_BYTES as u64) {
-            return Err(BusinessError::Invalid(format!("media {media_id} is larger than 16 MB")));
+            return Err(BusinessError::Invalid(format!(
+                "media {media_id} is larger than 16 MB"
+            )));
         }
         let (data, content_type) = self.client.download(&info.url, MAX_MEDIA_BYTES).await?;
-        let expected = [info.sha256.as_deref(), details.get("media_sha256").and_then(Value::as_str)];
-        if expected.iter().flatten().any(|d| !media::digest_matches(&data, d)) {
-            return Err(BusinessError::Invalid(format!("media {media_id} does not match its SHA-256")));
+        let expected = [
+            info.sha256.as_deref(),
+            details.get("media_sha256").and_then(Value::as_str),
+        ];
+        if expected
+            .iter()
+            .flatten()
+            .any(|d| !media::digest_matches(&data, d))
+        {
+            return Err(BusinessError::Invalid(format!(
+                "media {media_id} does not match its SHA-256"
+            )));
         }
         let mime = info
             .mime_type
-            .or_else(|| details.get("media_mime_type").and_then(Value::as_str).map(String::from))
+            .or_else(|| {
+                details
+                    .get("media_mime_type")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
             .or(content_type)
             .unwrap_or_else(|| "application/octet-stream".into());
         let stored = media::store(
@@ -383,7 +477,11 @@ impl Actor for BusinessNumber {
         let halted = (record.status != status::CONNECTED).then(|| record.status.clone());
         shared.connections.register(
             record.connection_id,
-            ConnectionRef::new(ConnectionKind::Business, myself.clone(), BusinessNumberMessage::Send),
+            ConnectionRef::new(
+                ConnectionKind::Business,
+                myself.clone(),
+                BusinessNumberMessage::Send,
+            ),
         );
         tracing::info!(connection = %record.connection_id, phone_number_id = %record.phone_number_id, "business number started");
         let inner = Arc::new(Inner {
@@ -428,7 +526,11 @@ impl Actor for BusinessNumber {
                     let _ = reply.send(inner.create_template(body).await);
                 });
             }
-            BusinessNumberMessage::DeleteTemplate { name, language, reply } => {
+            BusinessNumberMessage::DeleteTemplate {
+                name,
+                language,
+                reply,
+            } => {
                 tokio::spawn(async move {
                     let _ = reply.send(inner.delete_template(name, language).await);
                 });
@@ -442,13 +544,19 @@ impl Actor for BusinessNumber {
                     let _ = reply.send(result);
                 });
             }
-            BusinessNumberMessage::FetchMedia { external_id, details } => {
+            BusinessNumberMessage::FetchMedia {
+                external_id,
+                details,
+            } => {
                 tokio::spawn(async move {
                     // A few tries: the URL lookup or download may fail transiently.
                     for wait in [1u64, 4, 16] {
                         match inner.fetch_media(&external_id, &details).await {
                             Ok(()) => return,
-                            Err(e @ (BusinessError::Invalid(_) | BusinessError::NeedsCredentials(_))) => {
+                            Err(
+                                e
+                                @ (BusinessError::Invalid(_) | BusinessError::NeedsCredentials(_)),
+                            ) => {
                                 tracing::warn!(connection = %inner.record.connection_id, error = %e, "inbound media not stored");
                                 return;
                             }
@@ -470,7 +578,10 @@ impl Actor for BusinessNumber {
         _myself: ActorRef<Self::Msg>,
         inner: &mut Arc<Inner>,
     ) -> Result<(), ActorProcessingErr> {
-        inner.shared.connections.unregister(inner.record.connection_id);
+        inner
+            .shared
+            .connections
+            .unregister(inner.record.connection_id);
         tracing::info!(connection = %inner.record.connection_id, "business number stopped");
         Ok(())
     }

@@ -30,7 +30,9 @@ fn failed(error: impl Into<String>) -> SendOutcome {
 pub fn request_body(msg: &OutboundMessage) -> Result<Value, SendOutcome> {
     if is_mark_read(msg) {
         let Some(id) = msg.body.get("message_id").and_then(Value::as_str) else {
-            return Err(failed("a mark-as-read needs message_id (the wamid of the inbound message)"));
+            return Err(failed(
+                "a mark-as-read needs message_id (the wamid of the inbound message)",
+            ));
         };
         let mut out = json!({"messaging_product": "whatsapp", "status": "read", "message_id": id});
         if let Some(t) = msg.body.get("typing_indicator") {
@@ -41,10 +43,17 @@ pub fn request_body(msg: &OutboundMessage) -> Result<Value, SendOutcome> {
     let e164 = phone::normalize(&msg.to, None)
         .ok()
         .filter(|n| n.e164 == msg.to)
-        .ok_or_else(|| failed(format!("recipient {:?} is not a phone number in E.164 (+5511987654321)", msg.to)))?;
+        .ok_or_else(|| {
+            failed(format!(
+                "recipient {:?} is not a phone number in E.164 (+5511987654321)",
+                msg.to
+            ))
+        })?;
     let kind = msg.kind.as_str();
     let Some(object) = msg.body.get(kind).filter(|o| !o.is_null()) else {
-        return Err(failed(format!("a {kind} message needs a \"{kind}\" object")));
+        return Err(failed(format!(
+            "a {kind} message needs a \"{kind}\" object"
+        )));
     };
     let mut out = Map::new();
     out.insert("messaging_product".into(), json!("whatsapp"));
@@ -99,7 +108,9 @@ pub async fn store_checks(
             .and_then(Value::as_str)
             .unwrap_or("");
         if name.is_empty() || language.is_empty() {
-            return Err(failed("a template message needs template.name and template.language.code"));
+            return Err(failed(
+                "a template message needs template.name and template.language.code",
+            ));
         }
         let status = super::templates::status_of(client, msg.connection_id, name, language)
             .await

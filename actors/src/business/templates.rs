@@ -20,7 +20,14 @@ pub struct SyncReport {
     pub removed: usize,
 }
 
-fn status_event(connection_id: Uuid, name: &str, language: &str, status: &str, reason: Option<&str>, id: Option<&str>) -> Value {
+fn status_event(
+    connection_id: Uuid,
+    name: &str,
+    language: &str,
+    status: &str,
+    reason: Option<&str>,
+    id: Option<&str>,
+) -> Value {
     json!({
         "connection_id": connection_id,
         "name": name,
@@ -52,7 +59,11 @@ pub async fn replace_all(
         };
         let status = text("status").unwrap_or_else(|| "PENDING".into());
         let reason = text("rejected_reason").filter(|r| r != "NONE");
-        let id = t.get("id").map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()));
+        let id = t.get("id").map(|v| {
+            v.as_str()
+                .map(String::from)
+                .unwrap_or_else(|| v.to_string())
+        });
         let before = tx
             .query_opt(
                 "SELECT status FROM whatsapp_templates WHERE connection_id = $1 AND name = $2 AND language = $3",
@@ -85,7 +96,14 @@ pub async fn replace_all(
             None => report.added += 1,
             Some(b) if b != status => {
                 report.changed += 1;
-                let data = status_event(connection_id, &name, &language, &status, reason.as_deref(), id.as_deref());
+                let data = status_event(
+                    connection_id,
+                    &name,
+                    &language,
+                    &status,
+                    reason.as_deref(),
+                    id.as_deref(),
+                );
                 events::append(tx, sealer, usuario_id, "template.status", &data).await?;
             }
             Some(_) => {}
@@ -153,7 +171,14 @@ pub async fn apply_update(
                    AND ((meta_template_id IS NOT NULL AND meta_template_id = $6)
                         OR (name = $2 AND ($3 = '' OR language = $3)))
                  RETURNING name, language",
-                &[connection_id, &u.name, &language, &u.status, &u.reason, &u.template_id],
+                &[
+                    connection_id,
+                    &u.name,
+                    &language,
+                    &u.status,
+                    &u.reason,
+                    &u.template_id,
+                ],
             )
             .await?;
         if rows.is_empty() && !language.is_empty() {
@@ -167,14 +192,28 @@ pub async fn apply_update(
                 )
                 .await?;
             if inserted == 1 {
-                let data = status_event(*connection_id, &u.name, &language, &u.status, u.reason.as_deref(), u.template_id.as_deref());
+                let data = status_event(
+                    *connection_id,
+                    &u.name,
+                    &language,
+                    &u.status,
+                    u.reason.as_deref(),
+                    u.template_id.as_deref(),
+                );
                 events::append(tx, sealer, *usuario_id, "template.status", &data).await?;
                 changed += 1;
             }
         }
         for r in rows {
             let (name, lang): (String, String) = (r.get(0), r.get(1));
-            let data = status_event(*connection_id, &name, &lang, &u.status, u.reason.as_deref(), u.template_id.as_deref());
+            let data = status_event(
+                *connection_id,
+                &name,
+                &lang,
+                &u.status,
+                u.reason.as_deref(),
+                u.template_id.as_deref(),
+            );
             events::append(tx, sealer, *usuario_id, "template.status", &data).await?;
             changed += 1;
         }

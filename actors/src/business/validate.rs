@@ -9,7 +9,10 @@ use super::graph::{GraphClient, GraphError};
 use super::store::{Credentials, NumberInfo};
 use serde_json::Value;
 
-const SCOPES: &[&str] = &["whatsapp_business_messaging", "whatsapp_business_management"];
+const SCOPES: &[&str] = &[
+    "whatsapp_business_messaging",
+    "whatsapp_business_management",
+];
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ValidationError {
@@ -23,7 +26,9 @@ pub enum ValidationError {
 
 fn step(what: &str, e: GraphError) -> ValidationError {
     match e {
-        GraphError::Api(m) => ValidationError::Refused(format!("{what}: Meta said {}", m.describe())),
+        GraphError::Api(m) => {
+            ValidationError::Refused(format!("{what}: Meta said {}", m.describe()))
+        }
         GraphError::Status { status } if status < 500 => {
             ValidationError::Refused(format!("{what}: Meta answered HTTP {status}"))
         }
@@ -32,7 +37,10 @@ fn step(what: &str, e: GraphError) -> ValidationError {
 }
 
 /// Runs the checks; returns what Meta says about the number.
-pub async fn validate(settings: &GraphSettings, c: &Credentials) -> Result<NumberInfo, ValidationError> {
+pub async fn validate(
+    settings: &GraphSettings,
+    c: &Credentials,
+) -> Result<NumberInfo, ValidationError> {
     let client = GraphClient::new(&settings.base, &settings.version, &c.access_token)
         .map_err(|e| ValidationError::Unreachable(e.to_string()))?;
 
@@ -42,10 +50,12 @@ pub async fn validate(settings: &GraphSettings, c: &Credentials) -> Result<Numbe
         .map_err(|e| step("checking the access token", e))?;
     check_token(&debug, &c.waba_id)?;
 
-    let number = client
-        .phone_number(&c.phone_number_id)
-        .await
-        .map_err(|e| step(&format!("looking up phone number id {}", c.phone_number_id), e))?;
+    let number = client.phone_number(&c.phone_number_id).await.map_err(|e| {
+        step(
+            &format!("looking up phone number id {}", c.phone_number_id),
+            e,
+        )
+    })?;
 
     let listed = client
         .waba_phone_numbers(&c.waba_id)
@@ -94,7 +104,11 @@ pub fn check_token(debug: &Value, waba_id: &str) -> Result<(), ValidationError> 
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    let missing: Vec<&str> = SCOPES.iter().copied().filter(|s| !scopes.contains(s)).collect();
+    let missing: Vec<&str> = SCOPES
+        .iter()
+        .copied()
+        .filter(|s| !scopes.contains(s))
+        .collect();
     if !missing.is_empty() {
         return Err(ValidationError::Refused(format!(
             "checking the access token: it lacks the scopes {}",
@@ -129,10 +143,25 @@ mod tests {
     #[test]
     fn token_checks() {
         assert_eq!(check_token(&good(), "W1"), Ok(()));
-        assert!(check_token(&good(), "W2").unwrap_err().to_string().contains("WABA W2"));
+        assert!(
+            check_token(&good(), "W2")
+                .unwrap_err()
+                .to_string()
+                .contains("WABA W2")
+        );
         let invalid = json!({"data":{"is_valid":false,"error":{"message":"expired"}}});
-        assert!(check_token(&invalid, "W1").unwrap_err().to_string().contains("expired"));
+        assert!(
+            check_token(&invalid, "W1")
+                .unwrap_err()
+                .to_string()
+                .contains("expired")
+        );
         let scopes = json!({"data":{"is_valid":true,"scopes":["whatsapp_business_messaging"]}});
-        assert!(check_token(&scopes, "W1").unwrap_err().to_string().contains("whatsapp_business_management"));
+        assert!(
+            check_token(&scopes, "W1")
+                .unwrap_err()
+                .to_string()
+                .contains("whatsapp_business_management")
+        );
     }
 }

@@ -31,7 +31,10 @@ pub fn sign(app_secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes()).expect("any key length");
     mac.update(body);
     let tag = mac.finalize().into_bytes();
-    format!("sha256={}", tag.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256={}",
+        tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -63,7 +66,8 @@ pub enum EnvelopeError {
 
 /// Parses the body enough to route and verify it.
 pub fn envelope(body: &[u8]) -> Result<(Value, Named), EnvelopeError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
     let entries = v
         .get("entry")
         .and_then(Value::as_array)
@@ -83,14 +87,17 @@ pub fn envelope(body: &[u8]) -> Result<(Value, Named), EnvelopeError> {
                 }
             }
         }
-        if !entry_has_metadata && let Some(w) = entry.get("id").and_then(id_text) {
-            if !named.waba_ids.contains(&w) {
-                named.waba_ids.push(w);
-            }
+        if !entry_has_metadata
+            && let Some(w) = entry.get("id").and_then(id_text)
+            && !named.waba_ids.contains(&w)
+        {
+            named.waba_ids.push(w);
         }
     }
     if named.phone_number_ids.is_empty() && named.waba_ids.is_empty() {
-        return Err(EnvelopeError::NotEnvelope("it names no phone number or account"));
+        return Err(EnvelopeError::NotEnvelope(
+            "it names no phone number or account",
+        ));
     }
     Ok((v, named))
 }
@@ -138,7 +145,12 @@ pub fn changes(envelope: &Value) -> Vec<Change> {
     let entries = envelope.get("entry").and_then(Value::as_array);
     for entry in entries.into_iter().flatten() {
         let waba_id = entry.get("id").and_then(id_text).unwrap_or_default();
-        for change in entry.get("changes").and_then(Value::as_array).into_iter().flatten() {
+        for change in entry
+            .get("changes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let field = change.get("field").and_then(Value::as_str).unwrap_or("");
             let value = change.get("value").cloned().unwrap_or(Value::Null);
             match field {
@@ -161,7 +173,12 @@ fn messages_change(value: &Value, out: &mut Vec<Change>) {
         .unwrap_or("")
         .to_string();
     let contacts = value.get("contacts").and_then(Value::as_array);
-    for m in value.get("messages").and_then(Value::as_array).into_iter().flatten() {
+    for m in value
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let from = m.get("from").and_then(Value::as_str);
         let name = contacts
             .into_iter()
@@ -185,7 +202,12 @@ fn messages_change(value: &Value, out: &mut Vec<Change>) {
             message,
         });
     }
-    for s in value.get("statuses").and_then(Value::as_array).into_iter().flatten() {
+    for s in value
+        .get("statuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         out.push(Change::Status {
             phone_number_id: pnid.clone(),
             status: s.clone(),
@@ -214,15 +236,17 @@ fn template_update(waba_id: &str, v: &Value) -> Option<TemplateUpdate> {
 
 fn timestamp(v: &Value) -> OffsetDateTime {
     v.get("timestamp")
-        .and_then(|t| t.as_str().and_then(|s| s.parse::<i64>().ok()).or_else(|| t.as_i64()))
+        .and_then(|t| {
+            t.as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+                .or_else(|| t.as_i64())
+        })
         .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
         .unwrap_or_else(OffsetDateTime::now_utc)
 }
 
 fn text_at(v: &Value, pointer: &str) -> Option<String> {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .map(String::from)
+    v.pointer(pointer).and_then(Value::as_str).map(String::from)
 }
 
 /// Media message types, whose object carries a Meta media id to download.
@@ -258,7 +282,10 @@ pub fn inbound_message(
                 .flatten()
                 .filter_map(|c| text_at(c, "/name/formatted_name"))
                 .collect();
-            (MessageKind::Contacto, (!names.is_empty()).then(|| names.join(", ")))
+            (
+                MessageKind::Contacto,
+                (!names.is_empty()).then(|| names.join(", ")),
+            )
         }
         "interactive" => (
             MessageKind::Interactivo,
@@ -321,7 +348,10 @@ fn details(kind_str: &str, m: &Value, object: &Value) -> Value {
         }
     }
     if let Some(errors) = m.get("errors").and_then(Value::as_array) {
-        let codes: Vec<Value> = errors.iter().filter_map(|e| e.get("code").cloned()).collect();
+        let codes: Vec<Value> = errors
+            .iter()
+            .filter_map(|e| e.get("code").cloned())
+            .collect();
         d["error_codes"] = Value::Array(codes);
     }
     if m.get("referral").is_some() {
@@ -340,7 +370,9 @@ pub fn status_update(usuario_id: Uuid, connection_id: Uuid, s: &Value) -> Option
         .and_then(|e| e.first())
         .map(|e| {
             let code = e.get("code").map(|c| c.to_string()).unwrap_or_default();
-            let title = text_at(e, "/title").or_else(|| text_at(e, "/message")).unwrap_or_default();
+            let title = text_at(e, "/title")
+                .or_else(|| text_at(e, "/message"))
+                .unwrap_or_default();
             match text_at(e, "/error_data/details") {
                 Some(d) if d != title => format!("(#{code}) {title}: {d}"),
                 _ => format!("(#{code}) {title}"),
@@ -368,7 +400,11 @@ mod tests {
         assert!(!verify_signature("other", body, &sig));
         assert!(!verify_signature("secret", b"{}", &sig));
         assert!(!verify_signature("secret", body, "sha256=zz"));
-        assert!(!verify_signature("secret", body, &sig.replace("sha256=", "sha1=")));
+        assert!(!verify_signature(
+            "secret",
+            body,
+            &sig.replace("sha256=", "sha1=")
+        ));
         assert!(!verify_signature("secret", body, ""));
     }
 
@@ -413,7 +449,8 @@ mod tests {
         assert_eq!(i.details["media_id"], "99");
         assert_eq!(i.details["context"]["forwarded"], true);
         assert_eq!(i.timestamp.unix_timestamp(), 1697043223);
-        let u = json!({"from":"1","id":"w","timestamp":"1","type":"order","order":{"catalog_id":"1"}});
+        let u =
+            json!({"from":"1","id":"w","timestamp":"1","type":"order","order":{"catalog_id":"1"}});
         let i = inbound_message(Uuid::nil(), Uuid::nil(), None, &u).unwrap();
         assert_eq!(i.kind, MessageKind::Desconocido);
         assert_eq!(i.payload["order"]["catalog_id"], "1");
@@ -425,8 +462,16 @@ mod tests {
             "title":"Message undeliverable","error_data":{"details":"not on WhatsApp"}}]});
         let u = status_update(Uuid::nil(), Uuid::nil(), &s).unwrap();
         assert_eq!(u.estado, Estado::Failed);
-        assert_eq!(u.error.as_deref(), Some("(#131026) Message undeliverable: not on WhatsApp"));
+        assert_eq!(
+            u.error.as_deref(),
+            Some("(#131026) Message undeliverable: not on WhatsApp")
+        );
         let played = json!({"id":"w","status":"played","timestamp":"1"});
-        assert_eq!(status_update(Uuid::nil(), Uuid::nil(), &played).unwrap().estado, Estado::Read);
+        assert_eq!(
+            status_update(Uuid::nil(), Uuid::nil(), &played)
+                .unwrap()
+                .estado,
+            Estado::Read
+        );
     }
 }

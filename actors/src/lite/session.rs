@@ -616,7 +616,9 @@ impl SessionState {
             t.abort();
         }
         let grace = if graceful {
-            let _ = tokio::time::timeout(Duration::from_secs(3), r.browser.close()).await;
+            // The request leaves at once; its answer may never come (the browser is closing),
+            // so wait for the process instead.
+            let _ = tokio::time::timeout(Duration::from_millis(300), r.browser.close()).await;
             Duration::from_secs(3)
         } else {
             Duration::ZERO

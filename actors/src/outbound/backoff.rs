@@ -37,7 +37,10 @@ mod tests {
             let full = (base * 2u32.pow(attempt - 1)).min(max);
             for _ in 0..50 {
                 let d = retry_delay(attempt, base, max, None, &mut rng);
-                assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?} vs {full:?}");
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "attempt {attempt}: {d:?} vs {full:?}"
+                );
             }
         }
     }
@@ -45,7 +48,13 @@ mod tests {
     #[test]
     fn provider_wait_is_honoured() {
         let mut rng = rand::rng();
-        let d = retry_delay(1, Duration::from_secs(2), Duration::from_secs(900), Some(Duration::from_secs(16)), &mut rng);
+        let d = retry_delay(
+            1,
+            Duration::from_secs(2),
+            Duration::from_secs(900),
+            Some(Duration::from_secs(16)),
+            &mut rng,
+        );
         assert!(d >= Duration::from_secs(16) && d <= Duration::from_millis(19_200));
     }
 }

@@ -81,7 +81,10 @@ pub async fn claim(
 
 /// When the next pending row of the connection falls due (scheduled sends, retries), as a
 /// wait from now; None when it has none.
-pub async fn next_due(client: &impl GenericClient, connection_id: Uuid) -> Result<Option<Duration>, StoreError> {
+pub async fn next_due(
+    client: &impl GenericClient,
+    connection_id: Uuid,
+) -> Result<Option<Duration>, StoreError> {
     let row = client
         .query_one(
             "SELECT extract(epoch FROM (min(due_at) - now()))::float8 FROM outbox
@@ -96,7 +99,10 @@ pub async fn next_due(client: &impl GenericClient, connection_id: Uuid) -> Resul
 
 /// Sends of the connection in the last 24 h (daily caps) and, when there are any, how long
 /// until the oldest of them leaves the window.
-pub async fn sent_last_day(client: &impl GenericClient, connection_id: Uuid) -> Result<(u32, Option<Duration>), StoreError> {
+pub async fn sent_last_day(
+    client: &impl GenericClient,
+    connection_id: Uuid,
+) -> Result<(u32, Option<Duration>), StoreError> {
     let row = client
         .query_one(
             "SELECT count(*), extract(epoch FROM (min(sent_at) + interval '24 hours' - now()))::float8

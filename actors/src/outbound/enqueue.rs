@@ -38,7 +38,10 @@ pub fn kind_of(configuracion: &Value) -> Option<ConnectionKind> {
 }
 
 /// The WhatsApp connection `id`, whoever owns it.
-pub async fn connection(client: &impl GenericClient, id: Uuid) -> Result<Option<Connection>, StoreError> {
+pub async fn connection(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<Connection>, StoreError> {
     let row = client
         .query_opt(
             "SELECT usuario_id, configuracion, activo FROM configuracion_mensajeria_usuario
@@ -59,9 +62,15 @@ pub async fn connection(client: &impl GenericClient, id: Uuid) -> Result<Option<
 }
 
 /// The user's default phone region, if set.
-pub async fn user_region(client: &impl GenericClient, usuario_id: Uuid) -> Result<Option<String>, StoreError> {
+pub async fn user_region(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+) -> Result<Option<String>, StoreError> {
     Ok(client
-        .query_opt("SELECT default_region FROM usuarios WHERE id = $1", &[&usuario_id])
+        .query_opt(
+            "SELECT default_region FROM usuarios WHERE id = $1",
+            &[&usuario_id],
+        )
         .await?
         .and_then(|r| r.get(0)))
 }
@@ -118,7 +127,12 @@ pub enum Prior {
 }
 
 /// Looks a key up (committed rows only).
-pub async fn prior(client: &impl GenericClient, usuario_id: Uuid, key: &str, hash: &[u8]) -> Result<Prior, StoreError> {
+pub async fn prior(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+    key: &str,
+    hash: &[u8],
+) -> Result<Prior, StoreError> {
     let row = client
         .query_opt(
             "SELECT request_hash, message_id FROM idempotency_keys WHERE usuario_id = $1 AND key = $2",
@@ -153,7 +167,11 @@ pub struct NewMessage<'a> {
 /// What [`enqueue`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Enqueued {
-    Created { message_id: Uuid, conversation_id: Uuid, lead_id: Uuid },
+    Created {
+        message_id: Uuid,
+        conversation_id: Uuid,
+        lead_id: Uuid,
+    },
     /// A concurrent request with the same key and body committed first: its message.
     Existing(Uuid),
     /// A concurrent request used the key for another body.
@@ -214,7 +232,9 @@ pub async fn enqueue(
         .get(0);
     let req = m.req;
     let body_text = req.body.to_string();
-    let contenido = req.preview().map(|t| sealer.seal_str(Purpose::MessageBody, &t));
+    let contenido = req
+        .preview()
+        .map(|t| sealer.seal_str(Purpose::MessageBody, &t));
     let metadata = json!({
         "connection_id": m.connection_id,
         "to": m.phone.e164,
@@ -246,7 +266,11 @@ pub async fn enqueue(
     let mut new_events: Vec<NewEvent> = resolved
         .events
         .into_iter()
-        .map(|e| NewEvent { usuario_id: e.usuario_id, kind: e.kind, data: e.data })
+        .map(|e| NewEvent {
+            usuario_id: e.usuario_id,
+            kind: e.kind,
+            data: e.data,
+        })
         .collect();
     new_events.push(NewEvent {
         usuario_id: m.usuario_id,
@@ -260,8 +284,15 @@ pub async fn enqueue(
         }),
     });
     events::append_many(&tx, sealer, &new_events).await?;
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &m.connection_id.to_string()])
-        .await?;
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&CHANNEL, &m.connection_id.to_string()],
+    )
+    .await?;
     tx.commit().await?;
-    Ok(Enqueued::Created { message_id, conversation_id, lead_id })
+    Ok(Enqueued::Created {
+        message_id,
+        conversation_id,
+        lead_id,
+    })
 }

@@ -18,7 +18,8 @@ pub fn claim_limit(
     let share = (budget / active_lanes.max(1)).max(1);
     let room_in_share = share.saturating_sub(held_by_lane);
     let room_in_budget = budget.saturating_sub(total_held);
-    want.min(room_in_share).min(room_in_budget.max(usize::from(held_by_lane == 0)))
+    want.min(room_in_share)
+        .min(room_in_budget.max(usize::from(held_by_lane == 0)))
 }
 
 #[cfg(test)]

@@ -61,9 +61,14 @@ impl Marker {
                 .await;
                 match result {
                     Ok(marked) => {
-                        let by_id: HashMap<Uuid, Marked> = marked.into_iter().map(|m| (m.message_id, m)).collect();
+                        let by_id: HashMap<Uuid, Marked> =
+                            marked.into_iter().map(|m| (m.message_id, m)).collect();
                         for r in batch {
-                            let mine = r.ids.iter().filter_map(|id| by_id.get(id).copied()).collect();
+                            let mine = r
+                                .ids
+                                .iter()
+                                .filter_map(|id| by_id.get(id).copied())
+                                .collect();
                             let _ = r.reply.send(Ok(mine));
                         }
                     }
@@ -85,6 +90,7 @@ impl Marker {
         self.tx
             .send(Request { ids, reply })
             .map_err(|_| "the marking task stopped".to_string())?;
-        rx.await.map_err(|_| "the marking task stopped".to_string())?
+        rx.await
+            .map_err(|_| "the marking task stopped".to_string())?
     }
 }

@@ -74,7 +74,13 @@ impl Held {
     }
 
     pub fn of(&self, connection: Uuid) -> usize {
-        self.inner.lock().expect("held lock").per_connection.get(&connection).copied().unwrap_or(0)
+        self.inner
+            .lock()
+            .expect("held lock")
+            .per_connection
+            .get(&connection)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn total(&self) -> usize {
@@ -82,7 +88,13 @@ impl Held {
     }
 
     pub fn ids(&self) -> Vec<Uuid> {
-        self.inner.lock().expect("held lock").rows.keys().copied().collect()
+        self.inner
+            .lock()
+            .expect("held lock")
+            .rows
+            .keys()
+            .copied()
+            .collect()
     }
 }
 
@@ -104,9 +116,17 @@ pub struct LaneCtx {
 
 impl LaneCtx {
     /// Raises an alert at most every [`ALERT_EVERY`] per connection and kind.
-    pub fn alert_once(&self, connection: Uuid, usuario_id: Option<Uuid>, kind: &'static str, message: String) {
+    pub fn alert_once(
+        &self,
+        connection: Uuid,
+        usuario_id: Option<Uuid>,
+        kind: &'static str,
+        message: String,
+    ) {
         let mut alerted = self.alerted.lock().expect("alert lock");
-        let due = alerted.get(&(connection, kind)).is_none_or(|t| t.elapsed() > ALERT_EVERY);
+        let due = alerted
+            .get(&(connection, kind))
+            .is_none_or(|t| t.elapsed() > ALERT_EVERY);
         if due {
             alerted.insert((connection, kind), Instant::now());
             self.shared.raise_alert(NewAlert {
@@ -128,7 +148,11 @@ pub enum Step {
     Again,
     /// Sleep at most this long; `on_new`: also wake when new rows are announced (NOTIFY);
     /// `on_done`: also wake when one of its sends finishes.
-    Wait { at_most: Duration, on_new: bool, on_done: bool },
+    Wait {
+        at_most: Duration,
+        on_new: bool,
+        on_done: bool,
+    },
     /// The connection is gone from this node: the lane ends (its rows were handed back).
     Stop,
 }
@@ -183,7 +207,13 @@ impl Lane {
         {
             return Ok(l.clone());
         }
-        let client = self.ctx.shared.pool.get().await.map_err(|e| e.to_string())?;
+        let client = self
+            .ctx
+            .shared
+            .pool
+            .get()
+            .await
+            .map_err(|e| e.to_string())?;
         let row = client
             .query_opt(
                 "SELECT usuario_id, configuracion FROM configuracion_mensajeria_usuario WHERE id = $1",
@@ -195,7 +225,8 @@ impl Lane {
             Some(r) => (Some(r.get::<_, Uuid>(0)), r.get::<_, Value>(1)),
             None => (None, Value::Null),
         };
-        let limits = ConnectionLimits::from_config(self.kind, &cfg, &self.ctx.shared.settings.outbound);
+        let limits =
+            ConnectionLimits::from_config(self.kind, &cfg, &self.ctx.shared.settings.outbound);
         self.usuario_id = usuario;
         self.limits = Some(limits.clone());
         self.limits_at = Instant::now();
@@ -210,7 +241,11 @@ impl Lane {
 
     /// Hands every row not in flight back to the queue (no attempt spent).
     pub fn release_all(&mut self) {
-        let rows: Vec<Claimed> = self.buffer.drain(..).chain(self.parked.drain(..).map(|(_, r)| r)).collect();
+        let rows: Vec<Claimed> = self
+            .buffer
+            .drain(..)
+            .chain(self.parked.drain(..).map(|(_, r)| r))
+            .collect();
         for row in rows {
             self.release(&row, None);
         }
@@ -227,15 +262,27 @@ impl Lane {
         {
             return Ok((n, until));
         }
-        let client = self.ctx.shared.pool.get().await.map_err(|e| e.to_string())?;
-        let (n, until) = claim::sent_last_day(&client, self.connection_id).await.map_err(|e| e.to_string())?;
+        let client = self
+            .ctx
+            .shared
+            .pool
+            .get()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (n, until) = claim::sent_last_day(&client, self.connection_id)
+            .await
+            .map_err(|e| e.to_string())?;
         self.day = Some((n, Instant::now(), until));
         Ok((n, until))
     }
 
     /// One round: refill, pace, take permits, mark, send. Never blocks on a send.
     pub async fn step(&mut self) -> Step {
-        let retry_soon = Step::Wait { at_most: Duration::from_millis(500), on_new: false, on_done: false };
+        let retry_soon = Step::Wait {
+            at_most: Duration::from_millis(500),
+            on_new: false,
+            on_done: false,
+        };
         let Some(conn) = self.ctx.shared.connections.get(self.connection_id) else {
             self.release_all();
             return Step::Stop;
@@ -250,7 +297,8 @@ impl Lane {
         let now = Instant::now();
         // Parked rows whose recipient may be written to again.
         if !self.parked.is_empty() {
-            let (ready, waiting): (Vec<_>, Vec<_>) = self.parked.drain(..).partition(|(t, _)| *t <= now);
+            let (ready, waiting): (Vec<_>, Vec<_>) =
+                self.parked.drain(..).partition(|(t, _)| *t <= now);
             self.parked = waiting;
             for (_, row) in ready {
                 self.insert_sorted(row);
@@ -265,10 +313,18 @@ impl Lane {
                         self.connection_id,
                         self.usuario_id,
                         "daily_cap_reached",
-                        format!("connection reached its daily cap of {cap} messages; the rest wait"),
+                        format!(
+                            "connection reached its daily cap of {cap} messages; the rest wait"
+                        ),
                     );
-                    let at_most = until.unwrap_or(Duration::from_secs(60)).clamp(Duration::from_secs(1), Duration::from_secs(60));
-                    return Step::Wait { at_most, on_new: false, on_done: false };
+                    let at_most = until
+                        .unwrap_or(Duration::from_secs(60))
+                        .clamp(Duration::from_secs(1), Duration::from_secs(60));
+                    return Step::Wait {
+                        at_most,
+                        on_new: false,
+                        on_done: false,
+                    };
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -292,8 +348,11 @@ impl Lane {
             if n > 0 {
                 match self.claim(n).await {
                     Ok(rows) => {
-                        self.ctx.held.add(self.connection_id, rows.iter().map(|r| r.message_id));
-                        metrics::counter!("sincro_outbound_claimed_total").increment(rows.len() as u64);
+                        self.ctx
+                            .held
+                            .add(self.connection_id, rows.iter().map(|r| r.message_id));
+                        metrics::counter!("sincro_outbound_claimed_total")
+                            .increment(rows.len() as u64);
                         for row in rows {
                             self.insert_sorted(row);
                         }
@@ -316,20 +375,34 @@ impl Lane {
             {
                 at_most = at_most.min(due.max(Duration::from_millis(5)));
             }
-            return Step::Wait { at_most, on_new: true, on_done: false };
+            return Step::Wait {
+                at_most,
+                on_new: true,
+                on_done: false,
+            };
         }
         // Pacing gap (Lite).
         if let Some(t) = self.next_send
             && t > now
         {
-            return Step::Wait { at_most: t - now, on_new: false, on_done: false };
+            return Step::Wait {
+                at_most: t - now,
+                on_new: false,
+                on_done: false,
+            };
         }
         // Candidates: in queue order, free send slots, one per recipient, none already in flight.
         let free = self.sends.available_permits();
         if free == 0 {
-            return Step::Wait { at_most: Duration::from_millis(200), on_new: false, on_done: true };
+            return Step::Wait {
+                at_most: Duration::from_millis(200),
+                on_new: false,
+                on_done: true,
+            };
         }
-        let max = free.min(PERMIT_BATCH).min(if limits.gap.is_some() { 1 } else { usize::MAX });
+        let max = free
+            .min(PERMIT_BATCH)
+            .min(if limits.gap.is_some() { 1 } else { usize::MAX });
         let mut picked: Vec<Claimed> = Vec::new();
         {
             let busy = self.busy.lock().expect("busy lock");
@@ -357,14 +430,22 @@ impl Lane {
             self.buffer = keep;
         }
         if picked.is_empty() {
-            return Step::Wait { at_most: Duration::from_millis(200), on_new: false, on_done: true };
+            return Step::Wait {
+                at_most: Duration::from_millis(200),
+                on_new: false,
+                on_done: true,
+            };
         }
         // Permits first.
         let Some(limiter) = rate_limiter::find(&self.ctx.shared) else {
             for row in picked.into_iter().rev() {
                 self.buffer.push_front(row);
             }
-            return Step::Wait { at_most: Duration::from_millis(100), on_new: false, on_done: false };
+            return Step::Wait {
+                at_most: Duration::from_millis(100),
+                on_new: false,
+                on_done: false,
+            };
         };
         let send_limit = SendLimit {
             kind: self.kind,
@@ -376,7 +457,12 @@ impl Lane {
         let connection = self.connection_id;
         let permits = match limiter
             .call(
-                |reply| RateLimiterMessage::AcquireSend { connection, limit: send_limit, recipients, reply },
+                |reply| RateLimiterMessage::AcquireSend {
+                    connection,
+                    limit: send_limit,
+                    recipients,
+                    reply,
+                },
                 Some(Duration::from_secs(2)),
             )
             .await
@@ -386,7 +472,11 @@ impl Lane {
                 for row in picked.into_iter().rev() {
                     self.buffer.push_front(row);
                 }
-                return Step::Wait { at_most: Duration::from_millis(100), on_new: false, on_done: false };
+                return Step::Wait {
+                    at_most: Duration::from_millis(100),
+                    on_new: false,
+                    on_done: false,
+                };
             }
         };
         let mut granted: Vec<Claimed> = Vec::new();
@@ -395,7 +485,10 @@ impl Lane {
         for (row, permit) in picked.into_iter().zip(permits) {
             match permit {
                 Permit::Granted => granted.push(row),
-                Permit::Wait { after, scope: LimitScope::Recipient } => {
+                Permit::Wait {
+                    after,
+                    scope: LimitScope::Recipient,
+                } => {
                     if after > PARK_MAX {
                         self.ctx.held.remove([row.message_id]);
                         self.release(&row, Some(after));
@@ -419,7 +512,10 @@ impl Lane {
                 self.connection_id,
                 self.usuario_id,
                 "rate_limit_reached",
-                format!("the {} rate limit was reached; messages wait for their turn", scope.as_str()),
+                format!(
+                    "the {} rate limit was reached; messages wait for their turn",
+                    scope.as_str()
+                ),
             );
         }
         if !granted.is_empty() {
@@ -429,16 +525,32 @@ impl Lane {
             }
         }
         match throttled {
-            Some((after, _)) => Step::Wait { at_most: after, on_new: false, on_done: false },
+            Some((after, _)) => Step::Wait {
+                at_most: after,
+                on_new: false,
+                on_done: false,
+            },
             None => Step::Again,
         }
     }
 
     async fn claim(&self, n: usize) -> Result<Vec<Claimed>, String> {
-        let client = self.ctx.shared.pool.get().await.map_err(|e| e.to_string())?;
-        claim::claim(&client, self.connection_id, &self.ctx.owner, self.ctx.shared.settings.outbound.lease, n)
+        let client = self
+            .ctx
+            .shared
+            .pool
+            .get()
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        claim::claim(
+            &client,
+            self.connection_id,
+            &self.ctx.owner,
+            self.ctx.shared.settings.outbound.lease,
+            n,
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Marks the rows in flight, then starts one task per send. Rows no longer held (cancelled,
@@ -459,14 +571,23 @@ impl Lane {
                 return Err(e);
             }
         };
-        let attempts: HashMap<Uuid, u32> = marked.iter().map(|m| (m.message_id, m.attempt)).collect();
-        let gone: Vec<Uuid> = ids.iter().filter(|id| !attempts.contains_key(id)).copied().collect();
+        let attempts: HashMap<Uuid, u32> =
+            marked.iter().map(|m| (m.message_id, m.attempt)).collect();
+        let gone: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| !attempts.contains_key(id))
+            .copied()
+            .collect();
         self.ctx.held.remove(gone);
         if let Some((n, at, until)) = self.day {
             self.day = Some((n + attempts.len() as u32, at, until));
         }
         if let Some((lo, hi)) = limits.gap {
-            let gap = if hi > lo { rand::random_range(lo..=hi) } else { lo };
+            let gap = if hi > lo {
+                rand::random_range(lo..=hi)
+            } else {
+                lo
+            };
             self.next_send = Some(Instant::now() + gap);
         }
         let timeout = self.ctx.shared.settings.outbound.send_timeout;
@@ -475,7 +596,10 @@ impl Lane {
                 continue;
             };
             let permit = self.sends.clone().try_acquire_owned().ok();
-            self.busy.lock().expect("busy lock").insert(row.recipient.clone());
+            self.busy
+                .lock()
+                .expect("busy lock")
+                .insert(row.recipient.clone());
             self.ctx.sending.fetch_add(1, Ordering::SeqCst);
             let ctx = self.ctx.clone();
             let conn = conn.clone();
@@ -530,7 +654,11 @@ async fn send_one(
         usuario_id: row.usuario_id,
         connection_id: row.connection_id,
         to: row.recipient.clone(),
-        kind: body.get("type").and_then(Value::as_str).unwrap_or("text").to_string(),
+        kind: body
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("text")
+            .to_string(),
         body,
         attempt,
     };
@@ -557,7 +685,11 @@ pub async fn run(mut lane: Lane, wake: Arc<Notify>) {
     loop {
         match lane.step().await {
             Step::Again => tokio::task::yield_now().await,
-            Step::Wait { at_most, on_new, on_done } => {
+            Step::Wait {
+                at_most,
+                on_new,
+                on_done,
+            } => {
                 let sleep = tokio::time::sleep(at_most);
                 tokio::select! {
                     _ = sleep => {}

@@ -20,7 +20,12 @@ pub fn owner_name(node_id: &str) -> String {
 }
 
 /// Extends the lease of rows `owner` holds; returns how many it still holds.
-pub async fn renew(client: &impl GenericClient, owner: &str, ids: &[Uuid], lease: Duration) -> Result<u64, StoreError> {
+pub async fn renew(
+    client: &impl GenericClient,
+    owner: &str,
+    ids: &[Uuid],
+    lease: Duration,
+) -> Result<u64, StoreError> {
     if ids.is_empty() {
         return Ok(0);
     }
@@ -54,7 +59,14 @@ pub async fn recover(
     current_owner: &str,
 ) -> Result<Recovered, StoreError> {
     let tx = client.transaction().await?;
-    let like = node_prefix.map(|p| format!("{}%", p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")));
+    let like = node_prefix.map(|p| {
+        format!(
+            "{}%",
+            p.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
     let returned = tx
         .execute(
             "UPDATE outbox SET state = 'pending', lease_owner = NULL, lease_until = NULL, updated_at = now()
@@ -108,7 +120,11 @@ pub async fn release_owned(client: &impl GenericClient, owner: &str) -> Result<u
 /// Marks rows as in flight (their request may leave from now on) and counts the attempt, in
 /// one committed statement, before any of them is sent. Only rows `owner` still holds in
 /// `sending` come back: a row cancelled meanwhile, or whose lease was lost, is not sent.
-pub async fn mark_inflight(client: &impl GenericClient, owner: &str, ids: &[Uuid]) -> Result<Vec<Marked>, StoreError> {
+pub async fn mark_inflight(
+    client: &impl GenericClient,
+    owner: &str,
+    ids: &[Uuid],
+) -> Result<Vec<Marked>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }

@@ -33,7 +33,8 @@ impl Listener {
         database_url: &str,
         on_notify: impl Fn(Uuid) + Send + 'static,
     ) -> Result<Listener, String> {
-        let mut cfg = tokio_postgres::Config::from_str(database_url).map_err(|_| "DATABASE_URL is not valid".to_string())?;
+        let mut cfg = tokio_postgres::Config::from_str(database_url)
+            .map_err(|_| "DATABASE_URL is not valid".to_string())?;
         cfg.connect_timeout(Duration::from_secs(5));
         cfg.keepalives(true);
         cfg.application_name("sincro-whatsapp-dispatcher");
@@ -55,11 +56,18 @@ impl Listener {
             }
             flag.store(false, Ordering::SeqCst);
         });
-        tokio::time::timeout(Duration::from_secs(10), client.batch_execute(&format!("LISTEN {CHANNEL}")))
-            .await
-            .map_err(|_| "LISTEN timed out".to_string())?
-            .map_err(|e| e.to_string())?;
-        Ok(Listener { task, alive, _client: client })
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            client.batch_execute(&format!("LISTEN {CHANNEL}")),
+        )
+        .await
+        .map_err(|_| "LISTEN timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        Ok(Listener {
+            task,
+            alive,
+            _client: client,
+        })
     }
 
     /// Whether the session still runs.

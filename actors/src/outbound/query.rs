@@ -80,9 +80,16 @@ fn view(r: &Row) -> MessageView {
 }
 
 /// One message of the user.
-pub async fn get(client: &impl GenericClient, usuario_id: Uuid, id: Uuid) -> Result<Option<MessageView>, StoreError> {
+pub async fn get(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+    id: Uuid,
+) -> Result<Option<MessageView>, StoreError> {
     Ok(client
-        .query_opt(&format!("{SELECT}{FROM} WHERE m.id = $1 AND m.usuario_id = $2"), &[&id, &usuario_id])
+        .query_opt(
+            &format!("{SELECT}{FROM} WHERE m.id = $1 AND m.usuario_id = $2"),
+            &[&id, &usuario_id],
+        )
         .await?
         .as_ref()
         .map(view))
@@ -96,7 +103,9 @@ pub async fn dead_letters(
     after: Option<(OffsetDateTime, Uuid)>,
     limit: i64,
 ) -> Result<Vec<(MessageView, OffsetDateTime)>, StoreError> {
-    let (at, id) = after.map(|(a, i)| (Some(a), Some(i))).unwrap_or((None, None));
+    let (at, id) = after
+        .map(|(a, i)| (Some(a), Some(i)))
+        .unwrap_or((None, None));
     let rows = client
         .query(
             &format!(
@@ -129,7 +138,12 @@ impl From<StoreError> for ChangeError {
     }
 }
 
-async fn refusal(client: &impl GenericClient, usuario_id: Uuid, id: Uuid, what: &str) -> Result<ChangeError, StoreError> {
+async fn refusal(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+    id: Uuid,
+    what: &str,
+) -> Result<ChangeError, StoreError> {
     let row = client
         .query_opt(
             "SELECT o.state, o.inflight_at IS NOT NULL FROM mensajes_conversacion m
@@ -190,7 +204,9 @@ pub async fn cancel(
         &json!({"message_id": id, "conversation_id": m.get::<_, Uuid>(0), "connection_id": m.get::<_, Option<Uuid>>(1), "status": "cancelled"}),
     )
     .await?;
-    let v = get(&tx, usuario_id, id).await?.ok_or(ChangeError::NotFound)?;
+    let v = get(&tx, usuario_id, id)
+        .await?
+        .ok_or(ChangeError::NotFound)?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(v)
 }
@@ -234,10 +250,15 @@ pub async fn requeue(
         &json!({"message_id": id, "conversation_id": m.get::<_, Uuid>(0), "connection_id": connection_id, "status": "queued", "requeued": true}),
     )
     .await?;
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &connection_id.to_string()])
-        .await
-        .map_err(StoreError::from)?;
-    let v = get(&tx, usuario_id, id).await?.ok_or(ChangeError::NotFound)?;
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&CHANNEL, &connection_id.to_string()],
+    )
+    .await
+    .map_err(StoreError::from)?;
+    let v = get(&tx, usuario_id, id)
+        .await?
+        .ok_or(ChangeError::NotFound)?;
     tx.commit().await.map_err(StoreError::from)?;
     Ok(v)
 }

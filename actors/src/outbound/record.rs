@@ -95,9 +95,15 @@ pub async fn apply(
 ) -> Result<Applied, StoreError> {
     let mut applied = Applied::default();
     let (mut sent_ids, mut sent_ext) = (Vec::new(), Vec::<String>::new());
-    let (mut back_ids, mut back_secs, mut back_err, mut back_code, mut back_undo) =
-        (Vec::new(), Vec::<f64>::new(), Vec::<Option<String>>::new(), Vec::<Option<i64>>::new(), Vec::<i32>::new());
-    let (mut fail_ids, mut fail_err, mut fail_code) = (Vec::new(), Vec::<String>::new(), Vec::<Option<i64>>::new());
+    let (mut back_ids, mut back_secs, mut back_err, mut back_code, mut back_undo) = (
+        Vec::new(),
+        Vec::<f64>::new(),
+        Vec::<Option<String>>::new(),
+        Vec::<Option<i64>>::new(),
+        Vec::<i32>::new(),
+    );
+    let (mut fail_ids, mut fail_err, mut fail_code) =
+        (Vec::new(), Vec::<String>::new(), Vec::<Option<i64>>::new());
     let (mut unc_ids, mut unc_err) = (Vec::new(), Vec::<String>::new());
     for d in batch {
         match &d.outcome {
@@ -108,10 +114,20 @@ pub async fn apply(
             Outcome::Send(SendOutcome::Retry { code, error, after }) => {
                 if d.attempt as i32 >= d.max_attempts {
                     fail_ids.push(d.message_id);
-                    fail_err.push(format!("{} (gave up after {} attempts)", code_text(*code, error), d.attempt));
+                    fail_err.push(format!(
+                        "{} (gave up after {} attempts)",
+                        code_text(*code, error),
+                        d.attempt
+                    ));
                     fail_code.push(*code);
                 } else {
-                    let delay = retry_delay(d.attempt, settings.retry_base, settings.retry_max, *after, &mut rand::rng());
+                    let delay = retry_delay(
+                        d.attempt,
+                        settings.retry_base,
+                        settings.retry_max,
+                        *after,
+                        &mut rand::rng(),
+                    );
                     back_ids.push(d.message_id);
                     back_secs.push(delay.as_secs_f64());
                     back_err.push(Some(code_text(*code, error)));
@@ -241,7 +257,10 @@ pub async fn apply(
             )
             .await? as usize;
         applied.stale += back_ids.len() - n;
-        let released = batch.iter().filter(|d| matches!(d.outcome, Outcome::Release { .. })).count();
+        let released = batch
+            .iter()
+            .filter(|d| matches!(d.outcome, Outcome::Release { .. }))
+            .count();
         applied.released = released.min(n);
         applied.retried = n - applied.released;
     }
@@ -371,12 +390,19 @@ impl Recorder {
                     .await;
                     match result {
                         Ok(applied) => {
-                            metrics::counter!("sincro_outbound_sent_total").increment(applied.sent as u64);
-                            metrics::counter!("sincro_outbound_retried_total").increment(applied.retried as u64);
-                            metrics::counter!("sincro_outbound_failed_total").increment(applied.failed as u64);
-                            metrics::counter!("sincro_outbound_uncertain_total").increment(applied.uncertain.len() as u64);
+                            metrics::counter!("sincro_outbound_sent_total")
+                                .increment(applied.sent as u64);
+                            metrics::counter!("sincro_outbound_retried_total")
+                                .increment(applied.retried as u64);
+                            metrics::counter!("sincro_outbound_failed_total")
+                                .increment(applied.failed as u64);
+                            metrics::counter!("sincro_outbound_uncertain_total")
+                                .increment(applied.uncertain.len() as u64);
                             if applied.stale > 0 {
-                                tracing::warn!(stale = applied.stale, "outcomes for rows this node no longer held (lease lost or cancelled)");
+                                tracing::warn!(
+                                    stale = applied.stale,
+                                    "outcomes for rows this node no longer held (lease lost or cancelled)"
+                                );
                             }
                             after(&batch, &applied);
                             break;

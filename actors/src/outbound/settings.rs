@@ -108,12 +108,16 @@ impl ConnectionLimits {
             (Some(a), None) | (None, Some(a)) => Some((a, a)),
             (None, None) => None,
         };
-        let daily_cap = positive(settings.get("daily_send_cap")).map(|n| n.min(u32::MAX as u64) as u32);
+        let daily_cap =
+            positive(settings.get("daily_send_cap")).map(|n| n.min(u32::MAX as u64) as u32);
         match kind {
             ConnectionKind::Business => {
                 let business = cfg.get("business_config");
                 let level = business
-                    .and_then(|b| b.pointer("/throughput/level").or_else(|| b.get("throughput_level")))
+                    .and_then(|b| {
+                        b.pointer("/throughput/level")
+                            .or_else(|| b.get("throughput_level"))
+                    })
                     .and_then(Value::as_str)
                     .and_then(throughput_level);
                 let per_second = positive(settings.get("send_rate_per_second"))
@@ -188,7 +192,11 @@ mod tests {
     #[test]
     fn lite_rate_and_pacing() {
         let d = OutboundSettings::default();
-        let l = ConnectionLimits::from_config(ConnectionKind::Lite, &json!({"tipo_conexion": "lite"}), &d);
+        let l = ConnectionLimits::from_config(
+            ConnectionKind::Lite,
+            &json!({"tipo_conexion": "lite"}),
+            &d,
+        );
         assert_eq!((l.per_period, l.period), (100, Duration::from_secs(60)));
         assert!(!l.pair_rate && l.gap.is_none() && l.daily_cap.is_none());
         let l = ConnectionLimits::from_config(
@@ -198,7 +206,10 @@ mod tests {
             &d,
         );
         assert_eq!(l.per_period, 30);
-        assert_eq!(l.gap, Some((Duration::from_millis(1000), Duration::from_millis(3000))));
+        assert_eq!(
+            l.gap,
+            Some((Duration::from_millis(1000), Duration::from_millis(3000)))
+        );
         assert_eq!(l.daily_cap, Some(500));
         assert_eq!(l.buffer_target(), 1);
     }

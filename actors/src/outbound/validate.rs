@@ -28,8 +28,17 @@ fn bad(message: impl Into<String>) -> Invalid {
 
 /// Every message type the API accepts.
 pub const TYPES: &[&str] = &[
-    "text", "image", "audio", "video", "document", "sticker", "location", "contacts",
-    "interactive", "template", "reaction",
+    "text",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "interactive",
+    "template",
+    "reaction",
 ];
 
 /// The types a Lite session (WhatsApp Web) can send: no templates, no interactive messages.
@@ -116,23 +125,38 @@ pub fn validate(body: &Value) -> Result<SendRequest, Invalid> {
         _ => {
             return Err(Invalid {
                 code: "invalid_phone",
-                message: "to must be the recipient's phone number in E.164, e.g. +5511987654321".into(),
+                message: "to must be the recipient's phone number in E.164, e.g. +5511987654321"
+                    .into(),
             });
         }
     };
     let kind = match obj.get("type") {
         Some(Value::String(t)) if TYPES.contains(&t.as_str()) => t.clone(),
         Some(Value::String(t)) => {
-            return Err(bad(format!("type {t:?} is not one of {}", TYPES.join(", "))));
+            return Err(bad(format!(
+                "type {t:?} is not one of {}",
+                TYPES.join(", ")
+            )));
         }
         None if obj.contains_key("text") => "text".to_string(),
-        _ => return Err(bad(format!("type is required: one of {}", TYPES.join(", ")))),
+        _ => {
+            return Err(bad(format!(
+                "type is required: one of {}",
+                TYPES.join(", ")
+            )));
+        }
     };
     for key in obj.keys() {
         let known = matches!(
             key.as_str(),
-            "connection_id" | "to" | "type" | "context" | "priority" | "send_at"
-                | "messaging_product" | "recipient_type"
+            "connection_id"
+                | "to"
+                | "type"
+                | "context"
+                | "priority"
+                | "send_at"
+                | "messaging_product"
+                | "recipient_type"
         ) || *key == kind;
         if !known {
             return Err(bad(format!(
@@ -192,7 +216,9 @@ pub fn validate(body: &Value) -> Result<SendRequest, Invalid> {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty() && s.len() <= 512);
         if id.is_none() {
-            return Err(bad("context must be {\"message_id\": \"<id of the message replied to>\"}"));
+            return Err(bad(
+                "context must be {\"message_id\": \"<id of the message replied to>\"}",
+            ));
         }
         out.insert("context".into(), ctx.clone());
     }
@@ -258,18 +284,28 @@ pub fn check_kind(req: &SendRequest, kind: ConnectionKind) -> Result<(), Invalid
 }
 
 fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>, Invalid> {
-    v.as_object().ok_or_else(|| bad(format!("{what} must be an object")))
+    v.as_object()
+        .ok_or_else(|| bad(format!("{what} must be an object")))
 }
 
 fn only(o: &Map<String, Value>, what: &str, allowed: &[&str]) -> Result<(), Invalid> {
     match o.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(bad(format!("{what}: unknown field {k:?} (allowed: {})", allowed.join(", ")))),
+        Some(k) => Err(bad(format!(
+            "{what}: unknown field {k:?} (allowed: {})",
+            allowed.join(", ")
+        ))),
         None => Ok(()),
     }
 }
 
 /// A string of 1..=max characters (Meta counts characters, not bytes).
-fn string<'a>(o: &'a Map<String, Value>, key: &str, what: &str, max: usize, required: bool) -> Result<Option<&'a str>, Invalid> {
+fn string<'a>(
+    o: &'a Map<String, Value>,
+    key: &str,
+    what: &str,
+    max: usize,
+    required: bool,
+) -> Result<Option<&'a str>, Invalid> {
     match o.get(key) {
         None | Some(Value::Null) if !required => Ok(None),
         Some(Value::String(s)) => {
@@ -277,7 +313,9 @@ fn string<'a>(o: &'a Map<String, Value>, key: &str, what: &str, max: usize, requ
             if n == 0 && required {
                 Err(bad(format!("{what}.{key} must not be empty")))
             } else if n > max {
-                Err(bad(format!("{what}.{key} is {n} characters; at most {max} allowed")))
+                Err(bad(format!(
+                    "{what}.{key} is {n} characters; at most {max} allowed"
+                )))
             } else {
                 Ok(Some(s))
             }
@@ -288,7 +326,10 @@ fn string<'a>(o: &'a Map<String, Value>, key: &str, what: &str, max: usize, requ
 }
 
 fn http_url(s: &str, what: &str) -> Result<(), Invalid> {
-    if (s.starts_with("https://") || s.starts_with("http://")) && s.len() > 8 && !s.contains(char::is_whitespace) {
+    if (s.starts_with("https://") || s.starts_with("http://"))
+        && s.len() > 8
+        && !s.contains(char::is_whitespace)
+    {
         Ok(())
     } else {
         Err(bad(format!("{what} must be an http(s) URL")))
@@ -318,14 +359,22 @@ fn media(kind: &str, v: &Value) -> Result<(), Invalid> {
     match (id, link) {
         (Some(_), None) => {}
         (None, Some(l)) => http_url(l, &format!("{kind}.link"))?,
-        _ => return Err(bad(format!("{kind} needs exactly one of id (uploaded media) or link"))),
+        _ => {
+            return Err(bad(format!(
+                "{kind} needs exactly one of id (uploaded media) or link"
+            )));
+        }
     }
     string(o, "caption", kind, 1024, false)?;
     string(o, "filename", kind, 240, false)?;
     Ok(())
 }
 
-fn number(o: &Map<String, Value>, key: &str, range: std::ops::RangeInclusive<f64>) -> Result<(), Invalid> {
+fn number(
+    o: &Map<String, Value>,
+    key: &str,
+    range: std::ops::RangeInclusive<f64>,
+) -> Result<(), Invalid> {
     match o.get(key).and_then(Value::as_f64) {
         Some(x) if range.contains(&x) => Ok(()),
         _ => Err(bad(format!("location.{key} must be a number in {range:?}"))),
@@ -343,15 +392,38 @@ fn location(v: &Value) -> Result<(), Invalid> {
 }
 
 fn contacts(v: &Value) -> Result<(), Invalid> {
-    let list = v.as_array().ok_or_else(|| bad("contacts must be an array of contact cards"))?;
+    let list = v
+        .as_array()
+        .ok_or_else(|| bad("contacts must be an array of contact cards"))?;
     if list.is_empty() || list.len() > 5 {
         return Err(bad("contacts must hold 1 to 5 contact cards"));
     }
     for (i, c) in list.iter().enumerate() {
         let o = object(c, &format!("contacts[{i}]"))?;
-        only(o, &format!("contacts[{i}]"), &["name", "phones", "emails", "org", "addresses", "urls", "birthday"])?;
-        let name = o.get("name").and_then(Value::as_object).ok_or_else(|| bad(format!("contacts[{i}].name is required")))?;
-        string(name, "formatted_name", &format!("contacts[{i}].name"), 1000, true)?;
+        only(
+            o,
+            &format!("contacts[{i}]"),
+            &[
+                "name",
+                "phones",
+                "emails",
+                "org",
+                "addresses",
+                "urls",
+                "birthday",
+            ],
+        )?;
+        let name = o
+            .get("name")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad(format!("contacts[{i}].name is required")))?;
+        string(
+            name,
+            "formatted_name",
+            &format!("contacts[{i}].name"),
+            1000,
+            true,
+        )?;
         for list_key in ["phones", "emails", "addresses", "urls"] {
             if o.get(list_key).is_some_and(|l| !l.is_array()) {
                 return Err(bad(format!("contacts[{i}].{list_key} must be an array")));
@@ -368,11 +440,19 @@ fn reaction(v: &Value) -> Result<(), Invalid> {
     match o.get("emoji") {
         // An empty emoji removes the reaction.
         Some(Value::String(e)) if e.chars().count() <= 10 => Ok(()),
-        _ => Err(bad("reaction.emoji must be an emoji (or \"\" to remove the reaction)")),
+        _ => Err(bad(
+            "reaction.emoji must be an emoji (or \"\" to remove the reaction)",
+        )),
     }
 }
 
-fn sub_text(o: &Map<String, Value>, key: &str, what: &str, max: usize, required: bool) -> Result<(), Invalid> {
+fn sub_text(
+    o: &Map<String, Value>,
+    key: &str,
+    what: &str,
+    max: usize,
+    required: bool,
+) -> Result<(), Invalid> {
     match o.get(key) {
         None if !required => Ok(()),
         None => Err(bad(format!("{what}.{key} is required"))),
@@ -386,7 +466,11 @@ fn sub_text(o: &Map<String, Value>, key: &str, what: &str, max: usize, required:
 
 fn interactive(v: &Value) -> Result<(), Invalid> {
     let o = object(v, "interactive")?;
-    only(o, "interactive", &["type", "header", "body", "footer", "action"])?;
+    only(
+        o,
+        "interactive",
+        &["type", "header", "body", "footer", "action"],
+    )?;
     let kind = string(o, "type", "interactive", 20, true)?.unwrap_or_default();
     let action = o
         .get("action")
@@ -403,7 +487,11 @@ fn interactive(v: &Value) -> Result<(), Invalid> {
                         string(h, "text", "interactive.header", 60, true)?;
                     }
                     Some("image" | "video" | "document") => {}
-                    _ => return Err(bad("interactive.header.type must be text, image, video or document")),
+                    _ => {
+                        return Err(bad(
+                            "interactive.header.type must be text, image, video or document",
+                        ));
+                    }
                 }
             }
             only(action, "interactive.action", &["buttons"])?;
@@ -419,9 +507,13 @@ fn interactive(v: &Value) -> Result<(), Invalid> {
                 if b.get("type").and_then(Value::as_str) != Some("reply") {
                     return Err(bad(format!("{what}.type must be \"reply\"")));
                 }
-                let reply = b.get("reply").and_then(Value::as_object).ok_or_else(|| bad(format!("{what}.reply is required")))?;
+                let reply = b
+                    .get("reply")
+                    .and_then(Value::as_object)
+                    .ok_or_else(|| bad(format!("{what}.reply is required")))?;
                 string(reply, "id", &format!("{what}.reply"), 256, true)?;
-                let title = string(reply, "title", &format!("{what}.reply"), 20, true)?.unwrap_or_default();
+                let title =
+                    string(reply, "title", &format!("{what}.reply"), 20, true)?.unwrap_or_default();
                 if !titles.insert(title.to_string()) {
                     return Err(bad("interactive button titles must be unique"));
                 }
@@ -448,7 +540,10 @@ fn interactive(v: &Value) -> Result<(), Invalid> {
                 let what = format!("interactive.action.sections[{i}]");
                 let s = object(s, &what)?;
                 string(s, "title", &what, 24, sections.len() > 1)?;
-                let rows = s.get("rows").and_then(Value::as_array).ok_or_else(|| bad(format!("{what}.rows is required")))?;
+                let rows = s
+                    .get("rows")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| bad(format!("{what}.rows is required")))?;
                 for (j, r) in rows.iter().enumerate() {
                     let what = format!("{what}.rows[{j}]");
                     let r = object(r, &what)?;
@@ -472,10 +567,15 @@ fn interactive(v: &Value) -> Result<(), Invalid> {
                 .and_then(Value::as_object)
                 .ok_or_else(|| bad("interactive.action.parameters is required"))?;
             string(p, "display_text", "interactive.action.parameters", 20, true)?;
-            let url = string(p, "url", "interactive.action.parameters", 2048, true)?.unwrap_or_default();
+            let url =
+                string(p, "url", "interactive.action.parameters", 2048, true)?.unwrap_or_default();
             http_url(url, "interactive.action.parameters.url")?;
         }
-        other => return Err(bad(format!("interactive.type {other:?} must be button, list or cta_url"))),
+        other => {
+            return Err(bad(format!(
+                "interactive.type {other:?} must be button, list or cta_url"
+            )));
+        }
     }
     Ok(())
 }
@@ -483,23 +583,34 @@ fn interactive(v: &Value) -> Result<(), Invalid> {
 fn template(v: &Value) -> Result<(String, String), Invalid> {
     let o = object(v, "template")?;
     only(o, "template", &["name", "language", "components"])?;
-    let name = string(o, "name", "template", 512, true)?.unwrap_or_default().to_string();
+    let name = string(o, "name", "template", 512, true)?
+        .unwrap_or_default()
+        .to_string();
     let language = o
         .get("language")
         .and_then(Value::as_object)
         .ok_or_else(|| bad("template.language is required, e.g. {\"code\": \"en_US\"}"))?;
     only(language, "template.language", &["code", "policy"])?;
-    let code = string(language, "code", "template.language", 20, true)?.unwrap_or_default().to_string();
+    let code = string(language, "code", "template.language", 20, true)?
+        .unwrap_or_default()
+        .to_string();
     if let Some(components) = o.get("components") {
-        let list = components.as_array().ok_or_else(|| bad("template.components must be an array"))?;
+        let list = components
+            .as_array()
+            .ok_or_else(|| bad("template.components must be an array"))?;
         for (i, c) in list.iter().enumerate() {
             let what = format!("template.components[{i}]");
             let c = object(c, &what)?;
             match c.get("type").and_then(Value::as_str) {
                 Some("header" | "body") => {}
                 Some("button") => {
-                    if !matches!(c.get("sub_type").and_then(Value::as_str), Some("quick_reply" | "url" | "catalog" | "flow" | "copy_code")) {
-                        return Err(bad(format!("{what}.sub_type must be quick_reply, url, catalog, flow or copy_code")));
+                    if !matches!(
+                        c.get("sub_type").and_then(Value::as_str),
+                        Some("quick_reply" | "url" | "catalog" | "flow" | "copy_code")
+                    ) {
+                        return Err(bad(format!(
+                            "{what}.sub_type must be quick_reply, url, catalog, flow or copy_code"
+                        )));
                     }
                     if c.get("index").is_none() {
                         return Err(bad(format!("{what}.index is required for a button")));
@@ -550,7 +661,10 @@ mod tests {
     fn text_and_sizes() {
         let r = validate(&base("text", json!({"body": "hi"}))).unwrap();
         assert_eq!(r.body, json!({"type": "text", "text": {"body": "hi"}}));
-        assert_eq!((r.priority, r.tipo(), r.preview().as_deref()), (PRIORITY_NORMAL, "texto", Some("hi")));
+        assert_eq!(
+            (r.priority, r.tipo(), r.preview().as_deref()),
+            (PRIORITY_NORMAL, "texto", Some("hi"))
+        );
         assert!(validate(&base("text", json!({"body": "x".repeat(4096)}))).is_ok());
         assert!(validate(&base("text", json!({"body": "x".repeat(4097)}))).is_err());
         assert!(validate(&base("text", json!({"body": ""}))).is_err());
@@ -573,7 +687,10 @@ mod tests {
         let mut v = base("text", json!({"body": "a"}));
         v["priority"] = json!("bulk");
         let soon = OffsetDateTime::now_utc() + time::Duration::days(30);
-        v["send_at"] = json!(soon.format(&time::format_description::well_known::Rfc3339).unwrap());
+        v["send_at"] = json!(
+            soon.format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        );
         v["context"] = json!({"message_id": "wamid.X"});
         let r = validate(&v).unwrap();
         assert_eq!(r.priority, PRIORITY_BULK);
@@ -585,7 +702,13 @@ mod tests {
     fn media_rules() {
         assert!(validate(&base("image", json!({"id": "123", "caption": "c"}))).is_ok());
         assert!(validate(&base("image", json!({"link": "https://x.io/a.jpg"}))).is_ok());
-        assert!(validate(&base("image", json!({"id": "1", "link": "https://x.io/a.jpg"}))).is_err());
+        assert!(
+            validate(&base(
+                "image",
+                json!({"id": "1", "link": "https://x.io/a.jpg"})
+            ))
+            .is_err()
+        );
         assert!(validate(&base("audio", json!({"id": "1", "caption": "no"}))).is_err());
         assert!(validate(&base("document", json!({"id": "1", "filename": "a.pdf"}))).is_ok());
         assert!(validate(&base("video", json!({"link": "ftp://x"}))).is_err());
@@ -601,7 +724,9 @@ mod tests {
             "action": {"buttons": [{"type": "reply", "reply": {"id": "a", "title": "Yes"}},
                                    {"type": "reply", "reply": {"id": "b", "title": "Yes"}}]}});
         assert!(validate(&base("interactive", dup)).is_err());
-        let rows: Vec<Value> = (0..11).map(|i| json!({"id": format!("r{i}"), "title": "Row"})).collect();
+        let rows: Vec<Value> = (0..11)
+            .map(|i| json!({"id": format!("r{i}"), "title": "Row"}))
+            .collect();
         let list = json!({"type": "list", "body": {"text": "b"}, "action": {"button": "Open", "sections": [{"title": "A", "rows": rows}]}});
         assert!(validate(&base("interactive", list)).is_err());
         let cta = json!({"type": "cta_url", "body": {"text": "b"}, "action": {"name": "cta_url", "parameters": {"display_text": "See", "url": "https://x.io"}}});
@@ -610,22 +735,45 @@ mod tests {
 
     #[test]
     fn template_location_contacts_reaction() {
-        let r = validate(&base("template", json!({"name": "order_update", "language": {"code": "en_US"},
-            "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]}))).unwrap();
+        let r = validate(&base(
+            "template",
+            json!({"name": "order_update", "language": {"code": "en_US"},
+            "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]}),
+        ))
+        .unwrap();
         assert_eq!(r.template, Some(("order_update".into(), "en_US".into())));
         assert!(!r.is_free_form());
         assert!(validate(&base("template", json!({"name": "x"}))).is_err());
         assert!(validate(&base("location", json!({"latitude": 1.5, "longitude": 2}))).is_ok());
         assert!(validate(&base("location", json!({"latitude": 91, "longitude": 2}))).is_err());
-        assert!(validate(&base("contacts", json!([{"name": {"formatted_name": "Ana"}}]))).is_ok());
+        assert!(
+            validate(&base(
+                "contacts",
+                json!([{"name": {"formatted_name": "Ana"}}])
+            ))
+            .is_ok()
+        );
         assert!(validate(&base("contacts", json!([]))).is_err());
-        assert!(validate(&base("reaction", json!({"message_id": "wamid.1", "emoji": ""}))).is_ok());
+        assert!(
+            validate(&base(
+                "reaction",
+                json!({"message_id": "wamid.1", "emoji": ""})
+            ))
+            .is_ok()
+        );
     }
 
     #[test]
     fn lite_types_and_canonical() {
-        let r = validate(&base("template", json!({"name": "n", "language": {"code": "en"}}))).unwrap();
-        assert_eq!(check_kind(&r, ConnectionKind::Lite).unwrap_err().code, "unsupported_for_lite");
+        let r = validate(&base(
+            "template",
+            json!({"name": "n", "language": {"code": "en"}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            check_kind(&r, ConnectionKind::Lite).unwrap_err().code,
+            "unsupported_for_lite"
+        );
         assert!(check_kind(&r, ConnectionKind::Business).is_ok());
         let a: Value = serde_json::from_str(r#"{"b":1,"a":{"d":2,"c":3}}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"a":{"c":3,"d":2},"b":1}"#).unwrap();

@@ -34,13 +34,23 @@ async fn business_number_connects_lists_and_stays_sealed() {
     let (user, key) = app.user("biz@example.com", false).await;
     let number = app.business_number(&sim.base_url(), &key).await;
 
-    let list: Value = app.get("/v1/business/numbers", &key).send().await.unwrap().json().await.unwrap();
+    let list: Value = app
+        .get("/v1/business/numbers", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["id"], number.connection_id.to_string());
     assert_eq!(items[0]["phone_number_id"], number.phone_number_id);
     assert_eq!(items[0]["status"], "connected");
-    assert_eq!(items[0]["phone"], format!("+{}", number.display_phone_number));
+    assert_eq!(
+        items[0]["phone"],
+        format!("+{}", number.display_phone_number)
+    );
     let shown = list.to_string();
     assert!(!shown.contains(&number.access_token) && !shown.contains(&number.app_secret));
 
@@ -55,16 +65,41 @@ async fn business_number_connects_lists_and_stays_sealed() {
         .unwrap();
     assert_eq!(row.get::<_, uuid::Uuid>(0), user);
     let stored: String = row.get(1);
-    for secret in [&number.access_token, &number.app_secret, &number.verify_token] {
-        assert!(!stored.contains(secret.as_str()), "a secret is stored in clear");
+    for secret in [
+        &number.access_token,
+        &number.app_secret,
+        &number.verify_token,
+    ] {
+        assert!(
+            !stored.contains(secret.as_str()),
+            "a secret is stored in clear"
+        );
     }
     assert!(stored.contains("\"tipo_conexion\": \"business\""));
 
     // Its actor runs, is supervised and registered for the Dispatcher.
-    assert!(app.app().context().shared.connections.get(number.connection_id).is_some());
+    assert!(
+        app.app()
+            .context()
+            .shared
+            .connections
+            .get(number.connection_id)
+            .is_some()
+    );
     let admin_key = app.user("admin@example.com", true).await.1;
-    let status: Value = app.get("/v1/status", &admin_key).send().await.unwrap().json().await.unwrap();
-    assert!(status.to_string().contains(&format!("business_number:{}", number.connection_id)));
+    let status: Value = app
+        .get("/v1/status", &admin_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        status
+            .to_string()
+            .contains(&format!("business_number:{}", number.connection_id))
+    );
     assert!(status.to_string().contains("webhook_inbox"));
 
     // Audit without secrets.
@@ -84,43 +119,134 @@ async fn business_credentials_are_validated_before_anything_is_stored() {
     // A token Meta does not know.
     let mut bad = creds(&a);
     bad["access_token"] = json!("EAAnot-a-token");
-    let body = expect_error(app.post("/v1/business/numbers", &key).json(&bad).send().await.unwrap(), 422, "credentials_rejected").await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("190"), "{body}");
+    let body = expect_error(
+        app.post("/v1/business/numbers", &key)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap(),
+        422,
+        "credentials_rejected",
+    )
+    .await;
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("190"),
+        "{body}"
+    );
 
     // A phone number id this token cannot see.
     let mut bad = creds(&a);
     bad["phone_number_id"] = b["phone_number_id"].clone();
-    let body = expect_error(app.post("/v1/business/numbers", &key).json(&bad).send().await.unwrap(), 422, "credentials_rejected").await;
-    assert!(body["error"]["message"].as_str().unwrap().contains("phone number id"), "{body}");
+    let body = expect_error(
+        app.post("/v1/business/numbers", &key)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap(),
+        422,
+        "credentials_rejected",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("phone number id"),
+        "{body}"
+    );
 
     // A WABA the token has no access to.
     let mut bad = creds(&a);
     bad["waba_id"] = b["waba_id"].clone();
-    expect_error(app.post("/v1/business/numbers", &key).json(&bad).send().await.unwrap(), 422, "credentials_rejected").await;
+    expect_error(
+        app.post("/v1/business/numbers", &key)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap(),
+        422,
+        "credentials_rejected",
+    )
+    .await;
 
     // Malformed input.
     let mut bad = creds(&a);
     bad["phone_number_id"] = json!("12ab");
-    expect_error(app.post("/v1/business/numbers", &key).json(&bad).send().await.unwrap(), 422, "invalid_field").await;
+    expect_error(
+        app.post("/v1/business/numbers", &key)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap(),
+        422,
+        "invalid_field",
+    )
+    .await;
     let mut bad = creds(&a);
     bad["app_secret"] = json!("  ");
-    expect_error(app.post("/v1/business/numbers", &key).json(&bad).send().await.unwrap(), 422, "invalid_field").await;
+    expect_error(
+        app.post("/v1/business/numbers", &key)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap(),
+        422,
+        "invalid_field",
+    )
+    .await;
     let mut bad = creds(&a);
     bad["extra"] = json!(1);
-    expect_error(app.post("/v1/business/numbers", &key).json(&bad).send().await.unwrap(), 400, "invalid_body").await;
+    expect_error(
+        app.post("/v1/business/numbers", &key)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
     let missing = json!({"phone_number_id": a["phone_number_id"]});
-    expect_error(app.post("/v1/business/numbers", &key).json(&missing).send().await.unwrap(), 400, "invalid_body").await;
+    expect_error(
+        app.post("/v1/business/numbers", &key)
+            .json(&missing)
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_body",
+    )
+    .await;
 
-    assert_eq!(app.count("SELECT count(*) FROM configuracion_mensajeria_usuario", &[]).await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM configuracion_mensajeria_usuario", &[])
+            .await,
+        0
+    );
     assert!(app.app().context().shared.connections.ids().is_empty());
 
     // The good ones work, once.
-    let ok = app.post("/v1/business/numbers", &key).json(&creds(&a)).send().await.unwrap();
+    let ok = app
+        .post("/v1/business/numbers", &key)
+        .json(&creds(&a))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status().as_u16(), 201);
-    let again = app.post("/v1/business/numbers", &key).json(&creds(&a)).send().await.unwrap();
+    let again = app
+        .post("/v1/business/numbers", &key)
+        .json(&creds(&a))
+        .send()
+        .await
+        .unwrap();
     expect_error(again, 409, "number_already_connected").await;
     let (_, other_key) = app.user("other@example.com", false).await;
-    let theirs = app.post("/v1/business/numbers", &other_key).json(&creds(&a)).send().await.unwrap();
+    let theirs = app
+        .post("/v1/business/numbers", &other_key)
+        .json(&creds(&a))
+        .send()
+        .await
+        .unwrap();
     expect_error(theirs, 409, "number_already_connected").await;
 }
 
@@ -132,25 +258,79 @@ async fn business_numbers_of_another_user_are_not_found() {
     let number = app.business_number(&sim.base_url(), &alice).await;
     let path = format!("/v1/business/numbers/{}", number.connection_id);
 
-    let list: Value = app.get("/v1/business/numbers", &bob).send().await.unwrap().json().await.unwrap();
+    let list: Value = app
+        .get("/v1/business/numbers", &bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["items"], json!([]));
     expect_error(app.get(&path, &bob).send().await.unwrap(), 404, "not_found").await;
-    let patch = app.http.patch(format!("{}{path}", app.base)).bearer_auth(&bob)
-        .json(&json!({"access_token": number.access_token})).send().await.unwrap();
+    let patch = app
+        .http
+        .patch(format!("{}{path}", app.base))
+        .bearer_auth(&bob)
+        .json(&json!({"access_token": number.access_token}))
+        .send()
+        .await
+        .unwrap();
     expect_error(patch, 404, "not_found").await;
-    let del = app.http.delete(format!("{}{path}", app.base)).bearer_auth(&bob).send().await.unwrap();
+    let del = app
+        .http
+        .delete(format!("{}{path}", app.base))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
     expect_error(del, 404, "not_found").await;
-    let tpl = app.get(&format!("/v1/templates?connection_id={}", number.connection_id), &bob).send().await.unwrap();
+    let tpl = app
+        .get(
+            &format!("/v1/templates?connection_id={}", number.connection_id),
+            &bob,
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(tpl.json::<Value>().await.unwrap()["items"], json!([]));
-    let sync = app.post("/v1/templates/sync", &bob).json(&json!({"connection_id": number.connection_id})).send().await.unwrap();
+    let sync = app
+        .post("/v1/templates/sync", &bob)
+        .json(&json!({"connection_id": number.connection_id}))
+        .send()
+        .await
+        .unwrap();
     expect_error(sync, 404, "not_found").await;
-    let media = app.post(&format!("/v1/media?connection_id={}", number.connection_id), &bob)
-        .header("content-type", "image/png").body(vec![1u8, 2, 3]).send().await.unwrap();
+    let media = app
+        .post(
+            &format!("/v1/media?connection_id={}", number.connection_id),
+            &bob,
+        )
+        .header("content-type", "image/png")
+        .body(vec![1u8, 2, 3])
+        .send()
+        .await
+        .unwrap();
     expect_error(media, 404, "not_found").await;
 
     // Still Alice's, still running.
-    assert_eq!(app.get(&path, &alice).send().await.unwrap().status().as_u16(), 200);
-    assert!(app.app().context().shared.connections.get(number.connection_id).is_some());
+    assert_eq!(
+        app.get(&path, &alice)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert!(
+        app.app()
+            .context()
+            .shared
+            .connections
+            .get(number.connection_id)
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -162,24 +342,58 @@ async fn business_number_credentials_are_replaced_and_the_number_removed() {
     let url = format!("{}{path}", app.base);
 
     // A token Meta refuses changes nothing.
-    let bad = app.http.patch(&url).bearer_auth(&key).json(&json!({"access_token": "EAAwrong"})).send().await.unwrap();
+    let bad = app
+        .http
+        .patch(&url)
+        .bearer_auth(&key)
+        .json(&json!({"access_token": "EAAwrong"}))
+        .send()
+        .await
+        .unwrap();
     expect_error(bad, 422, "credentials_rejected").await;
-    let ok = app.http.patch(&url).bearer_auth(&key)
+    let ok = app
+        .http
+        .patch(&url)
+        .bearer_auth(&key)
         .json(&json!({"access_token": number.access_token, "verify_token": "new-verify-token"}))
-        .send().await.unwrap();
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     // The new verify token answers the handshake.
     let hs = app.http.get(format!("{}/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=new-verify-token&hub.challenge=42", app.base))
         .send().await.unwrap();
     assert_eq!(hs.status().as_u16(), 200);
-    assert!(eventually(Duration::from_secs(10), || async {
-        app.app().context().shared.connections.get(number.connection_id).map(|_| ())
-    }).await.is_some());
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.app()
+                .context()
+                .shared
+                .connections
+                .get(number.connection_id)
+                .map(|_| ())
+        })
+        .await
+        .is_some()
+    );
 
-    let del = app.http.delete(&url).bearer_auth(&key).send().await.unwrap();
+    let del = app
+        .http
+        .delete(&url)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.status().as_u16(), 204);
     expect_error(app.get(&path, &key).send().await.unwrap(), 404, "not_found").await;
-    assert!(app.app().context().shared.connections.get(number.connection_id).is_none());
+    assert!(
+        app.app()
+            .context()
+            .shared
+            .connections
+            .get(number.connection_id)
+            .is_none()
+    );
     let left = app
         .count("SELECT count(*) FROM configuracion_mensajeria_usuario WHERE usuario_id = $1 AND configuracion::text LIKE '%access_token%'", &[&user])
         .await;

@@ -36,7 +36,14 @@ async fn business_template_lifecycle() {
     assert_eq!(rejected.status().as_u16(), 201);
 
     let reviewed = eventually(Duration::from_secs(10), || async {
-        let v: Value = app.get("/v1/templates", &key).send().await.unwrap().json().await.unwrap();
+        let v: Value = app
+            .get("/v1/templates", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let items = v["items"].as_array().unwrap().clone();
         let done = items.iter().all(|t| t["status"] != "PENDING") && items.len() == 2;
         done.then_some(items)
@@ -48,10 +55,21 @@ async fn business_template_lifecycle() {
     assert_eq!(by("reject_me")["status"], "REJECTED");
     assert!(by("reject_me")["rejection_reason"].is_string());
     assert_eq!(
-        app.count("SELECT count(*) FROM events WHERE usuario_id = $1 AND type = 'template.status'", &[&user]).await,
+        app.count(
+            "SELECT count(*) FROM events WHERE usuario_id = $1 AND type = 'template.status'",
+            &[&user]
+        )
+        .await,
         2
     );
-    let approved: Value = app.get("/v1/templates?status=approved", &key).send().await.unwrap().json().await.unwrap();
+    let approved: Value = app
+        .get("/v1/templates?status=approved", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(approved["items"].as_array().unwrap().len(), 1);
 
     // Sync agrees with Meta; rows Meta lost are removed.
@@ -63,18 +81,42 @@ async fn business_template_lifecycle() {
         )
         .await
         .unwrap();
-    let sync: Value = app.post("/v1/templates/sync", &key).send().await.unwrap().json().await.unwrap();
+    let sync: Value = app
+        .post("/v1/templates/sync", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(sync["items"][0]["report"]["total"], 2, "{sync}");
     assert_eq!(sync["items"][0]["report"]["removed"], 1, "{sync}");
 
     // Delete at Meta and here.
-    let del = app.http.delete(format!("{}/v1/templates/welcome", app.base)).bearer_auth(&key).send().await.unwrap();
+    let del = app
+        .http
+        .delete(format!("{}/v1/templates/welcome", app.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.status().as_u16(), 204);
-    let left: Value = app.get("/v1/templates", &key).send().await.unwrap().json().await.unwrap();
+    let left: Value = app
+        .get("/v1/templates", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(left["items"].as_array().unwrap().len(), 1);
     let at_meta: Value = app
         .http
-        .get(format!("{}/v23.0/{}/message_templates", sim.base_url(), n.waba_id))
+        .get(format!(
+            "{}/v23.0/{}/message_templates",
+            sim.base_url(),
+            n.waba_id
+        ))
         .bearer_auth(&n.access_token)
         .send()
         .await
@@ -83,7 +125,13 @@ async fn business_template_lifecycle() {
         .await
         .unwrap();
     assert!(!at_meta.to_string().contains("\"welcome\""));
-    let gone = app.http.delete(format!("{}/v1/templates/welcome", app.base)).bearer_auth(&key).send().await.unwrap();
+    let gone = app
+        .http
+        .delete(format!("{}/v1/templates/welcome", app.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     expect_error(gone, 404, "not_found").await;
 }
 
@@ -92,15 +140,44 @@ async fn business_template_bad_input_changes_nothing() {
     let (app, sim) = spawn_business_app(GraphSimConfig::default()).await;
     let (_, key) = app.user("tplbad@example.com", false).await;
     let cases = [
-        (json!({"name": "Bad Name", "language": "en_US", "category": "UTILITY", "components": body_component()}), 422, "invalid_template_name"),
-        (json!({"name": "ok_name", "language": "en_US", "category": "SPAM", "components": body_component()}), 422, "invalid_category"),
-        (json!({"name": "ok_name", "language": "en_US", "category": "UTILITY", "components": []}), 422, "invalid_components"),
-        (json!({"name": "ok_name", "language": "en_US", "category": "UTILITY"}), 400, "invalid_body"),
+        (
+            json!({"name": "Bad Name", "language": "en_US", "category": "UTILITY", "components": body_component()}),
+            422,
+            "invalid_template_name",
+        ),
+        (
+            json!({"name": "ok_name", "language": "en_US", "category": "SPAM", "components": body_component()}),
+            422,
+            "invalid_category",
+        ),
+        (
+            json!({"name": "ok_name", "language": "en_US", "category": "UTILITY", "components": []}),
+            422,
+            "invalid_components",
+        ),
+        (
+            json!({"name": "ok_name", "language": "en_US", "category": "UTILITY"}),
+            400,
+            "invalid_body",
+        ),
         // No number yet: connection_id cannot be guessed.
-        (json!({"name": "ok_name", "language": "en_US", "category": "UTILITY", "components": body_component()}), 422, "connection_id_required"),
+        (
+            json!({"name": "ok_name", "language": "en_US", "category": "UTILITY", "components": body_component()}),
+            422,
+            "connection_id_required",
+        ),
     ];
     for (body, status, code) in cases {
-        expect_error(app.post("/v1/templates", &key).json(&body).send().await.unwrap(), status, code).await;
+        expect_error(
+            app.post("/v1/templates", &key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+            status,
+            code,
+        )
+        .await;
     }
     let n = app.business_number(&sim.base_url(), &key).await;
     // Meta refuses it (a variable without an example): 422 naming Meta, nothing stored.
@@ -113,5 +190,9 @@ async fn business_template_bad_input_changes_nothing() {
         .unwrap();
     let body = expect_error(refused, 422, "graph_error").await;
     assert!(body["error"]["message"].as_str().unwrap().contains("Meta"));
-    assert_eq!(app.count("SELECT count(*) FROM whatsapp_templates", &[]).await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM whatsapp_templates", &[])
+            .await,
+        0
+    );
 }

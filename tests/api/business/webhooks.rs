@@ -14,7 +14,8 @@ const CONTACT: &str = "5511987654321";
 
 fn fixtures(file: &str) -> serde_json::Map<String, Value> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meta-webhooks");
-    let text = std::fs::read_to_string(dir.join(file)).expect("fixture (shared/ lies beside the clone)");
+    let text =
+        std::fs::read_to_string(dir.join(file)).expect("fixture (shared/ lies beside the clone)");
     serde_json::from_str(&text).unwrap()
 }
 
@@ -48,7 +49,12 @@ fn substitute(envelope: &mut Value, n: &BusinessNumber, wamid: &str) {
 async fn post(app: &TestApp, n: &BusinessNumber, envelope: &Value) {
     let body = serde_json::to_vec(envelope).unwrap();
     let resp = app.post_webhook(&body, Some(&n.app_secret)).await;
-    assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().await.unwrap());
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.text().await.unwrap()
+    );
 }
 
 async fn message_tipo(app: &TestApp, n: &BusinessNumber, wamid: &str) -> Option<String> {
@@ -68,14 +74,50 @@ async fn business_webhook_handshake() {
     let (app, sim) = spawn_business_app(GraphSimConfig::default()).await;
     let (_, key) = app.user("hs@example.com", false).await;
     let n = app.business_number(&sim.base_url(), &key).await;
-    let get = |q: String| app.http.get(format!("{}/webhooks/whatsapp?{q}", app.base)).send();
+    let get = |q: String| {
+        app.http
+            .get(format!("{}/webhooks/whatsapp?{q}", app.base))
+            .send()
+    };
 
-    let ok = get(format!("hub.mode=subscribe&hub.verify_token={}&hub.challenge=1158201444", n.verify_token)).await.unwrap();
+    let ok = get(format!(
+        "hub.mode=subscribe&hub.verify_token={}&hub.challenge=1158201444",
+        n.verify_token
+    ))
+    .await
+    .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     assert_eq!(ok.text().await.unwrap(), "1158201444");
-    expect_error(get("hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1".into()).await.unwrap(), 403, "forbidden").await;
-    expect_error(get(format!("hub.mode=unsubscribe&hub.verify_token={}&hub.challenge=1", n.verify_token)).await.unwrap(), 403, "forbidden").await;
-    expect_error(get(format!("hub.mode=subscribe&hub.verify_token={}", n.verify_token)).await.unwrap(), 400, "missing_parameter").await;
+    expect_error(
+        get("hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1".into())
+            .await
+            .unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    expect_error(
+        get(format!(
+            "hub.mode=unsubscribe&hub.verify_token={}&hub.challenge=1",
+            n.verify_token
+        ))
+        .await
+        .unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    expect_error(
+        get(format!(
+            "hub.mode=subscribe&hub.verify_token={}",
+            n.verify_token
+        ))
+        .await
+        .unwrap(),
+        400,
+        "missing_parameter",
+    )
+    .await;
 }
 
 /// (file, case, expected `tipo`) for every inbound message case of the fixtures.
@@ -101,11 +143,19 @@ const MESSAGE_CASES: &[(&str, &str, &str)] = &[
     ("message.json", "reply", "texto"),
     ("message.json", "forwarded", "texto"),
     ("message.json", "forwarded_many_times", "texto"),
-    ("message.json", "interactive_message_with_err", "interactivo"),
+    (
+        "message.json",
+        "interactive_message_with_err",
+        "interactivo",
+    ),
     ("message.json", "referral", "texto"),
     ("callback_button.json", "button", "interactivo"),
     ("callback_button.json", "quick_reply", "interactivo"),
-    ("callback_button.json", "quick_reply_without_context", "interactivo"),
+    (
+        "callback_button.json",
+        "quick_reply_without_context",
+        "interactivo",
+    ),
     ("callback_selection.json", "callback", "interactivo"),
     ("callback_selection.json", "description", "interactivo"),
     ("system.json", "phone_number_change", "sistema"),
@@ -122,7 +172,14 @@ async fn business_webhook_every_fixture_message_lands() {
 
     // Every case of every message file is listed above.
     let mut listed = 0;
-    for file in ["message.json", "callback_button.json", "callback_selection.json", "system.json", "edited_message.json", "deleted_message.json"] {
+    for file in [
+        "message.json",
+        "callback_button.json",
+        "callback_selection.json",
+        "system.json",
+        "edited_message.json",
+        "deleted_message.json",
+    ] {
         listed += fixtures(file).len();
     }
     assert_eq!(listed, MESSAGE_CASES.len());
@@ -136,16 +193,34 @@ async fn business_webhook_every_fixture_message_lands() {
         assert_eq!(got.as_deref(), Some(*tipo), "{file} / {case}");
     }
     // One lead, one conversation, one message.received event per message.
-    assert_eq!(app.count("SELECT count(*) FROM leads WHERE usuario_id = $1", &[&user]).await, 1);
-    assert_eq!(app.count("SELECT count(*) FROM conversaciones WHERE usuario_id = $1", &[&user]).await, 1);
     assert_eq!(
-        app.count("SELECT count(*) FROM events WHERE usuario_id = $1 AND type = 'message.received'", &[&user]).await,
+        app.count("SELECT count(*) FROM leads WHERE usuario_id = $1", &[&user])
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM conversaciones WHERE usuario_id = $1",
+            &[&user]
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM events WHERE usuario_id = $1 AND type = 'message.received'",
+            &[&user]
+        )
+        .await,
         MESSAGE_CASES.len() as i64
     );
     // Bodies sealed at rest; contact name kept on the lead.
     let client = app.pool().get().await.unwrap();
     let row = client
-        .query_one("SELECT contenido FROM mensajes_conversacion WHERE external_id = 'wamid.fixture0'", &[])
+        .query_one(
+            "SELECT contenido FROM mensajes_conversacion WHERE external_id = 'wamid.fixture0'",
+            &[],
+        )
         .await
         .unwrap();
     assert!(!row.get::<_, String>(0).contains("Body Text"));
@@ -155,10 +230,22 @@ async fn business_webhook_every_fixture_message_lands() {
         .unwrap()
         .get(0);
     assert_eq!(name.as_deref(), Some("Test Name"));
-    let inbox = app.count("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL", &[]).await;
+    let inbox = app
+        .count(
+            "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
+            &[],
+        )
+        .await;
     assert_eq!(inbox, 0, "every inbox row drained");
-    let raw: String = client.query_one("SELECT body FROM webhook_inbox LIMIT 1", &[]).await.unwrap().get(0);
-    assert!(raw.starts_with("sw1.") && !raw.contains("whatsapp_business_account"), "raw body sealed");
+    let raw: String = client
+        .query_one("SELECT body FROM webhook_inbox LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        raw.starts_with("sw1.") && !raw.contains("whatsapp_business_account"),
+        "raw body sealed"
+    );
 }
 
 /// Inserts an outbound message of the number with `wamid`, as the Dispatcher would have.
@@ -179,7 +266,10 @@ async fn outbound(app: &TestApp, user: Uuid, n: &BusinessNumber, wamid: &str) {
 async fn estado(app: &TestApp, wamid: &str) -> (String, Option<String>) {
     let client = app.pool().get().await.unwrap();
     let r = client
-        .query_one("SELECT estado, error FROM mensajes_conversacion WHERE external_id = $1", &[&wamid])
+        .query_one(
+            "SELECT estado, error FROM mensajes_conversacion WHERE external_id = $1",
+            &[&wamid],
+        )
         .await
         .unwrap();
     (r.get(0), r.get(1))
@@ -197,7 +287,13 @@ async fn business_webhook_statuses_duplicates_and_reordering() {
     substitute(&mut text, &n, "wamid.in");
     post(&app, &n, &text).await;
     post(&app, &n, &text).await;
-    assert!(eventually(Duration::from_secs(10), || message_tipo(&app, &n, "wamid.in")).await.is_some());
+    assert!(
+        eventually(Duration::from_secs(10), || message_tipo(
+            &app, &n, "wamid.in"
+        ))
+        .await
+        .is_some()
+    );
 
     let expected = [
         ("sent", "sent"),
@@ -220,7 +316,11 @@ async fn business_webhook_statuses_duplicates_and_reordering() {
             (e == want).then_some(err)
         })
         .await;
-        assert!(got.is_some(), "{case}: expected {want}, got {:?}", estado(&app, &wamid).await);
+        assert!(
+            got.is_some(),
+            "{case}: expected {want}, got {:?}",
+            estado(&app, &wamid).await
+        );
         if case == "failed" {
             assert!(got.unwrap().unwrap().contains("130472"));
         }
@@ -234,16 +334,33 @@ async fn business_webhook_statuses_duplicates_and_reordering() {
         post(&app, &n, &envelope).await;
     }
     let drained = eventually(Duration::from_secs(10), || async {
-        (app.count("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL", &[]).await == 0).then_some(())
+        (app.count(
+            "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
+            &[],
+        )
+        .await
+            == 0)
+            .then_some(())
     })
     .await;
     assert!(drained.is_some());
     assert_eq!(estado(&app, "wamid.out.reorder").await.0, "read");
 
     // The duplicated inbound message is one row and one event.
-    assert_eq!(app.count("SELECT count(*) FROM mensajes_conversacion WHERE external_id = 'wamid.in'", &[]).await, 1);
     assert_eq!(
-        app.count("SELECT count(*) FROM events WHERE usuario_id = $1 AND type = 'message.received'", &[&user]).await,
+        app.count(
+            "SELECT count(*) FROM mensajes_conversacion WHERE external_id = 'wamid.in'",
+            &[]
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM events WHERE usuario_id = $1 AND type = 'message.received'",
+            &[&user]
+        )
+        .await,
         1
     );
 }
@@ -254,7 +371,10 @@ async fn business_webhook_template_updates() {
     let (user, key) = app.user("tplhook@example.com", false).await;
     let n = app.business_number(&sim.base_url(), &key).await;
     let cases = fixtures("template_status_update.json");
-    for (case, name, status) in [("approved", "order_confirmation", "APPROVED"), ("rejected", "abandoned_cart", "REJECTED")] {
+    for (case, name, status) in [
+        ("approved", "order_confirmation", "APPROVED"),
+        ("rejected", "abandoned_cart", "REJECTED"),
+    ] {
         let mut envelope = cases[case].clone();
         substitute(&mut envelope, &n, "unused");
         post(&app, &n, &envelope).await;
@@ -275,7 +395,11 @@ async fn business_webhook_template_updates() {
         assert_eq!(reason.is_some(), case == "rejected");
     }
     assert_eq!(
-        app.count("SELECT count(*) FROM events WHERE usuario_id = $1 AND type = 'template.status'", &[&user]).await,
+        app.count(
+            "SELECT count(*) FROM events WHERE usuario_id = $1 AND type = 'template.status'",
+            &[&user]
+        )
+        .await,
         2
     );
 }
@@ -289,33 +413,81 @@ async fn business_webhook_bad_requests_store_nothing() {
     substitute(&mut envelope, &n, "wamid.bad");
     let body = serde_json::to_vec(&envelope).unwrap();
 
-    expect_error(app.post_webhook(&body, None).await, 401, "missing_signature").await;
-    expect_error(app.post_webhook(&body, Some("not-the-secret")).await, 401, "invalid_signature").await;
+    expect_error(
+        app.post_webhook(&body, None).await,
+        401,
+        "missing_signature",
+    )
+    .await;
+    expect_error(
+        app.post_webhook(&body, Some("not-the-secret")).await,
+        401,
+        "invalid_signature",
+    )
+    .await;
     // Signed correctly, then altered (re-serialised with a space): the raw bytes differ.
     let signed = sincro_actors::business::webhook::sign(&n.app_secret, &body);
     let mut altered = body.clone();
     altered.insert(1, b' ');
-    let resp = app.http.post(format!("{}/webhooks/whatsapp", app.base))
-        .header("x-hub-signature-256", signed).body(altered).send().await.unwrap();
+    let resp = app
+        .http
+        .post(format!("{}/webhooks/whatsapp", app.base))
+        .header("x-hub-signature-256", signed)
+        .body(altered)
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, 401, "invalid_signature").await;
     // A number that is not connected here.
     let mut foreign = envelope.clone();
     foreign["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = json!("999999999");
     let fb = serde_json::to_vec(&foreign).unwrap();
-    expect_error(app.post_webhook(&fb, Some(&n.app_secret)).await, 401, "unknown_number").await;
+    expect_error(
+        app.post_webhook(&fb, Some(&n.app_secret)).await,
+        401,
+        "unknown_number",
+    )
+    .await;
     // Malformed bodies.
-    expect_error(app.post_webhook(b"{not json", Some(&n.app_secret)).await, 400, "invalid_payload").await;
-    expect_error(app.post_webhook(b"{\"object\":\"x\",\"entry\":[]}", Some(&n.app_secret)).await, 400, "invalid_payload").await;
+    expect_error(
+        app.post_webhook(b"{not json", Some(&n.app_secret)).await,
+        400,
+        "invalid_payload",
+    )
+    .await;
+    expect_error(
+        app.post_webhook(b"{\"object\":\"x\",\"entry\":[]}", Some(&n.app_secret))
+            .await,
+        400,
+        "invalid_payload",
+    )
+    .await;
     // Over Meta's 3 MB.
     let mut big = envelope.clone();
-    big["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = json!("x".repeat(3 * 1024 * 1024));
+    big["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] =
+        json!("x".repeat(3 * 1024 * 1024));
     let bb = serde_json::to_vec(&big).unwrap();
     let resp = app.post_webhook(&bb, Some(&n.app_secret)).await;
     assert_eq!(resp.status().as_u16(), 413);
 
-    assert_eq!(app.count("SELECT count(*) FROM webhook_inbox", &[]).await, 0);
-    assert_eq!(app.count("SELECT count(*) FROM mensajes_conversacion", &[]).await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_inbox", &[]).await,
+        0
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM mensajes_conversacion", &[])
+            .await,
+        0
+    );
     // And the right one is taken.
     post(&app, &n, &envelope).await;
-    assert!(eventually(Duration::from_secs(10), || message_tipo(&app, &n, "wamid.bad")).await.is_some());
+    assert!(
+        eventually(Duration::from_secs(10), || message_tipo(
+            &app,
+            &n,
+            "wamid.bad"
+        ))
+        .await
+        .is_some()
+    );
 }

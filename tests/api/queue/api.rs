@@ -20,36 +20,108 @@ async fn queue_bad_requests_change_nothing() {
     let (_, _, lite) = user_with_connection(&app, "lite", json!({})).await;
     let (_, other_key, _) = user_with_connection(&app, "business", json!({})).await;
     let cases: Vec<(Value, u16, &str)> = vec![
-        (json!({"to": TO, "type": "text", "text": {"body": "x"}}), 400, "missing_connection_id"),
-        (json!({"connection_id": conn, "type": "text", "text": {"body": "x"}}), 400, "invalid_phone"),
-        (json!({"connection_id": conn, "to": TO, "type": "fax", "fax": {}}), 400, "invalid_message"),
-        (json!({"connection_id": conn, "to": TO, "type": "text", "text": {"body": "x".repeat(4097)}}), 400, "invalid_message"),
-        (json!({"connection_id": conn, "to": TO, "type": "text", "text": {"body": "x"}, "priority": "urgent"}), 400, "invalid_priority"),
-        (json!({"connection_id": conn, "to": TO, "type": "text", "text": {"body": "x"}, "send_at": "soon"}), 400, "invalid_send_at"),
-        (json!({"connection_id": conn, "to": TO, "type": "image", "image": {"id": "1", "link": "https://x.io/a.png"}}), 400, "invalid_message"),
-        (json!({"connection_id": conn, "to": "not a phone", "type": "text", "text": {"body": "x"}}), 422, "invalid_phone"),
-        (json!({"connection_id": Uuid::new_v4(), "to": TO, "type": "text", "text": {"body": "x"}}), 404, "not_found"),
+        (
+            json!({"to": TO, "type": "text", "text": {"body": "x"}}),
+            400,
+            "missing_connection_id",
+        ),
+        (
+            json!({"connection_id": conn, "type": "text", "text": {"body": "x"}}),
+            400,
+            "invalid_phone",
+        ),
+        (
+            json!({"connection_id": conn, "to": TO, "type": "fax", "fax": {}}),
+            400,
+            "invalid_message",
+        ),
+        (
+            json!({"connection_id": conn, "to": TO, "type": "text", "text": {"body": "x".repeat(4097)}}),
+            400,
+            "invalid_message",
+        ),
+        (
+            json!({"connection_id": conn, "to": TO, "type": "text", "text": {"body": "x"}, "priority": "urgent"}),
+            400,
+            "invalid_priority",
+        ),
+        (
+            json!({"connection_id": conn, "to": TO, "type": "text", "text": {"body": "x"}, "send_at": "soon"}),
+            400,
+            "invalid_send_at",
+        ),
+        (
+            json!({"connection_id": conn, "to": TO, "type": "image", "image": {"id": "1", "link": "https://x.io/a.png"}}),
+            400,
+            "invalid_message",
+        ),
+        (
+            json!({"connection_id": conn, "to": "not a phone", "type": "text", "text": {"body": "x"}}),
+            422,
+            "invalid_phone",
+        ),
+        (
+            json!({"connection_id": Uuid::new_v4(), "to": TO, "type": "text", "text": {"body": "x"}}),
+            404,
+            "not_found",
+        ),
         // Outside the 24 h window: free-form refused, a template suggested.
-        (text(conn, "+5511912345678", "x"), 422, "outside_service_window"),
-        (json!({"connection_id": conn, "to": TO, "type": "template", "template": {"name": "nope", "language": {"code": "en_US"}}}), 422, "template_not_found"),
-        (json!({"connection_id": lite, "to": TO, "type": "template", "template": {"name": "t", "language": {"code": "en_US"}}}), 404, "not_found"),
+        (
+            text(conn, "+5511912345678", "x"),
+            422,
+            "outside_service_window",
+        ),
+        (
+            json!({"connection_id": conn, "to": TO, "type": "template", "template": {"name": "nope", "language": {"code": "en_US"}}}),
+            422,
+            "template_not_found",
+        ),
+        (
+            json!({"connection_id": lite, "to": TO, "type": "template", "template": {"name": "t", "language": {"code": "en_US"}}}),
+            404,
+            "not_found",
+        ),
     ];
     for (body, status, code) in cases {
-        let resp = app.post("/v1/messages", &key).json(&body).send().await.unwrap();
+        let resp = app
+            .post("/v1/messages", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let got = expect_error(resp, status, code).await;
         if code == "outside_service_window" {
-            assert!(got["error"]["message"].as_str().unwrap().contains("template"));
+            assert!(
+                got["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("template")
+            );
         }
     }
     // Another user's connection is a 404 too.
-    let resp = app.post("/v1/messages", &other_key).json(&text(conn, TO, "x")).send().await.unwrap();
+    let resp = app
+        .post("/v1/messages", &other_key)
+        .json(&text(conn, TO, "x"))
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, 404, "not_found").await;
     // Not JSON.
-    let resp = app.post("/v1/messages", &key).body("{").send().await.unwrap();
+    let resp = app
+        .post("/v1/messages", &key)
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, 400, "invalid_body").await;
     assert!(outbox_states(&app).await.is_empty());
     let client = app.pool().get().await.unwrap();
-    let n: i64 = client.query_one("SELECT count(*) FROM mensajes_conversacion", &[]).await.unwrap().get(0);
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM mensajes_conversacion", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0);
 
     // A template must be APPROVED.
@@ -61,15 +133,28 @@ async fn queue_bad_requests_change_nothing() {
         .await
         .unwrap();
     let tpl = json!({"connection_id": conn, "to": "+5511912345678", "type": "template", "template": {"name": "promo", "language": {"code": "en_US"}}});
-    let resp = app.post("/v1/messages", &key).json(&tpl).send().await.unwrap();
+    let resp = app
+        .post("/v1/messages", &key)
+        .json(&tpl)
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, 422, "template_not_approved").await;
-    client.execute("UPDATE whatsapp_templates SET status = 'APPROVED'", &[]).await.unwrap();
+    client
+        .execute("UPDATE whatsapp_templates SET status = 'APPROVED'", &[])
+        .await
+        .unwrap();
     send(&app, &key, &tpl).await; // outside the window, a template is fine
 
     // Lite: no templates or interactive messages.
     let (_, lite_key, lite) = user_with_connection(&app, "lite", json!({})).await;
     let tpl_lite = json!({"connection_id": lite, "to": TO, "type": "template", "template": {"name": "t", "language": {"code": "en_US"}}});
-    let resp = app.post("/v1/messages", &lite_key).json(&tpl_lite).send().await.unwrap();
+    let resp = app
+        .post("/v1/messages", &lite_key)
+        .json(&tpl_lite)
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, 422, "unsupported_for_lite").await;
     // Lite has no 24 h window.
     send(&app, &lite_key, &text(lite, "+5511912345678", "hello")).await;
@@ -81,9 +166,21 @@ async fn queue_send_get_and_events() {
     let (user, key, conn) = user_with_connection(&app, "business", json!({})).await;
     open_window(&app, user, conn, TO).await;
     let shared = app.app().context().shared.clone();
-    let fake = fake::register(&shared, conn, ConnectionKind::Business, accept(), Duration::ZERO).await;
-    let id = send(&app, &key, &json!({"connection_id": conn, "to": "+55 11 98765-4321", "type": "text",
-        "text": {"body": "hello"}, "context": {"message_id": "wamid.IN1"}})).await;
+    let fake = fake::register(
+        &shared,
+        conn,
+        ConnectionKind::Business,
+        accept(),
+        Duration::ZERO,
+    )
+    .await;
+    let id = send(
+        &app,
+        &key,
+        &json!({"connection_id": conn, "to": "+55 11 98765-4321", "type": "text",
+        "text": {"body": "hello"}, "context": {"message_id": "wamid.IN1"}}),
+    )
+    .await;
     let v = wait_estado(&app, &key, id, "sent", Duration::from_secs(10)).await;
     assert_eq!(v["attempts"], 1);
     assert_eq!(v["queue_state"], "sent");
@@ -93,23 +190,39 @@ async fn queue_send_get_and_events() {
     let seen = fake.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].message.to, TO);
-    assert_eq!(seen[0].message.body, json!({"type": "text", "text": {"body": "hello"}, "context": {"message_id": "wamid.IN1"}}));
+    assert_eq!(
+        seen[0].message.body,
+        json!({"type": "text", "text": {"body": "hello"}, "context": {"message_id": "wamid.IN1"}})
+    );
     // The body is sealed at rest, and the conversation shows it opened.
     let client = app.pool().get().await.unwrap();
-    let row = client.query_one("SELECT payload FROM outbox WHERE message_id = $1", &[&id]).await.unwrap();
+    let row = client
+        .query_one("SELECT payload FROM outbox WHERE message_id = $1", &[&id])
+        .await
+        .unwrap();
     assert!(!row.get::<_, String>(0).contains("hello"));
     // Events: queued then sent.
-    let statuses: Vec<String> = sincro_actors::store::events::read_after(&client, &app.app().context().sealer, user, 0, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "message.status" && e.data["message_id"] == id.to_string())
-        .map(|e| e.data["status"].as_str().unwrap().to_string())
-        .collect();
+    let statuses: Vec<String> = sincro_actors::store::events::read_after(
+        &client,
+        &app.app().context().sealer,
+        user,
+        0,
+        100,
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .filter(|e| e.kind == "message.status" && e.data["message_id"] == id.to_string())
+    .map(|e| e.data["status"].as_str().unwrap().to_string())
+    .collect();
     assert_eq!(statuses, ["queued", "sent"]);
     // Another user sees nothing.
     let (_, other, _) = user_with_connection(&app, "business", json!({})).await;
-    let resp = app.get(&format!("/v1/messages/{id}"), &other).send().await.unwrap();
+    let resp = app
+        .get(&format!("/v1/messages/{id}"), &other)
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, 404, "not_found").await;
 }
 
@@ -119,7 +232,13 @@ async fn queue_idempotency_key() {
     let (user, key, conn) = user_with_connection(&app, "business", json!({})).await;
     open_window(&app, user, conn, TO).await;
     let body = text(conn, TO, "once");
-    let first = app.post("/v1/messages", &key).header("Idempotency-Key", "k-1").json(&body).send().await.unwrap();
+    let first = app
+        .post("/v1/messages", &key)
+        .header("Idempotency-Key", "k-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(first.status(), 202);
     let first: Value = first.json().await.unwrap();
     // Same key, same body (keys in another order): the first message, nothing new.
@@ -127,7 +246,9 @@ async fn queue_idempotency_key() {
         .post("/v1/messages", &key)
         .header("Idempotency-Key", "k-1")
         .header("content-type", "application/json")
-        .body(format!(r#"{{"text":{{"body":"once"}},"type":"text","to":"{TO}","connection_id":"{conn}"}}"#))
+        .body(format!(
+            r#"{{"text":{{"body":"once"}},"type":"text","to":"{TO}","connection_id":"{conn}"}}"#
+        ))
         .send()
         .await
         .unwrap();
@@ -136,12 +257,21 @@ async fn queue_idempotency_key() {
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["id"], first["id"]);
     // Same key, another body: 409.
-    let resp = app.post("/v1/messages", &key).header("Idempotency-Key", "k-1").json(&text(conn, TO, "twice")).send().await.unwrap();
+    let resp = app
+        .post("/v1/messages", &key)
+        .header("Idempotency-Key", "k-1")
+        .json(&text(conn, TO, "twice"))
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, 409, "idempotency_key_reused").await;
     // Concurrent duplicates: one message.
     let tasks: Vec<_> = (0..12)
         .map(|_| {
-            let req = app.post("/v1/messages", &key).header("Idempotency-Key", "k-2").json(&text(conn, TO, "race"));
+            let req = app
+                .post("/v1/messages", &key)
+                .header("Idempotency-Key", "k-2")
+                .json(&text(conn, TO, "race"));
             tokio::spawn(async move { req.send().await.unwrap() })
         })
         .collect();
@@ -157,9 +287,21 @@ async fn queue_idempotency_key() {
     // Keys are per user: another user may use "k-1".
     let (user2, key2, conn2) = user_with_connection(&app, "business", json!({})).await;
     open_window(&app, user2, conn2, TO).await;
-    let resp = app.post("/v1/messages", &key2).header("Idempotency-Key", "k-1").json(&text(conn2, TO, "other")).send().await.unwrap();
+    let resp = app
+        .post("/v1/messages", &key2)
+        .header("Idempotency-Key", "k-1")
+        .json(&text(conn2, TO, "other"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 202);
-    let resp = app.post("/v1/messages", &key).header("Idempotency-Key", "").json(&body).send().await.unwrap();
+    let resp = app
+        .post("/v1/messages", &key)
+        .header("Idempotency-Key", "")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
 }
 
@@ -169,23 +311,45 @@ async fn queue_cancel_only_before_sending() {
     let (user, key, conn) = user_with_connection(&app, "business", json!({})).await;
     open_window(&app, user, conn, TO).await;
     let shared = app.app().context().shared.clone();
-    let fake = fake::register(&shared, conn, ConnectionKind::Business, accept(), Duration::ZERO).await;
+    let fake = fake::register(
+        &shared,
+        conn,
+        ConnectionKind::Business,
+        accept(),
+        Duration::ZERO,
+    )
+    .await;
     let later = (time::OffsetDateTime::now_utc() + time::Duration::seconds(3))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     let mut body = text(conn, TO, "later");
     body["send_at"] = json!(later);
     let id = send(&app, &key, &body).await;
-    let resp = app.post(&format!("/v1/messages/{id}/cancel"), &key).send().await.unwrap();
+    let resp = app
+        .post(&format!("/v1/messages/{id}/cancel"), &key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!((v["estado"].as_str(), v["queue_state"].as_str()), (Some("cancelled"), Some("cancelled")));
+    assert_eq!(
+        (v["estado"].as_str(), v["queue_state"].as_str()),
+        (Some("cancelled"), Some("cancelled"))
+    );
     // Sent ones cannot be cancelled.
     let sent = send(&app, &key, &text(conn, TO, "now")).await;
     wait_estado(&app, &key, sent, "sent", Duration::from_secs(10)).await;
-    let resp = app.post(&format!("/v1/messages/{sent}/cancel"), &key).send().await.unwrap();
+    let resp = app
+        .post(&format!("/v1/messages/{sent}/cancel"), &key)
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, 409, "not_cancellable").await;
-    let resp = app.post(&format!("/v1/messages/{}/cancel", Uuid::new_v4()), &key).send().await.unwrap();
+    let resp = app
+        .post(&format!("/v1/messages/{}/cancel", Uuid::new_v4()), &key)
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, 404, "not_found").await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(fake.sends_of(id), 0, "a cancelled message was sent");

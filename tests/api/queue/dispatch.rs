@@ -17,7 +17,13 @@ fn recipient(i: usize) -> String {
 }
 
 /// Queues `n` text messages to distinct recipients straight into the store through the API.
-async fn backlog(app: &crate::helpers::TestApp, key: &str, conn: Uuid, n: usize, priority: &str) -> Vec<Uuid> {
+async fn backlog(
+    app: &crate::helpers::TestApp,
+    key: &str,
+    conn: Uuid,
+    n: usize,
+    priority: &str,
+) -> Vec<Uuid> {
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
         let mut body = text(conn, &recipient(i), "bulk");
@@ -36,7 +42,8 @@ fn fast_retries(env: &mut HashMap<String, String>) {
 #[tokio::test]
 async fn queue_high_priority_overtakes_a_backlog() {
     let app = spawn_app_with(fast_retries).await;
-    let (_, key, conn) = user_with_connection(&app, "lite", json!({"send_rate_per_minute": 600})).await;
+    let (_, key, conn) =
+        user_with_connection(&app, "lite", json!({"send_rate_per_minute": 600})).await;
     let bulk = backlog(&app, &key, conn, 60, "bulk").await;
     let high = send(&app, &key, &{
         let mut b = text(conn, "+5511900000001", "urgent");
@@ -45,11 +52,22 @@ async fn queue_high_priority_overtakes_a_backlog() {
     })
     .await;
     let shared = app.app().context().shared.clone();
-    let fake = fake::register(&shared, conn, ConnectionKind::Lite, accept(), Duration::ZERO).await;
+    let fake = fake::register(
+        &shared,
+        conn,
+        ConnectionKind::Lite,
+        accept(),
+        Duration::ZERO,
+    )
+    .await;
     wait_estado(&app, &key, high, "sent", Duration::from_secs(20)).await;
     let order: Vec<Uuid> = fake.seen().iter().map(|s| s.message.message_id).collect();
     let at = order.iter().position(|id| *id == high).unwrap();
-    assert!(at <= 3, "high priority sent {at}th after {:?}", &order[..at]);
+    assert!(
+        at <= 3,
+        "high priority sent {at}th after {:?}",
+        &order[..at]
+    );
     // And the bulk backlog keeps its age order.
     let bulk_order: Vec<Uuid> = order.iter().copied().filter(|id| *id != high).collect();
     assert_eq!(bulk_order, bulk[..bulk_order.len()]);
@@ -60,10 +78,20 @@ async fn queue_scheduled_send_waits_for_its_time() {
     let app = spawn_app().await;
     let (_, key, conn) = user_with_connection(&app, "lite", json!({})).await;
     let shared = app.app().context().shared.clone();
-    let fake = fake::register(&shared, conn, ConnectionKind::Lite, accept(), Duration::ZERO).await;
+    let fake = fake::register(
+        &shared,
+        conn,
+        ConnectionKind::Lite,
+        accept(),
+        Duration::ZERO,
+    )
+    .await;
     let when = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
     let mut body = text(conn, "+5511912345678", "at two");
-    body["send_at"] = json!(when.format(&time::format_description::well_known::Rfc3339).unwrap());
+    body["send_at"] = json!(
+        when.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
     let started = Instant::now();
     let id = send(&app, &key, &body).await;
     let v = message(&app, &key, id).await;
@@ -71,7 +99,11 @@ async fn queue_scheduled_send_waits_for_its_time() {
     wait_estado(&app, &key, id, "sent", Duration::from_secs(15)).await;
     let seen = fake.seen();
     assert_eq!(seen.len(), 1);
-    assert!(seen[0].at.duration_since(started) >= Duration::from_millis(1500), "sent early: {:?}", seen[0].at.duration_since(started));
+    assert!(
+        seen[0].at.duration_since(started) >= Duration::from_millis(1500),
+        "sent early: {:?}",
+        seen[0].at.duration_since(started)
+    );
 }
 
 #[tokio::test]
@@ -82,14 +114,33 @@ async fn queue_retries_then_succeeds_and_permanent_errors_fail_at_once() {
     open_window(&app, user, conn, "+5511912345679").await;
     let shared = app.app().context().shared.clone();
     let script: Script = Box::new(|m: &OutboundMessage| {
-        let body = m.body["text"]["body"].as_str().unwrap_or_default().to_string();
+        let body = m.body["text"]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         match (body.as_str(), m.attempt) {
-            ("flaky", 1 | 2) => SendOutcome::Retry { code: Some(131000), error: "Something went wrong".into(), after: None },
-            ("bad", _) => SendOutcome::Failed { code: Some(131026), error: "Message undeliverable".into() },
-            _ => SendOutcome::Sent { external_id: format!("fake.{}.{}", m.message_id, m.attempt) },
+            ("flaky", 1 | 2) => SendOutcome::Retry {
+                code: Some(131000),
+                error: "Something went wrong".into(),
+                after: None,
+            },
+            ("bad", _) => SendOutcome::Failed {
+                code: Some(131026),
+                error: "Message undeliverable".into(),
+            },
+            _ => SendOutcome::Sent {
+                external_id: format!("fake.{}.{}", m.message_id, m.attempt),
+            },
         }
     });
-    let fake = fake::register(&shared, conn, ConnectionKind::Business, script, Duration::ZERO).await;
+    let fake = fake::register(
+        &shared,
+        conn,
+        ConnectionKind::Business,
+        script,
+        Duration::ZERO,
+    )
+    .await;
     let flaky = send(&app, &key, &text(conn, "+5511912345678", "flaky")).await;
     let bad = send(&app, &key, &text(conn, "+5511912345679", "bad")).await;
     let v = wait_estado(&app, &key, flaky, "sent", Duration::from_secs(15)).await;
@@ -102,15 +153,35 @@ async fn queue_retries_then_succeeds_and_permanent_errors_fail_at_once() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(fake.sends_of(bad), 1, "a permanent error was retried");
     // The dead letter lists it; re-queued, it goes again.
-    let dead: Value = app.get("/v1/messages/dead-letter", &key).send().await.unwrap().json().await.unwrap();
-    let ids: Vec<&str> = dead["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    let dead: Value = app
+        .get("/v1/messages/dead-letter", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = dead["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, [bad.to_string()]);
     fake.set_script(accept());
-    let resp = app.post(&format!("/v1/messages/{bad}/requeue"), &key).send().await.unwrap();
+    let resp = app
+        .post(&format!("/v1/messages/{bad}/requeue"), &key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let v = wait_estado(&app, &key, bad, "sent", Duration::from_secs(10)).await;
     assert_eq!(v["attempts"], 1);
-    let resp = app.post(&format!("/v1/messages/{bad}/requeue"), &key).send().await.unwrap();
+    let resp = app
+        .post(&format!("/v1/messages/{bad}/requeue"), &key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 409);
 }
 
@@ -123,13 +194,23 @@ async fn queue_gives_up_after_max_attempts() {
     .await;
     let (_, key, conn) = user_with_connection(&app, "lite", json!({})).await;
     let shared = app.app().context().shared.clone();
-    let script: Script = Box::new(|_| SendOutcome::Retry { code: None, error: "page busy".into(), after: Some(Duration::from_millis(20)) });
+    let script: Script = Box::new(|_| SendOutcome::Retry {
+        code: None,
+        error: "page busy".into(),
+        after: Some(Duration::from_millis(20)),
+    });
     let fake = fake::register(&shared, conn, ConnectionKind::Lite, script, Duration::ZERO).await;
     let id = send(&app, &key, &text(conn, "+5511912345678", "never")).await;
     let v = wait_estado(&app, &key, id, "failed", Duration::from_secs(15)).await;
     assert_eq!(v["attempts"], 3);
     assert_eq!(fake.sends_of(id), 3);
-    assert!(v["last_error"].as_str().unwrap().contains("gave up after 3 attempts"), "{v}");
+    assert!(
+        v["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 3 attempts"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -139,13 +220,22 @@ async fn queue_uncertain_is_marked_not_resent_and_unavailable_costs_no_attempt()
     let shared = app.app().context().shared.clone();
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let c = calls.clone();
-    let script: Script = Box::new(move |m: &OutboundMessage| {
-        match m.body["text"]["body"].as_str() {
-            Some("lost") => SendOutcome::Uncertain { error: "timeout after the request left".into() },
-            _ if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => SendOutcome::Unavailable { reason: "not WORKING".into() },
-            _ => SendOutcome::Sent { external_id: format!("fake.{}", m.message_id) },
-        }
-    });
+    let script: Script =
+        Box::new(
+            move |m: &OutboundMessage| match m.body["text"]["body"].as_str() {
+                Some("lost") => SendOutcome::Uncertain {
+                    error: "timeout after the request left".into(),
+                },
+                _ if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 => {
+                    SendOutcome::Unavailable {
+                        reason: "not WORKING".into(),
+                    }
+                }
+                _ => SendOutcome::Sent {
+                    external_id: format!("fake.{}", m.message_id),
+                },
+            },
+        );
     let fake = fake::register(&shared, conn, ConnectionKind::Lite, script, Duration::ZERO).await;
     let lost = send(&app, &key, &text(conn, "+5511912345678", "lost")).await;
     let v = eventually(Duration::from_secs(10), || async {
@@ -158,10 +248,20 @@ async fn queue_uncertain_is_marked_not_resent_and_unavailable_costs_no_attempt()
     assert_eq!(v["queue_state"], "uncertain");
     let later = send(&app, &key, &text(conn, "+5511912345679", "later")).await;
     let v = wait_estado(&app, &key, later, "sent", Duration::from_secs(15)).await;
-    assert_eq!(v["attempts"], 1, "an unavailable connection spent an attempt: {v}");
+    assert_eq!(
+        v["attempts"], 1,
+        "an unavailable connection spent an attempt: {v}"
+    );
     assert_eq!(fake.sends_of(later), 2);
     assert_eq!(fake.sends_of(lost), 1, "an uncertain message was resent");
-    let dead: Value = app.get("/v1/messages/dead-letter", &key).send().await.unwrap().json().await.unwrap();
+    let dead: Value = app
+        .get("/v1/messages/dead-letter", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(dead["items"][0]["id"], lost.to_string());
     assert_eq!(dead["items"][0]["uncertain"], true);
 }
@@ -170,8 +270,18 @@ async fn queue_uncertain_is_marked_not_resent_and_unavailable_costs_no_attempt()
 async fn queue_expired_leases_come_back() {
     let app = spawn_app().await;
     let (_, key, conn) = user_with_connection(&app, "lite", json!({})).await;
-    let a = send(&app, &key, &text(conn, "+5511912345678", "claimed by a dead node")).await;
-    let b = send(&app, &key, &text(conn, "+5511912345679", "in flight on a dead node")).await;
+    let a = send(
+        &app,
+        &key,
+        &text(conn, "+5511912345678", "claimed by a dead node"),
+    )
+    .await;
+    let b = send(
+        &app,
+        &key,
+        &text(conn, "+5511912345679", "in flight on a dead node"),
+    )
+    .await;
     let client = app.pool().get().await.unwrap();
     client
         .execute(
@@ -183,9 +293,19 @@ async fn queue_expired_leases_come_back() {
         )
         .await
         .unwrap();
-    let dispatcher = app.app().context().actors.children.dispatcher.get().unwrap();
+    let dispatcher = app
+        .app()
+        .context()
+        .actors
+        .children
+        .dispatcher
+        .get()
+        .unwrap();
     let recovered = dispatcher
-        .call(sincro_actors::dispatcher::DispatcherMessage::Sweep, Some(Duration::from_secs(10)))
+        .call(
+            sincro_actors::dispatcher::DispatcherMessage::Sweep,
+            Some(Duration::from_secs(10)),
+        )
         .await
         .unwrap()
         .unwrap()
@@ -193,7 +313,14 @@ async fn queue_expired_leases_come_back() {
     assert_eq!(recovered.returned, 1);
     assert_eq!(recovered.uncertain, vec![b]);
     let shared = app.app().context().shared.clone();
-    let fake = fake::register(&shared, conn, ConnectionKind::Lite, accept(), Duration::ZERO).await;
+    let fake = fake::register(
+        &shared,
+        conn,
+        ConnectionKind::Lite,
+        accept(),
+        Duration::ZERO,
+    )
+    .await;
     wait_estado(&app, &key, a, "sent", Duration::from_secs(10)).await;
     assert_eq!(message(&app, &key, b).await["uncertain"], true);
     assert_eq!(fake.sends_of(b), 0);
@@ -202,19 +329,45 @@ async fn queue_expired_leases_come_back() {
 #[tokio::test]
 async fn queue_one_users_backlog_does_not_delay_another() {
     let app = spawn_app_with(fast_retries).await;
-    let (_, key_a, conn_a) = user_with_connection(&app, "lite", json!({"send_rate_per_minute": 600})).await;
+    let (_, key_a, conn_a) =
+        user_with_connection(&app, "lite", json!({"send_rate_per_minute": 600})).await;
     let (_, key_b, conn_b) = user_with_connection(&app, "lite", json!({})).await;
     backlog(&app, &key_a, conn_a, 150, "normal").await;
     let shared = app.app().context().shared.clone();
-    let fake_a = fake::register(&shared, conn_a, ConnectionKind::Lite, accept(), Duration::ZERO).await;
-    let fake_b = fake::register(&shared, conn_b, ConnectionKind::Lite, accept(), Duration::ZERO).await;
-    eventually(Duration::from_secs(10), || async { (fake_a.seen().len() >= 5).then_some(()) }).await.unwrap();
+    let fake_a = fake::register(
+        &shared,
+        conn_a,
+        ConnectionKind::Lite,
+        accept(),
+        Duration::ZERO,
+    )
+    .await;
+    let fake_b = fake::register(
+        &shared,
+        conn_b,
+        ConnectionKind::Lite,
+        accept(),
+        Duration::ZERO,
+    )
+    .await;
+    eventually(Duration::from_secs(10), || async {
+        (fake_a.seen().len() >= 5).then_some(())
+    })
+    .await
+    .unwrap();
     let started = Instant::now();
     let b = send(&app, &key_b, &text(conn_b, "+5511912345678", "mine")).await;
     wait_estado(&app, &key_b, b, "sent", Duration::from_secs(5)).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "waited {:?} behind another user's backlog", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "waited {:?} behind another user's backlog",
+        started.elapsed()
+    );
     assert_eq!(fake_b.seen().len(), 1);
-    assert!(fake_a.seen().len() < 150, "A's backlog finished first; the test proves nothing");
+    assert!(
+        fake_a.seen().len() < 150,
+        "A's backlog finished first; the test proves nothing"
+    );
 }
 
 /// Most sends within any `window` in the sorted arrival times.
@@ -237,20 +390,33 @@ async fn queue_per_connection_limit_is_kept_and_used() {
         env.insert("PAIR_RATE_BURST".into(), "0".into());
     })
     .await;
-    let (user, key, conn) = user_with_connection(&app, "business", json!({"send_rate_per_second": 40})).await;
+    let (user, key, conn) =
+        user_with_connection(&app, "business", json!({"send_rate_per_second": 40})).await;
     for i in 0..160 {
         open_window(&app, user, conn, &recipient(i)).await;
     }
     backlog(&app, &key, conn, 160, "bulk").await;
     let shared = app.app().context().shared.clone();
-    let fake = fake::register(&shared, conn, ConnectionKind::Business, accept(), Duration::from_millis(5)).await;
-    eventually(Duration::from_secs(20), || async { (outbox_states(&app).await.get("sent") == Some(&160)).then_some(()) })
-        .await
-        .expect("all sent");
+    let fake = fake::register(
+        &shared,
+        conn,
+        ConnectionKind::Business,
+        accept(),
+        Duration::from_millis(5),
+    )
+    .await;
+    eventually(Duration::from_secs(20), || async {
+        (outbox_states(&app).await.get("sent") == Some(&160)).then_some(())
+    })
+    .await
+    .expect("all sent");
     let mut times: Vec<Instant> = fake.seen().iter().map(|s| s.at).collect();
     times.sort();
     let worst = max_in_window(&times, Duration::from_secs(1));
-    assert!(worst <= 40, "{worst} sends in one second with a limit of 40");
+    assert!(
+        worst <= 40,
+        "{worst} sends in one second with a limit of 40"
+    );
     // Most of the limit is used (the benchmark measures it precisely; tests share the CPU).
     let span = times.last().unwrap().duration_since(times[0]).as_secs_f64();
     let rate = (times.len() - 1) as f64 / span;
@@ -260,8 +426,12 @@ async fn queue_per_connection_limit_is_kept_and_used() {
 #[tokio::test]
 async fn queue_lite_pacing_gap_and_daily_cap() {
     let app = spawn_app().await;
-    let (_, key, conn) =
-        user_with_connection(&app, "lite", json!({"send_gap_min_ms": 300, "send_gap_max_ms": 400, "daily_send_cap": 3})).await;
+    let (_, key, conn) = user_with_connection(
+        &app,
+        "lite",
+        json!({"send_gap_min_ms": 300, "send_gap_max_ms": 400, "daily_send_cap": 3}),
+    )
+    .await;
     let ids: Vec<Uuid> = {
         let mut v = Vec::new();
         for i in 0..5 {
@@ -270,14 +440,28 @@ async fn queue_lite_pacing_gap_and_daily_cap() {
         v
     };
     let shared = app.app().context().shared.clone();
-    let fake = fake::register(&shared, conn, ConnectionKind::Lite, accept(), Duration::ZERO).await;
-    eventually(Duration::from_secs(10), || async { (fake.seen().len() >= 3).then_some(()) }).await.unwrap();
+    let fake = fake::register(
+        &shared,
+        conn,
+        ConnectionKind::Lite,
+        accept(),
+        Duration::ZERO,
+    )
+    .await;
+    eventually(Duration::from_secs(10), || async {
+        (fake.seen().len() >= 3).then_some(())
+    })
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let seen = fake.seen();
     assert_eq!(seen.len(), 3, "the daily cap of 3 was passed");
     for pair in seen.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at);
-        assert!(gap >= Duration::from_millis(290), "gap {gap:?} under the configured 300 ms");
+        assert!(
+            gap >= Duration::from_millis(290),
+            "gap {gap:?} under the configured 300 ms"
+        );
     }
     // The rest wait, queued (not dropped, not failed).
     for id in &ids[3..] {
@@ -285,7 +469,10 @@ async fn queue_lite_pacing_gap_and_daily_cap() {
     }
     let client = app.pool().get().await.unwrap();
     let alerts: i64 = client
-        .query_one("SELECT count(*) FROM alerts WHERE kind = 'daily_cap_reached'", &[])
+        .query_one(
+            "SELECT count(*) FROM alerts WHERE kind = 'daily_cap_reached'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -306,10 +493,21 @@ async fn queue_statuses_that_beat_the_send_are_applied() {
         .await
         .unwrap();
     let shared = app.app().context().shared.clone();
-    fake::register(&shared, conn, ConnectionKind::Lite, accept(), Duration::ZERO).await;
+    fake::register(
+        &shared,
+        conn,
+        ConnectionKind::Lite,
+        accept(),
+        Duration::ZERO,
+    )
+    .await;
     let v = wait_estado(&app, &key, id, "delivered", Duration::from_secs(10)).await;
     assert_eq!(v["external_id"], format!("fake.{id}.1"));
-    let left: i64 = client.query_one("SELECT count(*) FROM pending_statuses", &[]).await.unwrap().get(0);
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM pending_statuses", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(left, 0);
 }
 
@@ -317,20 +515,45 @@ async fn queue_statuses_that_beat_the_send_are_applied() {
 async fn queue_two_daemons_share_a_backlog_without_duplicates() {
     let a = spawn_app_with(fast_retries).await;
     let b = spawn_app_sharing(&a).await;
-    let (_, key, conn) = user_with_connection(&a, "lite", json!({"send_rate_per_minute": 100000})).await;
+    let (_, key, conn) =
+        user_with_connection(&a, "lite", json!({"send_rate_per_minute": 100000})).await;
     let ids = backlog(&a, &key, conn, 300, "normal").await;
     // The same connection registered on both nodes (as during a takeover), each with a fake
     // that takes a little time per send: both claim from the one backlog.
-    let fa = fake::register(&a.app().context().shared, conn, ConnectionKind::Lite, accept(), Duration::from_millis(3)).await;
-    let fb = fake::register(&b.app().context().shared, conn, ConnectionKind::Lite, accept(), Duration::from_millis(3)).await;
-    eventually(Duration::from_secs(30), || async { (outbox_states(&a).await.get("sent") == Some(&300)).then_some(()) })
-        .await
-        .expect("all sent");
+    let fa = fake::register(
+        &a.app().context().shared,
+        conn,
+        ConnectionKind::Lite,
+        accept(),
+        Duration::from_millis(3),
+    )
+    .await;
+    let fb = fake::register(
+        &b.app().context().shared,
+        conn,
+        ConnectionKind::Lite,
+        accept(),
+        Duration::from_millis(3),
+    )
+    .await;
+    eventually(Duration::from_secs(30), || async {
+        (outbox_states(&a).await.get("sent") == Some(&300)).then_some(())
+    })
+    .await
+    .expect("all sent");
     let mut count: HashMap<Uuid, usize> = HashMap::new();
     for s in fa.seen().iter().chain(fb.seen().iter()) {
         *count.entry(s.message.message_id).or_default() += 1;
     }
     assert_eq!(count.len(), 300);
-    assert!(ids.iter().all(|id| count[id] == 1), "a message was sent twice");
-    assert!(!fa.seen().is_empty() && !fb.seen().is_empty(), "one node did all the work: {} / {}", fa.seen().len(), fb.seen().len());
+    assert!(
+        ids.iter().all(|id| count[id] == 1),
+        "a message was sent twice"
+    );
+    assert!(
+        !fa.seen().is_empty() && !fb.seen().is_empty(),
+        "one node did all the work: {} / {}",
+        fa.seen().len(),
+        fb.seen().len()
+    );
 }

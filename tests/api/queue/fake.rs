@@ -36,7 +36,12 @@ impl Fake {
     }
 
     pub fn sends_of(&self, id: Uuid) -> usize {
-        self.seen.lock().unwrap().iter().filter(|s| s.message.message_id == id).count()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.message.message_id == id)
+            .count()
     }
 
     pub fn set_script(&self, script: Script) {
@@ -68,13 +73,25 @@ impl Actor for FakeActor {
     type State = FakeState;
     type Arguments = FakeState;
 
-    async fn pre_start(&self, _: ActorRef<FakeMessage>, s: FakeState) -> Result<FakeState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<FakeMessage>,
+        s: FakeState,
+    ) -> Result<FakeState, ActorProcessingErr> {
         Ok(s)
     }
 
-    async fn handle(&self, _: ActorRef<FakeMessage>, msg: FakeMessage, s: &mut FakeState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<FakeMessage>,
+        msg: FakeMessage,
+        s: &mut FakeState,
+    ) -> Result<(), ActorProcessingErr> {
         let FakeMessage::Send(m, reply) = msg;
-        s.seen.lock().unwrap().push(Seen { message: m.clone(), at: Instant::now() });
+        s.seen.lock().unwrap().push(Seen {
+            message: m.clone(),
+            at: Instant::now(),
+        });
         let outcome = (s.script.lock().unwrap())(&m);
         if s.delay.is_zero() {
             let _ = reply.send(outcome);
@@ -99,11 +116,24 @@ pub async fn register(
 ) -> Fake {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let script = Arc::new(Mutex::new(script));
-    let (actor, _) = Actor::spawn(None, FakeActor, FakeState { seen: seen.clone(), script: script.clone(), delay })
-        .await
-        .expect("fake connection starts");
-    shared
-        .connections
-        .register(connection_id, ConnectionRef::new(kind, actor.clone(), FakeMessage::Send));
-    Fake { actor, seen, script }
+    let (actor, _) = Actor::spawn(
+        None,
+        FakeActor,
+        FakeState {
+            seen: seen.clone(),
+            script: script.clone(),
+            delay,
+        },
+    )
+    .await
+    .expect("fake connection starts");
+    shared.connections.register(
+        connection_id,
+        ConnectionRef::new(kind, actor.clone(), FakeMessage::Send),
+    );
+    Fake {
+        actor,
+        seen,
+        script,
+    }
 }

@@ -5,6 +5,7 @@
 mod api;
 mod dispatch;
 pub mod fake;
+mod sim;
 
 use crate::helpers::{TestApp, eventually};
 use serde_json::{Value, json};
@@ -12,8 +13,14 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// A user with a key and one connection of `tipo` (`business` or `lite`) with `settings`.
-pub async fn user_with_connection(app: &TestApp, tipo: &str, settings: Value) -> (Uuid, String, Uuid) {
-    let (user, key) = app.user(&format!("{}@queue.test", Uuid::new_v4().simple()), false).await;
+pub async fn user_with_connection(
+    app: &TestApp,
+    tipo: &str,
+    settings: Value,
+) -> (Uuid, String, Uuid) {
+    let (user, key) = app
+        .user(&format!("{}@queue.test", Uuid::new_v4().simple()), false)
+        .await;
     let conn = app.connection(user, tipo).await;
     let client = app.pool().get().await.unwrap();
     client
@@ -47,7 +54,12 @@ pub fn text(conn: Uuid, to: &str, body: &str) -> Value {
 
 /// POSTs a message; asserts 202 and returns its id.
 pub async fn send(app: &TestApp, key: &str, body: &Value) -> Uuid {
-    let resp = app.post("/v1/messages", key).json(body).send().await.unwrap();
+    let resp = app
+        .post("/v1/messages", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let v: Value = resp.json().await.unwrap();
     assert_eq!(status, 202, "{v}");
@@ -57,11 +69,23 @@ pub async fn send(app: &TestApp, key: &str, body: &Value) -> Uuid {
 
 /// `GET /v1/messages/{id}`.
 pub async fn message(app: &TestApp, key: &str, id: Uuid) -> Value {
-    app.get(&format!("/v1/messages/{id}"), key).send().await.unwrap().json().await.unwrap()
+    app.get(&format!("/v1/messages/{id}"), key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Waits until the message's estado is `estado`.
-pub async fn wait_estado(app: &TestApp, key: &str, id: Uuid, estado: &str, limit: Duration) -> Value {
+pub async fn wait_estado(
+    app: &TestApp,
+    key: &str,
+    id: Uuid,
+    estado: &str,
+    limit: Duration,
+) -> Value {
     let found = eventually(limit, || async move {
         let v = message(app, key, id).await;
         (v["estado"] == estado).then_some(v)
@@ -69,7 +93,10 @@ pub async fn wait_estado(app: &TestApp, key: &str, id: Uuid, estado: &str, limit
     .await;
     match found {
         Some(v) => v,
-        None => panic!("message {id} never reached {estado}: {}", message(app, key, id).await),
+        None => panic!(
+            "message {id} never reached {estado}: {}",
+            message(app, key, id).await
+        ),
     }
 }
 
