@@ -385,7 +385,18 @@ async fn run_scenario(
     latencies.sort();
     let lost = expected_frames.saturating_sub(delivered);
 
-    // Baseline: the same rows, the same batch sizes, a plain INSERT into a scratch table.
+    // Baseline: the same rows, the same batch sizes, a plain INSERT into a scratch table,
+    // once the clients are gone so it runs on a quiet daemon.
+    let quiet_until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < quiet_until {
+        let stats = hub
+            .call(HubMessage::Stats, Some(Duration::from_secs(5)))
+            .await?;
+        if matches!(stats, ractor::rpc::CallResult::Success(s) if s.subscribers == 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let stored = scratch
         .query(
             "SELECT usuario_id, seq, type, payload FROM events WHERE usuario_id = ANY($1)",

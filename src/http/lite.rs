@@ -40,6 +40,32 @@ pub struct DeleteQuery {
     logout: Option<bool>,
 }
 
+/// Parsed here rather than by warp's query filter, whose rejection would lose to the other
+/// routes' 405 and never reach the client as a 400.
+fn delete_query(raw: &str) -> Result<DeleteQuery, ApiError> {
+    let mut logout = None;
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match (k, v) {
+            ("logout", "true" | "1") => logout = Some(true),
+            ("logout", "false" | "0") => logout = Some(false),
+            ("logout", other) => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("logout must be true or false, not {other:?}"),
+                ));
+            }
+            (other, _) => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("unknown query parameter {other:?}"),
+                ));
+            }
+        }
+    }
+    Ok(DeleteQuery { logout })
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PairingRequest {
@@ -67,9 +93,9 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     let delete = warp::path!("v1" / "lite" / "sessions" / Uuid)
         .and(warp::delete())
         .and(principal(ctx.clone()))
-        .and(warp::query::<DeleteQuery>())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(with_ctx(ctx.clone()))
-        .then(|id, p, q, ctx| respond(delete(id, p, q, ctx)));
+        .then(|id, p, q: String, ctx| respond(delete(id, p, q, ctx)));
     let qr_raw = warp::path!("v1" / "lite" / "sessions" / Uuid / "qr")
         .and(warp::get())
         .and(principal(ctx.clone()))
@@ -244,9 +270,10 @@ async fn get(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, A
 async fn delete(
     id: Uuid,
     p: Principal,
-    q: DeleteQuery,
+    raw_query: String,
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
+    let q = delete_query(&raw_query)?;
     let row = find(&ctx, &p, id).await?;
     let logout = q.logout.unwrap_or(false);
     if row.status.is_active() || logout {

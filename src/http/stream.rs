@@ -37,7 +37,7 @@ use super::error::ApiError;
 use super::{respond, with_ctx};
 use crate::context::AppContext;
 use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use serde_json::json;
@@ -485,9 +485,11 @@ impl Connection {
 
     /// Sends live events as the Hub hands them over, skipping what the replay already sent.
     async fn live(&mut self, out: &mut Out, live: &mut Live) -> Step {
+        // One timer and one watch for the whole phase, not one per frame.
+        let mut gone = out.gone.clone();
+        let ping = tokio::time::sleep_until(out.next_ping);
+        tokio::pin!(ping);
         loop {
-            let next_ping = out.next_ping;
-            let mut gone = out.gone.clone();
             let frame = tokio::select! {
                 biased;
                 _ = client_gone(&mut gone) => return Outcome::ClientGone.into(),
@@ -496,10 +498,11 @@ impl Connection {
                     Some(frame) => frame,
                     None => return ended_step(live.rx.closing.wait().await),
                 },
-                _ = tokio::time::sleep_until(next_ping) => {
+                _ = &mut ping => {
                     if let Err(step) = out.ping_if_due().await {
                         return step;
                     }
+                    ping.as_mut().reset(out.next_ping);
                     continue;
                 }
             };
@@ -652,6 +655,11 @@ impl Out {
             &mut std::task::Context<'_>,
         ) -> std::task::Poll<Result<(), warp::Error>>,
     {
+        // Fast path: a socket keeping up is ready at once, and needs no timer or wakers.
+        let sink = &mut self.sink;
+        if let Some(done) = futures::future::poll_fn(|cx| poll(sink, cx)).now_or_never() {
+            return done.map_err(|_| Outcome::ClientGone.into());
+        }
         loop {
             let deadline = self.keepalive_deadline();
             let mut gone = self.gone.clone();
@@ -715,7 +723,7 @@ mod tests {
     }
 
     fn code(r: Result<StreamQuery, ApiError>) -> &'static str {
-        r.err().expect("an error").code()
+        r.expect_err("an error").code()
     }
 
     #[test]

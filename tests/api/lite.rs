@@ -842,7 +842,7 @@ async fn lite_sixth_session_refused_and_bad_input() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status().as_u16(), 400);
+    expect_error(res, 400, "invalid_query").await;
     assert_eq!(session_count(&client, lite.user).await, 5);
     // Stopping one makes room.
     let res = lite
@@ -939,4 +939,137 @@ async fn lite_reaper_kills_chromium_left_by_a_killed_daemon() {
     app.shutdown().await;
     sim.shutdown().await;
     assert_no_chromium(&lite_dir).await;
+}
+
+/// The real binary, `kill -9`ed with a linked session: its Chromium dies with it (parent-death
+/// signal), and the next daemon on the same DATA_DIR brings the session back WORKING without
+/// a QR.
+#[tokio::test]
+async fn lite_daemon_killed_and_restarted_comes_back_working_without_qr() {
+    use crate::helpers::{base_env, connect, fresh_database};
+    use crate::process::{command, serve};
+    let _turn = CHROMIUM.lock().await;
+    if chromium().is_none() {
+        eprintln!("lite: no Chromium; skipped");
+        return;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = web::start(listener, WebSimConfig::fast()).await.unwrap();
+    let database_url = fresh_database().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let lite_dir = sincro_actors::lite::absolute(data_dir.path()).join("lite");
+    let mut env = base_env(&database_url, data_dir.path());
+    lite_env(&mut env, &sim);
+    env.insert("LOG_LEVEL".into(), "info".into());
+    let out = command(&["user", "create", "--email", "lite-process@example.com"], &env)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+    let http = reqwest::Client::new();
+    let session = |base: String, id: String| {
+        let http = http.clone();
+        let key = key.clone();
+        async move {
+            http.get(format!("{base}/v1/lite/sessions/{id}"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .ok()?
+                .json::<Value>()
+                .await
+                .ok()
+        }
+    };
+
+    let mut first = serve(env.clone()).await;
+    let base = format!("http://{}", first.addr);
+    let created: Value = http
+        .post(format!("{base}/v1/lite/sessions"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let linked = eventually(Duration::from_secs(30), || async {
+        let qr: Value = http
+            .get(format!("{base}/v1/lite/sessions/{id}/qr"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let res = http
+            .post(format!("{}sim/scan", sim.base_url()))
+            .json(&json!({"qr": qr["qr"], "phone": ACCOUNT}))
+            .send()
+            .await
+            .ok()?;
+        res.status().is_success().then_some(())
+    })
+    .await;
+    assert!(linked.is_some(), "scanned");
+    let ready = eventually(Duration::from_secs(30), || {
+        let f = session(base.clone(), id.clone());
+        async move {
+            let s = f.await?;
+            (s["status"] == "WORKING" && s["profile_snapshot_at"].is_string()).then_some(())
+        }
+    })
+    .await;
+    assert!(ready.is_some(), "WORKING with a snapshot");
+    let db = connect(&database_url).await;
+    let qrs = qr_event_count(&db).await;
+    assert!(!live_under(&lite_dir).is_empty());
+
+    // kill -9: the browser goes with the daemon.
+    first.signal(libc::SIGKILL);
+    let _ = first.child.wait().await;
+    let orphans = eventually(Duration::from_secs(10), || async {
+        live_under(&lite_dir).is_empty().then_some(())
+    })
+    .await;
+    assert!(orphans.is_some(), "Chromium outlived its daemon: {:?}", live_under(&lite_dir));
+
+    // The next daemon resumes it: WORKING, no new QR.
+    let restarted = Instant::now();
+    let mut second = serve(env.clone()).await;
+    let base = format!("http://{}", second.addr);
+    let back = eventually(Duration::from_secs(30), || {
+        let f = session(base.clone(), id.clone());
+        async move {
+            let s = f.await?;
+            (s["status"] == "WORKING").then_some(s)
+        }
+    })
+    .await
+    .expect("WORKING after the daemon restarted");
+    eprintln!(
+        "lite: WORKING {} ms after the daemon restarted",
+        restarted.elapsed().as_millis()
+    );
+    assert_eq!(back["phone"], format!("+{ACCOUNT}"));
+    assert_eq!(qr_event_count(&db).await, qrs, "no new QR");
+    second.signal(libc::SIGTERM);
+    let _ = tokio::time::timeout(Duration::from_secs(30), second.child.wait()).await;
+    sim.shutdown().await;
+    assert_no_chromium(&lite_dir).await;
+}
+
+async fn qr_event_count(db: &tokio_postgres::Client) -> i64 {
+    db.query_one("SELECT count(*) FROM events WHERE type = 'session.qr'", &[])
+        .await
+        .unwrap()
+        .get(0)
 }

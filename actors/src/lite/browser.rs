@@ -255,7 +255,8 @@ impl Chromium {
         loop {
             self.try_wait();
             reap_group(self.pid);
-            if self.reaped && group_pids(self.pid).is_empty() {
+            // Zombies re-parented to init are dead already; init reaps them (in its time).
+            if self.reaped && live_group(self.pid).is_empty() {
                 break;
             }
             if Instant::now() > until {
@@ -302,7 +303,7 @@ impl Chromium {
 
 impl Drop for Chromium {
     fn drop(&mut self) {
-        if self.reaped && group_pids(self.pid).is_empty() {
+        if self.reaped && live_group(self.pid).is_empty() {
             return;
         }
         self.kill_group();
@@ -415,6 +416,14 @@ pub fn group_pids(pgid: i32) -> Vec<i32> {
     all_pids()
         .into_iter()
         .filter(|&p| state_and_pgid(p).is_some_and(|(_, g)| g == pgid))
+        .collect()
+}
+
+/// The live (non-zombie) processes of process group `pgid`.
+pub fn live_group(pgid: i32) -> Vec<i32> {
+    group_pids(pgid)
+        .into_iter()
+        .filter(|&p| state_and_pgid(p).is_some_and(|(s, _)| s != 'Z'))
         .collect()
 }
 

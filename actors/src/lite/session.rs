@@ -64,8 +64,9 @@ pub enum LiteSessionMessage {
     Boot,
     /// A report from the page's bridge (the binding's JSON payload).
     Bridge(String),
-    /// The browser, its CDP connection or its page died: fail, so the supervisor restarts us.
-    BrowserGone(String),
+    /// The browser of boot `.0`, its CDP connection or its page died: fail, so the supervisor
+    /// restarts us (reports about a browser we already closed are ignored).
+    BrowserGone(u64, String),
     /// Periodic check: browser alive, page answering, memory under the limit, retries.
     Health,
     /// Save the profile's login state (generation-tagged so old schedules lapse).
@@ -147,6 +148,8 @@ pub struct SessionState {
     /// Set before stopping on purpose: `post_stop` then leaves the status alone.
     finished: bool,
     booted_at: Option<Instant>,
+    /// Incremented on every browser launch; tags the launch's death reports.
+    boot_gen: u64,
     _registration: Registration,
 }
 
@@ -184,6 +187,7 @@ impl Actor for LiteSession {
             health_failures: 0,
             finished: false,
             booted_at: None,
+            boot_gen: 0,
             _registration: registration,
         })
     }
@@ -218,8 +222,10 @@ impl Actor for LiteSession {
                 Ok(ev) => state.on_event(&myself, ev).await?,
                 Err(e) => tracing::warn!(session = %state.args.id, error = %e, "unreadable bridge event"),
             },
-            LiteSessionMessage::BrowserGone(why) => {
-                return Err(LiteError::Page(format!("{}: {why}", reason::BROWSER_DIED)).into());
+            LiteSessionMessage::BrowserGone(boot, why) => {
+                if boot == state.boot_gen && state.running.is_some() {
+                    return Err(LiteError::Page(format!("{}: {why}", reason::BROWSER_DIED)).into());
+                }
             }
             LiteSessionMessage::Health => state.health(&myself).await?,
             LiteSessionMessage::Snapshot(generation) => {
@@ -356,9 +362,10 @@ impl SessionState {
             self.settings.launch_timeout,
         );
         let chromium = Chromium::launch(&spec).await?;
+        self.boot_gen += 1;
         let running = tokio::time::timeout(
             self.settings.launch_timeout,
-            open_page(chromium, myself.clone(), &self.settings.web_url),
+            open_page(chromium, myself.clone(), self.boot_gen, &self.settings.web_url),
         )
         .await
         .map_err(|_| LiteError::Timeout(self.settings.launch_timeout))??;
@@ -612,17 +619,17 @@ impl SessionState {
         let Some(mut r) = self.running.take() else {
             return;
         };
-        for t in &r.tasks {
-            t.abort();
-        }
         let grace = if graceful {
-            // The request leaves at once; its answer may never come (the browser is closing),
-            // so wait for the process instead.
+            // The request leaves at once (the CDP handler still runs); its answer may never
+            // come (the browser is closing), so wait for the process instead.
             let _ = tokio::time::timeout(Duration::from_millis(300), r.browser.close()).await;
             Duration::from_secs(3)
         } else {
             Duration::ZERO
         };
+        for t in &r.tasks {
+            t.abort();
+        }
         r.chromium.terminate(grace).await;
     }
 
@@ -1024,6 +1031,7 @@ impl SessionState {
 async fn open_page(
     chromium: Chromium,
     myself: ActorRef<LiteSessionMessage>,
+    boot: u64,
     url: &str,
 ) -> Result<Running, LiteError> {
     let (browser, mut handler) = chromium.connect().await?;
@@ -1037,7 +1045,7 @@ async fn open_page(
                 None => break "CDP connection closed".to_string(),
             }
         };
-        let _ = gone.cast(LiteSessionMessage::BrowserGone(why));
+        let _ = gone.cast(LiteSessionMessage::BrowserGone(boot, why));
     }));
     // From here the Running value owns everything: an error drops it, which kills the tree.
     let mut running = Running {
@@ -1092,7 +1100,7 @@ async fn open_page(
     let to = myself;
     running.tasks.push(tokio::spawn(async move {
         if crashes.next().await.is_some() {
-            let _ = to.cast(LiteSessionMessage::BrowserGone("page crashed".into()));
+            let _ = to.cast(LiteSessionMessage::BrowserGone(boot, "page crashed".into()));
         }
     }));
     page.execute(AddBindingParams::new(bridge::BINDING))

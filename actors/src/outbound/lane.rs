@@ -519,10 +519,7 @@ impl Lane {
             );
         }
         if !granted.is_empty() {
-            if let Err(e) = self.start_sends(conn, &limits, granted).await {
-                tracing::warn!(connection = %self.connection_id, error = %e, "could not mark messages in flight");
-                return retry_soon;
-            }
+            self.start_sends(conn, &limits, granted);
         }
         match throttled {
             Some((after, _)) => Step::Wait {
@@ -553,34 +550,18 @@ impl Lane {
         .map_err(|e| e.to_string())
     }
 
-    /// Marks the rows in flight, then starts one task per send. Rows no longer held (cancelled,
-    /// lease lost) are dropped from the lane unsent.
-    async fn start_sends(
+    /// Starts a task that marks the rows in flight, then one task per send; the lane goes on at
+    /// once. Rows no longer held (cancelled, lease lost) are dropped unsent; if marking fails,
+    /// the rows go back to the queue without an attempt.
+    fn start_sends(
         &mut self,
         conn: crate::connection::ConnectionRef,
         limits: &ConnectionLimits,
         rows: Vec<Claimed>,
-    ) -> Result<(), String> {
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
-        let marked = match self.ctx.marker.mark(ids.clone()).await {
-            Ok(m) => m,
-            Err(e) => {
-                for row in rows.into_iter().rev() {
-                    self.buffer.push_front(row);
-                }
-                return Err(e);
-            }
-        };
-        let attempts: HashMap<Uuid, u32> =
-            marked.iter().map(|m| (m.message_id, m.attempt)).collect();
-        let gone: Vec<Uuid> = ids
-            .iter()
-            .filter(|id| !attempts.contains_key(id))
-            .copied()
-            .collect();
-        self.ctx.held.remove(gone);
+    ) {
+        // Pacing and counts are taken now, so the lane's rhythm never waits on the store.
         if let Some((n, at, until)) = self.day {
-            self.day = Some((n + attempts.len() as u32, at, until));
+            self.day = Some((n + rows.len() as u32, at, until));
         }
         if let Some((lo, hi)) = limits.gap {
             let gap = if hi > lo {
@@ -590,39 +571,67 @@ impl Lane {
             };
             self.next_send = Some(Instant::now() + gap);
         }
-        let timeout = self.ctx.shared.settings.outbound.send_timeout;
-        for row in rows {
-            let Some(&attempt) = attempts.get(&row.message_id) else {
-                continue;
-            };
-            let permit = self.sends.clone().try_acquire_owned().ok();
-            self.busy
-                .lock()
-                .expect("busy lock")
-                .insert(row.recipient.clone());
-            self.ctx.sending.fetch_add(1, Ordering::SeqCst);
-            let ctx = self.ctx.clone();
-            let conn = conn.clone();
-            let busy = self.busy.clone();
-            let done = self.done.clone();
-            let kind = self.kind;
-            tokio::spawn(async move {
-                let outcome = send_one(&ctx, &conn, kind, &row, attempt, timeout).await;
-                busy.lock().expect("busy lock").remove(&row.recipient);
-                ctx.recorder.record(Done {
-                    message_id: row.message_id,
-                    usuario_id: row.usuario_id,
-                    connection_id: row.connection_id,
-                    attempt,
-                    max_attempts: row.max_attempts,
-                    outcome: Outcome::Send(outcome),
-                });
-                ctx.sending.fetch_sub(1, Ordering::SeqCst);
-                drop(permit);
-                done.notify_one();
-            });
+        let mut permits = Vec::with_capacity(rows.len());
+        {
+            let mut busy = self.busy.lock().expect("busy lock");
+            for row in &rows {
+                permits.push(self.sends.clone().try_acquire_owned().ok());
+                busy.insert(row.recipient.clone());
+            }
         }
-        Ok(())
+        self.ctx.sending.fetch_add(rows.len(), Ordering::SeqCst);
+        let ctx = self.ctx.clone();
+        let busy = self.busy.clone();
+        let done = self.done.clone();
+        let kind = self.kind;
+        let timeout = self.ctx.shared.settings.outbound.send_timeout;
+        tokio::spawn(async move {
+            let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
+            let attempts: HashMap<Uuid, u32> = match ctx.marker.mark(ids).await {
+                Ok(marked) => marked.iter().map(|m| (m.message_id, m.attempt)).collect(),
+                Err(e) => {
+                    // Never sent: back to the queue shortly, no attempt spent.
+                    tracing::warn!(error = %e, "could not mark messages in flight");
+                    HashMap::new()
+                }
+            };
+            let failed_marking = attempts.is_empty();
+            for (row, permit) in rows.into_iter().zip(permits) {
+                let Some(&attempt) = attempts.get(&row.message_id) else {
+                    if failed_marking {
+                        ctx.recorder
+                            .record(Done::released(&row, Some(Duration::from_millis(500))));
+                    } else {
+                        // Cancelled meanwhile, or the lease was lost: not ours to send.
+                        ctx.held.remove([row.message_id]);
+                    }
+                    busy.lock().expect("busy lock").remove(&row.recipient);
+                    ctx.sending.fetch_sub(1, Ordering::SeqCst);
+                    drop(permit);
+                    done.notify_one();
+                    continue;
+                };
+                let ctx = ctx.clone();
+                let conn = conn.clone();
+                let busy = busy.clone();
+                let done = done.clone();
+                tokio::spawn(async move {
+                    let outcome = send_one(&ctx, &conn, kind, &row, attempt, timeout).await;
+                    busy.lock().expect("busy lock").remove(&row.recipient);
+                    ctx.recorder.record(Done {
+                        message_id: row.message_id,
+                        usuario_id: row.usuario_id,
+                        connection_id: row.connection_id,
+                        attempt,
+                        max_attempts: row.max_attempts,
+                        outcome: Outcome::Send(outcome),
+                    });
+                    ctx.sending.fetch_sub(1, Ordering::SeqCst);
+                    drop(permit);
+                    done.notify_one();
+                });
+            }
+        });
     }
 }
 
