@@ -202,6 +202,9 @@ async fn run(database_url: &str, data_dir: &Path, max: usize) -> Res<()> {
         ("CHROMIUM_PATH".to_string(), chromium().display().to_string()),
         ("LITE_MAX_SESSIONS_PER_USER".to_string(), max.max(5).to_string()),
         ("LOG_LEVEL".to_string(), "warn".to_string()),
+        // The bench polls every 10 ms.
+        ("API_RATE_PER_USER_PER_MINUTE".to_string(), "1000000".to_string()),
+        ("API_RATE_PER_IP_PER_MINUTE".to_string(), "1000000".to_string()),
     ]);
     let config = Config::from_map(&env).map_err(|e| e.to_string())?;
     let app = Application::build(

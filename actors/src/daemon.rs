@@ -127,7 +127,15 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
         (LeadSync, s.clone())
     });
     let s = shared.clone();
-    let hub = ChildSpec::new("hub", false, slots.hub.clone(), move || (Hub, s.clone()));
+    // The Hub holds a LISTEN connection and fails when PostgreSQL goes away; it must keep
+    // being restarted through a database restart (about two and a half minutes of retries).
+    let hub = ChildSpec::new("hub", false, slots.hub.clone(), move || (Hub, s.clone()))
+        .with_policy(RestartPolicy {
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(10),
+            max_failures: 20,
+            window: Duration::from_secs(300),
+        });
     let s = shared.clone();
     let ingest = ChildSpec::new("ingest", false, slots.ingest.clone(), move || {
         (Ingest, s.clone())

@@ -61,6 +61,8 @@ pub struct ChildSpec {
     start: StartFn,
     crash: CrashFn,
     status: Option<StatusFn>,
+    /// Overrides the supervisor's policy for this child.
+    policy: Option<RestartPolicy>,
 }
 
 impl ChildSpec {
@@ -113,7 +115,15 @@ impl ChildSpec {
             start,
             crash,
             status,
+            policy: None,
         }
+    }
+
+    /// Gives this child its own restart policy, e.g. a longer window for a child that fails
+    /// while PostgreSQL is down and must outlive a database restart.
+    pub fn with_policy(mut self, policy: RestartPolicy) -> Self {
+        self.policy = Some(policy);
+        self
     }
 }
 
@@ -222,8 +232,8 @@ impl Children {
 
     /// Records a failure of child `index` (it died, or a restart could not start it).
     fn fail(&mut self, index: usize, error: String) -> Decision {
-        let policy = self.policy.clone();
         let rec = &mut self.records[index];
+        let policy = rec.spec.policy.clone().unwrap_or_else(|| self.policy.clone());
         rec.cell = None;
         rec.started = None;
         rec.last_error = Some(error.clone());
