@@ -199,13 +199,29 @@ async fn run(database_url: &str, data_dir: &Path, max: usize) -> Res<()> {
         ),
         ("DATA_DIR".to_string(), data_dir.display().to_string()),
         ("WHATSAPP_WEB_URL".to_string(), sim.base_url()),
-        ("CHROMIUM_PATH".to_string(), chromium().display().to_string()),
-        ("LITE_MAX_SESSIONS_PER_USER".to_string(), max.max(5).to_string()),
+        (
+            "CHROMIUM_PATH".to_string(),
+            chromium().display().to_string(),
+        ),
+        (
+            "LITE_MAX_SESSIONS_PER_USER".to_string(),
+            max.max(5).to_string(),
+        ),
         ("LOG_LEVEL".to_string(), "warn".to_string()),
         // The bench polls every 10 ms.
-        ("API_RATE_PER_USER_PER_MINUTE".to_string(), "1000000".to_string()),
-        ("API_RATE_PER_IP_PER_MINUTE".to_string(), "1000000".to_string()),
+        (
+            "API_RATE_PER_USER_PER_MINUTE".to_string(),
+            "1000000".to_string(),
+        ),
+        (
+            "API_RATE_PER_IP_PER_MINUTE".to_string(),
+            "1000000".to_string(),
+        ),
     ]);
+    let mut env = env;
+    if let Ok(extra) = std::env::var("CHROMIUM_ARGS") {
+        env.insert("CHROMIUM_ARGS".to_string(), extra);
+    }
     let config = Config::from_map(&env).map_err(|e| e.to_string())?;
     let app = Application::build(
         config,
@@ -297,8 +313,7 @@ async fn run(database_url: &str, data_dir: &Path, max: usize) -> Res<()> {
         let per: Vec<u64> = ids.iter().map(|id| b.session_pss(id)).collect();
         let total: u64 = per.iter().sum();
         ours.push((n, total as f64 / MIB, total as f64 / n as f64 / MIB));
-        daemon_per_session =
-            (my_pss() as f64 - daemon_before as f64) / n as f64 / MIB;
+        daemon_per_session = (my_pss() as f64 - daemon_before as f64) / n as f64 / MIB;
     }
     let daemon_total = my_pss() as f64 / MIB;
 
@@ -317,12 +332,25 @@ async fn run(database_url: &str, data_dir: &Path, max: usize) -> Res<()> {
     app.shutdown().await;
     b.sim.shutdown().await;
 
-    println!("WhatsApp Lite benchmark ({} CPUs)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "WhatsApp Lite benchmark ({} CPUs)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     println!("  cold start -> QR served:       {}", stats(&mut cold));
-    println!("  kill -9 Chromium -> WORKING:   {}", stats(&mut kill_restart));
-    println!("  stop + start -> WORKING:       {}", stats(&mut stop_start));
+    println!(
+        "  kill -9 Chromium -> WORKING:   {}",
+        stats(&mut kill_restart)
+    );
+    println!(
+        "  stop + start -> WORKING:       {}",
+        stats(&mut stop_start)
+    );
     println!("  PSS per session (Chromium tree), logged-in simulator page:");
-    println!("    sessions | sincro total | sincro/session | WAHA flags total | WAHA/session | ratio");
+    println!(
+        "    sessions | sincro total | sincro/session | WAHA flags total | WAHA/session | ratio"
+    );
     for (n, total, per) in &ours {
         let (wt, wp) = waha
             .iter()
@@ -399,7 +427,10 @@ async fn waha_memory(b: &mut Bench, data_dir: &Path, max: usize) -> Res<Vec<(usi
             running.push((c, browser, h, dir));
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let total: u64 = running.iter().map(|(_, _, _, d): &(Chromium, _, _, PathBuf)| tree_pss(d)).sum();
+        let total: u64 = running
+            .iter()
+            .map(|(_, _, _, d): &(Chromium, _, _, PathBuf)| tree_pss(d))
+            .sum();
         out.push((n, total as f64 / MIB, total as f64 / n as f64 / MIB));
     }
     for (mut c, browser, h, _) in running {

@@ -363,6 +363,11 @@ impl Config {
                     d.launch_timeout.as_secs(),
                     "a number of seconds",
                 )),
+                single_process: r.parse(
+                    "LITE_CHROMIUM_SINGLE_PROCESS",
+                    d.single_process,
+                    "true or false",
+                ),
             }
         };
         let notices = UNUSED_SEED_VARS

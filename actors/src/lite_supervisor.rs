@@ -14,7 +14,9 @@
 
 use crate::ingest::IngestMessage;
 use crate::lite::session::FINAL;
-use crate::lite::{LiteSession, LiteSessionMessage, SessionArgs, Status, profile, reaper, reason, store};
+use crate::lite::{
+    LiteSession, LiteSessionMessage, SessionArgs, Status, profile, reaper, reason, store,
+};
 use crate::shared::Shared;
 use crate::store::alerts::{NewAlert, Severity};
 use crate::supervision::{ChildSpec, Children, Decision, RestartPolicy, Slot, StatusNode, react};
@@ -108,8 +110,7 @@ impl LiteSupervisorState {
         let spec = ChildSpec::new(id.to_string(), false, slot.clone(), move || {
             (LiteSession, args.clone())
         });
-        self.sessions
-            .insert(id, SessionEntry { usuario_id, slot });
+        self.sessions.insert(id, SessionEntry { usuario_id, slot });
         if let Err(e) = self.children.add_and_start(spec, &myself.get_cell()).await {
             self.forget(id);
             return Err(e.to_string());
@@ -160,12 +161,16 @@ impl Actor for LiteSupervisor {
                 let _ = reply.send(state.start(&myself, id, usuario_id).await);
             }
             LiteSupervisorMessage::Stop { id, logout, reply } => {
-                let running = state.sessions.get(&id).and_then(|e| e.slot.get()).filter(|r| {
-                    matches!(
-                        r.get_status(),
-                        ractor::ActorStatus::Running | ractor::ActorStatus::Starting
-                    )
-                });
+                let running = state
+                    .sessions
+                    .get(&id)
+                    .and_then(|e| e.slot.get())
+                    .filter(|r| {
+                        matches!(
+                            r.get_status(),
+                            ractor::ActorStatus::Running | ractor::ActorStatus::Starting
+                        )
+                    });
                 match running {
                     Some(session) => {
                         // The session closes its browser and ends with a `final:` reason; do
@@ -189,7 +194,11 @@ impl Actor for LiteSupervisor {
                             let _ = tokio::task::spawn_blocking(move || profile::wipe(&dir)).await;
                             let _ = store::clear_snapshot(&shared.pool, id).await;
                         }
-                        let why = if logout { reason::LOGOUT } else { reason::STOPPED };
+                        let why = if logout {
+                            reason::LOGOUT
+                        } else {
+                            reason::STOPPED
+                        };
                         if let Err(e) = store::set_status(
                             &shared.pool,
                             &shared.sealer,
@@ -224,7 +233,9 @@ impl Actor for LiteSupervisor {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot list Lite sessions to resume; retrying in 5 s");
-                        myself.send_after(Duration::from_secs(5), || LiteSupervisorMessage::ResumeAll);
+                        myself.send_after(Duration::from_secs(5), || {
+                            LiteSupervisorMessage::ResumeAll
+                        });
                     }
                 }
             }

@@ -4,15 +4,18 @@
 //! number (80/s by default, or its throughput level), and per (number, recipient) the pair rate.
 //! A limit reached answers with how long to wait: the message waits, it is never dropped.
 //!
-//! Outbound buckets are shaped so that no window of one period ever holds more than the limit,
-//! even with a few milliseconds of jitter between the permit and the request reaching the
-//! provider: a small burst (to absorb scheduling lateness without losing throughput) plus a
-//! sustained rate lowered by that burst and a one-message slack ([`shape`]).
+//! Per connection the permit is a send *time*: slots exactly one interval apart, handed out up
+//! to [`HORIZON`] ahead, so the Dispatcher can mark a message in flight and then send it on its
+//! slot. A token bucket (governor's GCRA) answers only "now or not", and any burst it allows
+//! shows up at the provider as a busier second; evenly spaced slots keep every window of one
+//! period under the limit while the lane's own scheduling lateness costs no throughput. The
+//! interval leaves a small slack for timer jitter ([`interval`]). The pair rate (bursts are
+//! Meta's rule there) and the API limits are governor buckets.
 
 use crate::connection::ConnectionKind;
 use crate::shared::Shared;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -77,23 +80,30 @@ impl LimitScope {
 /// The answer for one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permit {
-    Granted,
-    Wait { after: Duration, scope: LimitScope },
+    /// Send at this instant (now or up to [`HORIZON`] ahead).
+    Granted {
+        at: std::time::Instant,
+    },
+    Wait {
+        after: Duration,
+        scope: LimitScope,
+    },
 }
 
-/// The governor quota for `per_period` messages per `period`: `(burst, interval between
-/// cells)`. A bucket with burst `b` and interval `T` lets at most `b + W/T` cells through in
-/// any window `W`; with `W/T = per_period - b - slack` that is at most `per_period - slack`.
-pub fn shape(per_period: u32, period: Duration) -> (u32, Duration) {
+/// How far ahead send slots are handed out.
+pub const HORIZON: Duration = Duration::from_millis(50);
+
+/// The spacing of send slots for `per_period` messages per `period`. Slots `T` apart put at
+/// most `W/T + 1` sends in any closed window `W`; spacing for `per_period - slack` per period
+/// keeps that under the limit with `slack - 1` sends to spare for timer jitter.
+pub fn interval(per_period: u32, period: Duration) -> Duration {
     let l = per_period.max(1);
     if l < 10 {
         // One at a time, a hair slower than period / l so even a closed window holds l.
-        return (1, period / l + Duration::from_millis(1));
+        return period / l + Duration::from_millis(1);
     }
-    let burst = (l / 50).max(2);
-    let slack = (l / 100).max(1);
-    let sustained = l - burst - slack;
-    (burst, period / sustained)
+    let slack = (l / 50).max(2);
+    period / (l - slack)
 }
 
 fn quota(burst: u32, interval: Duration) -> Quota {
@@ -104,16 +114,18 @@ fn quota(burst: u32, interval: Duration) -> Quota {
 
 pub struct RateLimiter;
 
-struct ConnectionBucket {
+struct ConnectionSlots {
     limit: (u32, Duration),
-    bucket: DefaultDirectRateLimiter,
+    interval: Duration,
+    /// The next free slot.
+    next: Instant,
     used: Instant,
 }
 
 pub struct RateLimiterState {
     per_user: DefaultKeyedRateLimiter<Uuid>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    per_connection: HashMap<Uuid, ConnectionBucket>,
+    per_connection: HashMap<Uuid, ConnectionSlots>,
     /// Pair rate per (connection, recipient); None when disabled.
     per_recipient: Option<DefaultKeyedRateLimiter<(Uuid, String)>>,
     clock: DefaultClock,
@@ -144,22 +156,23 @@ impl RateLimiterState {
         limit: SendLimit,
         recipients: Vec<String>,
     ) -> Vec<Permit> {
-        let now = self.clock.now();
+        let clock_now = self.clock.now();
+        let now = Instant::now();
         let key = (limit.per_period, limit.period);
-        let entry = self.per_connection.entry(connection).or_insert_with(|| {
-            let (burst, interval) = shape(key.0, key.1);
-            ConnectionBucket {
+        let entry = self
+            .per_connection
+            .entry(connection)
+            .or_insert_with(|| ConnectionSlots {
                 limit: key,
-                bucket: Governor::direct(quota(burst, interval)),
-                used: Instant::now(),
-            }
-        });
+                interval: interval(key.0, key.1),
+                next: now,
+                used: now,
+            });
         if entry.limit != key {
-            let (burst, interval) = shape(key.0, key.1);
             entry.limit = key;
-            entry.bucket = Governor::direct(quota(burst, interval));
+            entry.interval = interval(key.0, key.1);
         }
-        entry.used = Instant::now();
+        entry.used = now;
         let scope = match limit.kind {
             ConnectionKind::Lite => LimitScope::LiteSession,
             ConnectionKind::Business => LimitScope::BusinessNumber,
@@ -171,30 +184,29 @@ impl RateLimiterState {
                 out.push(Permit::Wait { after, scope });
                 continue;
             }
-            // The pair rate first: a recipient over it must not use up a connection cell.
+            let slot = entry.next.max(now);
+            if slot > now + HORIZON {
+                let after = (slot - HORIZON - now).max(Duration::from_micros(100));
+                metrics::counter!("sincro_rate_limited_total", "scope" => scope.as_str())
+                    .increment(1);
+                blocked = Some(after);
+                out.push(Permit::Wait { after, scope });
+                continue;
+            }
+            // The pair rate before taking the slot: a recipient over it must not waste one.
             if limit.pair_rate
                 && let Some(pairs) = &self.per_recipient
                 && let Err(not_until) = pairs.check_key(&(connection, to))
             {
                 metrics::counter!("sincro_rate_limited_total", "scope" => LimitScope::Recipient.as_str()).increment(1);
                 out.push(Permit::Wait {
-                    after: not_until.wait_time_from(now),
+                    after: not_until.wait_time_from(clock_now),
                     scope: LimitScope::Recipient,
                 });
                 continue;
             }
-            match entry.bucket.check() {
-                Ok(()) => out.push(Permit::Granted),
-                Err(not_until) => {
-                    let after = not_until
-                        .wait_time_from(now)
-                        .max(Duration::from_micros(100));
-                    metrics::counter!("sincro_rate_limited_total", "scope" => scope.as_str())
-                        .increment(1);
-                    blocked = Some(after);
-                    out.push(Permit::Wait { after, scope });
-                }
-            }
+            entry.next = slot + entry.interval;
+            out.push(Permit::Granted { at: slot });
         }
         out
     }
@@ -280,7 +292,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shapes_stay_under_the_limit() {
+    fn slots_stay_under_the_limit() {
         for (l, p) in [
             (80, 1),
             (100, 60),
@@ -291,12 +303,12 @@ mod tests {
             (120, 1),
         ] {
             let period = Duration::from_secs(p);
-            let (burst, interval) = shape(l, period);
-            let max_in_window = burst as u64 + (period.as_nanos() / interval.as_nanos()) as u64;
+            let t = interval(l, period);
+            let max_in_window = (period.as_nanos() / t.as_nanos()) as u64 + 1;
             assert!(max_in_window <= l as u64, "{l}/{p}s: {max_in_window}");
             if l >= 80 {
                 assert!(
-                    max_in_window as f64 >= 0.95 * l as f64,
+                    max_in_window as f64 >= 0.97 * l as f64,
                     "{l}: {max_in_window}"
                 );
             }
@@ -304,7 +316,7 @@ mod tests {
     }
 
     #[test]
-    fn connection_bucket_blocks_the_rest_and_pairs_wait_alone() {
+    fn slots_are_spaced_and_pairs_wait_alone() {
         let mut st = RateLimiterState {
             per_user: Governor::keyed(per_minute(10)),
             per_ip: Governor::keyed(per_minute(10)),
@@ -319,18 +331,14 @@ mod tests {
             pair_rate: true,
         };
         let c = Uuid::new_v4();
-        let permits = st.acquire_send(
-            c,
-            limit,
-            vec![
-                "+1".into(),
-                "+1".into(),
-                "+2".into(),
-                "+3".into(),
-                "+4".into(),
-            ],
-        );
-        assert_eq!(permits[0], Permit::Granted);
+        let recipients: Vec<String> = ["+1", "+1", "+2", "+3", "+4", "+5", "+6"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let permits = st.acquire_send(c, limit, recipients);
+        let Permit::Granted { at: first } = permits[0] else {
+            panic!("{permits:?}")
+        };
         assert!(matches!(
             permits[1],
             Permit::Wait {
@@ -338,16 +346,21 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(permits[2], Permit::Granted); // burst of 2
+        let Permit::Granted { at: second } = permits[2] else {
+            panic!("{permits:?}")
+        };
+        assert_eq!(second - first, interval(80, Duration::from_secs(1)));
+        // 50 ms ahead at 12.8 ms apart: 4 slots, then the number's limit.
+        assert!(matches!(permits[4], Permit::Granted { .. }));
         assert!(matches!(
-            permits[3],
+            permits[5],
             Permit::Wait {
                 scope: LimitScope::BusinessNumber,
                 ..
             }
         ));
         assert!(matches!(
-            permits[4],
+            permits[6],
             Permit::Wait {
                 scope: LimitScope::BusinessNumber,
                 ..

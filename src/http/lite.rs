@@ -165,9 +165,7 @@ fn optional_json<T: serde::de::DeserializeOwned + Default + Send>(
         })
 }
 
-fn supervisor(
-    ctx: &AppContext,
-) -> Result<ractor::ActorRef<LiteSupervisorMessage>, ApiError> {
+fn supervisor(ctx: &AppContext) -> Result<ractor::ActorRef<LiteSupervisorMessage>, ApiError> {
     ctx.actors
         .children
         .lite
@@ -193,11 +191,18 @@ fn activate_error(e: ActivateError) -> ApiError {
     }
 }
 
-async fn create(p: Principal, body: NewSession, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+async fn create(
+    p: Principal,
+    body: NewSession,
+    ctx: Arc<AppContext>,
+) -> Result<Response, ApiError> {
     let name = match body.name.as_deref().map(str::trim) {
         None => None,
         Some("") => {
-            return Err(ApiError::bad_request("invalid_name", "name must not be empty"));
+            return Err(ApiError::bad_request(
+                "invalid_name",
+                "name must not be empty",
+            ));
         }
         Some(n) if n.chars().count() > 100 => {
             return Err(ApiError::bad_request(
@@ -350,9 +355,7 @@ async fn qr_image(
         }
         Format::Svg => {
             let svg = qr::svg(&data).map_err(ApiError::internal)?;
-            no_store(
-                warp::reply::with_header(svg, "content-type", "image/svg+xml").into_response(),
-            )
+            no_store(warp::reply::with_header(svg, "content-type", "image/svg+xml").into_response())
         }
     })
 }

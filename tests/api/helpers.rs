@@ -58,6 +58,8 @@ pub fn base_env(database_url: &str, data_dir: &std::path::Path) -> HashMap<Strin
             format!("test-{}", Uuid::new_v4().simple()),
         ),
         ("SHUTDOWN_TIMEOUT_SECS".to_string(), "10".to_string()),
+        // Many daemons run at once in this process; PostgreSQL allows 100 connections.
+        ("DB_POOL_SIZE".to_string(), "6".to_string()),
     ])
 }
 

@@ -72,7 +72,9 @@ pub async fn lite_app_with(
     })
     .await;
     let data_dir = PathBuf::from(&app.env["DATA_DIR"]);
-    let (user, key) = app.user(&format!("lite-{}@example.com", Uuid::new_v4()), false).await;
+    let (user, key) = app
+        .user(&format!("lite-{}@example.com", Uuid::new_v4()), false)
+        .await;
     Some(Lite {
         app,
         sim,
@@ -149,7 +151,10 @@ impl Lite {
             .send()
             .await
             .unwrap();
-        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+        (
+            res.status().as_u16(),
+            res.json().await.unwrap_or(Value::Null),
+        )
     }
 
     pub async fn sim_get(&self, path: &str) -> Value {
@@ -173,7 +178,8 @@ impl Lite {
         })
         .await;
         assert!(linked.is_some(), "the QR was never scannable");
-        self.wait_status(id, "WORKING", Duration::from_secs(20)).await
+        self.wait_status(id, "WORKING", Duration::from_secs(20))
+            .await
     }
 
     /// A session created and linked.
@@ -286,7 +292,10 @@ async fn lite_qr_png_rotation_refresh_scan_working() {
     let first = eventually(Duration::from_secs(20), || lite.qr(&id))
         .await
         .expect("a QR");
-    eprintln!("lite: QR {} ms after the request", asked.elapsed().as_millis());
+    eprintln!(
+        "lite: QR {} ms after the request",
+        asked.elapsed().as_millis()
+    );
     assert_eq!(first.split(',').count(), 5, "{first}");
     let shown = lite.sim_get("sim/qr").await;
     let res = lite
@@ -434,7 +443,9 @@ async fn lite_pairing_code_links() {
         .sim_post("pair", json!({"code": code, "phone": "5511999990002"}))
         .await;
     assert_eq!(status, 200, "{answer}");
-    let s = lite.wait_status(&id, "WORKING", Duration::from_secs(20)).await;
+    let s = lite
+        .wait_status(&id, "WORKING", Duration::from_secs(20))
+        .await;
     assert_eq!(s["phone"], "+5511999990002");
     lite.finish().await;
 }
@@ -527,8 +538,7 @@ async fn lite_inbound_outbound_media_and_acks() {
         .unwrap();
     assert_eq!(media.get::<_, i64>(1), jpeg.len() as i64);
     assert_eq!(media.get::<_, String>(4), "image/jpeg");
-    let on_disk =
-        std::fs::read_to_string(lite.data_dir.join(media.get::<_, String>(3))).unwrap();
+    let on_disk = std::fs::read_to_string(lite.data_dir.join(media.get::<_, String>(3))).unwrap();
     assert!(
         !on_disk.contains("sincro lite test image"),
         "media is sealed at rest"
@@ -545,16 +555,19 @@ async fn lite_inbound_outbound_media_and_acks() {
         .expect("registered");
     let outcome = conn_ref
         .send(
-            outbound(&lite, &id, "text", json!({"type": "text", "text": {"body": "olá, segue o orçamento"}})),
+            outbound(
+                &lite,
+                &id,
+                "text",
+                json!({"type": "text", "text": {"body": "olá, segue o orçamento"}}),
+            ),
             Duration::from_secs(40),
         )
         .await;
     let SendOutcome::Sent { external_id } = outcome else {
         panic!("text send: {outcome:?}")
     };
-    let sent = lite
-        .sim_get(&format!("sim/sent?account={ACCOUNT}"))
-        .await;
+    let sent = lite.sim_get(&format!("sim/sent?account={ACCOUNT}")).await;
     let item = sent
         .as_array()
         .unwrap()
@@ -591,12 +604,13 @@ async fn lite_inbound_outbound_media_and_acks() {
             Duration::from_secs(40),
         )
         .await;
-    let SendOutcome::Sent { external_id: doc_id } = outcome else {
+    let SendOutcome::Sent {
+        external_id: doc_id,
+    } = outcome
+    else {
         panic!("document send: {outcome:?}")
     };
-    let sent = lite
-        .sim_get(&format!("sim/sent?account={ACCOUNT}"))
-        .await;
+    let sent = lite.sim_get(&format!("sim/sent?account={ACCOUNT}")).await;
     let doc = sent
         .as_array()
         .unwrap()
@@ -612,7 +626,12 @@ async fn lite_inbound_outbound_media_and_acks() {
     // Types Lite cannot send fail at once; a bad body too.
     let outcome = conn_ref
         .send(
-            outbound(&lite, &id, "template", json!({"type": "template", "template": {"name": "x"}})),
+            outbound(
+                &lite,
+                &id,
+                "template",
+                json!({"type": "template", "template": {"name": "x"}}),
+            ),
             Duration::from_secs(10),
         )
         .await;
@@ -735,7 +754,9 @@ async fn lite_logout_from_phone_stops_and_wipes() {
     lite.wait_snapshot(&id).await;
     let (status, body) = lite.sim_post("logout", json!({"account": ACCOUNT})).await;
     assert_eq!(status, 200, "{body}");
-    let s = lite.wait_status(&id, "STOPPED", Duration::from_secs(20)).await;
+    let s = lite
+        .wait_status(&id, "STOPPED", Duration::from_secs(20))
+        .await;
     assert_eq!(s["last_disconnect_reason"], "LOGOUT");
     assert!(s["profile_snapshot_at"].is_null(), "snapshot wiped");
     assert!(!lite.lite_dir().join(&id).exists(), "profile wiped");
@@ -755,7 +776,10 @@ async fn lite_logout_from_phone_stops_and_wipes() {
     let res = lite
         .app
         .http
-        .delete(format!("{}/v1/lite/sessions/{id2}?logout=true", lite.app.base))
+        .delete(format!(
+            "{}/v1/lite/sessions/{id2}?logout=true",
+            lite.app.base
+        ))
         .bearer_auth(&lite.key)
         .send()
         .await
@@ -800,7 +824,11 @@ async fn lite_sixth_session_refused_and_bad_input() {
     .await;
     assert!(body["error"]["message"].as_str().unwrap().contains('5'));
     let client = lite.app.pool().get().await.unwrap();
-    assert_eq!(session_count(&client, lite.user).await, 5, "nothing created by the refused request");
+    assert_eq!(
+        session_count(&client, lite.user).await,
+        5,
+        "nothing created by the refused request"
+    );
     // Bad input: clear 4xx, nothing changed.
     expect_error(
         lite.app
@@ -837,7 +865,10 @@ async fn lite_sixth_session_refused_and_bad_input() {
     let res = lite
         .app
         .http
-        .delete(format!("{}/v1/lite/sessions/{}?logout=maybe", lite.app.base, ids[0]))
+        .delete(format!(
+            "{}/v1/lite/sessions/{}?logout=maybe",
+            lite.app.base, ids[0]
+        ))
         .bearer_auth(&lite.key)
         .send()
         .await
@@ -919,9 +950,19 @@ async fn lite_reaper_kills_chromium_left_by_a_killed_daemon() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     std::os::unix::process::CommandExt::process_group(&mut orphan, 0);
-    let mut child = orphan.spawn().unwrap();
+    let child = orphan.spawn().unwrap();
+    // Should the test fail before the daemon reaps it, do not leave it running.
+    struct Orphan(std::process::Child);
+    impl Drop for Orphan {
+        fn drop(&mut self) {
+            // SAFETY: the process group this test created.
+            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Orphan(child);
     let up = eventually(Duration::from_secs(20), || async {
-        (live_under(&lite_dir).len() >= 2).then_some(())
+        (!live_under(&lite_dir).is_empty()).then_some(())
     })
     .await;
     assert!(up.is_some(), "the leftover browser did not start");
@@ -934,7 +975,7 @@ async fn lite_reaper_kills_chromium_left_by_a_killed_daemon() {
         env.insert("DATA_DIR".into(), dir);
     })
     .await;
-    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let _ = tokio::task::spawn_blocking(move || child.0.wait()).await;
     assert!(live_under(&lite_dir).is_empty(), "leftover Chromium killed");
     app.shutdown().await;
     sim.shutdown().await;
@@ -961,11 +1002,18 @@ async fn lite_daemon_killed_and_restarted_comes_back_working_without_qr() {
     let mut env = base_env(&database_url, data_dir.path());
     lite_env(&mut env, &sim);
     env.insert("LOG_LEVEL".into(), "info".into());
-    let out = command(&["user", "create", "--email", "lite-process@example.com"], &env)
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = command(
+        &["user", "create", "--email", "lite-process@example.com"],
+        &env,
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let key = String::from_utf8_lossy(&out.stdout)
         .lines()
         .last()
@@ -1040,7 +1088,11 @@ async fn lite_daemon_killed_and_restarted_comes_back_working_without_qr() {
         live_under(&lite_dir).is_empty().then_some(())
     })
     .await;
-    assert!(orphans.is_some(), "Chromium outlived its daemon: {:?}", live_under(&lite_dir));
+    assert!(
+        orphans.is_some(),
+        "Chromium outlived its daemon: {:?}",
+        live_under(&lite_dir)
+    );
 
     // The next daemon resumes it: WORKING, no new QR.
     let restarted = Instant::now();

@@ -47,7 +47,7 @@ pub enum BridgeEvent {
     /// The page logged out (from the phone, or through the API).
     Logout,
     /// A new message from a contact.
-    Msg { msg: PageMessage },
+    Msg { msg: Box<PageMessage> },
     /// The ack of a message we sent changed (-1 error, 1 server, 2 device, 3 read, 4 played).
     Ack { id: String, ack: i64 },
     /// Something the bridge could not do.
@@ -133,7 +133,10 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(e, BridgeEvent::Msg { msg } if msg.body.as_deref() == Some("oi")));
-        assert!(matches!(BridgeEvent::parse(r#"{"t":"logout"}"#).unwrap(), BridgeEvent::Logout));
+        assert!(matches!(
+            BridgeEvent::parse(r#"{"t":"logout"}"#).unwrap(),
+            BridgeEvent::Logout
+        ));
     }
 
     #[test]

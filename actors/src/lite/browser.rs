@@ -42,8 +42,11 @@ pub enum BrowserError {
     Connect(String),
 }
 
-/// Flags every session's Chromium gets (no leading dashes). Chosen for memory: one renderer
-/// for the page, no GPU process, no zygote, no images or disk cache.
+/// Flags every session's Chromium gets (no leading dashes). Chosen for memory: no GPU
+/// process, no zygote, no preloaded browser-UI renderer, no images or disk cache. With
+/// [`SINGLE_PROCESS`] on top (the default, see `LiteSettings::single_process`) the whole browser
+/// is one process: about half the PSS per session of WAHA's flag set in `lite_bench`. A crash
+/// then takes the whole browser down, which the session handles like any browser death.
 pub const BASE_FLAGS: &[&str] = &[
     "headless=new",
     "disable-gpu",
@@ -64,12 +67,15 @@ pub const BASE_FLAGS: &[&str] = &[
     "disk-cache-size=1",
     "renderer-process-limit=1",
     "disable-site-isolation-trials",
-    "disable-features=Translate,OptimizationHints,MediaRouter,IsolateOrigins,site-per-process,BackForwardCache,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,PaintHolding",
+    "disable-features=Translate,OptimizationHints,MediaRouter,IsolateOrigins,site-per-process,BackForwardCache,AutofillServerCommunication,CertificateTransparencyComponentUpdater,InterestFeedContentSuggestions,PaintHolding,WebUIOmniboxPopup,PreloadTopChromeWebUI",
     "blink-settings=imagesEnabled=false",
     "disable-blink-features=AutomationControlled",
     "js-flags=--max-old-space-size=512",
     "window-size=1280,800",
 ];
+
+/// Renderer, network and storage in the browser process.
+pub const SINGLE_PROCESS: &str = "single-process";
 
 /// A desktop Chrome user agent: WhatsApp Web refuses the headless one.
 pub const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
@@ -97,7 +103,21 @@ impl LaunchSpec {
         extra: &[String],
         timeout: Duration,
     ) -> Self {
+        Self::with_mode(exe, user_data_dir, extra, timeout, true)
+    }
+
+    /// As [`LaunchSpec::new`], choosing whether Chromium runs as a single process.
+    pub fn with_mode(
+        exe: Option<PathBuf>,
+        user_data_dir: PathBuf,
+        extra: &[String],
+        timeout: Duration,
+        single_process: bool,
+    ) -> Self {
         let mut flags: Vec<String> = BASE_FLAGS.iter().map(|s| s.to_string()).collect();
+        if single_process {
+            flags.push(SINGLE_PROCESS.into());
+        }
         flags.push(format!("user-agent={USER_AGENT}"));
         if unsafe { libc::geteuid() } == 0 {
             // Chromium's sandbox cannot run as root.
@@ -203,7 +223,9 @@ impl Chromium {
             Ok(Ok(Err(tail))) => {
                 // stderr closed before the DevTools line: Chromium is exiting.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let exit = chromium.try_wait().unwrap_or_else(|| "still running".into());
+                let exit = chromium
+                    .try_wait()
+                    .unwrap_or_else(|| "still running".into());
                 return Err(BrowserError::Exited(format!("{exit}; {tail}")));
             }
             Ok(Err(_)) => return Err(BrowserError::Exited("stderr reader ended".into())),
@@ -260,7 +282,10 @@ impl Chromium {
                 break;
             }
             if Instant::now() > until {
-                tracing::warn!(pid = self.pid, "Chromium processes still present 5 s after SIGKILL");
+                tracing::warn!(
+                    pid = self.pid,
+                    "Chromium processes still present 5 s after SIGKILL"
+                );
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -345,12 +370,12 @@ fn drain_stderr(
         if tx.is_none() {
             continue;
         }
-        if let Some(at) = line.find("ws://") {
-            if line.contains("DevTools listening on") {
-                let url = line[at..].trim().to_string();
-                let _ = tx.take().expect("checked").send(Ok(url));
-                continue;
-            }
+        if let Some(at) = line.find("ws://")
+            && line.contains("DevTools listening on")
+        {
+            let url = line[at..].trim().to_string();
+            let _ = tx.take().expect("checked").send(Ok(url));
+            continue;
         }
         if tail.len() == 5 {
             tail.pop_front();

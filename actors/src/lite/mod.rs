@@ -62,6 +62,8 @@ pub struct LiteSettings {
     pub qr_max_cycles: u32,
     /// Time allowed for Chromium to start and for the page to load.
     pub launch_timeout: Duration,
+    /// Run each Chromium as one process (half the memory; see `browser::BASE_FLAGS`).
+    pub single_process: bool,
 }
 
 impl Default for LiteSettings {
@@ -78,6 +80,7 @@ impl Default for LiteSettings {
             snapshot_interval: Duration::from_secs(600),
             qr_max_cycles: 10,
             launch_timeout: Duration::from_secs(30),
+            single_process: true,
         }
     }
 }
@@ -146,7 +149,10 @@ impl Status {
 
     /// Counts toward the per-user limit and is owned by a running actor.
     pub fn is_active(self) -> bool {
-        matches!(self, Status::Starting | Status::ScanQrCode | Status::Working)
+        matches!(
+            self,
+            Status::Starting | Status::ScanQrCode | Status::Working
+        )
     }
 }
 

@@ -109,10 +109,7 @@ pub fn unpack(archive: &[u8], profile: &Path) -> io::Result<usize> {
         let rel = std::str::from_utf8(&r[..n]).map_err(|_| bad("corrupt snapshot (utf-8)"))?;
         let rel = PathBuf::from(rel);
         r = &r[n..];
-        if rel
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
             return Err(bad("snapshot path leaves the profile"));
         }
         let mut len8 = [0u8; 8];

@@ -19,7 +19,9 @@ use super::browser::{Chromium, LaunchSpec};
 use super::media::{self, MAX_MEDIA_BYTES};
 use super::{LiteError, LiteSettings, Status, profile, reason, store};
 use crate::connection::{ConnectionKind, ConnectionRef, OutboundMessage, SendOutcome};
-use crate::ingest::{Estado, InboundItem, InboundMessage, IngestMessage, MessageKind, StatusUpdate};
+use crate::ingest::{
+    Estado, InboundItem, InboundMessage, IngestMessage, MessageKind, StatusUpdate,
+};
 use crate::seal::Purpose;
 use crate::shared::Shared;
 use crate::supervision::Slot;
@@ -84,7 +86,10 @@ pub enum LiteSessionMessage {
     },
     /// Stop on purpose: close the browser gracefully and keep the profile, or (`logout`)
     /// unlink the device and wipe the profile. Replies once done; the session then ends.
-    Stop { logout: bool, reply: RpcReplyPort<()> },
+    Stop {
+        logout: bool,
+        reply: RpcReplyPort<()>,
+    },
     /// Fault injection: panic in the handler (supervision tests).
     Panic,
 }
@@ -165,7 +170,11 @@ impl Actor for LiteSession {
     ) -> Result<Self::State, ActorProcessingErr> {
         args.shared.connections.register(
             args.id,
-            ConnectionRef::new(ConnectionKind::Lite, myself.clone(), LiteSessionMessage::Send),
+            ConnectionRef::new(
+                ConnectionKind::Lite,
+                myself.clone(),
+                LiteSessionMessage::Send,
+            ),
         );
         let settings = args.shared.settings.lite.clone();
         let registration = Registration {
@@ -220,7 +229,9 @@ impl Actor for LiteSession {
             LiteSessionMessage::Boot => state.boot(&myself).await?,
             LiteSessionMessage::Bridge(payload) => match BridgeEvent::parse(&payload) {
                 Ok(ev) => state.on_event(&myself, ev).await?,
-                Err(e) => tracing::warn!(session = %state.args.id, error = %e, "unreadable bridge event"),
+                Err(e) => {
+                    tracing::warn!(session = %state.args.id, error = %e, "unreadable bridge event")
+                }
             },
             LiteSessionMessage::BrowserGone(boot, why) => {
                 if boot == state.boot_gen && state.running.is_some() {
@@ -263,7 +274,11 @@ impl Actor for LiteSession {
                 let _ = reply.send(());
                 myself.stop(Some(format!(
                     "{FINAL}{}",
-                    if logout { reason::LOGOUT } else { reason::STOPPED }
+                    if logout {
+                        reason::LOGOUT
+                    } else {
+                        reason::STOPPED
+                    }
                 )));
             }
             LiteSessionMessage::Panic => panic!("fault injection in lite session"),
@@ -355,17 +370,23 @@ impl SessionState {
                 std::fs::create_dir_all(&profile_dir)?;
             }
         }
-        let spec = LaunchSpec::new(
+        let spec = LaunchSpec::with_mode(
             self.settings.chromium_path.clone(),
             profile_dir,
             &self.settings.chromium_args,
             self.settings.launch_timeout,
+            self.settings.single_process,
         );
         let chromium = Chromium::launch(&spec).await?;
         self.boot_gen += 1;
         let running = tokio::time::timeout(
             self.settings.launch_timeout,
-            open_page(chromium, myself.clone(), self.boot_gen, &self.settings.web_url),
+            open_page(
+                chromium,
+                myself.clone(),
+                self.boot_gen,
+                &self.settings.web_url,
+            ),
         )
         .await
         .map_err(|_| LiteError::Timeout(self.settings.launch_timeout))??;
@@ -374,9 +395,8 @@ impl SessionState {
         self.health_failures = 0;
         tracing::info!(session = %self.id(), elapsed_ms = started.elapsed().as_millis() as u64, "page loaded");
         if let Some(r) = &mut self.running {
-            let tick = myself.send_interval(self.settings.health_interval, || {
-                LiteSessionMessage::Health
-            });
+            let tick =
+                myself.send_interval(self.settings.health_interval, || LiteSessionMessage::Health);
             r.tasks.push(tick);
         }
         Ok(())
@@ -427,7 +447,7 @@ impl SessionState {
                 self.working(myself, me).await?;
             }
             BridgeEvent::Logout => return self.logged_out(myself).await,
-            BridgeEvent::Msg { msg } => self.inbound(msg).await,
+            BridgeEvent::Msg { msg } => self.inbound(*msg).await,
             BridgeEvent::Ack { id, ack } => {
                 let estado = match ack {
                     -1 => Estado::Failed,
@@ -489,19 +509,22 @@ impl SessionState {
             "CONFLICT" => {
                 tracing::info!(session = %self.id(), "WhatsApp opened elsewhere; taking the session back");
                 if self.status == Status::Working {
-                    self.set_status(Status::Starting, Some("CONFLICT"), None).await?;
+                    self.set_status(Status::Starting, Some("CONFLICT"), None)
+                        .await?;
                 }
                 myself.send_after(Duration::from_secs(1), || LiteSessionMessage::Takeover);
             }
             "TIMEOUT" => {
                 if self.status == Status::Working {
-                    self.set_status(Status::Starting, Some("TIMEOUT"), None).await?;
+                    self.set_status(Status::Starting, Some("TIMEOUT"), None)
+                        .await?;
                 }
             }
             "TOS_BLOCK" | "SMB_TOS_BLOCK" | "PROXYBLOCK" | "DEPRECATED_VERSION" => {
                 tracing::warn!(session = %self.id(), %state, "WhatsApp refuses this session");
                 self.close_browser(true).await;
-                self.set_status(Status::Failed, Some(state), Some(state)).await?;
+                self.set_status(Status::Failed, Some(state), Some(state))
+                    .await?;
                 self.finish(myself, state);
             }
             _ => {}
@@ -551,7 +574,8 @@ impl SessionState {
         tracing::info!(session = %self.id(), "logged out; wiping the profile");
         self.close_browser(false).await;
         self.wipe().await?;
-        self.set_status(Status::Stopped, Some(reason::LOGOUT), None).await?;
+        self.set_status(Status::Stopped, Some(reason::LOGOUT), None)
+            .await?;
         self.finish(myself, reason::LOGOUT);
         Ok(())
     }
@@ -649,10 +673,18 @@ impl SessionState {
                 return;
             }
         };
-        let sealed = self.args.shared.sealer.seal(Purpose::ProfileSnapshot, &archive);
+        let sealed = self
+            .args
+            .shared
+            .sealer
+            .seal(Purpose::ProfileSnapshot, &archive);
         match store::save_snapshot(&self.args.shared.pool, self.id(), &sealed).await {
-            Ok(()) => tracing::debug!(session = %self.id(), bytes = archive.len(), "profile snapshot saved"),
-            Err(e) => tracing::warn!(session = %self.id(), error = %e, "profile snapshot not saved"),
+            Ok(()) => {
+                tracing::debug!(session = %self.id(), bytes = archive.len(), "profile snapshot saved")
+            }
+            Err(e) => {
+                tracing::warn!(session = %self.id(), error = %e, "profile snapshot not saved")
+            }
         }
     }
 
@@ -799,7 +831,11 @@ impl SessionState {
         let text = match kind {
             MessageKind::Texto => msg.body.clone(),
             MessageKind::Ubicacion => msg.loc.clone(),
-            _ => msg.caption.clone().or(msg.body.clone()).filter(|s| !s.is_empty()),
+            _ => msg
+                .caption
+                .clone()
+                .or(msg.body.clone())
+                .filter(|s| !s.is_empty()),
         };
         if kind == MessageKind::Ubicacion {
             payload = json!({"latitude": msg.lat, "longitude": msg.lng, "name": msg.loc});
@@ -833,10 +869,15 @@ impl SessionState {
             return Err(LiteError::Page("no browser".into()));
         };
         let key = json!(msg.serialized);
-        let size = bridge::call(&r.page, "download", &[key.clone()], Duration::from_secs(60))
-            .await?
-            .as_u64()
-            .unwrap_or(0) as usize;
+        let size = bridge::call(
+            &r.page,
+            "download",
+            std::slice::from_ref(&key),
+            Duration::from_secs(60),
+        )
+        .await?
+        .as_u64()
+        .unwrap_or(0) as usize;
         let result = async {
             if size > MAX_MEDIA_BYTES {
                 return Ok(None);
@@ -922,7 +963,10 @@ impl SessionState {
                 } else if let Some(link) = obj["link"].as_str() {
                     media::fetch_link(link).await.map(|(b, m)| (b, m, None))
                 } else {
-                    Err(LiteError::Invalid(format!("{}.id or {}.link is required", msg.kind, msg.kind)))
+                    Err(LiteError::Invalid(format!(
+                        "{}.id or {}.link is required",
+                        msg.kind, msg.kind
+                    )))
                 };
                 let (bytes, mime, stored_name) = match loaded {
                     Ok(v) => v,
@@ -1008,7 +1052,10 @@ impl SessionState {
                     } else if result["messageSendResult"] == "OK" {
                         SendOutcome::Sent { external_id: id }
                     } else {
-                        let error = result["error"].as_str().unwrap_or("send failed").to_string();
+                        let error = result["error"]
+                            .as_str()
+                            .unwrap_or("send failed")
+                            .to_string();
                         match error.as_str() {
                             "not_connected" | "not_linked" => SendOutcome::Retry {
                                 code: None,

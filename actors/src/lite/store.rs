@@ -117,7 +117,10 @@ async fn lock_user(tx: &impl GenericClient, usuario_id: Uuid) -> Result<(), toki
     Ok(())
 }
 
-async fn active_count(tx: &impl GenericClient, usuario_id: Uuid) -> Result<i64, tokio_postgres::Error> {
+async fn active_count(
+    tx: &impl GenericClient,
+    usuario_id: Uuid,
+) -> Result<i64, tokio_postgres::Error> {
     Ok(tx
         .query_one(
             "SELECT count(*) FROM whatsapp_lite_sessions
@@ -223,14 +226,19 @@ pub async fn get(
 ) -> Result<Option<SessionRow>, StoreError> {
     Ok(client
         .query_opt(
-            &format!("SELECT {COLUMNS} FROM whatsapp_lite_sessions WHERE id = $1 AND usuario_id = $2"),
+            &format!(
+                "SELECT {COLUMNS} FROM whatsapp_lite_sessions WHERE id = $1 AND usuario_id = $2"
+            ),
             &[&id, &usuario_id],
         )
         .await?
         .map(|r| row(&r)))
 }
 
-pub async fn list(client: &impl GenericClient, usuario_id: Uuid) -> Result<Vec<SessionRow>, StoreError> {
+pub async fn list(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+) -> Result<Vec<SessionRow>, StoreError> {
     Ok(client
         .query(
             &format!(
@@ -319,12 +327,22 @@ async fn update_status(
             &id,
             &status.as_str(),
             &s.phone,
-            &matches!(status, Status::Starting | Status::ScanQrCode | Status::Working),
+            &matches!(
+                status,
+                Status::Starting | Status::ScanQrCode | Status::Working
+            ),
         ],
     )
     .await?;
     if before != status.as_str() || reason.is_some() {
-        events::append(tx, sealer, s.usuario_id, "session.status", &status_event(&s)).await?;
+        events::append(
+            tx,
+            sealer,
+            s.usuario_id,
+            "session.status",
+            &status_event(&s),
+        )
+        .await?;
     }
     Ok(Some(s))
 }
@@ -356,7 +374,8 @@ pub async fn set_qr(
 ) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let Some(s) = update_status(&tx, sealer, id, Status::ScanQrCode, None, None, None).await? else {
+    let Some(s) = update_status(&tx, sealer, id, Status::ScanQrCode, None, None, None).await?
+    else {
         return Ok(());
     };
     tx.execute(
@@ -388,7 +407,11 @@ pub async fn save_snapshot(pool: &Pool, id: Uuid, sealed: &str) -> Result<(), St
     Ok(())
 }
 
-pub async fn load_snapshot(pool: &Pool, sealer: &Sealer, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+pub async fn load_snapshot(
+    pool: &Pool,
+    sealer: &Sealer,
+    id: Uuid,
+) -> Result<Option<Vec<u8>>, StoreError> {
     let sealed: Option<String> = pool
         .get()
         .await?

@@ -172,6 +172,12 @@ pub struct Lane {
     busy: Arc<Mutex<HashSet<String>>>,
     sends: Arc<Semaphore>,
     concurrency: usize,
+    /// When the next send of this connection may actually start: slots are only a lower
+    /// bound, and sends that fell behind (a busy machine) must not leave bunched together.
+    gate: Arc<tokio::sync::Mutex<Instant>>,
+    /// Sends being marked or marked in flight that have not passed the gate yet: kept to
+    /// about 150 ms of sending, so a crash leaves few uncertain rows.
+    waiting: Arc<AtomicUsize>,
     /// Signalled when one of this lane's sends finishes.
     pub done: Arc<Notify>,
 }
@@ -196,6 +202,8 @@ impl Lane {
             busy: Arc::default(),
             sends: Arc::new(Semaphore::new(concurrency)),
             concurrency,
+            gate: Arc::new(tokio::sync::Mutex::new(Instant::now())),
+            waiting: Arc::new(AtomicUsize::new(0)),
             done: Arc::new(Notify::new()),
         }
     }
@@ -400,7 +408,21 @@ impl Lane {
                 on_done: true,
             };
         }
+        let spacing = rate_limiter::interval(limits.per_period, limits.period);
+        // Room for the slots ahead plus the time marking takes (a busy store): about
+        // 150 ms of sending. A crash can leave at most that many rows uncertain.
+        let pipeline = rate_limiter::HORIZON + Duration::from_millis(100);
+        let ahead = (pipeline.as_nanos() / spacing.as_nanos().max(1)) as usize + 2;
+        let room = ahead.saturating_sub(self.waiting.load(Ordering::SeqCst));
+        if room == 0 {
+            return Step::Wait {
+                at_most: spacing.clamp(Duration::from_millis(1), Duration::from_millis(50)),
+                on_new: false,
+                on_done: false,
+            };
+        }
         let max = free
+            .min(room)
             .min(PERMIT_BATCH)
             .min(if limits.gap.is_some() { 1 } else { usize::MAX });
         let mut picked: Vec<Claimed> = Vec::new();
@@ -479,12 +501,12 @@ impl Lane {
                 };
             }
         };
-        let mut granted: Vec<Claimed> = Vec::new();
+        let mut granted: Vec<(Claimed, Instant)> = Vec::new();
         let mut back: Vec<Claimed> = Vec::new();
         let mut throttled: Option<(Duration, LimitScope)> = None;
         for (row, permit) in picked.into_iter().zip(permits) {
             match permit {
-                Permit::Granted => granted.push(row),
+                Permit::Granted { at } => granted.push((row, at)),
                 Permit::Wait {
                     after,
                     scope: LimitScope::Recipient,
@@ -557,8 +579,9 @@ impl Lane {
         &mut self,
         conn: crate::connection::ConnectionRef,
         limits: &ConnectionLimits,
-        rows: Vec<Claimed>,
+        granted: Vec<(Claimed, Instant)>,
     ) {
+        let (rows, slots): (Vec<Claimed>, Vec<Instant>) = granted.into_iter().unzip();
         // Pacing and counts are taken now, so the lane's rhythm never waits on the store.
         if let Some((n, at, until)) = self.day {
             self.day = Some((n + rows.len() as u32, at, until));
@@ -580,11 +603,15 @@ impl Lane {
             }
         }
         self.ctx.sending.fetch_add(rows.len(), Ordering::SeqCst);
+        self.waiting.fetch_add(rows.len(), Ordering::SeqCst);
+        let waiting = self.waiting.clone();
         let ctx = self.ctx.clone();
         let busy = self.busy.clone();
         let done = self.done.clone();
         let kind = self.kind;
         let timeout = self.ctx.shared.settings.outbound.send_timeout;
+        let gate = self.gate.clone();
+        let spacing = rate_limiter::interval(limits.per_period, limits.period);
         tokio::spawn(async move {
             let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
             let attempts: HashMap<Uuid, u32> = match ctx.marker.mark(ids).await {
@@ -596,7 +623,7 @@ impl Lane {
                 }
             };
             let failed_marking = attempts.is_empty();
-            for (row, permit) in rows.into_iter().zip(permits) {
+            for ((row, permit), slot) in rows.into_iter().zip(permits).zip(slots) {
                 let Some(&attempt) = attempts.get(&row.message_id) else {
                     if failed_marking {
                         ctx.recorder
@@ -607,6 +634,7 @@ impl Lane {
                     }
                     busy.lock().expect("busy lock").remove(&row.recipient);
                     ctx.sending.fetch_sub(1, Ordering::SeqCst);
+                    waiting.fetch_sub(1, Ordering::SeqCst);
                     drop(permit);
                     done.notify_one();
                     continue;
@@ -615,7 +643,18 @@ impl Lane {
                 let conn = conn.clone();
                 let busy = busy.clone();
                 let done = done.clone();
+                let gate = gate.clone();
+                let waiting = waiting.clone();
                 tokio::spawn(async move {
+                    // On its slot, and never closer than one interval to the previous send:
+                    // the provider sees evenly spaced sends.
+                    {
+                        let mut next = gate.lock().await;
+                        let start = slot.max(*next);
+                        tokio::time::sleep_until(start.into()).await;
+                        *next = start + spacing;
+                    }
+                    waiting.fetch_sub(1, Ordering::SeqCst);
                     let outcome = send_one(&ctx, &conn, kind, &row, attempt, timeout).await;
                     busy.lock().expect("busy lock").remove(&row.recipient);
                     ctx.recorder.record(Done {

@@ -67,14 +67,26 @@ async fn contacts_write(
 
 /// Queues `count` texts "m-<i>" round-robin over `contacts` recipients, 16 requests at a time.
 async fn queue_many(app: &TestApp, key: &str, conn: Uuid, count: usize, contacts: usize) {
+    queue_many_at(app, key, conn, count, contacts, None).await
+}
+
+/// As [`queue_many`], every message due at `send_at` if given.
+async fn queue_many_at(
+    app: &TestApp,
+    key: &str,
+    conn: Uuid,
+    count: usize,
+    contacts: usize,
+    send_at: Option<String>,
+) {
     use futures::StreamExt;
     futures::stream::iter(0..count)
         .map(|i| {
-            let req = app.post("/v1/messages", key).json(&text(
-                conn,
-                &contact(i % contacts),
-                &format!("m-{i}"),
-            ));
+            let mut body = text(conn, &contact(i % contacts), &format!("m-{i}"));
+            if let Some(at) = &send_at {
+                body["send_at"] = json!(at);
+            }
+            let req = app.post("/v1/messages", key).json(&body);
             async move {
                 let r = req.send().await.unwrap();
                 assert_eq!(r.status().as_u16(), 202, "{}", r.text().await.unwrap());
@@ -208,7 +220,26 @@ async fn queue_sim_kill_9_mid_backlog_sends_each_once() {
     };
     let n = view.business_number(&base, &key).await;
     contacts_write(&http, &base, &n, 50, &pool).await;
-    queue_many(&view, &key, n.connection_id, 2000, 50).await;
+    // The whole backlog first (scheduled far ahead), then due at once: however slow the
+    // requests are here, the kill lands in the middle of the sending.
+    let later = (OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    queue_many_at(&view, &key, n.connection_id, 2000, 50, Some(later)).await;
+    {
+        let client = pool.get().await.unwrap();
+        client
+            .execute("UPDATE outbox SET due_at = now()", &[])
+            .await
+            .unwrap();
+        client
+            .execute(
+                "SELECT pg_notify('sincro_outbox', $1)",
+                &[&n.connection_id.to_string()],
+            )
+            .await
+            .unwrap();
+    }
     // Mid-backlog: kill -9.
     let midway = eventually(Duration::from_secs(60), || async {
         (sim.sent(Some(&n.phone_number_id)).len() >= 700).then_some(())
