@@ -55,6 +55,8 @@ pub async fn lite_app_with(
     extra: impl FnOnce(&mut std::collections::HashMap<String, String>),
 ) -> Option<Lite> {
     if chromium().is_none() {
+        // CI installs Chromium (scripts/test): there a missing browser is a failure, not a skip.
+        assert!(std::env::var_os("CI").is_none(), "lite: no Chromium in CI");
         eprintln!("lite: no Chromium (set CHROMIUM_PATH); skipped");
         return None;
     }
@@ -1124,4 +1126,63 @@ async fn qr_event_count(db: &tokio_postgres::Client) -> i64 {
         .await
         .unwrap()
         .get(0)
+}
+
+#[tokio::test]
+async fn lite_message_through_the_queue_is_sent_once_and_acked() {
+    // Arrange
+    let _turn = CHROMIUM.lock().await;
+    let Some(lite) = lite_app().await else { return };
+    let id = lite.working_session(ACCOUNT).await;
+    // Act: the public path, POST /v1/messages → outbox → Dispatcher → LiteSession → page.
+    let resp = lite
+        .app
+        .post("/v1/messages", &lite.key)
+        .json(&json!({"connection_id": id, "to": format!("+{CONTACT}"), "type": "text",
+                      "text": {"body": "pela fila"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let mid = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let view = |mid: String| {
+        let app = &lite.app;
+        let key = lite.key.clone();
+        async move {
+            app.get(&format!("/v1/messages/{mid}"), &key)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // Assert: sent once, with the page's id, then the read ack moves it forward.
+    let sent = eventually(Duration::from_secs(60), || async {
+        let v = view(mid.clone()).await;
+        (v["estado"] == "sent").then_some(v)
+    })
+    .await
+    .expect("sent through the queue");
+    let external = sent["external_id"].as_str().unwrap().to_string();
+    let on_sim = lite.sim_get(&format!("sim/sent?account={ACCOUNT}")).await;
+    let copies: Vec<&Value> = on_sim
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["body"] == "pela fila")
+        .collect();
+    assert_eq!(copies.len(), 1, "sent exactly once");
+    assert_eq!(copies[0]["id"], external.as_str());
+    let (code, _) = lite
+        .sim_post("acks", json!({"id": external, "ack": 3}))
+        .await;
+    assert_eq!(code, 200);
+    eventually(Duration::from_secs(30), || async {
+        (view(mid.clone()).await["estado"] == "read").then_some(())
+    })
+    .await
+    .expect("read ack applied");
+    lite.finish().await;
 }
