@@ -13,9 +13,17 @@ fn sealing(c: &mut Criterion) {
     let sealed = sealer.seal_str(Purpose::MessageBody, body);
     let mut g = c.benchmark_group("seal");
     g.bench_function("baseline_copy", |b| b.iter(|| black_box(body.to_string())));
-    g.bench_function("seal_120B", |b| b.iter(|| black_box(sealer.seal_str(Purpose::MessageBody, black_box(body)))));
+    g.bench_function("seal_120B", |b| {
+        b.iter(|| black_box(sealer.seal_str(Purpose::MessageBody, black_box(body))))
+    });
     g.bench_function("open_120B", |b| {
-        b.iter(|| black_box(sealer.open_str(Purpose::MessageBody, black_box(&sealed)).unwrap()))
+        b.iter(|| {
+            black_box(
+                sealer
+                    .open_str(Purpose::MessageBody, black_box(&sealed))
+                    .unwrap(),
+            )
+        })
     });
     g.finish();
 }

@@ -26,17 +26,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50_000);
     let batch: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(500);
     let concurrency: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(2);
-    let server = std::env::var("BENCH_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let server = std::env::var("BENCH_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let name = format!("sw_bench_{}", Uuid::new_v4().simple());
-    let (admin, conn) = tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await?;
+    let (admin, conn) =
+        tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
     let result = run(&format!("{server}/{name}"), total, batch, concurrency).await;
-    admin.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)")).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await?;
     result
 }
 
-async fn run(url: &str, total: usize, batch: usize, concurrency: usize) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(
+    url: &str,
+    total: usize,
+    batch: usize,
+    concurrency: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
     let pool = store::connect_pool(url, concurrency + 2)?;
     let mut client = pool.get().await?;
     migrate::migrate(&mut client).await?;
@@ -45,7 +56,10 @@ async fn run(url: &str, total: usize, batch: usize, concurrency: usize) -> Resul
     for i in 0..USERS {
         let u = Uuid::now_v7();
         client
-            .execute("INSERT INTO usuarios (id, email) VALUES ($1, $2)", &[&u, &format!("bench{i}@example.com")])
+            .execute(
+                "INSERT INTO usuarios (id, email) VALUES ($1, $2)",
+                &[&u, &format!("bench{i}@example.com")],
+            )
             .await?;
         let c: Uuid = client
             .query_one(
@@ -69,7 +83,9 @@ async fn run(url: &str, total: usize, batch: usize, concurrency: usize) -> Resul
                 profile_name: Some(format!("Contact {contact}")),
                 profile_picture_url: None,
                 kind: MessageKind::Texto,
-                text: Some(format!("message number {i} with a realistic length of text, about sixty chars")),
+                text: Some(format!(
+                    "message number {i} with a realistic length of text, about sixty chars"
+                )),
                 payload: json!({"body": "..."}),
                 details: json!({}),
                 timestamp: now,
@@ -94,7 +110,9 @@ async fn run(url: &str, total: usize, batch: usize, concurrency: usize) -> Resul
         let mut metas = Vec::new();
         let mut exts = Vec::new();
         for item in chunk {
-            let InboundItem::Message(m) = item else { continue };
+            let InboundItem::Message(m) = item else {
+                continue;
+            };
             ids.push(Uuid::now_v7());
             us.push(m.usuario_id);
             cs.push(m.connection_id);
@@ -128,10 +146,26 @@ async fn run(url: &str, total: usize, batch: usize, concurrency: usize) -> Resul
     let replay = started.elapsed();
 
     let rate = |d: std::time::Duration| total as f64 / d.as_secs_f64();
-    println!("ingest_bench: {total} messages, batches of {batch}, {concurrency} in flight, {USERS} users x {CONTACTS_PER_USER} contacts, {events} events");
-    println!("  baseline plain batched INSERT: {:>10.0} msg/s ({:.2} s)", rate(baseline), baseline.as_secs_f64());
-    println!("  ingest pipeline:               {:>10.0} msg/s ({:.2} s)  = {:.2} x baseline", rate(ingest), ingest.as_secs_f64(), rate(ingest) / rate(baseline));
-    println!("  duplicate replay:              {:>10.0} msg/s ({:.2} s)  = {:.2} x baseline", rate(replay), replay.as_secs_f64(), rate(replay) / rate(baseline));
+    println!(
+        "ingest_bench: {total} messages, batches of {batch}, {concurrency} in flight, {USERS} users x {CONTACTS_PER_USER} contacts, {events} events"
+    );
+    println!(
+        "  baseline plain batched INSERT: {:>10.0} msg/s ({:.2} s)",
+        rate(baseline),
+        baseline.as_secs_f64()
+    );
+    println!(
+        "  ingest pipeline:               {:>10.0} msg/s ({:.2} s)  = {:.2} x baseline",
+        rate(ingest),
+        ingest.as_secs_f64(),
+        rate(ingest) / rate(baseline)
+    );
+    println!(
+        "  duplicate replay:              {:>10.0} msg/s ({:.2} s)  = {:.2} x baseline",
+        rate(replay),
+        replay.as_secs_f64(),
+        rate(replay) / rate(baseline)
+    );
     Ok(())
 }
 
@@ -145,20 +179,21 @@ async fn run_batches(
     concurrency: usize,
 ) -> Result<Vec<sincro_actors::ingest::IngestReport>, Box<dyn std::error::Error>> {
     use futures::StreamExt;
-    let results: Vec<Result<_, sincro_actors::store::StoreError>> = futures::stream::iter(items.chunks(batch))
-        .map(|chunk| async move {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let mut client = pool.get().await?;
-                match ingest_batch(&mut client, sealer, Some("BR"), chunk).await {
-                    Err(e) if attempt < 4 && e.is_retryable_conflict() => continue,
-                    other => return other,
+    let results: Vec<Result<_, sincro_actors::store::StoreError>> =
+        futures::stream::iter(items.chunks(batch))
+            .map(|chunk| async move {
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let mut client = pool.get().await?;
+                    match ingest_batch(&mut client, sealer, Some("BR"), chunk).await {
+                        Err(e) if attempt < 4 && e.is_retryable_conflict() => continue,
+                        other => return other,
+                    }
                 }
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
     Ok(results.into_iter().collect::<Result<Vec<_>, _>>()?)
 }

@@ -149,13 +149,14 @@ impl Application {
                 lite: config.lite.clone(),
             },
         });
-        let (actors, tree) = match sincro_actors::start_tree(shared.clone(), options.restart_policy).await {
-            Ok(started) => started,
-            Err(e) => {
-                database.close().await;
-                return Err(StartError::Tree(e.to_string()));
-            }
-        };
+        let (actors, tree) =
+            match sincro_actors::start_tree(shared.clone(), options.restart_policy).await {
+                Ok(started) => started,
+                Err(e) => {
+                    database.close().await;
+                    return Err(StartError::Tree(e.to_string()));
+                }
+            };
         let addr = listener.local_addr().map_err(StartError::Listener)?;
         let ctx = Arc::new(AppContext {
             config: Arc::new(config),

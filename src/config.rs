@@ -298,20 +298,46 @@ impl Config {
                 Duration::from_secs(r.positive(name, default.as_secs(), "a number of seconds"))
             };
             let millis = |r: &mut Reader, name: &str, default: Duration| {
-                Duration::from_millis(r.positive(name, default.as_millis() as u64, "a number of milliseconds"))
+                Duration::from_millis(r.positive(
+                    name,
+                    default.as_millis() as u64,
+                    "a number of milliseconds",
+                ))
             };
             sincro_actors::outbound::OutboundSettings {
-                business_per_second: r.positive("BUSINESS_SEND_RATE_PER_SECOND", d.business_per_second as u64, "a whole number") as u32,
-                lite_per_minute: r.positive("LITE_SEND_RATE_PER_MINUTE", d.lite_per_minute as u64, "a whole number") as u32,
-                pair_burst: r.parse("PAIR_RATE_BURST", d.pair_burst, "a whole number (0 disables)"),
+                business_per_second: r.positive(
+                    "BUSINESS_SEND_RATE_PER_SECOND",
+                    d.business_per_second as u64,
+                    "a whole number",
+                ) as u32,
+                lite_per_minute: r.positive(
+                    "LITE_SEND_RATE_PER_MINUTE",
+                    d.lite_per_minute as u64,
+                    "a whole number",
+                ) as u32,
+                pair_burst: r.parse(
+                    "PAIR_RATE_BURST",
+                    d.pair_burst,
+                    "a whole number (0 disables)",
+                ),
                 pair_interval: millis(&mut r, "PAIR_RATE_INTERVAL_MS", d.pair_interval),
-                max_attempts: r.positive("OUTBOX_MAX_ATTEMPTS", d.max_attempts as u64, "a whole number").min(1000) as i32,
+                max_attempts: r
+                    .positive(
+                        "OUTBOX_MAX_ATTEMPTS",
+                        d.max_attempts as u64,
+                        "a whole number",
+                    )
+                    .min(1000) as i32,
                 lease: secs(&mut r, "OUTBOX_LEASE_SECS", d.lease),
                 poll: millis(&mut r, "OUTBOX_POLL_MS", d.poll),
                 send_timeout: secs(&mut r, "SEND_TIMEOUT_SECS", d.send_timeout),
                 retry_base: millis(&mut r, "RETRY_BASE_MS", d.retry_base),
                 retry_max: secs(&mut r, "RETRY_MAX_SECS", d.retry_max),
-                held_budget: r.positive("OUTBOX_HELD_BUDGET", d.held_budget as u64, "a whole number") as usize,
+                held_budget: r.positive(
+                    "OUTBOX_HELD_BUDGET",
+                    d.held_budget as u64,
+                    "a whole number",
+                ) as usize,
             }
         };
         if outbound.send_timeout * 2 > outbound.lease {

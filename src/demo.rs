@@ -43,12 +43,23 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     println!("sincro-whatsapp demo is running");
     println!("  API:              {base}/v1/   (Authorization: Bearer {key})");
     println!("  status:           curl -H 'Authorization: Bearer {key}' {base}/v1/status");
-    println!("  health:           {base}/healthz   readiness: {base}/readyz   metrics: {base}/metrics");
-    println!("  Graph API sim:    {}   (GRAPH_API_BASE)", graph_sim.base_url());
-    println!("  WhatsApp Web sim: {}   (WHATSAPP_WEB_URL)", web_sim.base_url());
+    println!(
+        "  health:           {base}/healthz   readiness: {base}/readyz   metrics: {base}/metrics"
+    );
+    println!(
+        "  Graph API sim:    {}   (GRAPH_API_BASE)",
+        graph_sim.base_url()
+    );
+    println!(
+        "  WhatsApp Web sim: {}   (WHATSAPP_WEB_URL)",
+        web_sim.base_url()
+    );
     print_lite_help(&base, &key, &web_sim.base_url());
     connect_demo_business(&app, &base, &key, &graph_sim.base_url()).await;
-    let qr_printer = tokio::spawn(print_lite_qrs(app.context().pool.clone(), web_sim.base_url()));
+    let qr_printer = tokio::spawn(print_lite_qrs(
+        app.context().pool.clone(),
+        web_sim.base_url(),
+    ));
     println!("Press Ctrl-C to stop.");
     shutdown_signal().await;
     qr_printer.abort();
@@ -61,13 +72,18 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
 pub async fn run_simulator(which: SimCommand) -> anyhow::Result<()> {
     match which {
         SimCommand::Graph { bind } => {
-            let sim = graph::start(TcpListener::bind(bind).await?, graph::GraphSimConfig::default()).await?;
+            let sim = graph::start(
+                TcpListener::bind(bind).await?,
+                graph::GraphSimConfig::default(),
+            )
+            .await?;
             println!("Graph API simulator on {}", sim.base_url());
             shutdown_signal().await;
             sim.shutdown().await;
         }
         SimCommand::Web { bind } => {
-            let sim = web::start(TcpListener::bind(bind).await?, web::WebSimConfig::default()).await?;
+            let sim =
+                web::start(TcpListener::bind(bind).await?, web::WebSimConfig::default()).await?;
             println!("WhatsApp Web simulator on {}", sim.base_url());
             shutdown_signal().await;
             sim.shutdown().await;
@@ -79,10 +95,18 @@ pub async fn run_simulator(which: SimCommand) -> anyhow::Result<()> {
 /// How to link a Lite session with the WhatsApp Web simulator.
 fn print_lite_help(base: &str, key: &str, sim: &str) {
     println!("WhatsApp Lite (the simulator plays the phone):");
-    println!("  1. start a session:  curl -X POST -H 'Authorization: Bearer {key}' {base}/v1/lite/sessions");
-    println!("  2. its QR is printed here on every rotation (also GET {base}/v1/lite/sessions/<id>/qr, .png, .svg)");
-    println!("  3. \"scan\" it:        curl -X POST {sim}sim/scan -H 'content-type: application/json' -d '{{\"qr\":\"<qr>\",\"phone\":\"5511999990001\"}}'");
-    println!("  4. a contact writes: curl -X POST {sim}sim/messages -H 'content-type: application/json' -d '{{\"account\":\"5511999990001\",\"from\":\"5511988887777\",\"text\":\"hi\"}}'");
+    println!(
+        "  1. start a session:  curl -X POST -H 'Authorization: Bearer {key}' {base}/v1/lite/sessions"
+    );
+    println!(
+        "  2. its QR is printed here on every rotation (also GET {base}/v1/lite/sessions/<id>/qr, .png, .svg)"
+    );
+    println!(
+        "  3. \"scan\" it:        curl -X POST {sim}sim/scan -H 'content-type: application/json' -d '{{\"qr\":\"<qr>\",\"phone\":\"5511999990001\"}}'"
+    );
+    println!(
+        "  4. a contact writes: curl -X POST {sim}sim/messages -H 'content-type: application/json' -d '{{\"account\":\"5511999990001\",\"from\":\"5511988887777\",\"text\":\"hi\"}}'"
+    );
 }
 
 /// Prints every new Lite QR in the terminal, with the command that scans it.
@@ -90,7 +114,9 @@ async fn print_lite_qrs(pool: deadpool_postgres::Pool, sim: String) {
     let mut shown: std::collections::HashMap<uuid::Uuid, String> = Default::default();
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let Ok(client) = pool.get().await else { continue };
+        let Ok(client) = pool.get().await else {
+            continue;
+        };
         let Ok(rows) = client
             .query(
                 "SELECT id, qr_code FROM whatsapp_lite_sessions
@@ -139,13 +165,25 @@ async fn connect_demo_business(app: &Application, base: &str, key: &str, sim: &s
     match sincro_actors::business::demo::connect(&ctx.shared, &supervisor, user, sim, base).await {
         Ok(n) => {
             let contact = "+5511988887777";
-            println!("WhatsApp Business (the Graph simulator plays Meta): number +{} connected as {}", n.display_phone_number, n.connection_id);
-            println!("  a contact writes:   curl -X POST {sim}/sim/inbound -H 'content-type: application/json' -d '{}'",
-                serde_json::json!({"phone_number_id": n.phone_number_id, "from": contact, "name": "Ana", "message": {"type": "text", "text": {"body": "hi"}}}));
-            println!("  read it:            curl -H 'Authorization: Bearer {key}' {base}/v1/conversations");
-            println!("  answer it:          curl -X POST {base}/v1/messages -H 'Authorization: Bearer {key}' -H 'content-type: application/json' -d '{}'",
-                serde_json::json!({"connection_id": n.connection_id, "to": contact, "type": "text", "text": {"body": "hello!"}}));
-            println!("  what Meta got:      curl '{sim}/sim/sent?phone_number_id={}'", n.phone_number_id);
+            println!(
+                "WhatsApp Business (the Graph simulator plays Meta): number +{} connected as {}",
+                n.display_phone_number, n.connection_id
+            );
+            println!(
+                "  a contact writes:   curl -X POST {sim}/sim/inbound -H 'content-type: application/json' -d '{}'",
+                serde_json::json!({"phone_number_id": n.phone_number_id, "from": contact, "name": "Ana", "message": {"type": "text", "text": {"body": "hi"}}})
+            );
+            println!(
+                "  read it:            curl -H 'Authorization: Bearer {key}' {base}/v1/conversations"
+            );
+            println!(
+                "  answer it:          curl -X POST {base}/v1/messages -H 'Authorization: Bearer {key}' -H 'content-type: application/json' -d '{}'",
+                serde_json::json!({"connection_id": n.connection_id, "to": contact, "type": "text", "text": {"body": "hello!"}})
+            );
+            println!(
+                "  what Meta got:      curl '{sim}/sim/sent?phone_number_id={}'",
+                n.phone_number_id
+            );
         }
         Err(e) => println!("WhatsApp Business: the demo number could not be connected: {e}"),
     }

@@ -104,19 +104,34 @@ pub struct Connections(Arc<RwLock<HashMap<Uuid, ConnectionRef>>>);
 
 impl Connections {
     pub fn register(&self, connection_id: Uuid, r: ConnectionRef) {
-        self.0.write().expect("connections lock").insert(connection_id, r);
+        self.0
+            .write()
+            .expect("connections lock")
+            .insert(connection_id, r);
     }
 
     pub fn unregister(&self, connection_id: Uuid) {
-        self.0.write().expect("connections lock").remove(&connection_id);
+        self.0
+            .write()
+            .expect("connections lock")
+            .remove(&connection_id);
     }
 
     pub fn get(&self, connection_id: Uuid) -> Option<ConnectionRef> {
-        self.0.read().expect("connections lock").get(&connection_id).cloned()
+        self.0
+            .read()
+            .expect("connections lock")
+            .get(&connection_id)
+            .cloned()
     }
 
     /// Ids of every connection running here (the Dispatcher claims only their messages).
     pub fn ids(&self) -> Vec<Uuid> {
-        self.0.read().expect("connections lock").keys().copied().collect()
+        self.0
+            .read()
+            .expect("connections lock")
+            .keys()
+            .copied()
+            .collect()
     }
 }

@@ -71,7 +71,10 @@ async fn merge(shared: &Shared, usuario_id: Uuid) -> Result<usize, crate::store:
     let mut client = shared.pool.get().await?;
     let tx = client.transaction().await?;
     let region: Option<String> = tx
-        .query_opt("SELECT default_region FROM usuarios WHERE id = $1", &[&usuario_id])
+        .query_opt(
+            "SELECT default_region FROM usuarios WHERE id = $1",
+            &[&usuario_id],
+        )
         .await?
         .and_then(|r| r.get(0))
         .or_else(|| shared.settings.default_region.clone());

@@ -40,7 +40,7 @@ pub fn normalize(input: &str, default_region: Option<&str>) -> Result<Normalized
     let region = default_region.map(parse_region).transpose()?;
     let trimmed = input.trim();
     let digits = trimmed.chars().filter(char::is_ascii_digit).count();
-    if digits < 5 || digits > 17 {
+    if !(5..=17).contains(&digits) {
         return Err(PhoneError::NotANumber);
     }
     if trimmed

@@ -90,6 +90,13 @@ pub enum Permit {
     },
 }
 
+/// Most sends a connection may start in any one period: the limit less a small margin for
+/// the jitter between a send starting here and reaching the provider.
+pub fn window_cap(per_period: u32) -> usize {
+    let l = per_period.max(1) as usize;
+    if l < 10 { l } else { l - (l / 100).max(1) }
+}
+
 /// How far ahead send slots are handed out.
 pub const HORIZON: Duration = Duration::from_millis(50);
 

@@ -226,7 +226,10 @@ fn sha256_hex(data: &[u8]) -> String {
 async fn web_browser_login_messages_restart_logout() {
     let Some(exe) = chromium_path() else {
         // CI installs Chromium (scripts/test): there a missing browser is a failure, not a skip.
-        assert!(std::env::var_os("CI").is_none(), "web_browser: no Chromium in CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "web_browser: no Chromium in CI"
+        );
         eprintln!("web_browser: no Chromium (set CHROMIUM_PATH); skipped");
         return;
     };

@@ -8,7 +8,13 @@ use serde_json::Value;
 use sincro_actors::store::api_keys::Principal;
 
 /// Records `action` (e.g. `lead.merge_duplicates`) on `target` (an id or name).
-pub async fn record(ctx: &AppContext, p: &Principal, action: &str, target: Option<String>, details: Value) {
+pub async fn record(
+    ctx: &AppContext,
+    p: &Principal,
+    action: &str,
+    target: Option<String>,
+    details: Value,
+) {
     tracing::info!(user_id = %p.usuario_id, action, target = target.as_deref().unwrap_or(""), "audit");
     let write = async {
         let client = ctx.pool.get().await?;

@@ -57,7 +57,11 @@ fn page_bounds(cursor: Option<&str>) -> Result<(Option<OffsetDateTime>, Option<U
     })
 }
 
-async fn list(p: Principal, q: ConversationQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+async fn list(
+    p: Principal,
+    q: ConversationQuery,
+    ctx: Arc<AppContext>,
+) -> Result<Response, ApiError> {
     let limit = cursor::limit(q.limit)?;
     let (after_at, after_id) = page_bounds(q.cursor.as_deref())?;
     let client = ctx.pool.get().await?;
@@ -72,7 +76,14 @@ async fn list(p: Principal, q: ConversationQuery, ctx: Arc<AppContext>) -> Resul
                AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
              ORDER BY created_at DESC, id DESC
              LIMIT $6",
-            &[&p.usuario_id, &q.connection_id, &q.lead_id, &after_at, &after_id, &(limit + 1)],
+            &[
+                &p.usuario_id,
+                &q.connection_id,
+                &q.lead_id,
+                &after_at,
+                &after_id,
+                &(limit + 1),
+            ],
         )
         .await?;
     let more = rows.len() as i64 > limit;
@@ -99,7 +110,10 @@ async fn list(p: Principal, q: ConversationQuery, ctx: Arc<AppContext>) -> Resul
         let last = page.last().expect("non-empty");
         cursor::encode(last.get("created_at"), last.get("id"))
     });
-    Ok(json_reply(StatusCode::OK, &json!({"items": items, "next_cursor": next})))
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next}),
+    ))
 }
 
 async fn messages(
@@ -161,7 +175,10 @@ async fn messages(
         let last = page.last().expect("non-empty");
         cursor::encode(last.get("created_at"), last.get("id"))
     });
-    Ok(json_reply(StatusCode::OK, &json!({"items": items, "next_cursor": next})))
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next}),
+    ))
 }
 
 /// Opens a sealed body; a value this daemon cannot open (foreign key, CRM plaintext) is

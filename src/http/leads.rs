@@ -146,10 +146,19 @@ async fn merge(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError>
         .map_err(ApiError::internal)?;
     match asked {
         ractor::rpc::CallResult::Success(Ok(merged)) => {
-            super::audit::record(&ctx, &p, "lead.merge_duplicates", None, json!({"merged": merged})).await;
+            super::audit::record(
+                &ctx,
+                &p,
+                "lead.merge_duplicates",
+                None,
+                json!({"merged": merged}),
+            )
+            .await;
             Ok(json_reply(StatusCode::OK, &json!({"merged": merged})))
         }
         ractor::rpc::CallResult::Success(Err(e)) => Err(ApiError::internal(e)),
-        _ => Err(ApiError::Unavailable("lead sync did not answer in time".into())),
+        _ => Err(ApiError::Unavailable(
+            "lead sync did not answer in time".into(),
+        )),
     }
 }

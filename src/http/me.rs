@@ -73,6 +73,13 @@ async fn update(p: Principal, body: MePatch, ctx: Arc<AppContext>) -> Result<Res
             &[&p.usuario_id, &region],
         )
         .await?;
-    super::audit::record(&ctx, &p, "user.update", Some(p.usuario_id.to_string()), json!({"default_region": region})).await;
+    super::audit::record(
+        &ctx,
+        &p,
+        "user.update",
+        Some(p.usuario_id.to_string()),
+        json!({"default_region": region}),
+    )
+    .await;
     me(p, ctx).await
 }

@@ -185,7 +185,10 @@ pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
     let data_dir = tempfile::tempdir().expect("tempdir");
     let mut env = other.env.clone();
     env.insert("DATA_DIR".into(), data_dir.path().display().to_string());
-    env.insert("NODE_ID".into(), format!("test-{}", Uuid::new_v4().simple()));
+    env.insert(
+        "NODE_ID".into(),
+        format!("test-{}", Uuid::new_v4().simple()),
+    );
     let config = Config::from_map(&env).expect("test configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let options = Options {
@@ -226,9 +229,19 @@ impl TestApp {
         items: Vec<sincro_actors::ingest::InboundItem>,
     ) -> sincro_actors::ingest::IngestReport {
         use sincro_actors::ingest::IngestMessage;
-        let ingest = self.app().context().actors.children.ingest.get().expect("ingest runs");
+        let ingest = self
+            .app()
+            .context()
+            .actors
+            .children
+            .ingest
+            .get()
+            .expect("ingest runs");
         match ingest
-            .call(|reply| IngestMessage::Batch { items, reply }, Some(Duration::from_secs(30)))
+            .call(
+                |reply| IngestMessage::Batch { items, reply },
+                Some(Duration::from_secs(30)),
+            )
             .await
             .unwrap()
         {
@@ -256,7 +269,9 @@ pub async fn spawn_business_app(
     config: sincro_sim::graph::GraphSimConfig,
 ) -> (TestApp, sincro_sim::graph::GraphSimHandle) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim = sincro_sim::graph::start(listener, config).await.expect("graph simulator");
+    let sim = sincro_sim::graph::start(listener, config)
+        .await
+        .expect("graph simulator");
     let base = sim.base_url();
     let app = spawn_app_with(|env| {
         env.insert("GRAPH_API_BASE".into(), base);
@@ -293,11 +308,19 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status().as_u16(), 201, "connect: {}", resp.text().await.unwrap());
+        assert_eq!(
+            resp.status().as_u16(),
+            201,
+            "connect: {}",
+            resp.text().await.unwrap()
+        );
         let created: serde_json::Value = resp.json().await.unwrap();
         let subscribed = self
             .http
-            .post(format!("{sim_base}/v23.0/{}/subscribed_apps", text("waba_id")))
+            .post(format!(
+                "{sim_base}/v23.0/{}/subscribed_apps",
+                text("waba_id")
+            ))
             .bearer_auth(text("access_token"))
             .json(&serde_json::json!({
                 "override_callback_uri": format!("{}/webhooks/whatsapp", self.base),
@@ -306,7 +329,12 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(subscribed.status().as_u16(), 200, "subscribe: {}", subscribed.text().await.unwrap());
+        assert_eq!(
+            subscribed.status().as_u16(),
+            200,
+            "subscribe: {}",
+            subscribed.text().await.unwrap()
+        );
         BusinessNumber {
             connection_id: created["id"].as_str().unwrap().parse().unwrap(),
             phone_number_id: text("phone_number_id"),
@@ -344,7 +372,11 @@ impl TestApp {
         attempt: u32,
     ) -> sincro_actors::connection::SendOutcome {
         let conn = eventually(Duration::from_secs(10), || async {
-            self.app().context().shared.connections.get(number.connection_id)
+            self.app()
+                .context()
+                .shared
+                .connections
+                .get(number.connection_id)
         })
         .await
         .expect("the number's actor registered");
@@ -365,7 +397,11 @@ impl TestApp {
     }
 
     /// One number from a query returning a single bigint.
-    pub async fn count(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> i64 {
+    pub async fn count(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> i64 {
         let client = self.pool().get().await.unwrap();
         client.query_one(sql, params).await.unwrap().get(0)
     }

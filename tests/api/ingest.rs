@@ -36,14 +36,27 @@ fn status(user: Uuid, conn: Uuid, id: &str, estado: Estado) -> InboundItem {
 
 async fn events(app: &TestApp, user: Uuid) -> Vec<(i64, String, Value)> {
     let client = app.pool().get().await.unwrap();
-    let evs = sincro_actors::store::events::read_after(&client, &app.app().context().sealer, user, 0, 10_000)
-        .await
-        .unwrap();
+    let evs = sincro_actors::store::events::read_after(
+        &client,
+        &app.app().context().sealer,
+        user,
+        0,
+        10_000,
+    )
+    .await
+    .unwrap();
     evs.into_iter().map(|e| (e.seq, e.kind, e.data)).collect()
 }
 
 async fn count(app: &TestApp, sql: &str, user: Uuid) -> i64 {
-    app.pool().get().await.unwrap().query_one(sql, &[&user]).await.unwrap().get(0)
+    app.pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one(sql, &[&user])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 #[tokio::test]
@@ -68,12 +81,40 @@ async fn a_batch_with_duplicates_stores_each_message_once() {
     assert_eq!(again.messages_inserted, 0);
     assert_eq!(again.messages_duplicate, 4);
     assert_eq!(again.events, 0, "a replayed batch emits nothing");
-    assert_eq!(count(&app, "SELECT count(*) FROM mensajes_conversacion WHERE usuario_id = $1", user).await, 3);
-    assert_eq!(count(&app, "SELECT count(*) FROM conversaciones WHERE usuario_id = $1", user).await, 2);
-    assert_eq!(count(&app, "SELECT count(*) FROM leads WHERE usuario_id = $1 AND origen = 'WhatsApp'", user).await, 2);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM mensajes_conversacion WHERE usuario_id = $1",
+            user
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM conversaciones WHERE usuario_id = $1",
+            user
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM leads WHERE usuario_id = $1 AND origen = 'WhatsApp'",
+            user
+        )
+        .await,
+        2
+    );
     let evs = events(&app, user).await;
     let seqs: Vec<i64> = evs.iter().map(|e| e.0).collect();
-    assert_eq!(seqs, (1..=evs.len() as i64).collect::<Vec<_>>(), "gapless seq");
+    assert_eq!(
+        seqs,
+        (1..=evs.len() as i64).collect::<Vec<_>>(),
+        "gapless seq"
+    );
     assert_eq!(evs.iter().filter(|e| e.1 == "message.received").count(), 3);
     assert_eq!(evs.iter().filter(|e| e.1 == "lead.created").count(), 2);
     let received = evs.iter().find(|e| e.1 == "message.received").unwrap();
@@ -89,7 +130,10 @@ async fn three_spellings_of_one_number_merge_into_one_lead() {
     let (user, key) = app.user("merge@example.com", false).await;
     let client = app.pool().get().await.unwrap();
     client
-        .execute("UPDATE usuarios SET default_region = 'BR' WHERE id = $1", &[&user])
+        .execute(
+            "UPDATE usuarios SET default_region = 'BR' WHERE id = $1",
+            &[&user],
+        )
         .await
         .unwrap();
     let mut ids = Vec::new();
@@ -111,13 +155,23 @@ async fn three_spellings_of_one_number_merge_into_one_lead() {
     let conn = app.connection(user, "business").await;
     // Act: a WhatsApp message from that number.
     let report = app
-        .ingest(vec![text(user, conn, "wamid.m1", "+5511987654321", "Ana WA", "oi")])
+        .ingest(vec![text(
+            user,
+            conn,
+            "wamid.m1",
+            "+5511987654321",
+            "Ana WA",
+            "oi",
+        )])
         .await;
     // Assert
     assert_eq!(report.leads_created, 0);
     assert_eq!(report.leads_merged, 2);
     let live: Vec<(Uuid, String, Option<String>)> = client
-        .query("SELECT id, telefono, email FROM leads WHERE usuario_id = $1 AND merged_into IS NULL", &[&user])
+        .query(
+            "SELECT id, telefono, email FROM leads WHERE usuario_id = $1 AND merged_into IS NULL",
+            &[&user],
+        )
         .await
         .unwrap()
         .iter()
@@ -127,21 +181,34 @@ async fn three_spellings_of_one_number_merge_into_one_lead() {
     let (survivor, telefono, email) = &live[0];
     assert_eq!(telefono, "+5511987654321");
     assert_eq!(*survivor, ids[0], "the oldest lead survives");
-    assert_eq!(email.as_deref(), Some("ana@example.com"), "fields carried over");
+    assert_eq!(
+        email.as_deref(),
+        Some("ana@example.com"),
+        "fields carried over"
+    );
     let merged: i64 = client
-        .query_one("SELECT count(*) FROM leads WHERE merged_into = $1", &[survivor])
+        .query_one(
+            "SELECT count(*) FROM leads WHERE merged_into = $1",
+            &[survivor],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(merged, 2);
     let conv_lead: Uuid = client
-        .query_one("SELECT lead_id FROM conversaciones WHERE usuario_id = $1", &[&user])
+        .query_one(
+            "SELECT lead_id FROM conversaciones WHERE usuario_id = $1",
+            &[&user],
+        )
         .await
         .unwrap()
         .get(0);
     assert_eq!(conv_lead, *survivor);
     let evs = events(&app, user).await;
-    let merged_ev = evs.iter().find(|e| e.1 == "lead.merged").expect("lead.merged event");
+    let merged_ev = evs
+        .iter()
+        .find(|e| e.1 == "lead.merged")
+        .expect("lead.merged event");
     assert_eq!(merged_ev.2["lead_id"], json!(survivor));
     assert_eq!(merged_ev.2["merged_ids"].as_array().unwrap().len(), 2);
     // The API finds the lead by any spelling.
@@ -166,14 +233,27 @@ async fn merge_duplicates_on_request() {
     let client = app.pool().get().await.unwrap();
     for phone in ["+55 21 91234-5678", "5521912345678", "+5511987654321"] {
         client
-            .execute("INSERT INTO leads (usuario_id, telefono) VALUES ($1, $2)", &[&user, &phone])
+            .execute(
+                "INSERT INTO leads (usuario_id, telefono) VALUES ($1, $2)",
+                &[&user, &phone],
+            )
             .await
             .unwrap();
     }
-    let resp: Value = app.post("/v1/leads/merge-duplicates", &key).send().await.unwrap().json().await.unwrap();
+    let resp: Value = app
+        .post("/v1/leads/merge-duplicates", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(resp["merged"], 1);
     let live: i64 = client
-        .query_one("SELECT count(*) FROM leads WHERE usuario_id = $1 AND merged_into IS NULL", &[&user])
+        .query_one(
+            "SELECT count(*) FROM leads WHERE usuario_id = $1 AND merged_into IS NULL",
+            &[&user],
+        )
         .await
         .unwrap()
         .get(0);
@@ -217,7 +297,10 @@ async fn estado_of(app: &TestApp, id: Uuid) -> String {
         .get()
         .await
         .unwrap()
-        .query_one("SELECT estado FROM mensajes_conversacion WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT estado FROM mensajes_conversacion WHERE id = $1",
+            &[&id],
+        )
         .await
         .unwrap()
         .get(0)
@@ -231,7 +314,9 @@ async fn statuses_only_move_forward_whatever_their_order() {
     let a = outbound(&app, user, conn, "wamid.out.a").await;
     let b = outbound(&app, user, conn, "wamid.out.b").await;
     // read arrives before delivered and sent.
-    let r = app.ingest(vec![status(user, conn, "wamid.out.a", Estado::Read)]).await;
+    let r = app
+        .ingest(vec![status(user, conn, "wamid.out.a", Estado::Read)])
+        .await;
     assert_eq!(r.statuses_applied, 1);
     let r = app
         .ingest(vec![
@@ -243,7 +328,8 @@ async fn statuses_only_move_forward_whatever_their_order() {
     assert_eq!(estado_of(&app, a).await, "read");
     // A repeated status is a no-op: no second event.
     let before = events(&app, user).await.len();
-    app.ingest(vec![status(user, conn, "wamid.out.a", Estado::Read)]).await;
+    app.ingest(vec![status(user, conn, "wamid.out.a", Estado::Read)])
+        .await;
     assert_eq!(events(&app, user).await.len(), before);
     // failed is final; within one batch the highest status wins regardless of order.
     app.ingest(vec![
@@ -251,20 +337,31 @@ async fn statuses_only_move_forward_whatever_their_order() {
         status(user, conn, "wamid.out.b", Estado::Delivered),
     ])
     .await;
-    app.ingest(vec![status(user, conn, "wamid.out.b", Estado::Read)]).await;
+    app.ingest(vec![status(user, conn, "wamid.out.b", Estado::Read)])
+        .await;
     assert_eq!(estado_of(&app, b).await, "failed");
     let err: Option<String> = app
         .pool()
         .get()
         .await
         .unwrap()
-        .query_one("SELECT error FROM mensajes_conversacion WHERE id = $1", &[&b])
+        .query_one(
+            "SELECT error FROM mensajes_conversacion WHERE id = $1",
+            &[&b],
+        )
         .await
         .unwrap()
         .get(0);
     assert!(err.unwrap().starts_with("131026"));
     // A status for a message not stored yet waits.
-    let r = app.ingest(vec![status(user, conn, "wamid.out.future", Estado::Delivered)]).await;
+    let r = app
+        .ingest(vec![status(
+            user,
+            conn,
+            "wamid.out.future",
+            Estado::Delivered,
+        )])
+        .await;
     assert_eq!(r.statuses_pending, 1);
     let evs = events(&app, user).await;
     let statuses: Vec<&str> = evs
@@ -281,14 +378,26 @@ async fn profile_changes_are_kept_with_history() {
     let mut app = spawn_app().await;
     let (user, _) = app.user("profile@example.com", false).await;
     let conn = app.connection(user, "lite").await;
-    app.ingest(vec![text(user, conn, "m1", "+5511987654321", "Ana", "1")]).await;
-    app.ingest(vec![text(user, conn, "m2", "+5511987654321", "Ana Souza", "2")]).await;
+    app.ingest(vec![text(user, conn, "m1", "+5511987654321", "Ana", "1")])
+        .await;
+    app.ingest(vec![text(
+        user,
+        conn,
+        "m2",
+        "+5511987654321",
+        "Ana Souza",
+        "2",
+    )])
+    .await;
     let row = app
         .pool()
         .get()
         .await
         .unwrap()
-        .query_one("SELECT nombre, metadata FROM leads WHERE usuario_id = $1", &[&user])
+        .query_one(
+            "SELECT nombre, metadata FROM leads WHERE usuario_id = $1",
+            &[&user],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "Ana Souza");
@@ -300,16 +409,30 @@ async fn profile_changes_are_kept_with_history() {
         .get()
         .await
         .unwrap()
-        .execute("UPDATE leads SET nombre = 'Cliente VIP' WHERE usuario_id = $1", &[&user])
+        .execute(
+            "UPDATE leads SET nombre = 'Cliente VIP' WHERE usuario_id = $1",
+            &[&user],
+        )
         .await
         .unwrap();
-    app.ingest(vec![text(user, conn, "m3", "+5511987654321", "Ana S.", "3")]).await;
+    app.ingest(vec![text(
+        user,
+        conn,
+        "m3",
+        "+5511987654321",
+        "Ana S.",
+        "3",
+    )])
+    .await;
     let row = app
         .pool()
         .get()
         .await
         .unwrap()
-        .query_one("SELECT nombre, metadata FROM leads WHERE usuario_id = $1", &[&user])
+        .query_one(
+            "SELECT nombre, metadata FROM leads WHERE usuario_id = $1",
+            &[&user],
+        )
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "Cliente VIP");
@@ -326,19 +449,38 @@ async fn content_is_sealed_at_rest_and_read_back_decrypted() {
     let (_, other_key) = app.user("other@example.com", false).await;
     let conn = app.connection(user, "business").await;
     for i in 0..5 {
-        app.ingest(vec![text(user, conn, &format!("w{i}"), "+5511987654321", "Ana", &format!("segredo {i}"))])
-            .await;
+        app.ingest(vec![text(
+            user,
+            conn,
+            &format!("w{i}"),
+            "+5511987654321",
+            "Ana",
+            &format!("segredo {i}"),
+        )])
+        .await;
     }
     let client = app.pool().get().await.unwrap();
     for table in ["mensajes_conversacion", "events"] {
         let leaked: i64 = client
-            .query_one(&format!("SELECT count(*) FROM {table} t WHERE row_to_json(t)::text LIKE '%segredo%'"), &[])
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {table} t WHERE row_to_json(t)::text LIKE '%segredo%'"
+                ),
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
         assert_eq!(leaked, 0, "plaintext in {table}");
     }
-    let convs: Value = app.get("/v1/conversations", &key).send().await.unwrap().json().await.unwrap();
+    let convs: Value = app
+        .get("/v1/conversations", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(convs["items"].as_array().unwrap().len(), 1);
     let conv = convs["items"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(convs["items"][0]["remitente"], "+5511987654321");
@@ -351,12 +493,24 @@ async fn content_is_sealed_at_rest_and_read_back_decrypted() {
         .json()
         .await
         .unwrap();
-    let texts: Vec<&str> = page1["items"].as_array().unwrap().iter().map(|m| m["contenido"].as_str().unwrap()).collect();
-    assert_eq!(texts, vec!["segredo 4", "segredo 3", "segredo 2"], "newest first, decrypted");
+    let texts: Vec<&str> = page1["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["contenido"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        vec!["segredo 4", "segredo 3", "segredo 2"],
+        "newest first, decrypted"
+    );
     assert_eq!(page1["items"][0]["payload"]["body"], "segredo 4");
     let cursor = page1["next_cursor"].as_str().unwrap();
     let page2: Value = app
-        .get(&format!("/v1/conversations/{conv}/messages?limit=3&cursor={cursor}"), &key)
+        .get(
+            &format!("/v1/conversations/{conv}/messages?limit=3&cursor={cursor}"),
+            &key,
+        )
         .send()
         .await
         .unwrap()
@@ -365,9 +519,20 @@ async fn content_is_sealed_at_rest_and_read_back_decrypted() {
         .unwrap();
     assert_eq!(page2["items"].as_array().unwrap().len(), 2);
     assert!(page2["next_cursor"].is_null());
-    let resp = app.get(&format!("/v1/conversations/{conv}/messages"), &other_key).send().await.unwrap();
+    let resp = app
+        .get(&format!("/v1/conversations/{conv}/messages"), &other_key)
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, 404, "not_found").await;
-    let theirs: Value = app.get("/v1/conversations", &other_key).send().await.unwrap().json().await.unwrap();
+    let theirs: Value = app
+        .get("/v1/conversations", &other_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(theirs["items"].as_array().unwrap().is_empty());
     drop(client);
     app.shutdown().await;
@@ -393,13 +558,37 @@ async fn senders_that_are_not_numbers_are_rejected_not_fatal() {
 async fn my_default_region_is_validated() {
     let mut app = spawn_app().await;
     let (_, key) = app.user("me@example.com", false).await;
-    let resp = app.http.patch(format!("{}/v1/me", app.base)).bearer_auth(&key).json(&json!({"default_region": "br"})).send().await.unwrap();
+    let resp = app
+        .http
+        .patch(format!("{}/v1/me", app.base))
+        .bearer_auth(&key)
+        .json(&json!({"default_region": "br"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let me: Value = resp.json().await.unwrap();
     assert_eq!(me["default_region"], "BR");
-    let resp = app.http.patch(format!("{}/v1/me", app.base)).bearer_auth(&key).json(&json!({"default_region": "Brazil"})).send().await.unwrap();
+    let resp = app
+        .http
+        .patch(format!("{}/v1/me", app.base))
+        .bearer_auth(&key)
+        .json(&json!({"default_region": "Brazil"}))
+        .send()
+        .await
+        .unwrap();
     expect_error(resp, 422, "invalid_region").await;
-    let me: Value = app.get("/v1/me", &key).send().await.unwrap().json().await.unwrap();
-    assert_eq!(me["default_region"], "BR", "a refused change changes nothing");
+    let me: Value = app
+        .get("/v1/me", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me["default_region"], "BR",
+        "a refused change changes nothing"
+    );
     app.shutdown().await;
 }

@@ -1138,13 +1138,18 @@ async fn lite_message_through_the_queue_is_sent_once_and_acked() {
     let resp = lite
         .app
         .post("/v1/messages", &lite.key)
-        .json(&json!({"connection_id": id, "to": format!("+{CONTACT}"), "type": "text",
-                      "text": {"body": "pela fila"}}))
+        .json(
+            &json!({"connection_id": id, "to": format!("+{CONTACT}"), "type": "text",
+                      "text": {"body": "pela fila"}}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    let mid = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let mid = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let view = |mid: String| {
         let app = &lite.app;
         let key = lite.key.clone();

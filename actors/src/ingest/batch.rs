@@ -7,9 +7,9 @@
 use super::model::{InboundItem, InboundMessage, IngestReport, StatusUpdate};
 use crate::phone;
 use crate::seal::{Purpose, Sealer};
+use crate::store::StoreError;
 use crate::store::events::{self, NewEvent};
 use crate::store::leads::{self, Contact};
-use crate::store::StoreError;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use time::OffsetDateTime;
@@ -41,11 +41,17 @@ pub async fn ingest_batch(
     let mut regions: HashMap<Uuid, Option<String>> = HashMap::new();
     if !users.is_empty() {
         for row in tx
-            .query("SELECT id, default_region FROM usuarios WHERE id = ANY($1)", &[&users])
+            .query(
+                "SELECT id, default_region FROM usuarios WHERE id = ANY($1)",
+                &[&users],
+            )
             .await?
         {
             let region: Option<String> = row.get(1);
-            regions.insert(row.get(0), region.or_else(|| default_region.map(String::from)));
+            regions.insert(
+                row.get(0),
+                region.or_else(|| default_region.map(String::from)),
+            );
         }
     }
 
@@ -53,8 +59,10 @@ pub async fn ingest_batch(
     let mut accepted: Vec<(&InboundMessage, String)> = Vec::new();
     let mut contacts: Vec<Contact> = Vec::new();
     // A batch repeats its contacts; parse each (number, region) once.
-    let mut parsed: HashMap<(&str, Option<String>), Result<phone::NormalizedPhone, phone::PhoneError>> =
-        HashMap::new();
+    let mut parsed: HashMap<
+        (&str, Option<String>),
+        Result<phone::NormalizedPhone, phone::PhoneError>,
+    > = HashMap::new();
     for m in messages {
         let region = regions.get(&m.usuario_id).cloned().flatten();
         let result = parsed
@@ -145,7 +153,10 @@ pub async fn ingest_batch(
     let mut firsts: HashMap<(Uuid, &str), usize> = HashMap::new();
     let mut rows_in: Vec<usize> = Vec::new();
     for (i, (m, _)) in accepted.iter().enumerate() {
-        if firsts.insert((m.connection_id, m.external_id.as_str()), i).is_none() {
+        if firsts
+            .insert((m.connection_id, m.external_id.as_str()), i)
+            .is_none()
+        {
             rows_in.push(i);
         } else {
             report.messages_duplicate += 1;
@@ -168,7 +179,11 @@ pub async fn ingest_batch(
             us.push(m.usuario_id);
             cs.push(m.connection_id);
             tipos.push(m.kind.as_str());
-            bodies.push(m.text.as_deref().map(|t| sealer.seal_str(Purpose::MessageBody, t)));
+            bodies.push(
+                m.text
+                    .as_deref()
+                    .map(|t| sealer.seal_str(Purpose::MessageBody, t)),
+            );
             froms.push(e164.clone());
             metas.push(message_metadata(sealer, m));
             exts.push(m.external_id.clone());
@@ -237,7 +252,8 @@ fn message_metadata(sealer: &Sealer, m: &InboundMessage) -> Value {
 }
 
 /// The SQL rank of a stored `estado`; inbound and cancelled messages never move.
-const RANK_SQL: &str = "CASE m.estado WHEN 'queued' THEN 0 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2
+const RANK_SQL: &str =
+    "CASE m.estado WHEN 'queued' THEN 0 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2
      WHEN 'read' THEN 3 WHEN 'failed' THEN 4 ELSE 99 END";
 
 async fn apply_statuses(

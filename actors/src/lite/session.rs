@@ -483,10 +483,8 @@ impl SessionState {
     ) -> Result<(), LiteError> {
         self.connected = state == "CONNECTED";
         match state {
-            "CONNECTED" => {
-                if self.synced && self.status != Status::Working {
-                    self.working(myself, None).await?;
-                }
+            "CONNECTED" if self.synced && self.status != Status::Working => {
+                self.working(myself, None).await?;
             }
             "UNPAIRED" | "UNPAIRED_IDLE" => {
                 if self.status == Status::Working {
@@ -514,11 +512,9 @@ impl SessionState {
                 }
                 myself.send_after(Duration::from_secs(1), || LiteSessionMessage::Takeover);
             }
-            "TIMEOUT" => {
-                if self.status == Status::Working {
-                    self.set_status(Status::Starting, Some("TIMEOUT"), None)
-                        .await?;
-                }
+            "TIMEOUT" if self.status == Status::Working => {
+                self.set_status(Status::Starting, Some("TIMEOUT"), None)
+                    .await?;
             }
             "TOS_BLOCK" | "SMB_TOS_BLOCK" | "PROXYBLOCK" | "DEPRECATED_VERSION" => {
                 tracing::warn!(session = %self.id(), %state, "WhatsApp refuses this session");

@@ -172,9 +172,11 @@ pub struct Lane {
     busy: Arc<Mutex<HashSet<String>>>,
     sends: Arc<Semaphore>,
     concurrency: usize,
-    /// When the next send of this connection may actually start: slots are only a lower
-    /// bound, and sends that fell behind (a busy machine) must not leave bunched together.
-    gate: Arc<tokio::sync::Mutex<Instant>>,
+    /// When this connection's last sends actually started (at most one period's worth): slots
+    /// are only a lower bound, and sends that fell behind (a busy machine) may catch up only
+    /// as far as no window of one period holds more than the limit (less one, for the jitter
+    /// between here and the provider): the rule the provider itself applies.
+    gate: Arc<tokio::sync::Mutex<std::collections::VecDeque<Instant>>>,
     /// Sends being marked or marked in flight that have not passed the gate yet: kept to
     /// about 150 ms of sending, so a crash leaves few uncertain rows.
     waiting: Arc<AtomicUsize>,
@@ -202,7 +204,7 @@ impl Lane {
             busy: Arc::default(),
             sends: Arc::new(Semaphore::new(concurrency)),
             concurrency,
-            gate: Arc::new(tokio::sync::Mutex::new(Instant::now())),
+            gate: Arc::default(),
             waiting: Arc::new(AtomicUsize::new(0)),
             done: Arc::new(Notify::new()),
         }
@@ -611,7 +613,8 @@ impl Lane {
         let kind = self.kind;
         let timeout = self.ctx.shared.settings.outbound.send_timeout;
         let gate = self.gate.clone();
-        let spacing = rate_limiter::interval(limits.per_period, limits.period);
+        let period = limits.period;
+        let cap = rate_limiter::window_cap(limits.per_period);
         tokio::spawn(async move {
             let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
             let attempts: HashMap<Uuid, u32> = match ctx.marker.mark(ids).await {
@@ -646,13 +649,20 @@ impl Lane {
                 let gate = gate.clone();
                 let waiting = waiting.clone();
                 tokio::spawn(async move {
-                    // On its slot, and never closer than one interval to the previous send:
-                    // the provider sees evenly spaced sends.
+                    // On its slot, and never more than `cap` starts in one period.
                     {
-                        let mut next = gate.lock().await;
-                        let start = slot.max(*next);
-                        tokio::time::sleep_until(start.into()).await;
-                        *next = start + spacing;
+                        let mut starts = gate.lock().await;
+                        let mut at = slot;
+                        if starts.len() >= cap
+                            && let Some(oldest) = starts.get(starts.len() - cap)
+                        {
+                            at = at.max(*oldest + period);
+                        }
+                        tokio::time::sleep_until(at.into()).await;
+                        starts.push_back(Instant::now());
+                        while starts.len() > cap {
+                            starts.pop_front();
+                        }
                     }
                     waiting.fetch_sub(1, Ordering::SeqCst);
                     let outcome = send_one(&ctx, &conn, kind, &row, attempt, timeout).await;

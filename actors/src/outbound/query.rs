@@ -109,11 +109,11 @@ pub async fn dead_letters(
     let rows = client
         .query(
             &format!(
-                "{} WHERE o.usuario_id = $1 AND o.state IN ('failed', 'uncertain')
+                "{SELECT}, o.updated_at AS page_at FROM mensajes_conversacion m JOIN outbox o ON o.message_id = m.id
+                 WHERE o.usuario_id = $1 AND o.state IN ('failed', 'uncertain')
                    AND ($2::uuid IS NULL OR o.connection_id = $2)
                    AND ($3::timestamptz IS NULL OR (o.updated_at, o.message_id) < ($3, $4))
-                 ORDER BY o.updated_at DESC, o.message_id DESC LIMIT $5",
-                format!("{SELECT}, o.updated_at AS page_at FROM mensajes_conversacion m JOIN outbox o ON o.message_id = m.id")
+                 ORDER BY o.updated_at DESC, o.message_id DESC LIMIT $5"
             ),
             &[&usuario_id, &connection_id, &at, &id, &limit],
         )

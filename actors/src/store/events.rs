@@ -113,7 +113,10 @@ pub async fn last_seq(client: &impl GenericClient, usuario_id: Uuid) -> Result<i
 
 /// The oldest seq still stored for `usuario_id`, if any (a `since` below it lost events to
 /// retention).
-pub async fn first_seq(client: &impl GenericClient, usuario_id: Uuid) -> Result<Option<i64>, StoreError> {
+pub async fn first_seq(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+) -> Result<Option<i64>, StoreError> {
     Ok(client
         .query_one(
             "SELECT min(seq) FROM events WHERE usuario_id = $1",

@@ -138,7 +138,9 @@ pub async fn resolve(
             continue;
         }
         let region = regions.get(&e.usuario_id).cloned().flatten();
-        let Some(raw) = e.telefono.as_deref() else { continue };
+        let Some(raw) = e.telefono.as_deref() else {
+            continue;
+        };
         let Ok(n) = phone::normalize(raw, region.as_deref()) else {
             continue;
         };
@@ -287,7 +289,10 @@ async fn profile_update(
 ) -> Result<Option<Value>, StoreError> {
     let old = lead.metadata.get("profile").cloned().unwrap_or(Value::Null);
     let old_name = old.get("name").and_then(Value::as_str).map(String::from);
-    let old_pic = old.get("picture_url").and_then(Value::as_str).map(String::from);
+    let old_pic = old
+        .get("picture_url")
+        .and_then(Value::as_str)
+        .map(String::from);
     let name_changed = contact.profile_name.is_some() && contact.profile_name != old_name;
     let pic_changed =
         contact.profile_picture_url.is_some() && contact.profile_picture_url != old_pic;
@@ -304,7 +309,8 @@ async fn profile_update(
     } else {
         lead.nombre.clone()
     };
-    let history_entry = json!([{"profile": old, "replaced_at": time::OffsetDateTime::now_utc().unix_timestamp()}]);
+    let history_entry =
+        json!([{"profile": old, "replaced_at": time::OffsetDateTime::now_utc().unix_timestamp()}]);
     tx.execute(
         "UPDATE leads SET nombre = $2,
              metadata = jsonb_set(
@@ -389,7 +395,11 @@ pub async fn merge_duplicates(
             .find(|(_, raw)| *raw == e164)
             .unwrap_or(&members[0])
             .0;
-        let others: Vec<Uuid> = members.iter().map(|m| m.0).filter(|id| *id != survivor).collect();
+        let others: Vec<Uuid> = members
+            .iter()
+            .map(|m| m.0)
+            .filter(|id| *id != survivor)
+            .collect();
         merge_into(tx, survivor, &others).await?;
         tx.execute(
             "UPDATE leads SET metadata = metadata || jsonb_build_object('telefono_original', telefono),

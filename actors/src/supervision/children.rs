@@ -233,7 +233,11 @@ impl Children {
     /// Records a failure of child `index` (it died, or a restart could not start it).
     fn fail(&mut self, index: usize, error: String) -> Decision {
         let rec = &mut self.records[index];
-        let policy = rec.spec.policy.clone().unwrap_or_else(|| self.policy.clone());
+        let policy = rec
+            .spec
+            .policy
+            .clone()
+            .unwrap_or_else(|| self.policy.clone());
         rec.cell = None;
         rec.started = None;
         rec.last_error = Some(error.clone());

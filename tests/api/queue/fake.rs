@@ -25,7 +25,8 @@ pub struct Seen {
 
 #[derive(Clone)]
 pub struct Fake {
-    pub actor: ActorRef<FakeMessage>,
+    /// Kept so the actor's handle lives as long as the fake.
+    pub _actor: ActorRef<FakeMessage>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
     pub script: Arc<Mutex<Script>>,
 }
@@ -46,10 +47,6 @@ impl Fake {
 
     pub fn set_script(&self, script: Script) {
         *self.script.lock().unwrap() = script;
-    }
-
-    pub fn stop(&self) {
-        self.actor.stop(None);
     }
 }
 
@@ -132,7 +129,7 @@ pub async fn register(
         ConnectionRef::new(kind, actor.clone(), FakeMessage::Send),
     );
     Fake {
-        actor,
+        _actor: actor,
         seen,
         script,
     }
