@@ -250,14 +250,10 @@ impl Actor for BusinessSupervisor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let still = state.children.stop_all(Duration::from_secs(10)).await;
-        if !still.is_empty() {
-            tracing::warn!(
-                supervisor = "business_supervisor",
-                ?still,
-                "children still running after stop"
-            );
-        }
+        state
+            .children
+            .stop_all_or_warn("business_supervisor", Duration::from_secs(10))
+            .await;
         Ok(())
     }
 }

@@ -292,14 +292,10 @@ impl Actor for LiteSupervisor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let still = state.children.stop_all(Duration::from_secs(15)).await;
-        if !still.is_empty() {
-            tracing::warn!(
-                supervisor = "lite_supervisor",
-                ?still,
-                "children still running after stop"
-            );
-        }
+        state
+            .children
+            .stop_all_or_warn("lite_supervisor", Duration::from_secs(15))
+            .await;
         Ok(())
     }
 }

@@ -350,7 +350,15 @@ impl Children {
         still_running
     }
 
-    /// Removes child `index` from the records after it was stopped.
+    /// [`Self::stop_all`] for a supervisor's `post_stop`: what is still running is logged.
+    pub async fn stop_all_or_warn(&mut self, supervisor: &str, deadline: Duration) {
+        let still = self.stop_all(deadline).await;
+        if !still.is_empty() {
+            tracing::warn!(supervisor, ?still, "children still running after stop");
+        }
+    }
+
+    /// Removes the named child from the records after it was stopped.
     pub fn forget(&mut self, name: &str) {
         self.records.retain(|r| r.spec.name != name);
     }
