@@ -14,7 +14,7 @@ use super::BusinessError;
 use super::store::{self, Route};
 use super::templates;
 use super::webhook::{self, Change};
-use crate::ingest::{InboundItem, IngestReport, batch};
+use crate::ingest::{InboundItem, IngestReport};
 use crate::seal::Purpose;
 use crate::shared::Shared;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -50,7 +50,7 @@ pub struct DrainReport {
     pub media: Vec<MediaToFetch>,
 }
 
-/// Ingest as a function (the real one: [`ingest_with_pool`]; tests may pass another).
+/// Ingest as a function (the real one: [`crate::ingest::run`]; tests may pass another).
 pub trait IngestFn: Fn(Vec<InboundItem>) -> Self::Fut {
     type Fut: Future<Output = Result<IngestReport, String>>;
 }
@@ -60,39 +60,6 @@ where
     Fut: Future<Output = Result<IngestReport, String>>,
 {
     type Fut = Fut;
-}
-
-/// Runs a batch through Ingest's one-transaction pipeline on a connection of its own,
-/// retrying it whole when it lost a deadlock to a concurrent batch (as the Ingest actor does).
-pub async fn ingest_with_pool(
-    shared: &Shared,
-    items: Vec<InboundItem>,
-) -> Result<IngestReport, String> {
-    if items.is_empty() {
-        return Ok(IngestReport::default());
-    }
-    let mut attempt = 0u64;
-    let report = loop {
-        attempt += 1;
-        let mut client = shared.pool.get().await.map_err(|e| e.to_string())?;
-        match batch::ingest_batch(
-            &mut client,
-            &shared.sealer,
-            shared.settings.default_region.as_deref(),
-            &items,
-        )
-        .await
-        {
-            Ok(report) => break report,
-            Err(e) if attempt < 4 && e.is_retryable_conflict() => {
-                tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
-            }
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    metrics::counter!("sincro_ingest_messages_total").increment(report.messages_inserted as u64);
-    metrics::counter!("sincro_ingest_statuses_total").increment(report.statuses_applied as u64);
-    Ok(report)
 }
 
 /// One step over at most `limit` due rows.
@@ -298,7 +265,7 @@ impl Actor for InboxPoller {
                 let shared = state.shared.clone();
                 let step = drain_once(&state.shared, BATCH_ROWS, |items| {
                     let shared = shared.clone();
-                    async move { ingest_with_pool(&shared, items).await }
+                    async move { crate::ingest::run(&shared, &items).await }
                 })
                 .await;
                 match step {

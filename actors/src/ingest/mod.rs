@@ -84,8 +84,13 @@ impl Actor for Ingest {
     }
 }
 
-/// Runs one batch, retrying it whole when it lost a deadlock or serialisation race.
-async fn run(shared: &Shared, items: &[InboundItem]) -> Result<IngestReport, String> {
+/// Runs one batch, retrying it whole when it lost a deadlock or serialisation race. The
+/// Ingest actor runs batches with it; the webhook inbox drain calls it inside its own
+/// transaction step.
+pub async fn run(shared: &Shared, items: &[InboundItem]) -> Result<IngestReport, String> {
+    if items.is_empty() {
+        return Ok(IngestReport::default());
+    }
     let mut attempt = 0;
     let report = loop {
         attempt += 1;
