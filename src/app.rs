@@ -130,6 +130,7 @@ impl Application {
         let database = Database::open(&config).await?;
         let shared = Arc::new(Shared {
             pool: database.pool.clone(),
+            rate_limiter: Default::default(),
             connections: Default::default(),
             database_url: database.url.clone(),
             sealer: sealer.clone(),

@@ -98,7 +98,12 @@ pub async fn start_tree(
     shared: Arc<Shared>,
     policy: RestartPolicy,
 ) -> Result<(Actors, tokio::task::JoinHandle<()>), SpawnErr> {
-    let slots = ChildSlots::default();
+    // The RateLimiter's slot is the one in `Shared`, so actors that only hold `Shared` (the
+    // Dispatcher's lanes) reach its current incarnation too.
+    let slots = ChildSlots {
+        rate_limiter: shared.rate_limiter.clone(),
+        ..ChildSlots::default()
+    };
     let args = DaemonArgs {
         shared,
         policy,

@@ -142,18 +142,9 @@ fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n.max(1)).expect("n >= 1"))
 }
 
-/// The ractor process group the RateLimiter of the daemon sharing `shared` joins, so the
-/// Dispatcher finds its current incarnation (several daemons can run in one process).
-pub fn group_name(shared: &Arc<Shared>) -> String {
-    format!("sincro.rate_limiter.{:p}", Arc::as_ptr(shared))
-}
-
 /// The running RateLimiter of the daemon sharing `shared`, if any.
 pub fn find(shared: &Arc<Shared>) -> Option<ActorRef<RateLimiterMessage>> {
-    ractor::pg::get_members(&group_name(shared))
-        .into_iter()
-        .next()
-        .map(ActorRef::from)
+    shared.rate_limiter.get()
 }
 
 impl RateLimiterState {
@@ -230,7 +221,6 @@ impl Actor for RateLimiter {
         shared: Arc<Shared>,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(Duration::from_secs(60), || RateLimiterMessage::Sweep);
-        ractor::pg::join(group_name(&shared), vec![myself.get_cell()]);
         let outbound = &shared.settings.outbound;
         let per_recipient = (outbound.pair_burst > 0)
             .then(|| Governor::keyed(quota(outbound.pair_burst, outbound.pair_interval)));

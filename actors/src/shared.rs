@@ -53,6 +53,8 @@ impl Default for ActorSettings {
 
 pub struct Shared {
     pub pool: Pool,
+    /// The current RateLimiter incarnation (filled by the Daemon), for the Dispatcher's lanes.
+    pub rate_limiter: crate::supervision::Slot<crate::rate_limiter::RateLimiterMessage>,
     /// Connection actors running on this node, for the Dispatcher.
     pub connections: crate::connection::Connections,
     /// The database URL, for connections outside the pool (the Hub's LISTEN). Never logged.
