@@ -135,6 +135,10 @@ impl Application {
             database_url: database.url.clone(),
             sealer: sealer.clone(),
             node_id: config.node_id.clone(),
+            ownership: Arc::new(sincro_actors::ownership::Ownership::new(
+                config.node_id.clone(),
+                config.node_lease,
+            )),
             settings: ActorSettings {
                 fault_injection: options.fault_injection,
                 api_per_user_per_minute: config.api_per_user_per_minute,

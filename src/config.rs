@@ -58,6 +58,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_filter: String,
     pub node_id: String,
+    /// How long a node's lease on a connection lasts unless renewed (`NODE_LEASE_SECS`).
+    pub node_lease: Duration,
     pub shutdown_timeout: Duration,
     /// Largest JSON request body accepted by the API.
     pub max_body_bytes: u64,
@@ -226,6 +228,15 @@ impl Config {
         if node_id.len() > 64 || !node_id.chars().all(|c| c.is_ascii_graphic()) {
             r.errors
                 .push("NODE_ID must be at most 64 visible ASCII characters".into());
+        }
+        let node_lease = Duration::from_secs(r.positive(
+            "NODE_LEASE_SECS",
+            sincro_actors::ownership::DEFAULT_TTL.as_secs(),
+            "a number of seconds",
+        ));
+        if node_lease < Duration::from_secs(3) {
+            r.errors
+                .push("NODE_LEASE_SECS must be at least 3 (leases renew every third of it)".into());
         }
         let db_pool_size = r.positive("DB_POOL_SIZE", 16, "a whole number") as usize;
         let shutdown_timeout =
@@ -414,6 +425,7 @@ impl Config {
             log_format,
             log_filter,
             node_id,
+            node_lease,
             shutdown_timeout,
             max_body_bytes,
             api_per_user_per_minute,

@@ -40,6 +40,9 @@ pub enum BusinessSupervisorMessage {
         connection_id: Uuid,
         reply: RpcReplyPort<Option<ActorRef<BusinessNumberMessage>>>,
     },
+    /// Another node connected, changed or removed the number: start, replace or stop this
+    /// node's actor by what the store says now.
+    Reload(Uuid),
     /// A webhook row was stored: drain the inbox now.
     InboxWake,
     /// Inbound media found by the inbox, for the owning numbers to fetch.
@@ -204,6 +207,23 @@ impl Actor for BusinessSupervisor {
                     .get(&connection_id)
                     .and_then(|(_, slot)| slot.get());
                 let _ = reply.send(actor);
+            }
+            BusinessSupervisorMessage::Reload(connection_id) => {
+                let active = match state.shared.pool.get().await {
+                    Ok(client) => store::active(&client).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match active {
+                    Ok(list) if list.iter().any(|(c, _)| *c == connection_id) => {
+                        if let Err(e) = state.start_number(connection_id, &myself).await {
+                            tracing::error!(%connection_id, error = %e, "business number did not start");
+                        }
+                    }
+                    Ok(_) => state.stop_number(connection_id).await,
+                    Err(e) => {
+                        tracing::warn!(%connection_id, error = %e, "could not reload a business number")
+                    }
+                }
             }
             BusinessSupervisorMessage::InboxWake => {
                 if let Some(inbox) = state.inbox.get() {

@@ -1,5 +1,5 @@
-//! The root supervisor. It starts the seven children of DESIGN.md section 1 in `pre_start`,
-//! linked to itself, restarts them by the [`RestartPolicy`], answers the status RPC behind
+//! The root supervisor. It starts the seven children of DESIGN.md section 1, after the
+//! Membership (this node's heartbeat and leases, section 9), in `pre_start`, linked to itself, restarts them by the [`RestartPolicy`], answers the status RPC behind
 //! `GET /v1/status`, and stops them children-first on shutdown.
 
 use crate::business_supervisor::{BusinessSupervisor, BusinessSupervisorMessage};
@@ -8,6 +8,7 @@ use crate::hub::{Hub, HubMessage};
 use crate::ingest::{Ingest, IngestMessage};
 use crate::lead_sync::{LeadSync, LeadSyncMessage};
 use crate::lite_supervisor::{LiteSupervisor, LiteSupervisorArgs, LiteSupervisorMessage};
+use crate::membership::{Membership, MembershipArgs, MembershipMessage};
 use crate::rate_limiter::{RateLimiter, RateLimiterMessage};
 use crate::shared::Shared;
 use crate::supervision::{ChildSpec, ChildState, Children, RestartPolicy, Slot, StatusNode, react};
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 /// Typed handles to the current incarnation of each child, for the HTTP layer.
 #[derive(Clone, Default)]
 pub struct ChildSlots {
+    pub membership: Slot<MembershipMessage>,
     pub rate_limiter: Slot<RateLimiterMessage>,
     pub lead_sync: Slot<LeadSyncMessage>,
     pub hub: Slot<HubMessage>,
@@ -120,6 +122,16 @@ pub async fn start_tree(
 }
 
 fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
+    // First started, last stopped: it hands the node's leases back once the sessions and
+    // lanes that used them have ended.
+    let args = MembershipArgs {
+        shared: shared.clone(),
+        business: slots.business.clone(),
+        lite: slots.lite.clone(),
+    };
+    let membership = ChildSpec::new("membership", false, slots.membership.clone(), move || {
+        (Membership, args.clone())
+    });
     let s = shared.clone();
     let rate_limiter = ChildSpec::new(
         "rate_limiter",
@@ -168,6 +180,7 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
         )
     });
     vec![
+        membership,
         rate_limiter,
         lead_sync,
         hub,

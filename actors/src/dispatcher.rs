@@ -7,6 +7,7 @@
 //! leases of held rows and recovers expired leases of crashed nodes ([`DispatcherState::tick`],
 //! callable alone from tests through [`DispatcherMessage::Tick`]).
 
+use crate::connection::ConnectionKind;
 use crate::outbound::inflight::{Marker, MarkerTask};
 use crate::outbound::lane::{self, Held, Lane, LaneCtx};
 use crate::outbound::lease::{self, Recovered};
@@ -71,14 +72,27 @@ pub struct DispatcherState {
     _marker: MarkerTask,
     last_sweep: Instant,
     last_renew: Instant,
+    /// When each registered connection's ownership lease was last asked for.
+    lease_tried: HashMap<Uuid, Instant>,
 }
 
 impl DispatcherState {
     /// One tick: the testable body of the Dispatcher's background loop.
     pub async fn tick(&mut self) {
+        // Lanes follow the connections registered on this node whose lease it holds.
+        self.own().await;
         let shared = &self.ctx.shared;
-        // Lanes follow the connections registered on this node.
-        let running = shared.connections.ids();
+        let running: Vec<Uuid> = shared
+            .connections
+            .ids()
+            .into_iter()
+            .filter(|id| {
+                shared
+                    .connections
+                    .get(*id)
+                    .is_some_and(|c| shared.ownership.holds(c.kind, *id))
+            })
+            .collect();
         self.lanes
             .retain(|id, entry| !entry.task.is_finished() || running.contains(id));
         self.lanes.retain(|_, entry| !entry.task.is_finished());
@@ -132,6 +146,80 @@ impl DispatcherState {
         }
     }
 
+    /// Takes the ownership leases of connections registered here and not held yet (a
+    /// Business number's actor runs on every node, its lane only on one), within this node's
+    /// fair share; tries each connection when first seen, then every renewal period. Gives
+    /// back the leases of Business numbers no longer registered here. A Lite session holds
+    /// its lease already: the LiteSupervisor takes it before it starts a browser.
+    async fn own(&mut self) {
+        let shared = self.ctx.shared.clone();
+        let ownership = &shared.ownership;
+        let registered: Vec<(Uuid, ConnectionKind)> = shared
+            .connections
+            .ids()
+            .into_iter()
+            .filter_map(|id| shared.connections.get(id).map(|c| (id, c.kind)))
+            .collect();
+        let now = Instant::now();
+        let every = ownership.renew_every();
+        self.lease_tried
+            .retain(|id, _| registered.iter().any(|(r, _)| r == id));
+        let gone: Vec<Uuid> = ownership
+            .held(ConnectionKind::Business)
+            .into_iter()
+            .filter(|id| !registered.iter().any(|(r, _)| r == id))
+            .collect();
+        let wanted: Vec<(Uuid, ConnectionKind)> = registered
+            .iter()
+            .copied()
+            .filter(|(id, kind)| {
+                !ownership.holds(*kind, *id)
+                    && self
+                        .lease_tried
+                        .get(id)
+                        .is_none_or(|t| now.duration_since(*t) >= every)
+            })
+            .collect();
+        if gone.is_empty() && wanted.is_empty() {
+            return;
+        }
+        let client = match shared.pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take connection leases");
+                return;
+            }
+        };
+        if !gone.is_empty()
+            && let Err(e) = ownership
+                .release(&client, ConnectionKind::Business, &gone)
+                .await
+        {
+            tracing::warn!(error = %e, "could not give back connection leases");
+        }
+        for kind in [ConnectionKind::Business, ConnectionKind::Lite] {
+            let ids: Vec<Uuid> = wanted
+                .iter()
+                .filter(|(_, k)| *k == kind)
+                .map(|(id, _)| *id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            for id in &ids {
+                self.lease_tried.insert(*id, now);
+            }
+            let total = registered.iter().filter(|(_, k)| *k == kind).count();
+            match ownership.acquire_share(&client, kind, &ids, total).await {
+                Ok(got) if !got.is_empty() => {
+                    tracing::info!(connections = got.len(), "took over connections' sending");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not take connection leases"),
+            }
+        }
+    }
+
     /// Recovers expired leases (and, at start, this node's earlier claims).
     pub async fn sweep(&self, own_node: bool) -> Result<Recovered, String> {
         let shared = &self.ctx.shared;
@@ -177,11 +265,17 @@ async fn start_listener(
     wakes: &Arc<Mutex<HashMap<Uuid, Arc<Notify>>>>,
 ) -> Option<Listener> {
     let wakes = wakes.clone();
-    match Listener::start(&shared.database_url, move |connection| {
-        if let Some(w) = wakes.lock().expect("wakes lock").get(&connection) {
-            w.notify_one();
-        }
-    })
+    match Listener::start(
+        &shared.database_url,
+        crate::outbound::CHANNEL,
+        move |payload| {
+            if let Ok(connection) = payload.parse::<Uuid>()
+                && let Some(w) = wakes.lock().expect("wakes lock").get(&connection)
+            {
+                w.notify_one();
+            }
+        },
+    )
     .await
     {
         Ok(l) => Some(l),
@@ -233,6 +327,7 @@ impl Actor for Dispatcher {
             _marker: marker_task,
             last_sweep: Instant::now(),
             last_renew: Instant::now(),
+            lease_tried: HashMap::new(),
         };
         // Claims of this node's earlier incarnations come back now, not at lease expiry.
         if let Err(e) = state.sweep(true).await {

@@ -11,12 +11,21 @@
 //!   `final:` reason and is forgotten, not restarted.
 //! - On stop it stops its sessions first (each closes its browser and stays wanted, so the
 //!   next start resumes it).
+//! - A session runs only on the node holding its lease ([`crate::ownership`]): taken before
+//!   the browser starts, given back when the session ends on purpose or FAILED. After each
+//!   heartbeat it takes over wanted sessions whose lease is free (a stopped or dead node's),
+//!   within its fair share, restoring their profiles from the sealed snapshot; every second it
+//!   stops sessions whose lease it no longer holds. A stop asked on a node that does not run
+//!   the session is sent to the node that does.
 
+use crate::connection::ConnectionKind;
 use crate::ingest::IngestMessage;
 use crate::lite::session::FINAL;
 use crate::lite::{
     LiteSession, LiteSessionMessage, SessionArgs, Status, profile, reaper, reason, store,
 };
+use crate::membership::{Control, broadcast};
+use crate::ownership::Ownership;
 use crate::shared::Shared;
 use crate::store::alerts::{NewAlert, Severity};
 use crate::supervision::{ChildSpec, Children, Decision, RestartPolicy, Slot, StatusNode, react};
@@ -48,9 +57,14 @@ pub enum LiteSupervisorMessage {
         id: Uuid,
         reply: RpcReplyPort<Option<ActorRef<LiteSessionMessage>>>,
     },
-    /// Start every session that should run (sent to itself at start; retried while the
-    /// database is unreachable).
+    /// Start every session that should run and whose lease is free, within this node's fair
+    /// share (sent to itself at start, retried while the database is unreachable; and by the
+    /// Membership after every heartbeat).
     ResumeAll,
+    /// Stop the sessions whose lease this node no longer holds, then [`Self::ResumeAll`].
+    Reconcile,
+    /// Stop the sessions whose lease this node no longer holds (local check, every second).
+    Fence,
     /// Fault injection: panic in the handler (supervision tests).
     Panic,
 }
@@ -91,6 +105,68 @@ impl LiteSupervisorState {
         self.sessions.remove(&id);
     }
 
+    /// Forgets a session that ended here (for good, or handed to another node) and gives its
+    /// lease back.
+    fn end(&mut self, id: Uuid) {
+        self.forget(id);
+        let shared = self.args.shared.clone();
+        tokio::spawn(async move {
+            let released = match shared.pool.get().await {
+                Ok(client) => shared
+                    .ownership
+                    .release(&client, ConnectionKind::Lite, &[id])
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = released {
+                tracing::warn!(session = %id, error = %e, "could not give the session's lease back; it expires");
+            }
+        });
+    }
+
+    /// Stops (without ending them: they stay wanted) the sessions whose lease this node no
+    /// longer holds, so another node may run them.
+    async fn fence(&mut self) {
+        let lost: Vec<Uuid> = self
+            .sessions
+            .keys()
+            .copied()
+            .filter(|id| !self.args.shared.ownership.holds(ConnectionKind::Lite, *id))
+            .collect();
+        for id in lost {
+            tracing::warn!(session = %id, "lost the session's lease; closing its browser here");
+            if let Some(index) = self.children.index_by_name(&id.to_string()) {
+                self.children.stop_one(index, Duration::from_secs(15)).await;
+            }
+            self.end(id);
+        }
+    }
+
+    /// Wanted sessions not running here whose lease is free or expired, at most this node's
+    /// fair share less what it runs; their leases are taken here.
+    async fn resumable(&self) -> Result<Vec<(Uuid, Uuid)>, String> {
+        let shared = &self.args.shared;
+        let wanted = store::autostart(&shared.pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        let candidates: Vec<Uuid> = wanted
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !self.sessions.contains_key(id))
+            .collect();
+        let client = shared.pool.get().await.map_err(|e| e.to_string())?;
+        let got = shared
+            .ownership
+            .acquire_share(&client, ConnectionKind::Lite, &candidates, wanted.len())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(wanted
+            .into_iter()
+            .filter(|(id, _)| got.contains(id))
+            .collect())
+    }
+
     async fn start(
         &mut self,
         myself: &ActorRef<LiteSupervisorMessage>,
@@ -98,6 +174,18 @@ impl LiteSupervisorState {
         usuario_id: Uuid,
     ) -> Result<(), String> {
         if self.children.index_by_name(&id.to_string()).is_some() {
+            return Ok(());
+        }
+        let shared = &self.args.shared;
+        let client = shared.pool.get().await.map_err(|e| e.to_string())?;
+        let got = shared
+            .ownership
+            .acquire(&client, ConnectionKind::Lite, &[id])
+            .await
+            .map_err(|e| e.to_string())?;
+        if got.is_empty() {
+            // Another live node runs it.
+            tracing::info!(session = %id, "Lite session runs on another node");
             return Ok(());
         }
         let slot: Slot<LiteSessionMessage> = Slot::default();
@@ -132,6 +220,7 @@ impl Actor for LiteSupervisor {
         let lite_dir = args.shared.settings.lite.lite_dir();
         reaper::reap(&lite_dir).await;
         myself.cast(LiteSupervisorMessage::ResumeAll)?;
+        myself.send_interval(Duration::from_secs(1), || LiteSupervisorMessage::Fence);
         Ok(LiteSupervisorState {
             args,
             children: Children::new(RestartPolicy::default()),
@@ -186,9 +275,19 @@ impl Actor for LiteSupervisor {
                         });
                     }
                     None => {
-                        // Not running (waiting for a restart, or FAILED): settle it here.
-                        state.forget(id);
                         let shared = state.args.shared.clone();
+                        if !state.sessions.contains_key(&id)
+                            && let Some(node) = elsewhere(&shared, id).await
+                        {
+                            // Its browser runs on another node: that node stops it.
+                            tokio::spawn(async move {
+                                stop_elsewhere(&shared, node, id, logout).await;
+                                let _ = reply.send(());
+                            });
+                            return Ok(());
+                        }
+                        // Not running (waiting for a restart, or FAILED): settle it here.
+                        state.end(id);
                         let dir = shared.settings.lite.session_dir(id);
                         if logout {
                             let _ = tokio::task::spawn_blocking(move || profile::wipe(&dir)).await;
@@ -219,26 +318,27 @@ impl Actor for LiteSupervisor {
             LiteSupervisorMessage::Session { id, reply } => {
                 let _ = reply.send(state.sessions.get(&id).and_then(|e| e.slot.get()));
             }
-            LiteSupervisorMessage::ResumeAll => {
-                match store::autostart(&state.args.shared.pool).await {
-                    Ok(rows) => {
-                        if !rows.is_empty() {
-                            tracing::info!(sessions = rows.len(), "starting Lite sessions again");
-                        }
-                        for (id, usuario_id) in rows {
-                            if let Err(e) = state.start(&myself, id, usuario_id).await {
-                                tracing::error!(session = %id, error = %e, "could not start a Lite session");
-                            }
-                        }
+            LiteSupervisorMessage::Fence => state.fence().await,
+            LiteSupervisorMessage::Reconcile => {
+                state.fence().await;
+                let _ = myself.cast(LiteSupervisorMessage::ResumeAll);
+            }
+            LiteSupervisorMessage::ResumeAll => match state.resumable().await {
+                Ok(rows) => {
+                    if !rows.is_empty() {
+                        tracing::info!(sessions = rows.len(), "starting Lite sessions");
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot list Lite sessions to resume; retrying in 5 s");
-                        myself.send_after(Duration::from_secs(5), || {
-                            LiteSupervisorMessage::ResumeAll
-                        });
+                    for (id, usuario_id) in rows {
+                        if let Err(e) = state.start(&myself, id, usuario_id).await {
+                            tracing::error!(session = %id, error = %e, "could not start a Lite session");
+                        }
                     }
                 }
-            }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list Lite sessions to resume; retrying in 5 s");
+                    myself.send_after(Duration::from_secs(5), || LiteSupervisorMessage::ResumeAll);
+                }
+            },
             LiteSupervisorMessage::Panic => panic!("fault injection in lite_supervisor"),
         }
         Ok(())
@@ -254,7 +354,7 @@ impl Actor for LiteSupervisor {
             SupervisionEvent::ActorTerminated(cell, _, Some(why)) if why.starts_with(FINAL) => {
                 if let Some(id) = state.session_of(cell) {
                     tracing::info!(session = %id, reason = %why.trim_start_matches(FINAL), "Lite session ended");
-                    state.forget(id);
+                    state.end(id);
                 }
                 return Ok(());
             }
@@ -315,7 +415,7 @@ impl LiteSupervisor {
                     return;
                 };
                 let usuario_id = state.sessions.get(&id).map(|e| e.usuario_id);
-                state.forget(id);
+                state.end(id);
                 let shared = state.args.shared.clone();
                 let detail: String = error.chars().take(300).collect();
                 tokio::spawn(async move {
@@ -352,4 +452,47 @@ impl LiteSupervisor {
             ),
         }
     }
+}
+
+/// The other live node holding the session's lease, if any.
+async fn elsewhere(shared: &Arc<Shared>, id: Uuid) -> Option<String> {
+    let client = shared.pool.get().await.ok()?;
+    Ownership::owner(&client, ConnectionKind::Lite, id)
+        .await
+        .ok()
+        .flatten()
+        .filter(|node| *node != shared.node_id)
+}
+
+/// Asks `node` to stop the session and waits (at most 35 s) until the store shows it stopped.
+async fn stop_elsewhere(shared: &Arc<Shared>, node: String, id: Uuid, logout: bool) {
+    let control = Control::LiteStop { node, id, logout };
+    match shared.pool.get().await {
+        Ok(client) => {
+            if let Err(e) = broadcast(&client, &control).await {
+                tracing::warn!(session = %id, error = %e, "could not ask the session's node to stop it");
+                return;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(session = %id, error = %e, "could not ask the session's node to stop it");
+            return;
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(35);
+    while std::time::Instant::now() < deadline {
+        if let Ok(client) = shared.pool.get().await
+            && let Ok(Some(row)) = client
+                .query_opt(
+                    "SELECT status FROM whatsapp_lite_sessions WHERE id = $1",
+                    &[&id],
+                )
+                .await
+            && row.get::<_, String>(0) == Status::Stopped.as_str()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::warn!(session = %id, "the session's node did not stop it in time");
 }

@@ -61,6 +61,8 @@ pub struct Shared {
     pub database_url: String,
     pub sealer: Arc<Sealer>,
     pub node_id: String,
+    /// This node's leases on connections (DESIGN.md section 9).
+    pub ownership: Arc<crate::ownership::Ownership>,
     pub settings: ActorSettings,
 }
 

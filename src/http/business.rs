@@ -17,6 +17,7 @@ use sincro_actors::business::store::{self, Credentials};
 use sincro_actors::business::validate::{self, ValidationError};
 use sincro_actors::business::{BusinessError, GraphSettings, graph::GraphError};
 use sincro_actors::business_supervisor::BusinessSupervisorMessage;
+use sincro_actors::membership::{Control, broadcast};
 use sincro_actors::store::api_keys::Principal;
 use std::sync::Arc;
 use std::time::Duration;
@@ -231,6 +232,24 @@ async fn start_actor(ctx: &AppContext, connection_id: Uuid) {
     if !matches!(asked, Ok(ractor::rpc::CallResult::Success(Ok(())))) {
         tracing::error!(%connection_id, "business number actor did not start; the supervisor retries at its next start");
     }
+    reload_elsewhere(ctx, connection_id).await;
+}
+
+/// Tells the other nodes to reload the number (new credentials, or removed).
+async fn reload_elsewhere(ctx: &AppContext, connection_id: Uuid) {
+    let control = Control::BusinessReload {
+        from: ctx.shared.node_id.clone(),
+        id: connection_id,
+    };
+    let sent = match ctx.pool.get().await {
+        Ok(client) => broadcast(&client, &control)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(%connection_id, error = %e, "could not tell the other nodes about the number");
+    }
 }
 
 async fn create(p: Principal, body: NewNumber, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
@@ -374,6 +393,7 @@ async fn remove(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response
     {
         return Err(ApiError::NotFound("business number"));
     }
+    reload_elsewhere(&ctx, id).await;
     super::audit::record(
         &ctx,
         &p,

@@ -10,6 +10,7 @@ mod helpers;
 mod ingest;
 mod lite;
 mod migrations;
+mod ownership;
 mod process;
 mod queue;
 mod sealing;

@@ -153,7 +153,8 @@ pub enum Step {
         on_new: bool,
         on_done: bool,
     },
-    /// The connection is gone from this node: the lane ends (its rows were handed back).
+    /// The connection is gone from this node or its lease was lost: the lane ends (its rows
+    /// were handed back).
     Stop,
 }
 
@@ -293,7 +294,19 @@ impl Lane {
             on_new: false,
             on_done: false,
         };
-        let Some(conn) = self.ctx.shared.connections.get(self.connection_id) else {
+        // Gone from this node, or its lease lost (another node sends for it now).
+        let conn = self
+            .ctx
+            .shared
+            .connections
+            .get(self.connection_id)
+            .filter(|_| {
+                self.ctx
+                    .shared
+                    .ownership
+                    .holds(self.kind, self.connection_id)
+            });
+        let Some(conn) = conn else {
             self.release_all();
             return Step::Stop;
         };

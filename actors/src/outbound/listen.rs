@@ -1,10 +1,9 @@
-//! The Dispatcher's own PostgreSQL session doing `LISTEN sincro_outbox` (outside the pool: a
-//! LISTEN must stay on one session). Every NOTIFY (a message enqueued, re-queued) names a
-//! connection; the polling task wakes that connection's lane through the callback. A lost
-//! session only loses the fast path: lanes still poll every `OUTBOX_POLL_MS`, and the
-//! Dispatcher reconnects on its next tick.
+//! A PostgreSQL session of its own doing `LISTEN` on one channel (outside the pool: a LISTEN
+//! must stay on one session): the Dispatcher's `sincro_outbox` (every NOTIFY names a
+//! connection whose lane to wake) and the Membership's `sincro_control` (commands between
+//! nodes). A lost session only loses the fast path: lanes still poll every `OUTBOX_POLL_MS`,
+//! and the owners reconnect on their next tick.
 
-use super::CHANNEL;
 use futures::StreamExt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -12,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_postgres::{AsyncMessage, NoTls};
-use uuid::Uuid;
 
 /// The LISTEN session; dropping it closes the session.
 pub struct Listener {
@@ -28,16 +26,17 @@ impl Drop for Listener {
 }
 
 impl Listener {
-    /// Connects and listens; `on_notify` gets the connection id of every notification.
+    /// Connects and listens on `channel`; `on_notify` gets the payload of every notification.
     pub async fn start(
         database_url: &str,
-        on_notify: impl Fn(Uuid) + Send + 'static,
+        channel: &'static str,
+        on_notify: impl Fn(&str) + Send + 'static,
     ) -> Result<Listener, String> {
         let mut cfg = tokio_postgres::Config::from_str(database_url)
             .map_err(|_| "DATABASE_URL is not valid".to_string())?;
         cfg.connect_timeout(Duration::from_secs(5));
         cfg.keepalives(true);
-        cfg.application_name("sincro-whatsapp-dispatcher");
+        cfg.application_name(&format!("sincro-whatsapp-{channel}"));
         let (client, mut connection) = cfg.connect(NoTls).await.map_err(|e| e.to_string())?;
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
@@ -45,10 +44,8 @@ impl Listener {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
-                    Ok(AsyncMessage::Notification(n)) if n.channel() == CHANNEL => {
-                        if let Ok(id) = n.payload().parse::<Uuid>() {
-                            on_notify(id);
-                        }
+                    Ok(AsyncMessage::Notification(n)) if n.channel() == channel => {
+                        on_notify(n.payload());
                     }
                     Ok(_) => {}
                     Err(_) => break,
@@ -58,7 +55,7 @@ impl Listener {
         });
         tokio::time::timeout(
             Duration::from_secs(10),
-            client.batch_execute(&format!("LISTEN {CHANNEL}")),
+            client.batch_execute(&format!("LISTEN {channel}")),
         )
         .await
         .map_err(|_| "LISTEN timed out".to_string())?

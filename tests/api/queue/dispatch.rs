@@ -513,47 +513,63 @@ async fn queue_statuses_that_beat_the_send_are_applied() {
 
 #[tokio::test]
 async fn queue_two_daemons_share_a_backlog_without_duplicates() {
-    let a = spawn_app_with(fast_retries).await;
+    // Arrange: two nodes, two connections registered on both (as Business numbers are): each
+    // connection is sent for by the one node holding its lease, and the nodes split them.
+    let mut a = spawn_app_with(|env| {
+        fast_retries(env);
+        env.insert("NODE_LEASE_SECS".into(), "3".into());
+    })
+    .await;
     let b = spawn_app_sharing(&a).await;
-    let (_, key, conn) =
-        user_with_connection(&a, "lite", json!({"send_rate_per_minute": 100000})).await;
-    let ids = backlog(&a, &key, conn, 300, "normal").await;
-    // The same connection registered on both nodes (as during a takeover), each with a fake
-    // that takes a little time per send: both claim from the one backlog.
-    let fa = fake::register(
-        &a.app().context().shared,
-        conn,
-        ConnectionKind::Lite,
-        accept(),
-        Duration::from_millis(3),
-    )
-    .await;
-    let fb = fake::register(
-        &b.app().context().shared,
-        conn,
-        ConnectionKind::Lite,
-        accept(),
-        Duration::from_millis(3),
-    )
-    .await;
+    let settings = json!({"send_rate_per_minute": 100000});
+    let (_, key1, conn1) = user_with_connection(&a, "lite", settings.clone()).await;
+    let (_, key2, conn2) = user_with_connection(&a, "lite", settings).await;
+    let mut ids = backlog(&a, &key1, conn1, 150, "normal").await;
+    ids.extend(backlog(&b, &key2, conn2, 150, "normal").await);
+    let mut fakes = Vec::new();
+    for app in [&a, &b] {
+        for conn in [conn1, conn2] {
+            fakes.push(
+                fake::register(
+                    &app.app().context().shared,
+                    conn,
+                    ConnectionKind::Lite,
+                    accept(),
+                    Duration::from_millis(3),
+                )
+                .await,
+            );
+        }
+    }
+
+    // Act
     eventually(Duration::from_secs(30), || async {
         (outbox_states(&a).await.get("sent") == Some(&300)).then_some(())
     })
     .await
     .expect("all sent");
+
+    // Assert: each message once, each connection through one node, both nodes busy.
     let mut count: HashMap<Uuid, usize> = HashMap::new();
-    for s in fa.seen().iter().chain(fb.seen().iter()) {
-        *count.entry(s.message.message_id).or_default() += 1;
+    for f in &fakes {
+        for s in f.seen() {
+            *count.entry(s.message.message_id).or_default() += 1;
+        }
     }
     assert_eq!(count.len(), 300);
     assert!(
         ids.iter().all(|id| count[id] == 1),
         "a message was sent twice"
     );
+    let busy: Vec<usize> = fakes.iter().map(|f| f.seen().len()).collect();
+    // fakes: [a/conn1, a/conn2, b/conn1, b/conn2]
     assert!(
-        !fa.seen().is_empty() && !fb.seen().is_empty(),
-        "one node did all the work: {} / {}",
-        fa.seen().len(),
-        fb.seen().len()
+        (busy[0] == 0 || busy[2] == 0) && (busy[1] == 0 || busy[3] == 0),
+        "a connection was sent for by both nodes: {busy:?}"
     );
+    assert!(
+        busy[0] + busy[1] > 0 && busy[2] + busy[3] > 0,
+        "one node did all the work: {busy:?}"
+    );
+    a.shutdown().await;
 }

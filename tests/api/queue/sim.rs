@@ -2,7 +2,8 @@
 //! one number never exceed its 80/s in any one-second window at the simulator; `kill -9` of a
 //! daemon process in the middle of a 2,000-message backlog, then a restart: every message sent
 //! once (by the simulator's count), except those marked uncertain (sent at most once); two
-//! daemons on one database share a backlog without sending anything twice.
+//! daemons on one database and one number: one sender at a time (the lease holder), never
+//! over 80 in a second together, and the survivor takes over when the other stops.
 
 use super::{outbox_states, text};
 use crate::helpers::{
@@ -11,6 +12,7 @@ use crate::helpers::{
 };
 use crate::process;
 use serde_json::json;
+use sincro_actors::dispatcher::DispatcherMessage;
 use sincro_sim::graph::{GraphSimConfig, GraphSimHandle, SentMessage};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -166,27 +168,84 @@ async fn queue_sim_thousand_messages_never_over_80_per_second() {
 }
 
 #[tokio::test]
-async fn queue_sim_two_daemons_share_a_backlog() {
+async fn queue_sim_two_daemons_one_number_one_sender_then_takeover() {
+    // Arrange: two nodes on one database; the number is connected on the first and queued
+    // through the second.
     let sim = start_sim().await;
     let base = sim.base_url();
-    let a = spawn_app_with(|env| queue_env(env, &base)).await;
+    let mut a = spawn_app_with(|env| {
+        queue_env(env, &base);
+        env.insert("NODE_LEASE_SECS".into(), "3".into());
+    })
+    .await;
     let b = spawn_app_sharing(&a).await;
     let (_, key) = a.user("two@queue.test", false).await;
     let n = a.business_number(&base, &key).await;
     contacts_write(&a.http, &base, &n, 20, a.pool()).await;
-    queue_many(&b, &key, n.connection_id, 400, 20).await;
+    // The second node learns of the number from the first and runs its actor too.
+    let on_b = eventually(Duration::from_secs(10), || async {
+        b.app()
+            .context()
+            .shared
+            .connections
+            .get(n.connection_id)
+            .map(|_| ())
+    })
+    .await;
+    assert!(on_b.is_some(), "the second node never started the number");
+
+    // Act: a backlog of 600 (7.5 s at 80/s); the first node stops gracefully midway.
+    queue_many(&b, &key, n.connection_id, 600, 20).await;
+    let midway = eventually(Duration::from_secs(60), || async {
+        (sim.sent(Some(&n.phone_number_id)).len() >= 150).then_some(())
+    })
+    .await;
+    assert!(midway.is_some(), "nothing was sent");
+    let lanes = |app: &TestApp| {
+        let d = app.app().context().actors.children.dispatcher.get();
+        async move {
+            let d = d.expect("dispatcher");
+            match d
+                .call(DispatcherMessage::Stats, Some(Duration::from_secs(5)))
+                .await
+            {
+                Ok(ractor::rpc::CallResult::Success(s)) => s.lanes,
+                _ => panic!("no dispatcher stats"),
+            }
+        }
+    };
+    let (la, lb) = (lanes(&a).await, lanes(&b).await);
+    assert_eq!(
+        la.len() + lb.len(),
+        1,
+        "exactly one node sends for the number: {la:?} / {lb:?}"
+    );
+    let stopped_first = if la.is_empty() { "b" } else { "a" };
+    let mut b = b;
+    let survivor = if stopped_first == "a" {
+        a.shutdown().await;
+        &b
+    } else {
+        b.shutdown().await;
+        &a
+    };
+
+    // Assert: the survivor takes the number over and every message is sent once, never more
+    // than 80 in any second at the simulator across both senders.
     let done = eventually(Duration::from_secs(60), || async {
-        (outbox_states(&a).await.get("sent") == Some(&400)).then_some(())
+        (outbox_states(survivor).await.get("sent") == Some(&600)).then_some(())
     })
     .await;
     assert!(
         done.is_some(),
         "not all sent: {:?}",
-        outbox_states(&a).await
+        outbox_states(survivor).await
     );
     let sent = sim.sent(Some(&n.phone_number_id));
-    assert_eq!(sent.len(), 400);
+    assert_eq!(sent.len(), 600);
     assert!(by_body(&sent).values().all(|c| *c == 1));
+    let worst = max_per_second(&sent);
+    assert!(worst <= 80, "{worst} messages accepted in one second");
 }
 
 #[tokio::test]

@@ -1,0 +1,212 @@
+//! Membership: this node's place among the nodes sharing one PostgreSQL (DESIGN.md section
+//! 9). Every [`Ownership::renew_every`] it heartbeats and renews the node's leases in one
+//! round ([`crate::ownership`]), then has the LiteSupervisor reconcile (stop sessions whose
+//! lease was lost, take over free ones). It also holds the `LISTEN sincro_control` session:
+//! commands one node sends another, such as "stop this Lite session" for a session whose
+//! browser runs on another node, or "reload this Business number" after its credentials
+//! changed. Started first and stopped last, so on a graceful stop it hands every lease back
+//! after the sessions and lanes have ended, and other nodes take over at once.
+
+use crate::business_supervisor::BusinessSupervisorMessage;
+use crate::lite_supervisor::LiteSupervisorMessage;
+use crate::outbound::listen::Listener;
+use crate::shared::Shared;
+use crate::supervision::Slot;
+use deadpool_postgres::GenericClient;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The NOTIFY channel of commands between nodes.
+pub const CONTROL_CHANNEL: &str = "sincro_control";
+
+/// A command between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Control {
+    /// Stop a Lite session; only `node`, which runs its browser, acts on it.
+    LiteStop {
+        node: String,
+        id: Uuid,
+        logout: bool,
+    },
+    /// A Business number was connected, changed or removed on node `from`: every other node
+    /// reloads its actor from the store.
+    BusinessReload { from: String, id: Uuid },
+}
+
+/// Sends a command to the other nodes (and this one) at commit.
+pub async fn broadcast(
+    client: &impl GenericClient,
+    control: &Control,
+) -> Result<(), tokio_postgres::Error> {
+    let payload = serde_json::to_string(control).expect("control serializes");
+    client
+        .execute("SELECT pg_notify($1, $2)", &[&CONTROL_CHANNEL, &payload])
+        .await?;
+    Ok(())
+}
+
+pub enum MembershipMessage {
+    /// Heartbeat, renew leases, reconcile; sent to itself every renewal period.
+    Heartbeat,
+    /// A command from the control channel.
+    Control(Control),
+    /// Fault injection: panic in the handler (supervision tests).
+    Panic,
+}
+crate::supervised_message!(MembershipMessage);
+
+#[derive(Clone)]
+pub struct MembershipArgs {
+    pub shared: Arc<Shared>,
+    pub business: Slot<BusinessSupervisorMessage>,
+    pub lite: Slot<LiteSupervisorMessage>,
+}
+
+pub struct Membership;
+
+pub struct MembershipState {
+    args: MembershipArgs,
+    listener: Option<Listener>,
+}
+
+impl MembershipState {
+    /// One round: the testable body of the heartbeat loop.
+    pub async fn heartbeat(&mut self, myself: &ActorRef<MembershipMessage>) {
+        let shared = &self.args.shared;
+        match shared.pool.get().await {
+            Ok(client) => match shared.ownership.heartbeat(&client).await {
+                Ok(lost) if !lost.is_empty() => {
+                    tracing::warn!(lost = ?lost, "leases were taken over by another node");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not renew this node's leases"),
+            },
+            Err(e) => tracing::warn!(error = %e, "could not renew this node's leases"),
+        }
+        if let Some(lite) = self.args.lite.get() {
+            let _ = lite.cast(LiteSupervisorMessage::Reconcile);
+        }
+        if !self.listener.as_ref().is_some_and(Listener::alive) {
+            self.listener = listen(shared, myself).await;
+        }
+    }
+
+    fn control(&self, control: Control) {
+        let me = self.args.shared.node_id.as_str();
+        match control {
+            Control::LiteStop { node, id, logout } if node == me => {
+                if let Some(lite) = self.args.lite.get() {
+                    tokio::spawn(async move {
+                        let _ = lite
+                            .call(
+                                |reply| LiteSupervisorMessage::Stop { id, logout, reply },
+                                Some(Duration::from_secs(40)),
+                            )
+                            .await;
+                    });
+                }
+            }
+            Control::BusinessReload { from, id } if from != me => {
+                if let Some(business) = self.args.business.get() {
+                    let _ = business.cast(BusinessSupervisorMessage::Reload(id));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn listen(shared: &Arc<Shared>, myself: &ActorRef<MembershipMessage>) -> Option<Listener> {
+    let me = myself.clone();
+    match Listener::start(&shared.database_url, CONTROL_CHANNEL, move |payload| {
+        match serde_json::from_str::<Control>(payload) {
+            Ok(c) => {
+                let _ = me.cast(MembershipMessage::Control(c));
+            }
+            Err(_) => tracing::warn!("ignored a control notification that does not parse"),
+        }
+    })
+    .await
+    {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, "control LISTEN failed; retried on the next heartbeat");
+            None
+        }
+    }
+}
+
+impl Actor for Membership {
+    type Msg = MembershipMessage;
+    type State = MembershipState;
+    type Arguments = MembershipArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: MembershipArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut state = MembershipState {
+            args,
+            listener: None,
+        };
+        // At the first start of the process only (not after a restart of this actor, while
+        // the sessions run on).
+        let shared = &state.args.shared;
+        if let Ok(client) = shared.pool.get().await {
+            match shared.ownership.clear_earlier_run(&client).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(dropped = n, "dropped leases of this node's earlier run")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not drop the leases of an earlier run"),
+            }
+        }
+        state.heartbeat(&myself).await;
+        let every = state.args.shared.ownership.renew_every();
+        myself.send_interval(every, || MembershipMessage::Heartbeat);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            MembershipMessage::Heartbeat => state.heartbeat(&myself).await,
+            MembershipMessage::Control(c) => state.control(c),
+            MembershipMessage::Panic => panic!("fault injection in membership"),
+        }
+        Ok(())
+    }
+
+    /// Hands every lease back and marks the node stopped. A crash of this actor alone does
+    /// not come here with the daemon still running: only the daemon's own stop does.
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.listener = None;
+        let shared = &state.args.shared;
+        match shared.pool.get().await {
+            Ok(client) => match shared.ownership.release_all(&client).await {
+                Ok(n) if n > 0 => tracing::info!(released = n, "handed this node's leases back"),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not hand leases back; they expire by themselves")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "could not hand leases back; they expire by themselves")
+            }
+        }
+        Ok(())
+    }
+}
