@@ -100,6 +100,12 @@ pub fn window_cap(per_period: u32) -> usize {
 /// How far ahead send slots are handed out.
 pub const HORIZON: Duration = Duration::from_millis(50);
 
+/// How far behind a connection's slots may fall and still be handed out: a lane that asked
+/// late (a slow claim or mark on a busy machine) gets the slots it missed, sent at once, so
+/// the lateness costs no throughput. The lane's window gate (never more than
+/// [`window_cap`] starts in one period) keeps such a catch-up under the limit.
+pub const CATCH_UP: Duration = Duration::from_millis(250);
+
 /// The spacing of send slots for `per_period` messages per `period`. Slots `T` apart put at
 /// most `W/T + 1` sends in any closed window `W`; spacing for `per_period - slack` per period
 /// keeps that under the limit with `slack - 1` sends to spare for timer jitter.
@@ -182,7 +188,7 @@ impl RateLimiterState {
                 out.push(Permit::Wait { after, scope });
                 continue;
             }
-            let slot = entry.next.max(now);
+            let slot = entry.next.max(now.checked_sub(CATCH_UP).unwrap_or(now));
             if slot > now + HORIZON {
                 let after = (slot - HORIZON - now).max(Duration::from_micros(100));
                 metrics::counter!("sincro_rate_limited_total", "scope" => scope.as_str())
@@ -310,6 +316,44 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_late_lane_gets_the_slots_it_missed_but_no_more() {
+        let mut st = RateLimiterState {
+            per_user: Governor::keyed(per_minute(10)),
+            per_ip: Governor::keyed(per_minute(10)),
+            per_connection: HashMap::new(),
+            per_recipient: None,
+            clock: DefaultClock::default(),
+        };
+        let limit = SendLimit {
+            kind: ConnectionKind::Business,
+            per_period: 100,
+            period: Duration::from_secs(1),
+            pair_rate: false,
+        };
+        let c = Uuid::new_v4();
+        let t = interval(100, Duration::from_secs(1));
+        let first = st.acquire_send(c, limit, vec!["+1".into()]);
+        let Permit::Granted { at: t0 } = first[0] else {
+            panic!("{first:?}")
+        };
+        // Late by 100 ms: the next slot is the one right after the first, in the past.
+        st.per_connection.get_mut(&c).unwrap().next -= Duration::from_millis(100);
+        let late = st.acquire_send(c, limit, vec!["+2".into()]);
+        let Permit::Granted { at } = late[0] else {
+            panic!("{late:?}")
+        };
+        assert_eq!(at, t0 + t - Duration::from_millis(100));
+        // Late by far more: at most CATCH_UP behind.
+        st.per_connection.get_mut(&c).unwrap().next -= Duration::from_secs(5);
+        let before = Instant::now();
+        let later = st.acquire_send(c, limit, vec!["+3".into()]);
+        let Permit::Granted { at } = later[0] else {
+            panic!("{later:?}")
+        };
+        assert!(at + CATCH_UP >= before && at <= Instant::now());
     }
 
     #[test]
