@@ -31,6 +31,7 @@ fn status(user: Uuid, conn: Uuid, id: &str, estado: Estado) -> InboundItem {
         estado,
         error: (estado == Estado::Failed).then(|| "131026: Message undeliverable".to_string()),
         timestamp: OffsetDateTime::now_utc(),
+        message_id: None,
     })
 }
 

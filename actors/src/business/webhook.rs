@@ -378,6 +378,10 @@ pub fn status_update(usuario_id: Uuid, connection_id: Uuid, s: &Value) -> Option
                 _ => format!("(#{code}) {title}"),
             }
         });
+    let message_id = s
+        .get("biz_opaque_callback_data")
+        .and_then(Value::as_str)
+        .and_then(crate::business::send::callback_message_id);
     Some(StatusUpdate {
         usuario_id,
         connection_id,
@@ -385,6 +389,7 @@ pub fn status_update(usuario_id: Uuid, connection_id: Uuid, s: &Value) -> Option
         estado,
         error,
         timestamp: timestamp(s),
+        message_id,
     })
 }
 

@@ -251,6 +251,61 @@ fn message_metadata(sealer: &Sealer, m: &InboundMessage) -> Value {
     meta
 }
 
+/// Statuses that name our message (the send's callback data) while the message has no
+/// provider id yet: the send's answer was lost (`uncertain`) or has not come back (`sending`,
+/// or the daemon was killed meanwhile). The provider did accept it, so the message takes the
+/// provider id and counts as sent; an `uncertain` outbox row becomes `sent`. The status itself
+/// is applied right after, like any other.
+async fn resolve_lost_answers(
+    tx: &deadpool_postgres::Transaction<'_>,
+    statuses: &[&StatusUpdate],
+    new_events: &mut Vec<NewEvent>,
+) -> Result<(), StoreError> {
+    let named: Vec<&&StatusUpdate> = statuses.iter().filter(|s| s.message_id.is_some()).collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = named.iter().filter_map(|s| s.message_id).collect();
+    let cs: Vec<Uuid> = named.iter().map(|s| s.connection_id).collect();
+    let es: Vec<String> = named.iter().map(|s| s.external_id.clone()).collect();
+    let rows = tx
+        .query(
+            &format!(
+                "WITH m AS (
+                     UPDATE mensajes_conversacion m
+                     SET external_id = u.e, updated_at = now(),
+                         estado = CASE WHEN {RANK_SQL} < 1 THEN 'sent' ELSE m.estado END
+                     FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS u(id, c, e), outbox o
+                     WHERE m.id = u.id AND m.connection_id = u.c AND m.external_id IS NULL
+                       AND o.message_id = m.id AND o.state IN ('sending', 'uncertain')
+                       AND NOT EXISTS (SELECT 1 FROM mensajes_conversacion x
+                                       WHERE x.connection_id = u.c AND x.external_id = u.e)
+                     RETURNING m.id, m.usuario_id, m.conversacion_id, m.connection_id, m.external_id),
+                 o AS (
+                     UPDATE outbox o SET state = 'sent', sent_at = now(), updated_at = now(),
+                         last_error = 'the answer was lost; the provider''s status confirmed the send'
+                     FROM m WHERE o.message_id = m.id AND o.state = 'uncertain')
+                 SELECT id, usuario_id, conversacion_id, connection_id, external_id FROM m"
+            ),
+            &[&ids, &cs, &es],
+        )
+        .await?;
+    for r in &rows {
+        new_events.push(NewEvent {
+            usuario_id: r.get(1),
+            kind: "message.status",
+            data: json!({
+                "message_id": r.get::<_, Uuid>(0),
+                "conversation_id": r.get::<_, Uuid>(2),
+                "connection_id": r.get::<_, Uuid>(3),
+                "external_id": r.get::<_, String>(4),
+                "status": "sent",
+            }),
+        });
+    }
+    Ok(())
+}
+
 /// The SQL rank of a stored `estado`; inbound and cancelled messages never move.
 const RANK_SQL: &str =
     "CASE m.estado WHEN 'queued' THEN 0 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2
@@ -281,6 +336,7 @@ async fn apply_statuses(
         }
     }
     let list: Vec<&StatusUpdate> = best.into_values().collect();
+    resolve_lost_answers(tx, &list, new_events).await?;
     let cs: Vec<Uuid> = list.iter().map(|s| s.connection_id).collect();
     let es: Vec<String> = list.iter().map(|s| s.external_id.clone()).collect();
     let st: Vec<&str> = list.iter().map(|s| s.estado.as_str()).collect();

@@ -119,6 +119,9 @@ pub struct StatusUpdate {
     /// Provider error (code and title), for `failed`.
     pub error: Option<String>,
     pub timestamp: OffsetDateTime,
+    /// Our message id when the provider echoed it (Business: `biz_opaque_callback_data` set
+    /// on the send): resolves a send whose answer was lost.
+    pub message_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone)]

@@ -463,6 +463,7 @@ impl SessionState {
                     estado,
                     error: (estado == Estado::Failed).then(|| "WhatsApp reported an error".into()),
                     timestamp: OffsetDateTime::now_utc(),
+                    message_id: None,
                 }));
                 self.flush().await;
             }

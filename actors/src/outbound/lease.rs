@@ -75,6 +75,17 @@ pub async fn recover(
             &[&like, &current_owner],
         )
         .await?;
+    // In flight when the daemon died, but the provider's status (callback data) already
+    // named it: it was accepted.
+    tx.execute(
+        "UPDATE outbox o SET state = 'sent', sent_at = now(), lease_owner = NULL, lease_until = NULL,
+             inflight_at = NULL, updated_at = now()
+         FROM mensajes_conversacion m
+         WHERE o.state = 'sending' AND o.inflight_at IS NOT NULL AND o.lease_until < now()
+           AND m.id = o.message_id AND m.external_id IS NOT NULL",
+        &[],
+    )
+    .await?;
     let rows = tx
         .query(
             "UPDATE outbox SET state = 'uncertain', lease_owner = NULL, lease_until = NULL,

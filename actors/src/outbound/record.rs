@@ -305,6 +305,18 @@ pub async fn apply(
     }
 
     if !unc_ids.is_empty() {
+        // The answer was lost, but the provider's status (callback data) already named the
+        // message: it was accepted.
+        let resolved = tx
+            .execute(
+            "UPDATE outbox o SET state = 'sent', sent_at = now(), inflight_at = NULL, lease_owner = NULL,
+                 lease_until = NULL, updated_at = now()
+             FROM mensajes_conversacion m
+             WHERE o.message_id = ANY($1) AND o.lease_owner = $2 AND o.state = 'sending'
+               AND m.id = o.message_id AND m.external_id IS NOT NULL",
+            &[&unc_ids, &owner],
+        )
+        .await?;
         let rows = tx
             .query(
                 "UPDATE outbox o SET state = 'uncertain', inflight_at = NULL, lease_owner = NULL, lease_until = NULL,
@@ -315,7 +327,8 @@ pub async fn apply(
                 &[&unc_ids, &unc_err, &owner],
             )
             .await?;
-        applied.stale += unc_ids.len() - rows.len();
+        applied.sent += resolved as usize;
+        applied.stale += unc_ids.len() - rows.len() - resolved as usize;
         for r in &rows {
             applied.uncertain.push((r.get(0), r.get(1)));
             new_events.push(NewEvent {

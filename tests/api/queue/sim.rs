@@ -249,6 +249,56 @@ async fn queue_sim_two_daemons_one_number_one_sender_then_takeover() {
 }
 
 #[tokio::test]
+async fn queue_sim_lost_answer_is_resolved_by_the_status_webhook() {
+    // Arrange: the simulator answers the first send only after the daemon stopped waiting.
+    let sim = start_sim().await;
+    let base = sim.base_url();
+    let app = spawn_app_with(|env| {
+        queue_env(env, &base);
+        env.insert("SEND_TIMEOUT_SECS".into(), "1".into());
+        env.insert("OUTBOX_LEASE_SECS".into(), "10".into());
+    })
+    .await;
+    let (_, key) = app.user("lost@queue.test", false).await;
+    let n = app.business_number(&base, &key).await;
+    contacts_write(&app.http, &base, &n, 1, app.pool()).await;
+    let r = app
+        .http
+        .post(format!("{base}/sim/faults"))
+        .json(&json!({"phone_number_id": n.phone_number_id, "latency_ms": 2500, "count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+
+    // Act
+    let id = super::send(
+        &app,
+        &key,
+        &text(n.connection_id, &contact(0), "late answer"),
+    )
+    .await;
+
+    // Assert: first uncertain (the answer did not come in time), then resolved by the `sent`
+    // status carrying our callback data: sent once, with the provider's id, never resent.
+    let uncertain = eventually(Duration::from_secs(10), || async {
+        (outbox_states(&app).await.get("uncertain") == Some(&1)).then_some(())
+    })
+    .await;
+    assert!(uncertain.is_some(), "{:?}", outbox_states(&app).await);
+    let v = super::wait_estado(&app, &key, id, "sent", Duration::from_secs(15)).await;
+    let sent = sim.sent(Some(&n.phone_number_id));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(v["external_id"], json!(sent[0].id), "{v}");
+    assert_eq!(
+        sent[0].request["biz_opaque_callback_data"],
+        json!(format!("sincro:{id}"))
+    );
+    assert_eq!(outbox_states(&app).await.get("sent"), Some(&1));
+    assert_eq!(v["attempts"], 1, "{v}");
+}
+
+#[tokio::test]
 async fn queue_sim_kill_9_mid_backlog_sends_each_once() {
     let sim = start_sim().await;
     let base = sim.base_url();
