@@ -13,9 +13,11 @@ use crate::context::AppContext;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
+use sincro_actors::connection::ConnectionKind;
 use sincro_actors::lite::store::{self, ActivateError, SessionRow};
 use sincro_actors::lite::{LiteSessionMessage, Status, qr};
 use sincro_actors::lite_supervisor::LiteSupervisorMessage;
+use sincro_actors::ownership::Ownership;
 use sincro_actors::phone;
 use sincro_actors::store::api_keys::Principal;
 use std::sync::Arc;
@@ -399,9 +401,23 @@ async fn pairing_code(
     {
         Ok(ractor::rpc::CallResult::Success(Some(s))) => s,
         _ => {
-            return Err(ApiError::Unavailable(
-                "the session is not running on this node; retry shortly".into(),
-            ));
+            let client = ctx.pool.get().await?;
+            let owner = Ownership::owner(&client, ConnectionKind::Lite, id)
+                .await
+                .ok()
+                .flatten()
+                .filter(|node| *node != ctx.shared.node_id);
+            return Err(match owner {
+                Some(node) => ApiError::Conflict {
+                    code: "runs_on_another_node",
+                    message: format!(
+                        "the session's browser runs on node {node}; ask that node for the pairing code"
+                    ),
+                },
+                None => ApiError::Unavailable(
+                    "the session is not running on this node; retry shortly".into(),
+                ),
+            });
         }
     };
     let digits: String = n.e164.chars().filter(char::is_ascii_digit).collect();

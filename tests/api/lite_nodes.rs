@@ -1,9 +1,10 @@
 //! Lite sessions across two nodes on one database (DESIGN.md section 9), with real Chromium:
 //! one browser per session, on the node holding its lease; a stop asked on the other node is
 //! carried out by the one running it; a session started again elsewhere comes back from its
-//! sealed profile snapshot without a QR; a node that stops hands its sessions to the other.
+//! sealed profile snapshot without a QR; a node that stops hands its sessions to the other; a
+//! pairing code is refused (409) by a node that does not run the session.
 
-use crate::helpers::{TestApp, spawn_app_sharing};
+use crate::helpers::{TestApp, expect_error, spawn_app_sharing};
 use crate::lite::{ACCOUNT, CHROMIUM, assert_no_chromium, lite_app_with, live_under};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -26,7 +27,21 @@ async fn lite_two_nodes_one_browser_forwarded_stop_and_takeover() {
     };
     let mut b = spawn_app_sharing(&lite.app).await;
     let b_dir = lite_dir(&b);
-    let id = lite.working_session(ACCOUNT).await;
+    let id = lite.create().await["id"].as_str().unwrap().to_string();
+    lite.wait_status(&id, "SCAN_QR_CODE", Duration::from_secs(20))
+        .await;
+    // A pairing code must come from the node running the browser.
+    expect_error(
+        b.post(&format!("/v1/lite/sessions/{id}/pairing-code"), &lite.key)
+            .json(&json!({"phone": "+5511999990001"}))
+            .send()
+            .await
+            .unwrap(),
+        409,
+        "runs_on_another_node",
+    )
+    .await;
+    lite.link(&id, ACCOUNT).await;
     lite.wait_snapshot(&id).await;
     let qrs = lite.events("session.qr").await;
     tokio::time::sleep(Duration::from_secs(2)).await; // B's reconcile rounds pass
