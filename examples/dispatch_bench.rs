@@ -24,7 +24,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-const CONNECTIONS: usize = 50;
+/// Connections, 50 unless `BENCH_CONNECTIONS` says otherwise.
+fn connections() -> usize {
+    std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
+}
 
 type Log = Arc<Mutex<Vec<(Uuid, Instant)>>>;
 
@@ -158,7 +164,7 @@ async fn run(
         .await?
         .get(0);
     let mut conns = Vec::new();
-    for _ in 0..CONNECTIONS {
+    for _ in 0..connections() {
         let c: Uuid = client
             .query_one(
                 "INSERT INTO configuracion_mensajeria_usuario (usuario_id, configuracion)
@@ -169,8 +175,8 @@ async fn run(
             .get(0);
         conns.push(c);
     }
-    let per = total / CONNECTIONS;
-    let n = (per * CONNECTIONS) as f64;
+    let per = total / connections();
+    let n = (per * connections()) as f64;
 
     // 1. Baseline: claim and update the same rows, nothing else.
     fill(&client, &sealer, user, &conns, per, "1").await?;
@@ -231,7 +237,8 @@ async fn run(
     let elapsed = started.elapsed().as_secs_f64();
     let rate = n / elapsed;
     println!(
-        "dispatcher, limits raised: {n} messages over {CONNECTIONS} connections in {elapsed:.2} s = {rate:.0} msg/s ({:.2}x the baseline)",
+        "dispatcher, limits raised: {n} messages over {} connections in {elapsed:.2} s = {rate:.0} msg/s ({:.2}x the baseline)",
+        connections(),
         rate / baseline
     );
     for c in &conns {
@@ -262,7 +269,7 @@ async fn run(
             ConnectionRef::new(ConnectionKind::Business, actor.clone(), FastMsg::Send),
         );
     }
-    let expected = (per * CONNECTIONS) as i64;
+    let expected = (per * connections()) as i64;
     while sent_count(&client).await? < expected {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -297,8 +304,9 @@ async fn run(
     shares.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let mean = shares.iter().sum::<f64>() / shares.len() as f64;
     println!(
-        "limits {limit}/s x {CONNECTIONS} connections, {expected} messages in {elapsed:.2} s = {:.0} msg/s ({:.2}x the baseline); \
+        "limits {limit}/s x {} connections, {expected} messages in {elapsed:.2} s = {:.0} msg/s ({:.2}x the baseline); \
          share of each limit used in steady state: min {:.1} %, mean {mean_pct:.1} %, max {:.1} %; busiest 1-s window {worst_window} (limit {limit})",
+        connections(),
         expected as f64 / elapsed,
         expected as f64 / elapsed / baseline,
         shares[0] * 100.0,

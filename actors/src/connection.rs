@@ -80,12 +80,28 @@ impl ConnectionRef {
     /// Sends and waits at most `timeout`; a dead actor or a timeout is `Unavailable` when the
     /// request surely never left, `Uncertain` when it may have.
     pub async fn send(&self, msg: OutboundMessage, timeout: Duration) -> SendOutcome {
+        self.begin(msg).outcome(timeout).await
+    }
+
+    /// Hands the message to the actor now (its mailbox keeps the order and the spacing the
+    /// caller gave); the answer is awaited with [`Pending::outcome`].
+    pub fn begin(&self, msg: OutboundMessage) -> Pending {
         let (tx, rx) = ractor::concurrency::oneshot();
-        if !(self.sender)(msg, tx.into()) {
+        Pending((self.sender)(msg, tx.into()).then_some(rx))
+    }
+}
+
+/// A send handed to its connection actor, its answer not read yet.
+pub struct Pending(Option<ractor::concurrency::OneshotReceiver<SendOutcome>>);
+
+impl Pending {
+    /// The answer, waiting at most `timeout`.
+    pub async fn outcome(self, timeout: Duration) -> SendOutcome {
+        let Some(rx) = self.0 else {
             return SendOutcome::Unavailable {
                 reason: "connection actor is not running".into(),
             };
-        }
+        };
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => SendOutcome::Uncertain {

@@ -316,6 +316,7 @@ impl Actor for Dispatcher {
             lanes: AtomicUsize::new(0),
             sending: Arc::new(AtomicUsize::new(0)),
             alerted: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashMap::new()),
         });
         let wakes = Arc::new(Mutex::new(HashMap::new()));
         let listener = start_listener(&shared, &wakes).await;

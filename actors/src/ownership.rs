@@ -144,17 +144,18 @@ impl Ownership {
             )
             .await?;
         let until = self.valid_for(asked);
-        let renewed: HashMap<String, Instant> = rows
-            .iter()
-            .map(|r| (r.get::<_, String>(0), until))
-            .collect();
+        let renewed: std::collections::HashSet<String> =
+            rows.iter().map(|r| r.get::<_, String>(0)).collect();
+        // Only the leases this round asked about: one taken meanwhile stays as it is.
         let mut held = self.held.lock().expect("ownership lock");
-        let lost = held
-            .keys()
-            .filter(|k| !renewed.contains_key(*k))
-            .cloned()
-            .collect();
-        *held = renewed;
+        let mut lost = Vec::new();
+        for key in mine {
+            if renewed.contains(&key) {
+                held.insert(key, until);
+            } else if held.remove(&key).is_some() {
+                lost.push(key);
+            }
+        }
         Ok(lost)
     }
 

@@ -112,7 +112,13 @@ pub struct LaneCtx {
     pub sending: Arc<AtomicUsize>,
     /// Rate-limit alerts raised, per connection (debounce).
     pub alerted: Mutex<HashMap<(Uuid, &'static str), Instant>>,
+    /// Each connection's window gate, kept across its lanes: a lane that stopped (lease lost
+    /// and taken back) may still have sends waiting at the gate when the next one starts.
+    pub gates: Mutex<HashMap<Uuid, Gate>>,
 }
+
+/// When a connection's last sends started (at most one period's worth).
+pub type Gate = Arc<tokio::sync::Mutex<VecDeque<Instant>>>;
 
 impl LaneCtx {
     /// Raises an alert at most every [`ALERT_EVERY`] per connection and kind.
@@ -175,9 +181,9 @@ pub struct Lane {
     concurrency: usize,
     /// When this connection's last sends actually started (at most one period's worth): slots
     /// are only a lower bound, and sends that fell behind (a busy machine) may catch up only
-    /// as far as no window of one period holds more than the limit (less one, for the jitter
-    /// between here and the provider): the rule the provider itself applies.
-    gate: Arc<tokio::sync::Mutex<std::collections::VecDeque<Instant>>>,
+    /// as far as no window of one period holds more than the window cap (the limit less a
+    /// margin for the jitter between here and the provider): the rule the provider applies.
+    gate: Gate,
     /// Sends being marked or marked in flight that have not passed the gate yet: kept to
     /// about 150 ms of sending, so a crash leaves few uncertain rows.
     waiting: Arc<AtomicUsize>,
@@ -191,6 +197,13 @@ impl Lane {
             ConnectionKind::Business => BUSINESS_CONCURRENCY,
             ConnectionKind::Lite => 1,
         };
+        let gate = ctx
+            .gates
+            .lock()
+            .expect("gates lock")
+            .entry(connection_id)
+            .or_default()
+            .clone();
         Lane {
             ctx,
             connection_id,
@@ -205,7 +218,7 @@ impl Lane {
             busy: Arc::default(),
             sends: Arc::new(Semaphore::new(concurrency)),
             concurrency,
-            gate: Arc::default(),
+            gate,
             waiting: Arc::new(AtomicUsize::new(0)),
             done: Arc::new(Notify::new()),
         }
@@ -424,9 +437,10 @@ impl Lane {
             };
         }
         let spacing = rate_limiter::interval(limits.per_period, limits.period);
-        // Room for the slots ahead plus the time marking takes (a busy store): about
-        // 150 ms of sending. A crash can leave at most that many rows uncertain.
-        let pipeline = rate_limiter::HORIZON + Duration::from_millis(100);
+        // Room for the slots ahead plus the time marking takes on a busy store (up to 400 ms),
+        // so a slow mark does not stop the lane asking for its slots on time. Rows wait marked
+        // only for their slot (at most HORIZON ahead): a crash leaves few uncertain rows.
+        let pipeline = rate_limiter::HORIZON + Duration::from_millis(400);
         let ahead = (pipeline.as_nanos() / spacing.as_nanos().max(1)) as usize + 2;
         let room = ahead.saturating_sub(self.waiting.load(Ordering::SeqCst));
         if room == 0 {
@@ -628,6 +642,9 @@ impl Lane {
         let gate = self.gate.clone();
         let period = limits.period;
         let cap = rate_limiter::window_cap(limits.per_period);
+        // Sends that fell behind catch up at twice the rate at most, never in one burst: a
+        // burst reaches the provider spread by the machine's jitter and packs a later window.
+        let min_gap = rate_limiter::interval(limits.per_period, limits.period) / 2;
         tokio::spawn(async move {
             let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
             let attempts: HashMap<Uuid, u32> = match ctx.marker.mark(ids).await {
@@ -662,23 +679,40 @@ impl Lane {
                 let gate = gate.clone();
                 let waiting = waiting.clone();
                 tokio::spawn(async move {
-                    // On its slot, and never more than `cap` starts in one period.
-                    {
-                        let mut starts = gate.lock().await;
-                        let mut at = slot;
-                        if starts.len() >= cap
-                            && let Some(oldest) = starts.get(starts.len() - cap)
-                        {
-                            at = at.max(*oldest + period);
+                    let outcome = match outbound_message(&ctx, &row, attempt) {
+                        Ok(msg) => {
+                            // On its slot, and never more than `cap` starts in one period. The
+                            // message is in the actor's mailbox before the gate opens again,
+                            // so the spacing kept here is the spacing the actor sees.
+                            let pending = {
+                                let mut starts = gate.lock().await;
+                                let mut at = slot;
+                                if starts.len() >= cap
+                                    && let Some(oldest) = starts.get(starts.len() - cap)
+                                {
+                                    at = at.max(*oldest + period);
+                                }
+                                if let Some(last) = starts.back() {
+                                    at = at.max(*last + min_gap);
+                                }
+                                tokio::time::sleep_until(at.into()).await;
+                                starts.push_back(Instant::now());
+                                while starts.len() > cap {
+                                    starts.pop_front();
+                                }
+                                conn.begin(msg)
+                            };
+                            waiting.fetch_sub(1, Ordering::SeqCst);
+                            let started = Instant::now();
+                            let outcome = pending.outcome(timeout).await;
+                            observe(kind, &outcome, started);
+                            outcome
                         }
-                        tokio::time::sleep_until(at.into()).await;
-                        starts.push_back(Instant::now());
-                        while starts.len() > cap {
-                            starts.pop_front();
+                        Err(outcome) => {
+                            waiting.fetch_sub(1, Ordering::SeqCst);
+                            outcome
                         }
-                    }
-                    waiting.fetch_sub(1, Ordering::SeqCst);
-                    let outcome = send_one(&ctx, &conn, kind, &row, attempt, timeout).await;
+                    };
                     busy.lock().expect("busy lock").remove(&row.recipient);
                     ctx.recorder.record(Done {
                         message_id: row.message_id,
@@ -697,30 +731,24 @@ impl Lane {
     }
 }
 
-async fn send_one(
+/// The message as the connection actor takes it, or the failure if its stored body cannot be
+/// opened.
+fn outbound_message(
     ctx: &LaneCtx,
-    conn: &crate::connection::ConnectionRef,
-    kind: ConnectionKind,
     row: &Claimed,
     attempt: u32,
-    timeout: Duration,
-) -> SendOutcome {
-    let body = match ctx
+) -> Result<OutboundMessage, SendOutcome> {
+    let body = ctx
         .shared
         .sealer
         .open_str(Purpose::MessageBody, &row.payload)
         .ok()
         .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-    {
-        Some(b) => b,
-        None => {
-            return SendOutcome::Failed {
-                code: None,
-                error: "the stored message cannot be opened (unknown ENCRYPTION_KEY id?)".into(),
-            };
-        }
-    };
-    let msg = OutboundMessage {
+        .ok_or_else(|| SendOutcome::Failed {
+            code: None,
+            error: "the stored message cannot be opened (unknown ENCRYPTION_KEY id?)".into(),
+        })?;
+    Ok(OutboundMessage {
         message_id: row.message_id,
         usuario_id: row.usuario_id,
         connection_id: row.connection_id,
@@ -732,10 +760,12 @@ async fn send_one(
             .to_string(),
         body,
         attempt,
-    };
-    let started = Instant::now();
-    let outcome = conn.send(msg, timeout).await;
-    let label = match &outcome {
+    })
+}
+
+/// Send time by kind and outcome.
+fn observe(kind: ConnectionKind, outcome: &SendOutcome, started: Instant) {
+    let label = match outcome {
         SendOutcome::Sent { .. } => "sent",
         SendOutcome::Retry { .. } => "retry",
         SendOutcome::Failed { .. } => "failed",
@@ -748,7 +778,6 @@ async fn send_one(
     };
     metrics::histogram!("sincro_outbound_send_seconds", "kind" => kind, "outcome" => label)
         .record(started.elapsed().as_secs_f64());
-    outcome
 }
 
 /// Runs a lane until its connection leaves this node or `stop` is signalled.
