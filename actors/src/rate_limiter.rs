@@ -42,6 +42,9 @@ pub enum RateLimiterMessage {
         recipients: Vec<String>,
         reply: RpcReplyPort<Vec<Permit>>,
     },
+    /// Messages a Business number just received: Meta counts inbound messages in the number's
+    /// throughput, so each takes one of the connection's next send slots.
+    Inbound { connection: Uuid, count: u32 },
     /// Forget idle keys; sent to itself every minute.
     Sweep,
     /// Fault injection: panic in the handler (supervision tests).
@@ -150,6 +153,8 @@ pub struct RateLimiterState {
     per_user: DefaultKeyedRateLimiter<Uuid>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_connection: HashMap<Uuid, ConnectionSlots>,
+    /// Messages received by connections with no slots yet, and when (see `inbound`).
+    pending_inbound: HashMap<Uuid, (u32, Instant)>,
     /// Pair rate per (connection, recipient); None when disabled.
     per_recipient: Option<DefaultKeyedRateLimiter<(Uuid, String)>>,
     clock: DefaultClock,
@@ -165,6 +170,20 @@ pub fn find(shared: &Arc<Shared>) -> Option<ActorRef<RateLimiterMessage>> {
 }
 
 impl RateLimiterState {
+    /// Moves the connection's next send slot later by `count` slots (counted from now at
+    /// the earliest): the received messages fill the window the sends would have used. For a
+    /// connection with no slots yet, kept for a second for its first sends.
+    fn inbound(&mut self, connection: Uuid, count: u32) {
+        let now = Instant::now();
+        match self.per_connection.get_mut(&connection) {
+            Some(entry) => entry.next = entry.next.max(now) + entry.interval * count,
+            None => {
+                let pending = self.pending_inbound.entry(connection).or_insert((0, now));
+                *pending = (pending.0 + count, now);
+            }
+        }
+    }
+
     fn acquire_send(
         &mut self,
         connection: Uuid,
@@ -174,15 +193,19 @@ impl RateLimiterState {
         let clock_now = self.clock.now();
         let now = Instant::now();
         let key = (limit.per_period, limit.period);
-        let entry = self
-            .per_connection
-            .entry(connection)
-            .or_insert_with(|| ConnectionSlots {
+        let entry = self.per_connection.entry(connection).or_insert_with(|| {
+            let interval = interval(key.0, key.1);
+            let received = match self.pending_inbound.remove(&connection) {
+                Some((n, at)) if at.elapsed() < Duration::from_secs(1) => n,
+                _ => 0,
+            };
+            ConnectionSlots {
                 limit: key,
-                interval: interval(key.0, key.1),
-                next: now,
+                interval,
+                next: now + interval * received,
                 used: now,
-            });
+            }
+        });
         if entry.limit != key {
             entry.limit = key;
             entry.interval = interval(key.0, key.1);
@@ -245,6 +268,7 @@ impl Actor for RateLimiter {
             per_user: Governor::keyed(per_minute(shared.settings.api_per_user_per_minute)),
             per_ip: Governor::keyed(per_minute(shared.settings.api_per_ip_per_minute)),
             per_connection: HashMap::new(),
+            pending_inbound: HashMap::new(),
             per_recipient,
             clock: DefaultClock::default(),
         })
@@ -285,6 +309,9 @@ impl Actor for RateLimiter {
                 let permits = state.acquire_send(connection, limit, recipients);
                 let _ = reply.send(permits);
             }
+            RateLimiterMessage::Inbound { connection, count } => {
+                state.inbound(connection, count);
+            }
             RateLimiterMessage::Sweep => {
                 state.per_user.retain_recent();
                 state.per_ip.retain_recent();
@@ -294,6 +321,9 @@ impl Actor for RateLimiter {
                 state
                     .per_connection
                     .retain(|_, b| b.used.elapsed() < Duration::from_secs(600));
+                state
+                    .pending_inbound
+                    .retain(|_, (_, at)| at.elapsed() < Duration::from_secs(1));
             }
             RateLimiterMessage::Panic => panic!("fault injection in rate_limiter"),
         }
@@ -340,6 +370,7 @@ mod tests {
             per_user: Governor::keyed(per_minute(10)),
             per_ip: Governor::keyed(per_minute(10)),
             per_connection: HashMap::new(),
+            pending_inbound: HashMap::new(),
             per_recipient: None,
             clock: DefaultClock::default(),
         };
@@ -373,11 +404,48 @@ mod tests {
     }
 
     #[test]
+    fn received_messages_take_send_slots() {
+        let mut st = RateLimiterState {
+            per_user: Governor::keyed(per_minute(10)),
+            per_ip: Governor::keyed(per_minute(10)),
+            per_connection: HashMap::new(),
+            pending_inbound: HashMap::new(),
+            per_recipient: None,
+            clock: DefaultClock::default(),
+        };
+        let limit = SendLimit {
+            kind: ConnectionKind::Business,
+            per_period: 80,
+            period: Duration::from_secs(1),
+            pair_rate: false,
+        };
+        let t = interval(80, Duration::from_secs(1));
+        // Before any send: the first slot comes after the received ones.
+        let c = Uuid::new_v4();
+        st.inbound(c, 10);
+        let before = Instant::now();
+        let p = st.acquire_send(c, limit, vec!["+1".into()]);
+        assert!(
+            matches!(p[0], Permit::Wait { scope: LimitScope::BusinessNumber, after } if after + HORIZON + Duration::from_millis(5) >= t * 10),
+            "{p:?}"
+        );
+        assert!(st.per_connection[&c].next >= before + t * 10);
+        // While sending: the train moves on by as many slots.
+        let d = Uuid::new_v4();
+        let _ = st.acquire_send(d, limit, vec!["+1".into()]);
+        let next = st.per_connection[&d].next;
+        st.inbound(d, 5);
+        let moved = st.per_connection[&d].next;
+        assert!(moved >= next + t * 5 && moved <= next.max(Instant::now()) + t * 5);
+    }
+
+    #[test]
     fn slots_are_spaced_and_pairs_wait_alone() {
         let mut st = RateLimiterState {
             per_user: Governor::keyed(per_minute(10)),
             per_ip: Governor::keyed(per_minute(10)),
             per_connection: HashMap::new(),
+            pending_inbound: HashMap::new(),
             per_recipient: Some(Governor::keyed(quota(1, Duration::from_secs(6)))),
             clock: DefaultClock::default(),
         };

@@ -15,6 +15,7 @@ use super::store::{self, Route};
 use super::templates;
 use super::webhook::{self, Change};
 use crate::ingest::{InboundItem, IngestReport};
+use crate::rate_limiter::{self, RateLimiterMessage};
 use crate::seal::Purpose;
 use crate::shared::Shared;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -48,6 +49,9 @@ pub struct DrainReport {
     pub templates_changed: usize,
     pub ingest: IngestReport,
     pub media: Vec<MediaToFetch>,
+    /// Inbound messages of the last two seconds by connection: Meta counts them in the
+    /// number's throughput, so they take send slots ([`RateLimiterMessage::Inbound`]).
+    pub recent_inbound: HashMap<Uuid, u32>,
 }
 
 /// Ingest as a function (the real one: [`crate::ingest::run`]; tests may pass another).
@@ -137,6 +141,8 @@ pub async fn drain_once<I: IngestFn>(
 
     let mut items = Vec::new();
     let mut template_updates = Vec::new();
+    // Provider timestamps are whole seconds.
+    let recent = time::OffsetDateTime::now_utc() - time::Duration::seconds(2);
     for c in all_changes {
         match c {
             Change::Message {
@@ -156,6 +162,9 @@ pub async fn drain_once<I: IngestFn>(
                                 external_id: m.external_id.clone(),
                                 details: m.details.clone(),
                             });
+                        }
+                        if m.timestamp >= recent {
+                            *report.recent_inbound.entry(r.connection_id).or_default() += 1;
                         }
                         items.push(InboundItem::Message(m));
                     }
@@ -270,6 +279,14 @@ impl Actor for InboxPoller {
                 .await;
                 match step {
                     Ok(r) => {
+                        if !r.recent_inbound.is_empty()
+                            && let Some(limiter) = rate_limiter::find(&state.shared)
+                        {
+                            for (connection, count) in r.recent_inbound {
+                                let _ =
+                                    limiter.cast(RateLimiterMessage::Inbound { connection, count });
+                            }
+                        }
                         if !r.media.is_empty() {
                             (state.media)(r.media);
                         }

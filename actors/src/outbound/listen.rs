@@ -36,7 +36,7 @@ impl Listener {
             .map_err(|_| "DATABASE_URL is not valid".to_string())?;
         cfg.connect_timeout(Duration::from_secs(5));
         cfg.keepalives(true);
-        cfg.application_name(&format!("sincro-whatsapp-{channel}"));
+        cfg.application_name(format!("sincro-whatsapp-{channel}"));
         let (client, mut connection) = cfg.connect(NoTls).await.map_err(|e| e.to_string())?;
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();

@@ -47,7 +47,8 @@ pub struct GraphSimConfig {
     /// 1-s window: no interval of one second ever holds more accepted sends than this.
     pub throughput_per_sec: u32,
     /// Whether inbound messages (`/sim/inbound`) use up the number's throughput too, as Meta
-    /// says they do. Off by default so inbound test traffic never fails an outbound send.
+    /// says they do (on by default: reference/meta-cloud-api.md, "counting inbound and
+    /// outbound").
     pub throughput_counts_inbound: bool,
     /// Pair rate: messages to one recipient may burst up to this many at once...
     pub pair_rate_burst: u32,
@@ -89,7 +90,7 @@ impl Default for GraphSimConfig {
     fn default() -> Self {
         GraphSimConfig {
             throughput_per_sec: 80,
-            throughput_counts_inbound: false,
+            throughput_counts_inbound: true,
             pair_rate_burst: 45,
             pair_rate_interval: Duration::from_secs(6),
             service_window: Duration::from_secs(24 * 3600),

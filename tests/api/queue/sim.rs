@@ -36,8 +36,8 @@ fn queue_env(env: &mut HashMap<String, String>, sim: &str) {
     env.insert("API_RATE_PER_IP_PER_MINUTE".into(), "1000000".into());
 }
 
-/// Each contact writes once (opening the 24 h window at the simulator and, through the signed
-/// webhook, in the daemon's store).
+/// Each contact writes once, all within a moment (opening the 24 h window at the simulator
+/// and, through the signed webhook, in the daemon's store).
 async fn contacts_write(
     http: &reqwest::Client,
     sim: &str,
@@ -45,15 +45,20 @@ async fn contacts_write(
     count: usize,
     pool: &deadpool_postgres::Pool,
 ) {
-    for i in 0..count {
-        let r = http
-            .post(format!("{sim}/sim/inbound"))
-            .json(&json!({"phone_number_id": n.phone_number_id, "from": contact(i), "name": "C", "message": {"type": "text", "text": {"body": "hi"}}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 202);
-    }
+    use futures::StreamExt;
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let req = http
+                .post(format!("{sim}/sim/inbound"))
+                .json(&json!({"phone_number_id": n.phone_number_id, "from": contact(i), "name": "C", "message": {"type": "text", "text": {"body": "hi"}}}));
+            async move {
+                let r = req.send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 202);
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
     let open = eventually(Duration::from_secs(30), || async {
         let client = pool.get().await.ok()?;
         let n: i64 = client
@@ -164,6 +169,7 @@ async fn queue_sim_thousand_messages_never_over_80_per_second() {
         .await
         .unwrap()
         .get(0);
+    eprintln!("queue: {retried} of 1000 sends refused by the simulator for throughput and retried");
     assert!(retried <= 20, "{retried} of 1000 needed a retry");
 }
 
@@ -246,6 +252,42 @@ async fn queue_sim_two_daemons_one_number_one_sender_then_takeover() {
     assert!(by_body(&sent).values().all(|c| *c == 1));
     let worst = max_per_second(&sent);
     assert!(worst <= 80, "{worst} messages accepted in one second");
+}
+
+#[tokio::test]
+async fn queue_sim_received_messages_take_their_share_of_the_throughput() {
+    // Arrange: 60 contacts write within a moment; Meta (and the simulator) count those 60 in
+    // the number's 80 per second.
+    let sim = start_sim().await;
+    let base = sim.base_url();
+    let app = spawn_app_with(|env| queue_env(env, &base)).await;
+    let (_, key) = app.user("inbound@queue.test", false).await;
+    let n = app.business_number(&base, &key).await;
+    let write_started = std::time::Instant::now();
+    contacts_write(&app.http, &base, &n, 60, app.pool()).await;
+
+    // Act: a backlog to those contacts as soon as their messages are in.
+    queue_many(&app, &key, n.connection_id, 120, 60).await;
+    let done = eventually(Duration::from_secs(30), || async {
+        (outbox_states(&app).await.get("sent") == Some(&120)).then_some(())
+    })
+    .await;
+
+    // Assert: the sends made room for the received messages: none refused with 130429.
+    assert!(done.is_some(), "{:?}", outbox_states(&app).await);
+    let client = app.pool().get().await.unwrap();
+    let retried: i64 = client
+        .query_one("SELECT count(*) FROM outbox WHERE attempts > 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // Without the accounting 4–5 of them are refused here; one may still be, when this
+    // shared machine delays a send by more than the 3 % margin covers.
+    assert!(
+        retried <= 1,
+        "{retried} sends refused for throughput ({} ms after the first inbound)",
+        write_started.elapsed().as_millis()
+    );
 }
 
 #[tokio::test]
