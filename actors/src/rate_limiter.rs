@@ -335,6 +335,26 @@ impl Actor for RateLimiter {
 mod tests {
     use super::*;
 
+    fn state(per_recipient: Option<DefaultKeyedRateLimiter<(Uuid, String)>>) -> RateLimiterState {
+        RateLimiterState {
+            per_user: Governor::keyed(per_minute(10)),
+            per_ip: Governor::keyed(per_minute(10)),
+            per_connection: HashMap::new(),
+            pending_inbound: HashMap::new(),
+            per_recipient,
+            clock: DefaultClock::default(),
+        }
+    }
+
+    fn per_second(per_period: u32, pair_rate: bool) -> SendLimit {
+        SendLimit {
+            kind: ConnectionKind::Business,
+            per_period,
+            period: Duration::from_secs(1),
+            pair_rate,
+        }
+    }
+
     #[test]
     fn slots_stay_under_the_limit() {
         for (l, p) in [
@@ -366,20 +386,8 @@ mod tests {
 
     #[test]
     fn a_late_lane_gets_the_slots_it_missed_but_no_more() {
-        let mut st = RateLimiterState {
-            per_user: Governor::keyed(per_minute(10)),
-            per_ip: Governor::keyed(per_minute(10)),
-            per_connection: HashMap::new(),
-            pending_inbound: HashMap::new(),
-            per_recipient: None,
-            clock: DefaultClock::default(),
-        };
-        let limit = SendLimit {
-            kind: ConnectionKind::Business,
-            per_period: 100,
-            period: Duration::from_secs(1),
-            pair_rate: false,
-        };
+        let mut st = state(None);
+        let limit = per_second(100, false);
         let c = Uuid::new_v4();
         let t = interval(100, Duration::from_secs(1));
         let first = st.acquire_send(c, limit, vec!["+1".into()]);
@@ -405,20 +413,8 @@ mod tests {
 
     #[test]
     fn received_messages_take_send_slots() {
-        let mut st = RateLimiterState {
-            per_user: Governor::keyed(per_minute(10)),
-            per_ip: Governor::keyed(per_minute(10)),
-            per_connection: HashMap::new(),
-            pending_inbound: HashMap::new(),
-            per_recipient: None,
-            clock: DefaultClock::default(),
-        };
-        let limit = SendLimit {
-            kind: ConnectionKind::Business,
-            per_period: 80,
-            period: Duration::from_secs(1),
-            pair_rate: false,
-        };
+        let mut st = state(None);
+        let limit = per_second(80, false);
         let t = interval(80, Duration::from_secs(1));
         // Before any send: the first slot comes after the received ones.
         let c = Uuid::new_v4();
@@ -441,20 +437,8 @@ mod tests {
 
     #[test]
     fn slots_are_spaced_and_pairs_wait_alone() {
-        let mut st = RateLimiterState {
-            per_user: Governor::keyed(per_minute(10)),
-            per_ip: Governor::keyed(per_minute(10)),
-            per_connection: HashMap::new(),
-            pending_inbound: HashMap::new(),
-            per_recipient: Some(Governor::keyed(quota(1, Duration::from_secs(6)))),
-            clock: DefaultClock::default(),
-        };
-        let limit = SendLimit {
-            kind: ConnectionKind::Business,
-            per_period: 80,
-            period: Duration::from_secs(1),
-            pair_rate: true,
-        };
+        let mut st = state(Some(Governor::keyed(quota(1, Duration::from_secs(6)))));
+        let limit = per_second(80, true);
         let c = Uuid::new_v4();
         let recipients: Vec<String> = ["+1", "+1", "+2", "+3", "+4", "+5", "+6"]
             .iter()

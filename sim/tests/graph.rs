@@ -707,9 +707,54 @@ async fn template_lifecycle() {
 }
 
 #[tokio::test]
+async fn inbound_messages_use_up_the_throughput() {
+    let env = Arc::new(
+        Env::new(GraphSimConfig {
+            statuses: vec![],
+            ..fast_config()
+        })
+        .await,
+    );
+    let recipients: Vec<String> = (0..80).map(|i| format!("1555800{i:04}")).collect();
+    let receive = |from: &[String]| {
+        futures::future::join_all(from.iter().map(|r| {
+            let env = Arc::clone(&env);
+            let r = r.clone();
+            async move {
+                env.inbound(&r, json!({"type":"text","text":{"body":"hi"}}))
+                    .await
+            }
+        }))
+    };
+    // Every contact's window open, then a quiet second.
+    receive(&recipients).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let t0 = Instant::now();
+    receive(&recipients[..50]).await;
+    // The 50 received leave 30 of the number's 80 for sending in the same second.
+    let burst = futures::future::join_all(recipients.iter().map(|r| {
+        let env = Arc::clone(&env);
+        let r = r.clone();
+        async move { env.text(&r, "burst").await }
+    }))
+    .await;
+    let ok = burst.iter().filter(|(s, _)| *s == 200).count();
+    if t0.elapsed() < Duration::from_millis(900) {
+        assert_eq!(ok, 30);
+    } else {
+        assert!(ok < 80, "{ok}");
+    }
+    for (st, v) in burst.iter().filter(|(s, _)| *s != 200) {
+        assert_meta_error(*st, v, 130429, 400);
+    }
+}
+
+#[tokio::test]
 async fn throughput_is_never_exceeded_in_any_second() {
+    // Sends alone (the contacts' messages that open their windows not counted here).
     let env = Env::new(GraphSimConfig {
         statuses: vec![],
+        throughput_counts_inbound: false,
         ..fast_config()
     })
     .await;

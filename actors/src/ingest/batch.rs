@@ -280,29 +280,18 @@ async fn resolve_lost_answers(
                        AND o.message_id = m.id AND o.state IN ('sending', 'uncertain')
                        AND NOT EXISTS (SELECT 1 FROM mensajes_conversacion x
                                        WHERE x.connection_id = u.c AND x.external_id = u.e)
-                     RETURNING m.id, m.usuario_id, m.conversacion_id, m.connection_id, m.external_id),
+                     RETURNING m.id, m.usuario_id, m.conversacion_id, m.connection_id, m.external_id,
+                               m.estado, m.error),
                  o AS (
                      UPDATE outbox o SET state = 'sent', sent_at = now(), updated_at = now(),
                          last_error = 'the answer was lost; the provider''s status confirmed the send'
                      FROM m WHERE o.message_id = m.id AND o.state = 'uncertain')
-                 SELECT id, usuario_id, conversacion_id, connection_id, external_id FROM m"
+                 SELECT id, usuario_id, conversacion_id, connection_id, external_id, estado, error FROM m"
             ),
             &[&ids, &cs, &es],
         )
         .await?;
-    for r in &rows {
-        new_events.push(NewEvent {
-            usuario_id: r.get(1),
-            kind: "message.status",
-            data: json!({
-                "message_id": r.get::<_, Uuid>(0),
-                "conversation_id": r.get::<_, Uuid>(2),
-                "connection_id": r.get::<_, Uuid>(3),
-                "external_id": r.get::<_, String>(4),
-                "status": "sent",
-            }),
-        });
-    }
+    new_events.extend(rows.iter().map(NewEvent::message_status));
     Ok(())
 }
 
@@ -353,21 +342,8 @@ async fn apply_statuses(
             &[&cs, &es, &st, &rk, &er],
         )
         .await?;
-    for row in &applied {
-        report.statuses_applied += 1;
-        new_events.push(NewEvent {
-            usuario_id: row.get(1),
-            kind: "message.status",
-            data: json!({
-                "message_id": row.get::<_, Uuid>(0),
-                "conversation_id": row.get::<_, Uuid>(2),
-                "connection_id": row.get::<_, Uuid>(3),
-                "external_id": row.get::<_, String>(4),
-                "status": row.get::<_, String>(5),
-                "error": row.get::<_, Option<String>>(6),
-            }),
-        });
-    }
+    report.statuses_applied += applied.len();
+    new_events.extend(applied.iter().map(NewEvent::message_status));
     // Statuses of messages not stored (yet): kept, highest first, for when they are.
     let pending = tx
         .execute(

@@ -192,24 +192,13 @@ pub async fn apply(
                          THEN m.external_id ELSE s.ext END
                  FROM unnest($1::uuid[], $2::text[]) AS s(id, ext)
                  WHERE m.id = s.id
-                 RETURNING m.id, m.usuario_id, m.conversacion_id, m.connection_id, m.external_id",
+                 RETURNING m.id, m.usuario_id, m.conversacion_id, m.connection_id, m.external_id,
+                           m.estado, m.error",
                 &[&ids, &exts],
             )
             .await?;
         applied.sent = rows.len();
-        for r in &rows {
-            new_events.push(NewEvent {
-                usuario_id: r.get(1),
-                kind: "message.status",
-                data: json!({
-                    "message_id": r.get::<_, Uuid>(0),
-                    "conversation_id": r.get::<_, Uuid>(2),
-                    "connection_id": r.get::<_, Option<Uuid>>(3),
-                    "external_id": r.get::<_, Option<String>>(4),
-                    "status": "sent",
-                }),
-            });
-        }
+        new_events.extend(rows.iter().map(NewEvent::message_status));
         // Statuses that beat the send's answer (a webhook can): applied now, forward only.
         let rows = tx
             .query(
@@ -226,20 +215,7 @@ pub async fn apply(
                 &[&ids],
             )
             .await?;
-        for r in &rows {
-            new_events.push(NewEvent {
-                usuario_id: r.get(1),
-                kind: "message.status",
-                data: json!({
-                    "message_id": r.get::<_, Uuid>(0),
-                    "conversation_id": r.get::<_, Uuid>(2),
-                    "connection_id": r.get::<_, Option<Uuid>>(3),
-                    "external_id": r.get::<_, Option<String>>(4),
-                    "status": r.get::<_, String>(5),
-                    "error": r.get::<_, Option<String>>(6),
-                }),
-            });
-        }
+        new_events.extend(rows.iter().map(NewEvent::message_status));
     }
 
     if !back_ids.is_empty() {

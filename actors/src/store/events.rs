@@ -144,6 +144,25 @@ pub struct NewEvent {
     pub data: Value,
 }
 
+impl NewEvent {
+    /// `message.status` from a message row returned as `id, usuario_id, conversacion_id,
+    /// connection_id, external_id, estado, error`.
+    pub fn message_status(row: &tokio_postgres::Row) -> NewEvent {
+        NewEvent {
+            usuario_id: row.get(1),
+            kind: "message.status",
+            data: serde_json::json!({
+                "message_id": row.get::<_, Uuid>(0),
+                "conversation_id": row.get::<_, Uuid>(2),
+                "connection_id": row.get::<_, Option<Uuid>>(3),
+                "external_id": row.get::<_, Option<String>>(4),
+                "status": row.get::<_, String>(5),
+                "error": row.get::<_, Option<String>>(6),
+            }),
+        }
+    }
+}
+
 /// Appends many events in the caller's transaction with three statements, whatever their
 /// number: one counter bump per user (by that user's count), one multi-row insert, one
 /// notification per user carrying its newest seq. Returns the seq of each event, in order.
