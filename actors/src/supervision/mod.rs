@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! Daemon (root supervisor)                       daemon.rs
+//! ├── Membership (heartbeat, leases, control)    membership.rs, ownership.rs
 //! ├── RateLimiter                                rate_limiter.rs
 //! ├── LeadSync                                   lead_sync.rs
 //! ├── Hub                                        hub.rs
