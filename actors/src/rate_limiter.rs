@@ -94,10 +94,10 @@ pub enum Permit {
     },
 }
 
-/// The part of a limit kept unused: 3 % (at least one message), for the jitter between a
-/// send leaving the lane and reaching the provider (a busy machine delays some sends by tens
-/// of milliseconds, which packs a later one-second window: at 100/s, 30 ms of jitter is three
-/// messages). Limits under 10 per period are kept exactly, one at a time.
+/// The part of a limit the send slots leave unused: 3 % (at least one message), for the
+/// jitter between a send leaving the lane and reaching the provider (a busy machine delays
+/// some sends by tens of milliseconds, which packs a later one-second window: at 100/s, 30 ms
+/// of jitter is three messages). Limits under 10 per period are kept exactly, one at a time.
 fn margin(per_period: u32) -> u32 {
     if per_period < 10 {
         0
@@ -106,10 +106,17 @@ fn margin(per_period: u32) -> u32 {
     }
 }
 
-/// Most sends a connection may start in any one period: the limit less [`margin`].
+/// Most sends a connection may start in any one period: the limit less 2 % (at least one),
+/// a little above the slots' own rate, so the gate only acts when sends that fell behind
+/// catch up: were it as tight as the slots, every start the machine delays would push all
+/// later ones back and the lateness would add up, window after window.
 pub fn window_cap(per_period: u32) -> usize {
     let l = per_period.max(1);
-    (l - margin(l)) as usize
+    if l < 10 {
+        return l as usize;
+    }
+    let cap = l - (l * 2).div_ceil(100).max(1);
+    cap.max(l - margin(l)) as usize
 }
 
 /// How far ahead send slots are handed out.
@@ -224,7 +231,9 @@ impl RateLimiterState {
             }
             let slot = entry.next.max(now.checked_sub(CATCH_UP).unwrap_or(now));
             if slot > now + HORIZON {
-                let after = (slot - HORIZON - now).max(Duration::from_micros(100));
+                // Come back when half the horizon's slots are free again: a few sends per
+                // round instead of a round per send.
+                let after = (slot - HORIZON / 2 - now).max(Duration::from_micros(100));
                 metrics::counter!("sincro_rate_limited_total", "scope" => scope.as_str())
                     .increment(1);
                 blocked = Some(after);
@@ -370,9 +379,10 @@ mod tests {
             let t = interval(l, period);
             let max_in_window = (period.as_nanos() / t.as_nanos()) as u64 + 1;
             assert!(max_in_window <= l as u64, "{l}/{p}s: {max_in_window}");
+            assert!(window_cap(l) < l as usize || l < 10, "{l}: no margin");
             assert!(
-                window_cap(l) as u64 <= max_in_window,
-                "{l}: gate above slots"
+                window_cap(l) as u64 + 1 >= max_in_window,
+                "{l}: the gate holds back evenly spaced slots"
             );
             if l >= 80 {
                 assert!(

@@ -117,8 +117,18 @@ pub struct LaneCtx {
     pub gates: Mutex<HashMap<Uuid, Gate>>,
 }
 
-/// When a connection's last sends started (at most one period's worth).
-pub type Gate = Arc<tokio::sync::Mutex<VecDeque<Instant>>>;
+/// A connection's window gate.
+pub type Gate = Arc<tokio::sync::Mutex<GateState>>;
+
+#[derive(Default)]
+pub struct GateState {
+    /// When the connection's last sends started (at most one window cap's worth).
+    starts: VecDeque<Instant>,
+    /// The time the last send was let through for: the next one is at least half a slot
+    /// after it. Counted from the times asked, not from when the timer woke, so a busy
+    /// machine's late wake-ups do not add up.
+    last_target: Option<Instant>,
+}
 
 impl LaneCtx {
     /// Raises an alert at most every [`ALERT_EVERY`] per connection and kind.
@@ -685,20 +695,21 @@ impl Lane {
                             // message is in the actor's mailbox before the gate opens again,
                             // so the spacing kept here is the spacing the actor sees.
                             let pending = {
-                                let mut starts = gate.lock().await;
+                                let mut gate = gate.lock().await;
                                 let mut at = slot;
-                                if starts.len() >= cap
-                                    && let Some(oldest) = starts.get(starts.len() - cap)
+                                if gate.starts.len() >= cap
+                                    && let Some(oldest) = gate.starts.get(gate.starts.len() - cap)
                                 {
                                     at = at.max(*oldest + period);
                                 }
-                                if let Some(last) = starts.back() {
-                                    at = at.max(*last + min_gap);
+                                if let Some(last) = gate.last_target {
+                                    at = at.max(last + min_gap);
                                 }
+                                gate.last_target = Some(at);
                                 tokio::time::sleep_until(at.into()).await;
-                                starts.push_back(Instant::now());
-                                while starts.len() > cap {
-                                    starts.pop_front();
+                                gate.starts.push_back(Instant::now());
+                                while gate.starts.len() > cap {
+                                    gate.starts.pop_front();
                                 }
                                 conn.begin(msg)
                             };
