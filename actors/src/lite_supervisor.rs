@@ -200,7 +200,7 @@ impl LiteSupervisorState {
         });
         self.sessions.insert(id, SessionEntry { usuario_id, slot });
         if let Err(e) = self.children.add_and_start(spec, &myself.get_cell()).await {
-            self.forget(id);
+            self.end(id);
             return Err(e.to_string());
         }
         Ok(())
