@@ -143,6 +143,12 @@ impl TestApp {
             .bearer_auth(key)
     }
 
+    pub fn delete(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(key)
+    }
+
     pub async fn shutdown(&mut self) -> sincro_whatsapp::app::ShutdownReport {
         self.app.take().expect("running").shutdown().await
     }

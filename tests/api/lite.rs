@@ -719,9 +719,7 @@ async fn lite_profile_deleted_is_restored_from_snapshot() {
     // Stop (the profile stays), then lose the disk.
     let res = lite
         .app
-        .http
-        .delete(format!("{}/v1/lite/sessions/{id}", lite.app.base))
-        .bearer_auth(&lite.key)
+        .delete(&format!("/v1/lite/sessions/{id}"), &lite.key)
         .send()
         .await
         .unwrap();
@@ -777,12 +775,7 @@ async fn lite_logout_from_phone_stops_and_wipes() {
     let id2 = lite.working_session("5511999990003").await;
     let res = lite
         .app
-        .http
-        .delete(format!(
-            "{}/v1/lite/sessions/{id2}?logout=true",
-            lite.app.base
-        ))
-        .bearer_auth(&lite.key)
+        .delete(&format!("/v1/lite/sessions/{id2}?logout=true"), &lite.key)
         .send()
         .await
         .unwrap();
@@ -866,12 +859,10 @@ async fn lite_sixth_session_refused_and_bad_input() {
     .await;
     let res = lite
         .app
-        .http
-        .delete(format!(
-            "{}/v1/lite/sessions/{}?logout=maybe",
-            lite.app.base, ids[0]
-        ))
-        .bearer_auth(&lite.key)
+        .delete(
+            &format!("/v1/lite/sessions/{}?logout=maybe", ids[0]),
+            &lite.key,
+        )
         .send()
         .await
         .unwrap();
@@ -880,9 +871,7 @@ async fn lite_sixth_session_refused_and_bad_input() {
     // Stopping one makes room.
     let res = lite
         .app
-        .http
-        .delete(format!("{}/v1/lite/sessions/{}", lite.app.base, ids[0]))
-        .bearer_auth(&lite.key)
+        .delete(&format!("/v1/lite/sessions/{}", ids[0]), &lite.key)
         .send()
         .await
         .unwrap();
@@ -914,9 +903,7 @@ async fn lite_twenty_start_stop_cycles_leave_no_chromium() {
         }
         let res = lite
             .app
-            .http
-            .delete(format!("{}/v1/lite/sessions/{id}", lite.app.base))
-            .bearer_auth(&lite.key)
+            .delete(&format!("/v1/lite/sessions/{id}"), &lite.key)
             .send()
             .await
             .unwrap();

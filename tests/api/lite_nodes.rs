@@ -50,9 +50,7 @@ async fn lite_two_nodes_one_browser_forwarded_stop_and_takeover() {
 
     // Act: stop it through B.
     let res = b
-        .http
-        .delete(format!("{}/v1/lite/sessions/{id}", b.base))
-        .bearer_auth(&lite.key)
+        .delete(&format!("/v1/lite/sessions/{id}"), &lite.key)
         .send()
         .await
         .unwrap();

@@ -277,13 +277,7 @@ async fn business_numbers_of_another_user_are_not_found() {
         .await
         .unwrap();
     expect_error(patch, 404, "not_found").await;
-    let del = app
-        .http
-        .delete(format!("{}{path}", app.base))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap();
+    let del = app.delete(&path, &bob).send().await.unwrap();
     expect_error(del, 404, "not_found").await;
     let tpl = app
         .get(

@@ -94,9 +94,7 @@ async fn business_template_lifecycle() {
 
     // Delete at Meta and here.
     let del = app
-        .http
-        .delete(format!("{}/v1/templates/welcome", app.base))
-        .bearer_auth(&key)
+        .delete("/v1/templates/welcome", &key)
         .send()
         .await
         .unwrap();
@@ -126,9 +124,7 @@ async fn business_template_lifecycle() {
         .unwrap();
     assert!(!at_meta.to_string().contains("\"welcome\""));
     let gone = app
-        .http
-        .delete(format!("{}/v1/templates/welcome", app.base))
-        .bearer_auth(&key)
+        .delete("/v1/templates/welcome", &key)
         .send()
         .await
         .unwrap();
