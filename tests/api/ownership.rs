@@ -4,10 +4,9 @@
 
 use crate::helpers::{eventually, spawn_app, spawn_app_with};
 use crate::queue::fake::{self, accept};
-use crate::queue::{outbox_states, send, text, user_with_connection};
+use crate::queue::{backlog, dispatcher_stats, outbox_states, user_with_connection};
 use serde_json::json;
 use sincro_actors::connection::ConnectionKind;
-use sincro_actors::dispatcher::DispatcherMessage;
 use sincro_actors::ownership::Ownership;
 use std::time::Duration;
 use uuid::Uuid;
@@ -84,24 +83,6 @@ fn sorted(mut v: Vec<Uuid>) -> Vec<Uuid> {
     v
 }
 
-async fn stats(app: &crate::helpers::TestApp) -> sincro_actors::dispatcher::DispatcherStats {
-    let d = app
-        .app()
-        .context()
-        .actors
-        .children
-        .dispatcher
-        .get()
-        .expect("dispatcher");
-    match d
-        .call(DispatcherMessage::Stats, Some(Duration::from_secs(5)))
-        .await
-    {
-        Ok(ractor::rpc::CallResult::Success(s)) => s,
-        _ => panic!("no dispatcher stats"),
-    }
-}
-
 #[tokio::test]
 async fn ownership_a_taken_lease_stops_sending_until_it_is_free_again() {
     // Arrange: one connection at 10 messages a second with a backlog of 60.
@@ -112,14 +93,7 @@ async fn ownership_a_taken_lease_stops_sending_until_it_is_free_again() {
     .await;
     let (_, key, conn) =
         user_with_connection(&app, "lite", json!({"send_rate_per_minute": 600})).await;
-    for i in 0..60 {
-        send(
-            &app,
-            &key,
-            &text(conn, &format!("+55119{:08}", 7_000_000 + i), "lease"),
-        )
-        .await;
-    }
+    backlog(&app, &key, conn, 60, "normal").await;
     let shared = app.app().context().shared.clone();
     let f = fake::register(
         &shared,
@@ -148,7 +122,7 @@ async fn ownership_a_taken_lease_stops_sending_until_it_is_free_again() {
 
     // Assert: within a renewal the lane is gone, its last sends answered, nothing more sent.
     eventually(Duration::from_secs(5), || async {
-        let s = stats(&app).await;
+        let s = dispatcher_stats(&app).await;
         (s.lanes.is_empty() && s.sending == 0).then_some(())
     })
     .await

@@ -4,34 +4,16 @@
 //! Lite pacing, statuses that beat the send, and two daemons sharing one backlog.
 
 use super::fake::{self, Script, accept};
-use super::{message, open_window, outbox_states, send, text, user_with_connection, wait_estado};
+use super::{
+    backlog, message, open_window, outbox_states, recipient, send, text, user_with_connection,
+    wait_estado,
+};
 use crate::helpers::{eventually, spawn_app, spawn_app_sharing, spawn_app_with};
 use serde_json::{Value, json};
 use sincro_actors::connection::{ConnectionKind, OutboundMessage, SendOutcome};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-fn recipient(i: usize) -> String {
-    format!("+551198765{:04}", i)
-}
-
-/// Queues `n` text messages to distinct recipients straight into the store through the API.
-async fn backlog(
-    app: &crate::helpers::TestApp,
-    key: &str,
-    conn: Uuid,
-    n: usize,
-    priority: &str,
-) -> Vec<Uuid> {
-    let mut ids = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut body = text(conn, &recipient(i), "bulk");
-        body["priority"] = json!(priority);
-        ids.push(send(app, key, &body).await);
-    }
-    ids
-}
 
 fn fast_retries(env: &mut HashMap<String, String>) {
     env.insert("RETRY_BASE_MS".into(), "50".into());

@@ -111,3 +111,41 @@ pub async fn outbox_states(app: &TestApp) -> std::collections::HashMap<String, i
         .map(|r| (r.get(0), r.get(1)))
         .collect()
 }
+
+/// A distinct recipient per `i`.
+pub fn recipient(i: usize) -> String {
+    format!("+551198765{:04}", i)
+}
+
+/// Queues `n` text messages to distinct recipients through the API.
+pub async fn backlog(app: &TestApp, key: &str, conn: Uuid, n: usize, priority: &str) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut body = text(conn, &recipient(i), "bulk");
+        body["priority"] = json!(priority);
+        ids.push(send(app, key, &body).await);
+    }
+    ids
+}
+
+/// What the daemon's Dispatcher holds now (its lanes, sends in flight).
+pub async fn dispatcher_stats(app: &TestApp) -> sincro_actors::dispatcher::DispatcherStats {
+    let d = app
+        .app()
+        .context()
+        .actors
+        .children
+        .dispatcher
+        .get()
+        .expect("dispatcher");
+    match d
+        .call(
+            sincro_actors::dispatcher::DispatcherMessage::Stats,
+            Some(Duration::from_secs(5)),
+        )
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(s)) => s,
+        _ => panic!("no dispatcher stats"),
+    }
+}

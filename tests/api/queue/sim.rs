@@ -5,14 +5,13 @@
 //! daemons on one database and one number: one sender at a time (the lease holder), never
 //! over 80 in a second together, and the survivor takes over when the other stops.
 
-use super::{outbox_states, text};
+use super::{dispatcher_stats, outbox_states, text};
 use crate::helpers::{
     BusinessNumber, TestApp, base_env, eventually, fresh_database, spawn_app_sharing,
     spawn_app_with,
 };
 use crate::process;
 use serde_json::json;
-use sincro_actors::dispatcher::DispatcherMessage;
 use sincro_sim::graph::{GraphSimConfig, GraphSimHandle, SentMessage};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -207,20 +206,10 @@ async fn queue_sim_two_daemons_one_number_one_sender_then_takeover() {
     })
     .await;
     assert!(midway.is_some(), "nothing was sent");
-    let lanes = |app: &TestApp| {
-        let d = app.app().context().actors.children.dispatcher.get();
-        async move {
-            let d = d.expect("dispatcher");
-            match d
-                .call(DispatcherMessage::Stats, Some(Duration::from_secs(5)))
-                .await
-            {
-                Ok(ractor::rpc::CallResult::Success(s)) => s.lanes,
-                _ => panic!("no dispatcher stats"),
-            }
-        }
-    };
-    let (la, lb) = (lanes(&a).await, lanes(&b).await);
+    let (la, lb) = (
+        dispatcher_stats(&a).await.lanes,
+        dispatcher_stats(&b).await.lanes,
+    );
     assert_eq!(
         la.len() + lb.len(),
         1,
