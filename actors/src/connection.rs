@@ -141,6 +141,16 @@ impl Connections {
             .cloned()
     }
 
+    /// Every connection running here with its kind, read under one lock.
+    pub fn kinds(&self) -> Vec<(Uuid, ConnectionKind)> {
+        self.0
+            .read()
+            .expect("connections lock")
+            .iter()
+            .map(|(id, r)| (*id, r.kind))
+            .collect()
+    }
+
     /// Ids of every connection running here (the Dispatcher claims only their messages).
     pub fn ids(&self) -> Vec<Uuid> {
         self.0

@@ -80,21 +80,15 @@ impl DispatcherState {
     /// One tick: the testable body of the Dispatcher's background loop.
     pub async fn tick(&mut self) {
         // Lanes follow the connections registered on this node whose lease it holds.
-        self.own().await;
+        let registered = self.ctx.shared.connections.kinds();
+        self.own(&registered).await;
         let shared = &self.ctx.shared;
-        let running: Vec<Uuid> = shared
-            .connections
-            .ids()
-            .into_iter()
-            .filter(|id| {
-                shared
-                    .connections
-                    .get(*id)
-                    .is_some_and(|c| shared.ownership.holds(c.kind, *id))
-            })
+        let running: Vec<Uuid> = registered
+            .iter()
+            .filter(|(id, kind)| shared.ownership.holds(*kind, *id))
+            .map(|(id, _)| *id)
             .collect();
-        self.lanes
-            .retain(|id, entry| !entry.task.is_finished() || running.contains(id));
+        // A lane ends by itself when its connection leaves or its lease is lost.
         self.lanes.retain(|_, entry| !entry.task.is_finished());
         for id in running {
             if self.lanes.contains_key(&id) {
@@ -151,15 +145,9 @@ impl DispatcherState {
     /// fair share; tries each connection when first seen, then every renewal period. Gives
     /// back the leases of Business numbers no longer registered here. A Lite session holds
     /// its lease already: the LiteSupervisor takes it before it starts a browser.
-    async fn own(&mut self) {
+    async fn own(&mut self, registered: &[(Uuid, ConnectionKind)]) {
         let shared = self.ctx.shared.clone();
         let ownership = &shared.ownership;
-        let registered: Vec<(Uuid, ConnectionKind)> = shared
-            .connections
-            .ids()
-            .into_iter()
-            .filter_map(|id| shared.connections.get(id).map(|c| (id, c.kind)))
-            .collect();
         let now = Instant::now();
         let every = ownership.renew_every();
         self.lease_tried
@@ -265,9 +253,10 @@ async fn start_listener(
     wakes: &Arc<Mutex<HashMap<Uuid, Arc<Notify>>>>,
 ) -> Option<Listener> {
     let wakes = wakes.clone();
-    match Listener::start(
+    Listener::start_or_warn(
         &shared.database_url,
         crate::outbound::CHANNEL,
+        "lanes poll until it is back",
         move |payload| {
             if let Ok(connection) = payload.parse::<Uuid>()
                 && let Some(w) = wakes.lock().expect("wakes lock").get(&connection)
@@ -277,13 +266,6 @@ async fn start_listener(
         },
     )
     .await
-    {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::warn!(error = %e, "outbox LISTEN failed; lanes poll until it is back");
-            None
-        }
-    }
 }
 
 impl Actor for Dispatcher {

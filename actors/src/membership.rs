@@ -122,22 +122,18 @@ impl MembershipState {
 
 async fn listen(shared: &Arc<Shared>, myself: &ActorRef<MembershipMessage>) -> Option<Listener> {
     let me = myself.clone();
-    match Listener::start(&shared.database_url, CONTROL_CHANNEL, move |payload| {
-        match serde_json::from_str::<Control>(payload) {
+    Listener::start_or_warn(
+        &shared.database_url,
+        CONTROL_CHANNEL,
+        "retried on the next heartbeat",
+        move |payload| match serde_json::from_str::<Control>(payload) {
             Ok(c) => {
                 let _ = me.cast(MembershipMessage::Control(c));
             }
             Err(_) => tracing::warn!("ignored a control notification that does not parse"),
-        }
-    })
+        },
+    )
     .await
-    {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::warn!(error = %e, "control LISTEN failed; retried on the next heartbeat");
-            None
-        }
-    }
 }
 
 impl Actor for Membership {

@@ -67,6 +67,23 @@ impl Listener {
         })
     }
 
+    /// As [`Listener::start`]; a failure is logged with what happens meanwhile (`meanwhile`)
+    /// and gives None, for the owner to try again on its next round.
+    pub async fn start_or_warn(
+        database_url: &str,
+        channel: &'static str,
+        meanwhile: &str,
+        on_notify: impl Fn(&str) + Send + 'static,
+    ) -> Option<Listener> {
+        match Listener::start(database_url, channel, on_notify).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, channel, "LISTEN failed; {meanwhile}");
+                None
+            }
+        }
+    }
+
     /// Whether the session still runs.
     pub fn alive(&self) -> bool {
         self.alive.load(Ordering::SeqCst) && !self.task.is_finished()
