@@ -94,29 +94,40 @@ pub enum Permit {
     },
 }
 
-/// The part of a limit the send slots leave unused: 3 % (at least one message), for the
-/// jitter between a send leaving the lane and reaching the provider (a busy machine delays
-/// some sends by tens of milliseconds, which packs a later one-second window: at 100/s, 30 ms
-/// of jitter is three messages). Limits under 10 per period are kept exactly, one at a time.
-fn margin(per_period: u32) -> u32 {
+/// What `per_period` sends per `period` amount to in `window` (rounded up).
+fn sends_in(per_period: u32, period: Duration, window: Duration) -> u32 {
+    ((per_period as f64) * window.as_secs_f64() / period.as_secs_f64()).ceil() as u32
+}
+
+/// The part of a limit the send slots leave unused: 3 %, and at least what 40 ms of sending
+/// amounts to, for the jitter between a send leaving the lane and reaching the provider (a
+/// busy machine delays some sends by tens of milliseconds, which packs a later one-second
+/// window). Limits under 10 per period are kept exactly, one at a time.
+fn margin(per_period: u32, period: Duration) -> u32 {
     if per_period < 10 {
         0
     } else {
-        (per_period * 3).div_ceil(100).max(1)
+        (per_period * 3)
+            .div_ceil(100)
+            .max(sends_in(per_period, period, Duration::from_millis(40)))
+            .max(1)
     }
 }
 
-/// Most sends a connection may start in any one period: the limit less 2 % (at least one),
-/// a little above the slots' own rate, so the gate only acts when sends that fell behind
-/// catch up: were it as tight as the slots, every start the machine delays would push all
-/// later ones back and the lateness would add up, window after window.
-pub fn window_cap(per_period: u32) -> usize {
+/// Most sends a connection may start in any one period: the limit less 2 %, and at least
+/// what 30 ms of sending amounts to: a little above the slots' own rate, so the gate only acts
+/// when sends that fell behind catch up (were it as tight as the slots, every start the
+/// machine delays would push all later ones back and the lateness would add up).
+pub fn window_cap(per_period: u32, period: Duration) -> usize {
     let l = per_period.max(1);
     if l < 10 {
         return l as usize;
     }
-    let cap = l - (l * 2).div_ceil(100).max(1);
-    cap.max(l - margin(l)) as usize
+    let m = (l * 2)
+        .div_ceil(100)
+        .max(sends_in(l, period, Duration::from_millis(30)))
+        .max(1);
+    (l - m).max(l - margin(l, period)) as usize
 }
 
 /// How far ahead send slots are handed out.
@@ -137,7 +148,7 @@ pub fn interval(per_period: u32, period: Duration) -> Duration {
         // One at a time, a hair slower than period / l so even a closed window holds l.
         return period / l + Duration::from_millis(1);
     }
-    period / (l - margin(l))
+    period / (l - margin(l, period))
 }
 
 fn quota(burst: u32, interval: Duration) -> Quota {
@@ -379,16 +390,19 @@ mod tests {
             let t = interval(l, period);
             let max_in_window = (period.as_nanos() / t.as_nanos()) as u64 + 1;
             assert!(max_in_window <= l as u64, "{l}/{p}s: {max_in_window}");
-            assert!(window_cap(l) < l as usize || l < 10, "{l}: no margin");
             assert!(
-                window_cap(l) as u64 + 1 >= max_in_window,
+                window_cap(l, period) < l as usize || l < 10,
+                "{l}: no margin"
+            );
+            assert!(
+                window_cap(l, period) as u64 + 1 >= max_in_window,
                 "{l}: the gate holds back evenly spaced slots"
             );
             if l >= 80 {
                 assert!(
-                    window_cap(l) as f64 >= 0.96 * l as f64,
+                    window_cap(l, period) as f64 >= 0.96 * l as f64,
                     "{l}: {}",
-                    window_cap(l)
+                    window_cap(l, period)
                 );
             }
         }

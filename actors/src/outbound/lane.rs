@@ -651,7 +651,7 @@ impl Lane {
         let timeout = self.ctx.shared.settings.outbound.send_timeout;
         let gate = self.gate.clone();
         let period = limits.period;
-        let cap = rate_limiter::window_cap(limits.per_period);
+        let cap = rate_limiter::window_cap(limits.per_period, limits.period);
         // Sends that fell behind catch up at twice the rate at most, never in one burst: a
         // burst reaches the provider spread by the machine's jitter and packs a later window.
         let min_gap = rate_limiter::interval(limits.per_period, limits.period) / 2;
