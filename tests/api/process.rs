@@ -28,6 +28,8 @@ pub struct Daemon {
     pub child: Child,
     pub lines: Arc<Mutex<Vec<String>>>,
     pub addr: String,
+    /// The task collecting `lines`; it ends when the process closes stderr.
+    reader: tokio::task::JoinHandle<()>,
 }
 
 /// Starts `serve` with LOG_FORMAT=json on port 0 and waits for its "listening" line.
@@ -39,7 +41,7 @@ pub async fn serve(mut env: HashMap<String, String>) -> Daemon {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let sink = lines.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut reader = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = reader.next_line().await {
             sink.lock().unwrap().push(line.clone());
@@ -58,10 +60,26 @@ pub async fn serve(mut env: HashMap<String, String>) -> Daemon {
     })
     .await
     .expect("daemon listening within 60 s");
-    Daemon { child, lines, addr }
+    Daemon {
+        child,
+        lines,
+        addr,
+        reader,
+    }
 }
 
 impl Daemon {
+    /// Waits at most `within` for the process to exit, then for its last log lines: the exit
+    /// can be seen before the lines written just before it were read.
+    pub async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("daemon exits in time")
+            .unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.reader).await;
+        status
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }

@@ -33,10 +33,7 @@ async fn sigterm_or_sigint(sig: i32) {
     assert_eq!(health.status(), 200);
     // Act
     daemon.signal(sig);
-    let status = tokio::time::timeout(Duration::from_secs(30), daemon.child.wait())
-        .await
-        .expect("daemon exits within the shutdown deadline")
-        .unwrap();
+    let status = daemon.exited(Duration::from_secs(30)).await;
     // Assert
     assert!(status.success(), "exit status {status:?}");
     let log = daemon.log();

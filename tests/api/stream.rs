@@ -370,10 +370,7 @@ async fn stream_delivers_events_written_through_another_daemon_process() {
         matches!(&closed, Got::Closed(1001, r) if r.ends_with("since=10")),
         "{closed:?}"
     );
-    let status = tokio::time::timeout(Duration::from_secs(30), daemon.child.wait())
-        .await
-        .expect("process exits")
-        .unwrap();
+    let status = daemon.exited(Duration::from_secs(30)).await;
     assert!(status.success());
     app.shutdown().await;
 }
