@@ -15,7 +15,9 @@
 //! It creates and drops its own database.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use sincro_actors::connection::{ConnectionKind, ConnectionRef, OutboundMessage, SendOutcome};
+use sincro_actors::connection::{
+    ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome,
+};
 use sincro_actors::seal::{Purpose, Sealer};
 use sincro_whatsapp::app::{Application, Options};
 use sincro_whatsapp::config::Config;
@@ -42,18 +44,24 @@ struct Fast;
 
 impl Actor for Fast {
     type Msg = FastMsg;
-    type State = Log;
+    type State = (Log, Departures);
     type Arguments = Log;
-    async fn pre_start(&self, _: ActorRef<FastMsg>, log: Log) -> Result<Log, ActorProcessingErr> {
-        Ok(log)
+    async fn pre_start(
+        &self,
+        _: ActorRef<FastMsg>,
+        log: Log,
+    ) -> Result<(Log, Departures), ActorProcessingErr> {
+        Ok((log, Departures::default()))
     }
     async fn handle(
         &self,
         _: ActorRef<FastMsg>,
         m: FastMsg,
-        log: &mut Log,
+        (log, departures): &mut (Log, Departures),
     ) -> Result<(), ActorProcessingErr> {
         let FastMsg::Send(m, reply) = m;
+        // The request "leaves" when its departure says, as a real connection actor lets it.
+        departures.wait(m.departure).await;
         log.lock().unwrap().push((m.connection_id, Instant::now()));
         let _ = reply.send(SendOutcome::Sent {
             external_id: format!("bench.{}", m.message_id),

@@ -6,9 +6,9 @@
 
 use ractor::{ActorRef, RpcReplyPort};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// One message to send, as the API accepted it.
@@ -26,6 +26,60 @@ pub struct OutboundMessage {
     pub body: Value,
     /// 1 for the first try.
     pub attempt: u32,
+    /// When the request may leave (the Dispatcher's pacing); None: at once.
+    pub departure: Option<Departure>,
+}
+
+/// When a send may leave, and the connection's window rule. The Dispatcher hands a message
+/// over a little before its slot, so whatever else the send needs (the store's checks, media)
+/// is done by then and the request leaves when the pacing chose, not that plus the store's
+/// latency. The connection actor keeps it with [`Departures`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Departure {
+    /// Not before this instant: the send's slot.
+    pub at: Instant,
+    /// Not sooner than this after the connection's previous send actually left: sends that
+    /// fell behind catch up at a bounded rate, never in one burst.
+    pub spacing: Duration,
+    /// Never more than `cap` of the connection's sends leaving in any `period` (the limit
+    /// less a margin), counted from when they actually left.
+    pub cap: usize,
+    pub period: Duration,
+}
+
+/// One connection's departures: each send leaves at its [`Departure::at`], at least its
+/// spacing after the previous one, and never as one more than the cap in a period, all
+/// counted from when sends actually left. That is the provider's rule, kept at the last
+/// moment before the request goes: whatever delayed a send before (a slow store, a busy
+/// machine, the process pausing), the sends that fell due meanwhile do not leave in a burst,
+/// and a burst is what a per-second limit refuses.
+#[derive(Debug, Default)]
+pub struct Departures(tokio::sync::Mutex<VecDeque<Instant>>);
+
+impl Departures {
+    /// Waits until a send with `departure` may leave and counts it as left. Sends wait in
+    /// the order they ask.
+    pub async fn wait(&self, departure: Option<Departure>) {
+        let Some(d) = departure else {
+            return;
+        };
+        let mut left = self.0.lock().await;
+        let mut at = d.at;
+        if let Some(previous) = left.back() {
+            at = at.max(*previous + d.spacing);
+        }
+        if d.cap > 0
+            && left.len() >= d.cap
+            && let Some(oldest) = left.get(left.len() - d.cap)
+        {
+            at = at.max(*oldest + d.period);
+        }
+        tokio::time::sleep_until(at.into()).await;
+        left.push_back(tokio::time::Instant::now().into_std());
+        while left.len() > d.cap.max(1) {
+            left.pop_front();
+        }
+    }
 }
 
 /// How a send ended.
@@ -159,5 +213,73 @@ impl Connections {
             .keys()
             .copied()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Departure, Departures};
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn sends_leave_on_their_slots_and_spaced_after_a_stall() {
+        let d = Departures::default();
+        let t0 = Instant::now();
+        let spacing = Duration::from_millis(5);
+        let at = |ms: u64| {
+            Some(Departure {
+                at: (t0 + Duration::from_millis(ms)).into_std(),
+                spacing,
+                cap: 100,
+                period: Duration::from_secs(1),
+            })
+        };
+        // On time: it leaves on its slot.
+        d.wait(at(20)).await;
+        assert_eq!(Instant::now(), t0 + Duration::from_millis(20));
+        // The process stalls past the next three slots: they leave spaced, not at once.
+        tokio::time::advance(Duration::from_millis(200)).await;
+        let resumed = Instant::now();
+        for k in 0..3u32 {
+            d.wait(at(30 + 10 * k as u64)).await;
+            assert_eq!(Instant::now(), resumed + spacing * k);
+        }
+        // Without a departure: at once.
+        let before = Instant::now();
+        d.wait(None).await;
+        assert_eq!(Instant::now(), before);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_period_holds_more_than_the_cap_however_late_sends_come() {
+        let d = Departures::default();
+        let t0 = Instant::now();
+        // Thirty sends whose slots (1 ms apart) all passed, at a cap of 10 per second: ten
+        // leave spaced, the eleventh a second after the first, and so on.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let mut left = Vec::new();
+        for k in 0..30u64 {
+            d.wait(Some(Departure {
+                at: (t0 + Duration::from_millis(k)).into_std(),
+                spacing: Duration::from_millis(2),
+                cap: 10,
+                period: Duration::from_secs(1),
+            }))
+            .await;
+            left.push(Instant::now());
+        }
+        for (i, t) in left.iter().enumerate() {
+            let in_period = left[i..]
+                .iter()
+                .filter(|x| **x < *t + Duration::from_secs(1))
+                .count();
+            assert!(
+                in_period <= 10,
+                "{in_period} leave within a second of send {i}"
+            );
+        }
+        assert_eq!(left[10], left[0] + Duration::from_secs(1));
+        assert_eq!(left[1], left[0] + Duration::from_millis(2));
     }
 }

@@ -158,10 +158,6 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
         (Ingest, s.clone())
     });
     let s = shared.clone();
-    let dispatcher = ChildSpec::new("dispatcher", false, slots.dispatcher.clone(), move || {
-        (Dispatcher, s.clone())
-    });
-    let s = shared.clone();
     let business = ChildSpec::new(
         "business_supervisor",
         true,
@@ -179,15 +175,22 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
             },
         )
     });
+    // Last started, first stopped: it stops sending, waits for the sends it started and
+    // records their outcomes while the connection actors they went through still run (a
+    // message left in a stopped actor's mailbox would be `uncertain`, though never sent).
+    let s = shared.clone();
+    let dispatcher = ChildSpec::new("dispatcher", false, slots.dispatcher.clone(), move || {
+        (Dispatcher, s.clone())
+    });
     vec![
         membership,
         rate_limiter,
         lead_sync,
         hub,
         ingest,
-        dispatcher,
         business,
         lite,
+        dispatcher,
     ]
 }
 

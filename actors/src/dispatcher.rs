@@ -3,8 +3,8 @@
 //! rows under this incarnation's lease, takes RateLimiter permits, marks attempts in flight and
 //! hands messages to the connection actor; outcomes are written in batches
 //! ([`crate::outbound::record`]). Lanes are woken by LISTEN/NOTIFY and poll slowly as a safety
-//! net. A tick (every [`TICK`]) starts and stops lanes as connections come and go, renews the
-//! leases of held rows and recovers expired leases of crashed nodes ([`DispatcherState::tick`],
+//! net. A tick (every [`TICK`]) starts and stops lanes as connections come and go, renews this
+//! incarnation's lease on its claims and recovers the claims of crashed nodes ([`DispatcherState::tick`],
 //! callable alone from tests through [`DispatcherMessage::Tick`]).
 
 use crate::connection::ConnectionKind;
@@ -71,7 +71,9 @@ pub struct DispatcherState {
     listener: Option<Listener>,
     _marker: MarkerTask,
     last_sweep: Instant,
-    last_renew: Instant,
+    /// When this incarnation's lease on its claims was last renewed (None: never, or the last
+    /// attempt failed: tried again on the next tick).
+    last_renew: Option<Instant>,
     /// When each registered connection's ownership lease was last asked for.
     lease_tried: HashMap<Uuid, Instant>,
 }
@@ -82,7 +84,7 @@ impl DispatcherState {
         // Lanes follow the connections registered on this node whose lease it holds.
         let registered = self.ctx.shared.connections.kinds();
         self.own(&registered).await;
-        let shared = &self.ctx.shared;
+        let shared = &self.ctx.shared.clone();
         let running: Vec<Uuid> = registered
             .iter()
             .filter(|(id, kind)| shared.ownership.holds(*kind, *id))
@@ -113,21 +115,9 @@ impl DispatcherState {
             .retain(|id, _| self.lanes.contains_key(id));
         metrics::gauge!("sincro_outbound_lanes").set(self.lanes.len() as f64);
         metrics::gauge!("sincro_outbound_held").set(self.ctx.held.total() as f64);
-        // Leases of held rows, well before they expire.
         let lease = shared.settings.outbound.lease;
-        if self.last_renew.elapsed() >= lease / 4 {
-            self.last_renew = Instant::now();
-            let ids = self.ctx.held.ids();
-            if !ids.is_empty() {
-                match shared.pool.get().await {
-                    Ok(client) => {
-                        if let Err(e) = lease::renew(&client, &self.ctx.owner, &ids, lease).await {
-                            tracing::warn!(error = %e, "could not renew outbox leases");
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "could not renew outbox leases"),
-                }
-            }
+        if self.last_renew.is_none_or(|t| t.elapsed() >= lease / 4) {
+            self.renew().await;
         }
         if self.last_sweep.elapsed() >= SWEEP_EVERY {
             self.last_sweep = Instant::now();
@@ -204,6 +194,29 @@ impl DispatcherState {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not take connection leases"),
+            }
+        }
+    }
+
+    /// Renews this incarnation's lease on its claims, well before it expires (one row).
+    async fn renew(&mut self) {
+        let shared = &self.ctx.shared;
+        let result = match shared.pool.get().await {
+            Ok(client) => lease::renew(
+                &client,
+                &self.ctx.owner,
+                &shared.node_id,
+                shared.settings.outbound.lease,
+            )
+            .await
+            .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => self.last_renew = Some(Instant::now()),
+            Err(e) => {
+                self.last_renew = None;
+                tracing::warn!(error = %e, "could not renew the lease on claimed outbox rows");
             }
         }
     }
@@ -298,21 +311,22 @@ impl Actor for Dispatcher {
             lanes: AtomicUsize::new(0),
             sending: Arc::new(AtomicUsize::new(0)),
             alerted: Mutex::new(HashMap::new()),
-            gates: Mutex::new(HashMap::new()),
         });
         let wakes = Arc::new(Mutex::new(HashMap::new()));
         let listener = start_listener(&shared, &wakes).await;
-        let state = DispatcherState {
+        let mut state = DispatcherState {
             ctx,
             lanes: HashMap::new(),
             wakes,
             listener,
             _marker: marker_task,
             last_sweep: Instant::now(),
-            last_renew: Instant::now(),
+            last_renew: None,
             lease_tried: HashMap::new(),
         };
-        // Claims of this node's earlier incarnations come back now, not at lease expiry.
+        // Claims need a live lease; claims of this node's earlier incarnations come back now,
+        // not at lease expiry.
+        state.renew().await;
         if let Err(e) = state.sweep(true).await {
             tracing::warn!(error = %e, "outbox recovery at start failed; retried on the next sweep");
         }

@@ -9,9 +9,12 @@
 //! slot. A token bucket (governor's GCRA) answers only "now or not", and any burst it allows
 //! shows up at the provider as a busier second; evenly spaced slots keep every window of one
 //! period under the limit while the lane's own scheduling lateness costs no throughput. Slots
-//! run at the limit less a 3 % margin for the jitter between a send leaving here and reaching
-//! the provider ([`window_cap`], [`interval`]). The pair rate (bursts are
-//! Meta's rule there) and the API limits are governor buckets.
+//! run at the limit less a margin for the jitter between a send leaving here and reaching the
+//! provider ([`interval`]); the connection actor lets no more than [`window_cap`] leave in any
+//! period, counted when they actually leave ([`crate::connection::Departures`]); when the
+//! provider refuses a send for throughput all the same, the connection's slots slow down for
+//! a while ([`Backoff`]). The pair rate (bursts are Meta's rule there) and the API limits are
+//! governor buckets.
 
 use crate::connection::ConnectionKind;
 use crate::shared::Shared;
@@ -45,6 +48,9 @@ pub enum RateLimiterMessage {
     /// Messages a Business number just received: Meta counts inbound messages in the number's
     /// throughput, so each takes one of the connection's next send slots.
     Inbound { connection: Uuid, count: u32 },
+    /// The provider refused a send of the connection for throughput (Meta's 130429): its
+    /// slots slow down for a while ([`Backoff`]).
+    Refused { connection: Uuid },
     /// Forget idle keys; sent to itself every minute.
     Sweep,
     /// Fault injection: panic in the handler (supervision tests).
@@ -114,9 +120,9 @@ fn margin(per_period: u32, period: Duration) -> u32 {
     }
 }
 
-/// Most sends a connection may start in any one period: the limit less 2 %, and at least
-/// what 30 ms of sending amounts to: a little above the slots' own rate, so the gate only acts
-/// when sends that fell behind catch up (were it as tight as the slots, every start the
+/// Most sends a connection may let leave in any one period: the limit less 2 %, and at least
+/// what 30 ms of sending amounts to: a little above the slots' own rate, so the cap only acts
+/// when sends that fell behind catch up (were it as tight as the slots, every send the
 /// machine delays would push all later ones back and the lateness would add up).
 pub fn window_cap(per_period: u32, period: Duration) -> usize {
     let l = per_period.max(1);
@@ -130,18 +136,21 @@ pub fn window_cap(per_period: u32, period: Duration) -> usize {
     (l - m).max(l - margin(l, period)) as usize
 }
 
-/// How far ahead send slots are handed out.
+/// How far ahead send slots are handed out: room to mark a send in flight and for its
+/// connection actor to prepare it (the store's checks) before it leaves on its slot. Kept
+/// short: a `kill -9` leaves the sends marked within it `uncertain` though they never left
+/// (at 80/s, at most 5). A send prepared late still leaves within the window cap.
 pub const HORIZON: Duration = Duration::from_millis(50);
 
 /// How far behind a connection's slots may fall and still be handed out: a lane that asked
-/// late (a slow claim or mark on a busy machine) gets the slots it missed, sent at once, so
-/// the lateness costs no throughput. The lane's window gate (never more than
-/// [`window_cap`] starts in one period) keeps such a catch-up under the limit.
+/// late (a slow claim or mark on a busy machine) gets the slots it missed, sent as soon as
+/// the catch-up spacing allows, so the lateness costs no throughput. The window cap
+/// ([`window_cap`] departures in one period) keeps such a catch-up under the limit.
 pub const CATCH_UP: Duration = Duration::from_millis(250);
 
 /// The spacing of send slots for `per_period` messages per `period`: the window cap's rate.
-/// Slots `T` apart put at most `W/T + 1` starts in a closed window `W`; the lane's gate holds
-/// every window to [`window_cap`].
+/// Slots `T` apart put at most `W/T + 1` starts in a closed window `W`; the window cap holds
+/// every window to [`window_cap`] however late sends leave.
 pub fn interval(per_period: u32, period: Duration) -> Duration {
     let l = per_period.max(1);
     if l < 10 {
@@ -157,6 +166,58 @@ fn quota(burst: u32, interval: Duration) -> Quota {
         .allow_burst(NonZeroU32::new(burst.max(1)).expect("burst >= 1"))
 }
 
+/// Most a connection's rate is lowered after refusals for throughput.
+const BACKOFF_MAX: f64 = 0.20;
+/// What one refusal takes off the rate (at most once per period).
+const BACKOFF_STEP: f64 = 0.04;
+/// What every period without a refusal gives back.
+const BACKOFF_RECOVERY: f64 = 0.01;
+
+/// How much slower than its slots a connection sends after the provider refused some of its
+/// sends for throughput. The provider counts its windows at its end, after a jitter between
+/// here and there that the margin only covers on average (a busy machine, a slow network);
+/// its refusals say the margin is too thin right now. Each refusal takes [`BACKOFF_STEP`] off
+/// the rate, but only once per period (a packed window yields several at once), up to
+/// [`BACKOFF_MAX`]; each period without one gives [`BACKOFF_RECOVERY`] back. Refused sends
+/// are retried, so this costs a little throughput and saves the retries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Backoff {
+    level: f64,
+    /// The last refusal that raised the level.
+    raised: Option<Instant>,
+}
+
+impl Backoff {
+    /// The share of the rate taken off at `now`.
+    fn level(&self, period: Duration, now: Instant) -> f64 {
+        match self.raised {
+            None => 0.0,
+            Some(at) => {
+                let periods = now.saturating_duration_since(at).as_secs_f64()
+                    / period.as_secs_f64().max(1e-3);
+                (self.level - BACKOFF_RECOVERY * periods.floor()).max(0.0)
+            }
+        }
+    }
+
+    /// A refusal at `now`.
+    fn refused(&mut self, period: Duration, now: Instant) {
+        if self
+            .raised
+            .is_some_and(|at| now.saturating_duration_since(at) < period)
+        {
+            return;
+        }
+        self.level = (self.level(period, now) + BACKOFF_STEP).min(BACKOFF_MAX);
+        self.raised = Some(now);
+    }
+
+    /// `interval` stretched by the level.
+    fn stretch(&self, interval: Duration, period: Duration, now: Instant) -> Duration {
+        interval.div_f64(1.0 - self.level(period, now))
+    }
+}
+
 pub struct RateLimiter;
 
 struct ConnectionSlots {
@@ -165,6 +226,7 @@ struct ConnectionSlots {
     /// The next free slot.
     next: Instant,
     used: Instant,
+    backoff: Backoff,
 }
 
 pub struct RateLimiterState {
@@ -202,6 +264,14 @@ impl RateLimiterState {
         }
     }
 
+    /// A send of `connection` refused by the provider for throughput.
+    fn refused(&mut self, connection: Uuid) {
+        if let Some(entry) = self.per_connection.get_mut(&connection) {
+            entry.backoff.refused(entry.limit.1, Instant::now());
+            metrics::counter!("sincro_throughput_refusals_total").increment(1);
+        }
+    }
+
     fn acquire_send(
         &mut self,
         connection: Uuid,
@@ -222,6 +292,7 @@ impl RateLimiterState {
                 interval,
                 next: now + interval * received,
                 used: now,
+                backoff: Backoff::default(),
             }
         });
         if entry.limit != key {
@@ -229,6 +300,7 @@ impl RateLimiterState {
             entry.interval = interval(key.0, key.1);
         }
         entry.used = now;
+        let spacing = entry.backoff.stretch(entry.interval, key.1, now);
         let scope = match limit.kind {
             ConnectionKind::Lite => LimitScope::LiteSession,
             ConnectionKind::Business => LimitScope::BusinessNumber,
@@ -263,7 +335,7 @@ impl RateLimiterState {
                 });
                 continue;
             }
-            entry.next = slot + entry.interval;
+            entry.next = slot + spacing;
             out.push(Permit::Granted { at: slot });
         }
         out
@@ -332,6 +404,7 @@ impl Actor for RateLimiter {
             RateLimiterMessage::Inbound { connection, count } => {
                 state.inbound(connection, count);
             }
+            RateLimiterMessage::Refused { connection } => state.refused(connection),
             RateLimiterMessage::Sweep => {
                 state.per_user.retain_recent();
                 state.per_ip.retain_recent();
@@ -396,7 +469,7 @@ mod tests {
             );
             assert!(
                 window_cap(l, period) as u64 + 1 >= max_in_window,
-                "{l}: the gate holds back evenly spaced slots"
+                "{l}: the cap holds back evenly spaced slots"
             );
             if l >= 80 {
                 assert!(
@@ -442,14 +515,14 @@ mod tests {
         let t = interval(80, Duration::from_secs(1));
         // Before any send: the first slot comes after the received ones.
         let c = Uuid::new_v4();
-        st.inbound(c, 10);
+        st.inbound(c, 20);
         let before = Instant::now();
         let p = st.acquire_send(c, limit, vec!["+1".into()]);
         assert!(
-            matches!(p[0], Permit::Wait { scope: LimitScope::BusinessNumber, after } if after + HORIZON + Duration::from_millis(5) >= t * 10),
+            matches!(p[0], Permit::Wait { scope: LimitScope::BusinessNumber, after } if after + HORIZON + Duration::from_millis(5) >= t * 20),
             "{p:?}"
         );
-        assert!(st.per_connection[&c].next >= before + t * 10);
+        assert!(st.per_connection[&c].next >= before + t * 20);
         // While sending: the train moves on by as many slots.
         let d = Uuid::new_v4();
         let _ = st.acquire_send(d, limit, vec!["+1".into()]);
@@ -460,14 +533,69 @@ mod tests {
     }
 
     #[test]
+    fn refusals_slow_the_slots_down_then_recover() {
+        let period = Duration::from_secs(1);
+        let t = interval(80, period);
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        assert_eq!(b.stretch(t, period, t0), t);
+        // A packed window yields several refusals: they count once.
+        b.refused(period, t0);
+        b.refused(period, t0 + Duration::from_millis(300));
+        assert!((b.level(period, t0) - BACKOFF_STEP).abs() < 1e-9);
+        assert!(b.stretch(t, period, t0) > t.mul_f64(1.0 + BACKOFF_STEP));
+        // Refusals in later periods add up, to at most BACKOFF_MAX.
+        for k in 1..20 {
+            b.refused(period, t0 + period * k);
+        }
+        let end = t0 + period * 19;
+        assert!((b.level(period, end) - BACKOFF_MAX).abs() < 1e-9);
+        // Every quiet period gives some back, until the slots are as before.
+        assert!(
+            (b.level(period, end + period * 5) - (BACKOFF_MAX - 5.0 * BACKOFF_RECOVERY)).abs()
+                < 1e-9
+        );
+        assert_eq!(b.stretch(t, period, end + period * 30), t);
+    }
+
+    #[test]
+    fn a_refused_connection_gets_slots_further_apart() {
+        let mut st = state(None);
+        let limit = per_second(80, false);
+        let c = Uuid::new_v4();
+        let slot =
+            |st: &mut RateLimiterState, to: &str| match st.acquire_send(c, limit, vec![to.into()])
+                [0]
+            {
+                Permit::Granted { at } => at,
+                p => panic!("{p:?}"),
+            };
+        let a = slot(&mut st, "+1");
+        let b = slot(&mut st, "+2");
+        assert_eq!(b - a, interval(80, Duration::from_secs(1)));
+        st.refused(c);
+        let c2 = slot(&mut st, "+3");
+        let d = slot(&mut st, "+4");
+        assert!(
+            d - c2 > interval(80, Duration::from_secs(1)),
+            "{:?}",
+            d - c2
+        );
+        // A refusal for a connection with no slots is ignored.
+        st.refused(Uuid::new_v4());
+        assert_eq!(st.per_connection.len(), 1);
+    }
+
+    #[test]
     fn slots_are_spaced_and_pairs_wait_alone() {
         let mut st = state(Some(Governor::keyed(quota(1, Duration::from_secs(6)))));
         let limit = per_second(80, true);
         let c = Uuid::new_v4();
-        let recipients: Vec<String> = ["+1", "+1", "+2", "+3", "+4", "+5", "+6"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let t = interval(80, Duration::from_secs(1));
+        // Slots up to HORIZON ahead: this many, then the number's limit.
+        let ahead = (HORIZON.as_nanos() / t.as_nanos()) as usize + 1;
+        let mut recipients: Vec<String> = vec!["+1".into(), "+1".into()];
+        recipients.extend((2..ahead + 4).map(|k| format!("+{k}")));
         let permits = st.acquire_send(c, limit, recipients);
         let Permit::Granted { at: first } = permits[0] else {
             panic!("{permits:?}")
@@ -482,22 +610,18 @@ mod tests {
         let Permit::Granted { at: second } = permits[2] else {
             panic!("{permits:?}")
         };
-        assert_eq!(second - first, interval(80, Duration::from_secs(1)));
-        // 50 ms ahead at 12.8 ms apart: 4 slots, then the number's limit.
-        assert!(matches!(permits[4], Permit::Granted { .. }));
-        assert!(matches!(
-            permits[5],
+        assert_eq!(second - first, t);
+        let granted = permits
+            .iter()
+            .filter(|p| matches!(p, Permit::Granted { .. }))
+            .count();
+        assert_eq!(granted, ahead, "{permits:?}");
+        assert!(permits[ahead + 1..].iter().all(|p| matches!(
+            p,
             Permit::Wait {
                 scope: LimitScope::BusinessNumber,
                 ..
             }
-        ));
-        assert!(matches!(
-            permits[6],
-            Permit::Wait {
-                scope: LimitScope::BusinessNumber,
-                ..
-            }
-        ));
+        )));
     }
 }

@@ -396,6 +396,7 @@ impl TestApp {
                 kind,
                 body,
                 attempt,
+                departure: None,
             },
             Duration::from_secs(30),
         )

@@ -461,6 +461,7 @@ fn outbound(lite: &Lite, id: &str, kind: &str, body: Value) -> OutboundMessage {
         kind: kind.into(),
         body,
         attempt: 1,
+        departure: None,
     }
 }
 

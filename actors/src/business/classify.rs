@@ -16,6 +16,8 @@ pub enum Reaction {
     Restricted,
     /// 131056: this recipient is over the pair rate; count a strike for it.
     PairRate,
+    /// 130429: the number's throughput was exceeded as Meta counts it; its sends slow down.
+    Throughput,
 }
 
 /// The inputs besides the error: how many times this message was tried (1 = first), how many
@@ -119,7 +121,7 @@ pub fn classify(err: &GraphError, a: Attempt) -> (SendOutcome, Reaction) {
             });
             (retry(code, error, after), Reaction::None)
         }
-        130429 => (fast(code, error), Reaction::None),
+        130429 => (fast(code, error), Reaction::Throughput),
         131056 => (
             retry(code, error, pair_rate_wait(a.pair_strikes)),
             Reaction::PairRate,
@@ -255,6 +257,16 @@ mod tests {
         assert_eq!(at(3, 1.0), Duration::from_secs(8));
         assert!(at(3, 0.3) < at(3, 0.9));
         assert_eq!(at(30, 1.0), Duration::from_secs(300));
+        let first = Attempt {
+            attempt: 1,
+            pair_strikes: 0,
+            jitter: 0.5,
+        };
+        assert_eq!(
+            classify(&api(130429, 400), first).1,
+            Reaction::Throughput,
+            "a refusal for throughput slows the number down"
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ use super::send;
 use super::store::{self, NumberRecord, status};
 use super::templates::{self, SyncReport};
 use super::{BusinessError, GraphSettings};
-use crate::connection::{ConnectionKind, ConnectionRef, OutboundMessage, SendOutcome};
+use crate::connection::{ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome};
+use crate::rate_limiter::{self, RateLimiterMessage};
 use crate::shared::Shared;
 use crate::store::alerts::{NewAlert, Severity};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -65,6 +66,8 @@ pub struct Inner {
     halted: Mutex<Option<String>>,
     /// 131056 strikes in a row per recipient: Meta's X in 4^X.
     pair_strikes: Mutex<HashMap<String, u32>>,
+    /// When sends leave (the Dispatcher's pacing, kept at the last moment).
+    departures: Departures,
 }
 
 impl Inner {
@@ -147,6 +150,8 @@ impl Inner {
                 };
             }
         }
+        // Everything the store had to say is known: the request leaves on its send slot.
+        self.departures.wait(msg.departure).await;
         match self
             .client
             .send_message(&self.record.phone_number_id, &body)
@@ -182,6 +187,13 @@ impl Inner {
                             .expect("strikes")
                             .entry(msg.to.clone())
                             .or_default() += 1;
+                    }
+                    Reaction::Throughput => {
+                        if let Some(limiter) = rate_limiter::find(&self.shared) {
+                            let _ = limiter.cast(RateLimiterMessage::Refused {
+                                connection: self.record.connection_id,
+                            });
+                        }
                     }
                     Reaction::NeedsCredentials => {
                         self.halt(status::NEEDS_CREDENTIALS, &e.to_string()).await
@@ -490,6 +502,7 @@ impl Actor for BusinessNumber {
             client,
             halted: Mutex::new(halted),
             pair_strikes: Mutex::new(HashMap::new()),
+            departures: Departures::default(),
         });
         // Templates in step with Meta from the start (a dead token shows up here too).
         let first = inner.clone();

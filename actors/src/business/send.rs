@@ -171,6 +171,7 @@ mod tests {
             kind: kind.into(),
             body,
             attempt: 1,
+            departure: None,
         }
     }
 

@@ -18,7 +18,7 @@ use super::bridge::{self, BridgeEvent, PageMessage};
 use super::browser::{Chromium, LaunchSpec};
 use super::media::{self, MAX_MEDIA_BYTES};
 use super::{LiteError, LiteSettings, Status, profile, reason, store};
-use crate::connection::{ConnectionKind, ConnectionRef, OutboundMessage, SendOutcome};
+use crate::connection::{ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome};
 use crate::ingest::{
     Estado, InboundItem, InboundMessage, IngestMessage, MessageKind, StatusUpdate,
 };
@@ -155,6 +155,8 @@ pub struct SessionState {
     booted_at: Option<Instant>,
     /// Incremented on every browser launch; tags the launch's death reports.
     boot_gen: u64,
+    /// When sends leave (the Dispatcher's pacing, kept at the last moment).
+    departures: Departures,
     _registration: Registration,
 }
 
@@ -197,6 +199,7 @@ impl Actor for LiteSession {
             finished: false,
             booted_at: None,
             boot_gen: 0,
+            departures: Departures::default(),
             _registration: registration,
         })
     }
@@ -1027,6 +1030,8 @@ impl SessionState {
                 ));
             }
         }
+        // The media is on the page: the message leaves on its send slot.
+        self.departures.wait(msg.departure).await;
         let answer = bridge::call(&r.page, "send", &[request], Duration::from_secs(30)).await;
         match answer {
             Err(LiteError::Timeout(t)) => SendOutcome::Uncertain {

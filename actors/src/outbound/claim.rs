@@ -31,16 +31,12 @@ impl Claimed {
     }
 }
 
-fn lease_secs(lease: Duration) -> f64 {
-    lease.as_secs_f64().max(1.0)
-}
-
-/// Claims up to `limit` due rows of `connection_id` for `owner`, in queue order.
+/// Claims up to `limit` due rows of `connection_id` for `owner`, in queue order; none while
+/// `owner`'s lease ([`super::lease::renew`]) is not live.
 pub async fn claim(
     client: &impl GenericClient,
     connection_id: Uuid,
     owner: &str,
-    lease: Duration,
     limit: usize,
 ) -> Result<Vec<Claimed>, StoreError> {
     if limit == 0 {
@@ -48,17 +44,17 @@ pub async fn claim(
     }
     let rows = client
         .query(
-            "UPDATE outbox o SET state = 'sending', lease_owner = $2,
-                 lease_until = now() + make_interval(secs => $3), updated_at = now()
+            "UPDATE outbox o SET state = 'sending', lease_owner = $2, updated_at = now()
              FROM (SELECT message_id FROM outbox
                    WHERE connection_id = $1 AND state = 'pending' AND due_at <= now()
+                     AND EXISTS (SELECT 1 FROM outbox_owners WHERE owner = $2 AND until > now())
                    ORDER BY priority, due_at, message_id
-                   LIMIT $4
+                   LIMIT $3
                    FOR UPDATE SKIP LOCKED) c
              WHERE o.message_id = c.message_id
              RETURNING o.message_id, o.usuario_id, o.connection_id, o.recipient, o.payload,
                        o.priority, o.due_at, o.attempts, o.max_attempts",
-            &[&connection_id, &owner, &lease_secs(lease), &(limit as i64)],
+            &[&connection_id, &owner, &(limit as i64)],
         )
         .await?;
     let mut claimed: Vec<Claimed> = rows

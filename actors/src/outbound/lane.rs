@@ -1,7 +1,9 @@
 //! One lane per connection running on this node: it claims that connection's due rows (a
 //! buffer of about one second of sending), takes RateLimiter permits, applies Lite pacing (a
 //! jittered gap between sends, a daily cap), marks attempts in flight, hands each message to
-//! the connection actor and passes the outcome to the recorder. [`Lane::step`] does one round
+//! the connection actor a little before its slot with its departure (slot, catch-up spacing,
+//! window cap: [`crate::connection::Departures`] keeps them when the request leaves), and
+//! passes the outcome to the recorder. [`Lane::step`] does one round
 //! and says what to wait for; [`run`] loops over it.
 //!
 //! Order: rows are taken by priority then age; two messages to one recipient are never in
@@ -13,7 +15,7 @@ use super::fairness;
 use super::inflight::Marker;
 use super::record::{Done, Outcome, Recorder};
 use super::settings::{ConnectionLimits, LIMITS_REFRESH};
-use crate::connection::{ConnectionKind, OutboundMessage, SendOutcome};
+use crate::connection::{ConnectionKind, Departure, OutboundMessage, SendOutcome};
 use crate::rate_limiter::{self, LimitScope, Permit, RateLimiterMessage, SendLimit};
 use crate::seal::Purpose;
 use crate::shared::Shared;
@@ -36,8 +38,7 @@ const BUSINESS_CONCURRENCY: usize = 64;
 /// How often a rate-limit alert may be raised per connection.
 const ALERT_EVERY: Duration = Duration::from_secs(600);
 
-/// Rows claimed by this node and not yet recorded, by connection: the lease renewal list and
-/// the fair-share bookkeeping.
+/// Rows claimed by this node and not yet recorded, by connection: the fair-share bookkeeping.
 #[derive(Default)]
 pub struct Held {
     inner: Mutex<HeldInner>,
@@ -86,16 +87,6 @@ impl Held {
     pub fn total(&self) -> usize {
         self.inner.lock().expect("held lock").rows.len()
     }
-
-    pub fn ids(&self) -> Vec<Uuid> {
-        self.inner
-            .lock()
-            .expect("held lock")
-            .rows
-            .keys()
-            .copied()
-            .collect()
-    }
 }
 
 /// What every lane of one Dispatcher incarnation shares.
@@ -112,22 +103,6 @@ pub struct LaneCtx {
     pub sending: Arc<AtomicUsize>,
     /// Rate-limit alerts raised, per connection (debounce).
     pub alerted: Mutex<HashMap<(Uuid, &'static str), Instant>>,
-    /// Each connection's window gate, kept across its lanes: a lane that stopped (lease lost
-    /// and taken back) may still have sends waiting at the gate when the next one starts.
-    pub gates: Mutex<HashMap<Uuid, Gate>>,
-}
-
-/// A connection's window gate.
-pub type Gate = Arc<tokio::sync::Mutex<GateState>>;
-
-#[derive(Default)]
-pub struct GateState {
-    /// When the connection's last sends started (at most one window cap's worth).
-    starts: VecDeque<Instant>,
-    /// The time the last send was let through for: the next one is at least half a slot
-    /// after it. Counted from the times asked, not from when the timer woke, so a busy
-    /// machine's late wake-ups do not add up.
-    last_target: Option<Instant>,
 }
 
 impl LaneCtx {
@@ -189,13 +164,8 @@ pub struct Lane {
     busy: Arc<Mutex<HashSet<String>>>,
     sends: Arc<Semaphore>,
     concurrency: usize,
-    /// When this connection's last sends actually started (at most one period's worth): slots
-    /// are only a lower bound, and sends that fell behind (a busy machine) may catch up only
-    /// as far as no window of one period holds more than the window cap (the limit less a
-    /// margin for the jitter between here and the provider): the rule the provider applies.
-    gate: Gate,
-    /// Sends being marked or marked in flight that have not passed the gate yet: kept to
-    /// about 150 ms of sending, so a crash leaves few uncertain rows.
+    /// Sends being marked or marked in flight that have not reached their start yet (bounded
+    /// by the room computed in [`Lane::step`]).
     waiting: Arc<AtomicUsize>,
     /// Signalled when one of this lane's sends finishes.
     pub done: Arc<Notify>,
@@ -207,13 +177,6 @@ impl Lane {
             ConnectionKind::Business => BUSINESS_CONCURRENCY,
             ConnectionKind::Lite => 1,
         };
-        let gate = ctx
-            .gates
-            .lock()
-            .expect("gates lock")
-            .entry(connection_id)
-            .or_default()
-            .clone();
         Lane {
             ctx,
             connection_id,
@@ -228,7 +191,6 @@ impl Lane {
             busy: Arc::default(),
             sends: Arc::new(Semaphore::new(concurrency)),
             concurrency,
-            gate,
             waiting: Arc::new(AtomicUsize::new(0)),
             done: Arc::new(Notify::new()),
         }
@@ -600,15 +562,9 @@ impl Lane {
             .get()
             .await
             .map_err(|e| e.to_string())?;
-        claim::claim(
-            &client,
-            self.connection_id,
-            &self.ctx.owner,
-            self.ctx.shared.settings.outbound.lease,
-            n,
-        )
-        .await
-        .map_err(|e| e.to_string())
+        claim::claim(&client, self.connection_id, &self.ctx.owner, n)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Starts a task that marks the rows in flight, then one task per send; the lane goes on at
@@ -649,11 +605,9 @@ impl Lane {
         let done = self.done.clone();
         let kind = self.kind;
         let timeout = self.ctx.shared.settings.outbound.send_timeout;
-        let gate = self.gate.clone();
         let period = limits.period;
         let cap = rate_limiter::window_cap(limits.per_period, limits.period);
-        // Sends that fell behind catch up at twice the rate at most, never in one burst: a
-        // burst reaches the provider spread by the machine's jitter and packs a later window.
+        // Sends that fell behind catch up at twice the rate at most.
         let min_gap = rate_limiter::interval(limits.per_period, limits.period) / 2;
         tokio::spawn(async move {
             let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
@@ -682,37 +636,25 @@ impl Lane {
                     done.notify_one();
                     continue;
                 };
+                // Handed over at once, in slot order: the actor prepares the send while its
+                // slot comes and lets it leave by its departure (slot, spacing, window cap).
+                let pending = outbound_message(&ctx, &row, attempt).map(|mut msg| {
+                    msg.departure = Some(Departure {
+                        at: slot,
+                        spacing: min_gap,
+                        cap,
+                        period,
+                    });
+                    conn.begin(msg)
+                });
                 let ctx = ctx.clone();
-                let conn = conn.clone();
                 let busy = busy.clone();
                 let done = done.clone();
-                let gate = gate.clone();
                 let waiting = waiting.clone();
                 tokio::spawn(async move {
-                    let outcome = match outbound_message(&ctx, &row, attempt) {
-                        Ok(msg) => {
-                            // On its slot, and never more than `cap` starts in one period. The
-                            // message is in the actor's mailbox before the gate opens again,
-                            // so the spacing kept here is the spacing the actor sees.
-                            let pending = {
-                                let mut gate = gate.lock().await;
-                                let mut at = slot;
-                                if gate.starts.len() >= cap
-                                    && let Some(oldest) = gate.starts.get(gate.starts.len() - cap)
-                                {
-                                    at = at.max(*oldest + period);
-                                }
-                                if let Some(last) = gate.last_target {
-                                    at = at.max(last + min_gap);
-                                }
-                                gate.last_target = Some(at);
-                                tokio::time::sleep_until(at.into()).await;
-                                gate.starts.push_back(Instant::now());
-                                while gate.starts.len() > cap {
-                                    gate.starts.pop_front();
-                                }
-                                conn.begin(msg)
-                            };
+                    let outcome = match pending {
+                        Ok(pending) => {
+                            tokio::time::sleep_until(slot.into()).await;
                             waiting.fetch_sub(1, Ordering::SeqCst);
                             let started = Instant::now();
                             let outcome = pending.outcome(timeout).await;
@@ -771,6 +713,7 @@ fn outbound_message(
             .to_string(),
         body,
         attempt,
+        departure: None,
     })
 }
 

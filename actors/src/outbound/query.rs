@@ -177,7 +177,7 @@ pub async fn cancel(
     let tx = client.transaction().await.map_err(StoreError::from)?;
     let row = tx
         .query_opt(
-            "UPDATE outbox SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = now()
+            "UPDATE outbox SET state = 'cancelled', lease_owner = NULL, updated_at = now()
              WHERE message_id = $1 AND usuario_id = $2
                AND (state IN ('pending', 'failed', 'uncertain') OR (state = 'sending' AND inflight_at IS NULL))
              RETURNING connection_id",
@@ -223,7 +223,7 @@ pub async fn requeue(
     let row = tx
         .query_opt(
             "UPDATE outbox SET state = 'pending', attempts = 0, due_at = now(), inflight_at = NULL,
-                 lease_owner = NULL, lease_until = NULL, updated_at = now()
+                 lease_owner = NULL, updated_at = now()
              WHERE message_id = $1 AND usuario_id = $2 AND state IN ('failed', 'uncertain')
              RETURNING connection_id",
             &[&id, &usuario_id],

@@ -168,7 +168,7 @@ pub async fn apply(
         let rows = tx
             .query(
                 "UPDATE outbox o SET state = 'sent', sent_at = now(), inflight_at = NULL, lease_owner = NULL,
-                     lease_until = NULL, last_error = NULL, last_code = NULL, updated_at = now()
+                     last_error = NULL, last_code = NULL, updated_at = now()
                  FROM unnest($1::uuid[]) AS s(id)
                  WHERE o.message_id = s.id AND o.lease_owner = $2 AND o.state = 'sending'
                  RETURNING o.message_id",
@@ -222,7 +222,7 @@ pub async fn apply(
         // due offset < 0: keep the row's due time (a release without a wait).
         let n = tx
             .execute(
-                "UPDATE outbox o SET state = 'pending', inflight_at = NULL, lease_owner = NULL, lease_until = NULL,
+                "UPDATE outbox o SET state = 'pending', inflight_at = NULL, lease_owner = NULL,
                      attempts = GREATEST(o.attempts - b.undo, 0),
                      due_at = CASE WHEN b.secs < 0 THEN o.due_at ELSE now() + make_interval(secs => b.secs) END,
                      last_error = COALESCE(b.err, o.last_error), last_code = CASE WHEN b.err IS NULL THEN o.last_code ELSE b.code END,
@@ -244,7 +244,7 @@ pub async fn apply(
     if !fail_ids.is_empty() {
         let rows = tx
             .query(
-                "UPDATE outbox o SET state = 'failed', inflight_at = NULL, lease_owner = NULL, lease_until = NULL,
+                "UPDATE outbox o SET state = 'failed', inflight_at = NULL, lease_owner = NULL,
                      last_error = f.err, last_code = f.code, updated_at = now()
                  FROM unnest($1::uuid[], $2::text[], $3::int8[]) AS f(id, err, code)
                  WHERE o.message_id = f.id AND o.lease_owner = $4 AND o.state = 'sending'
@@ -286,7 +286,7 @@ pub async fn apply(
         let resolved = tx
             .execute(
             "UPDATE outbox o SET state = 'sent', sent_at = now(), inflight_at = NULL, lease_owner = NULL,
-                 lease_until = NULL, updated_at = now()
+                 updated_at = now()
              FROM mensajes_conversacion m
              WHERE o.message_id = ANY($1) AND o.lease_owner = $2 AND o.state = 'sending'
                AND m.id = o.message_id AND m.external_id IS NOT NULL",
@@ -295,7 +295,7 @@ pub async fn apply(
         .await?;
         let rows = tx
             .query(
-                "UPDATE outbox o SET state = 'uncertain', inflight_at = NULL, lease_owner = NULL, lease_until = NULL,
+                "UPDATE outbox o SET state = 'uncertain', inflight_at = NULL, lease_owner = NULL,
                      last_error = u.err, updated_at = now()
                  FROM unnest($1::uuid[], $2::text[]) AS u(id, err)
                  WHERE o.message_id = u.id AND o.lease_owner = $3 AND o.state = 'sending'

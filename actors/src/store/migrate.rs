@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_lite.sql",
         sql: include_str!("../../../schema/0006_lite.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_outbox_owners.sql",
+        sql: include_str!("../../../schema/0007_outbox_owners.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).

@@ -7,9 +7,9 @@
 //! ├── LeadSync                                   lead_sync.rs
 //! ├── Hub                                        hub.rs
 //! ├── Ingest                                     ingest.rs
-//! ├── Dispatcher                                 dispatcher.rs
 //! ├── BusinessSupervisor ── BusinessNumber × M   business_supervisor.rs
-//! └── LiteSupervisor ────── LiteSession × N      lite_supervisor.rs
+//! ├── LiteSupervisor ────── LiteSession × N      lite_supervisor.rs
+//! └── Dispatcher                                 dispatcher.rs
 //! ```
 //!
 //! Every child is linked to its supervisor when spawned (in the supervisor's `pre_start` or

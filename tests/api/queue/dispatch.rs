@@ -250,6 +250,7 @@ async fn queue_uncertain_is_marked_not_resent_and_unavailable_costs_no_attempt()
 
 #[tokio::test]
 async fn queue_expired_leases_come_back() {
+    // Arrange: rows held by a node that is gone (no lease row), and a row held by a live node.
     let app = spawn_app().await;
     let (_, key, conn) = user_with_connection(&app, "lite", json!({})).await;
     let a = send(
@@ -264,14 +265,28 @@ async fn queue_expired_leases_come_back() {
         &text(conn, "+5511912345679", "in flight on a dead node"),
     )
     .await;
+    let c = send(
+        &app,
+        &key,
+        &text(conn, "+5511912345670", "claimed by a live node"),
+    )
+    .await;
     let client = app.pool().get().await.unwrap();
     client
         .execute(
-            "UPDATE outbox SET state = 'sending', lease_owner = 'dead-node/x', lease_until = now() - interval '1 second',
+            "UPDATE outbox SET state = 'sending',
+                 lease_owner = CASE WHEN message_id = $3 THEN 'live-node/y' ELSE 'dead-node/x' END,
                  inflight_at = CASE WHEN message_id = $2 THEN now() ELSE NULL END,
                  attempts = CASE WHEN message_id = $2 THEN 1 ELSE 0 END
              WHERE message_id = ANY($1)",
-            &[&vec![a, b], &b],
+            &[&vec![a, b, c], &b, &c],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO outbox_owners (owner, node_id, until) VALUES ('live-node/y', 'live-node', now() + interval '1 minute')",
+            &[],
         )
         .await
         .unwrap();
@@ -283,17 +298,35 @@ async fn queue_expired_leases_come_back() {
         .dispatcher
         .get()
         .unwrap();
-    let recovered = dispatcher
-        .call(
-            sincro_actors::dispatcher::DispatcherMessage::Sweep,
-            Some(Duration::from_secs(10)),
-        )
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let sweep = || async {
+        dispatcher
+            .call(
+                sincro_actors::dispatcher::DispatcherMessage::Sweep,
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    };
+
+    // Act
+    let recovered = sweep().await;
+
+    // Assert: the dead node's rows came back; the live node keeps its claim.
     assert_eq!(recovered.returned, 1);
     assert_eq!(recovered.uncertain, vec![b]);
+    let state_of = |id: Uuid| {
+        let client = &client;
+        async move {
+            client
+                .query_one("SELECT state FROM outbox WHERE message_id = $1", &[&id])
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    assert_eq!(state_of(c).await, "sending");
     let shared = app.app().context().shared.clone();
     let fake = fake::register(
         &shared,
@@ -306,6 +339,35 @@ async fn queue_expired_leases_come_back() {
     wait_estado(&app, &key, a, "sent", Duration::from_secs(10)).await;
     assert_eq!(message(&app, &key, b).await["uncertain"], true);
     assert_eq!(fake.sends_of(b), 0);
+    assert_eq!(
+        fake.sends_of(c),
+        0,
+        "a live node's claim was sent by another"
+    );
+
+    // Act: the live node stops renewing; its lease runs out.
+    client
+        .execute(
+            "UPDATE outbox_owners SET until = now() - interval '1 second' WHERE owner = 'live-node/y'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let recovered = sweep().await;
+
+    // Assert: its row comes back and is sent here; its lease row is gone.
+    assert_eq!(recovered.returned, 1);
+    wait_estado(&app, &key, c, "sent", Duration::from_secs(10)).await;
+    assert_eq!(fake.sends_of(c), 1);
+    let owners: i64 = client
+        .query_one(
+            "SELECT count(*) FROM outbox_owners WHERE owner = 'live-node/y'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owners, 0);
 }
 
 #[tokio::test]

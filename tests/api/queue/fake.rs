@@ -1,9 +1,12 @@
 //! A fake connection actor for the queue tests: registered in the daemon's connections
 //! registry like a Business number or Lite session, it records every send (with the time it
-//! arrived) and answers with a scripted outcome, after an optional delay.
+//! left: its departure, kept as a real connection actor keeps it) and answers with a scripted
+//! outcome, after an optional delay.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use sincro_actors::connection::{ConnectionKind, ConnectionRef, OutboundMessage, SendOutcome};
+use sincro_actors::connection::{
+    ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome,
+};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -63,6 +66,7 @@ struct FakeState {
     seen: Arc<Mutex<Vec<Seen>>>,
     script: Arc<Mutex<Script>>,
     delay: Duration,
+    departures: Departures,
 }
 
 impl Actor for FakeActor {
@@ -85,6 +89,7 @@ impl Actor for FakeActor {
         s: &mut FakeState,
     ) -> Result<(), ActorProcessingErr> {
         let FakeMessage::Send(m, reply) = msg;
+        s.departures.wait(m.departure).await;
         s.seen.lock().unwrap().push(Seen {
             message: m.clone(),
             at: Instant::now(),
@@ -120,6 +125,7 @@ pub async fn register(
             seen: seen.clone(),
             script: script.clone(),
             delay,
+            departures: Departures::default(),
         },
     )
     .await

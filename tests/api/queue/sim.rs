@@ -159,9 +159,11 @@ async fn queue_sim_thousand_messages_never_over_80_per_second() {
     assert!(by_body(&sent).values().all(|c| *c == 1));
     let worst = max_per_second(&sent);
     assert!(worst <= 80, "{worst} messages accepted in one second");
-    // The daemon kept to the limit itself: its own sends start at most 79 per second; only the
-    // jitter between a send starting and reaching the simulator (the number actor, HTTP, a
-    // shared CPU) can make the simulator refuse a few with 130429, which are retried.
+    // The daemon kept to the limit itself: its number actor lets at most 77 sends leave in any
+    // second, counted when they actually leave (after the store's checks), so the simulator
+    // refused none in our runs, under the full parallel suite too (up to 22 were before that
+    // count moved to the last moment). A few are allowed for a pause of this whole test
+    // process between a send leaving and the simulator (in the same process) stamping it.
     let client = app.pool().get().await.unwrap();
     let retried: i64 = client
         .query_one("SELECT count(*) FROM outbox WHERE attempts > 1", &[])
@@ -169,7 +171,7 @@ async fn queue_sim_thousand_messages_never_over_80_per_second() {
         .unwrap()
         .get(0);
     eprintln!("queue: {retried} of 1000 sends refused by the simulator for throughput and retried");
-    assert!(retried <= 20, "{retried} of 1000 needed a retry");
+    assert!(retried <= 5, "{retried} of 1000 needed a retry");
 }
 
 #[tokio::test]
@@ -263,9 +265,9 @@ async fn queue_sim_received_messages_take_their_share_of_the_throughput() {
     .await;
 
     // Assert: every message sent once. The sends make room for the received messages (the
-    // unit test `received_messages_take_send_slots` pins the accounting): on a quiet machine
-    // none is refused with 130429 (4–5 are without the accounting); on a loaded one the
-    // jitter of the sends themselves can cost a few refusals, which wait and are retried.
+    // unit test `received_messages_take_send_slots` pins the accounting): none was refused
+    // with 130429 in our runs (4–5 are without the accounting); a few are allowed for a pause
+    // of this whole test process, which the simulator shares.
     assert!(done.is_some(), "{:?}", outbox_states(&app).await);
     let sent = sim.sent(Some(&n.phone_number_id));
     assert_eq!(sent.len(), 120);
@@ -280,7 +282,7 @@ async fn queue_sim_received_messages_take_their_share_of_the_throughput() {
         "queue: {retried} of 120 sends after 60 received messages refused for throughput ({} ms after the first inbound)",
         write_started.elapsed().as_millis()
     );
-    assert!(retried <= 20, "{retried} sends refused for throughput");
+    assert!(retried <= 5, "{retried} sends refused for throughput");
 }
 
 #[tokio::test]
@@ -443,6 +445,7 @@ async fn queue_sim_kill_9_mid_backlog_sends_each_once() {
             assert_eq!(c, 1, "{body} sent {c} times");
         }
     }
+    eprintln!("queue: {uncertain} of 2000 uncertain after kill -9 (at {at_kill} sent)");
     assert!(
         uncertain <= 25,
         "{uncertain} messages uncertain after one kill"
