@@ -1,8 +1,9 @@
 //! Dispatch benchmark (issue 5): the real Dispatcher of a full daemon (claims under lease,
 //! RateLimiter permits, in-flight marking, outcome recording with events) draining a backlog
-//! spread over 50 Business connections into fake connection actors that accept every message
-//! at once. The fake stands in for the Graph API, so the figures are the queue's own cost,
-//! not Meta's latency. Three phases, one run:
+//! spread over 50 Business connections into fake connection actors that keep each message's
+//! departure (its slot, spacing and window cap, as the real actors do) and then accept it at
+//! once. The fake stands in for the Graph API, so the figures are the queue's own cost, not
+//! Meta's latency; the windows are counted where requests would leave. Three phases, one run:
 //!
 //! 1. baseline: a plain claim-and-update loop over the same rows (`FOR UPDATE SKIP LOCKED`
 //!    batches of 100 set straight to `sent`; no leases, permits, events or actors);
