@@ -5,8 +5,8 @@
 
 use super::fake::{self, Script, accept};
 use super::{
-    backlog, message, open_window, outbox_states, recipient, send, text, user_with_connection,
-    wait_estado,
+    backlog, dispatcher, message, open_window, outbox_states, recipient, send, text,
+    user_with_connection, wait_estado,
 };
 use crate::helpers::{eventually, spawn_app, spawn_app_sharing, spawn_app_with};
 use serde_json::{Value, json};
@@ -290,14 +290,7 @@ async fn queue_expired_leases_come_back() {
         )
         .await
         .unwrap();
-    let dispatcher = app
-        .app()
-        .context()
-        .actors
-        .children
-        .dispatcher
-        .get()
-        .unwrap();
+    let dispatcher = dispatcher(&app);
     let sweep = || async {
         dispatcher
             .call(

@@ -128,17 +128,20 @@ pub async fn backlog(app: &TestApp, key: &str, conn: Uuid, n: usize, priority: &
     ids
 }
 
-/// What the daemon's Dispatcher holds now (its lanes, sends in flight).
-pub async fn dispatcher_stats(app: &TestApp) -> sincro_actors::dispatcher::DispatcherStats {
-    let d = app
-        .app()
+/// The daemon's running Dispatcher.
+pub fn dispatcher(app: &TestApp) -> ractor::ActorRef<sincro_actors::dispatcher::DispatcherMessage> {
+    app.app()
         .context()
         .actors
         .children
         .dispatcher
         .get()
-        .expect("dispatcher");
-    match d
+        .expect("dispatcher")
+}
+
+/// What the daemon's Dispatcher holds now (its lanes, sends in flight).
+pub async fn dispatcher_stats(app: &TestApp) -> sincro_actors::dispatcher::DispatcherStats {
+    match dispatcher(app)
         .call(
             sincro_actors::dispatcher::DispatcherMessage::Stats,
             Some(Duration::from_secs(5)),

@@ -136,6 +136,18 @@ fn max_per_second(sent: &[SentMessage]) -> usize {
     best
 }
 
+/// Sends that needed more than one attempt (here: refused for throughput and retried).
+async fn retried_sends(app: &TestApp) -> i64 {
+    app.pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM outbox WHERE attempts > 1", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test]
 async fn queue_sim_thousand_messages_never_over_80_per_second() {
     let sim = start_sim().await;
@@ -164,12 +176,7 @@ async fn queue_sim_thousand_messages_never_over_80_per_second() {
     // refused none in our runs, under the full parallel suite too (up to 22 were before that
     // count moved to the last moment). A few are allowed for a pause of this whole test
     // process between a send leaving and the simulator (in the same process) stamping it.
-    let client = app.pool().get().await.unwrap();
-    let retried: i64 = client
-        .query_one("SELECT count(*) FROM outbox WHERE attempts > 1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let retried = retried_sends(&app).await;
     eprintln!("queue: {retried} of 1000 sends refused by the simulator for throughput and retried");
     assert!(retried <= 5, "{retried} of 1000 needed a retry");
 }
@@ -272,12 +279,7 @@ async fn queue_sim_received_messages_take_their_share_of_the_throughput() {
     let sent = sim.sent(Some(&n.phone_number_id));
     assert_eq!(sent.len(), 120);
     assert!(by_body(&sent).values().all(|c| *c == 1));
-    let client = app.pool().get().await.unwrap();
-    let retried: i64 = client
-        .query_one("SELECT count(*) FROM outbox WHERE attempts > 1", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let retried = retried_sends(&app).await;
     eprintln!(
         "queue: {retried} of 120 sends after 60 received messages refused for throughput ({} ms after the first inbound)",
         write_started.elapsed().as_millis()
