@@ -80,6 +80,7 @@ async fn run(
                 connection_id: c,
                 external_id: format!("wamid.bench.{i}"),
                 from: format!("+55119{:08}", 10_000_000 + contact),
+                outgoing: false,
                 profile_name: Some(format!("Contact {contact}")),
                 profile_picture_url: None,
                 kind: MessageKind::Texto,

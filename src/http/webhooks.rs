@@ -14,7 +14,7 @@ use bytes::Bytes;
 use sincro_actors::business::store;
 use sincro_actors::business::webhook;
 use sincro_actors::business_supervisor::BusinessSupervisorMessage;
-use sincro_actors::seal::Purpose;
+use sincro_actors::ingest::inbox;
 use std::collections::HashMap;
 use std::sync::Arc;
 use warp::Filter;
@@ -139,14 +139,8 @@ async fn receive(
             "X-Hub-Signature-256 does not match",
         ));
     }
-    let sealed = ctx.sealer.seal(Purpose::Webhook, &body);
-    let first = named.phone_number_ids.first().cloned();
-    client
-        .execute(
-            "INSERT INTO webhook_inbox (phone_number_id, body) VALUES ($1, $2)",
-            &[&first, &sealed],
-        )
-        .await?;
+    let first = named.phone_number_ids.first().map(String::as_str);
+    inbox::store_meta(&client, &ctx.sealer, first, &body).await?;
     metrics::counter!("sincro_webhooks_received_total").increment(1);
     if let Some(sup) = ctx.actors.children.business.get() {
         let _ = sup.cast(BusinessSupervisorMessage::InboxWake);

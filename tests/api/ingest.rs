@@ -13,6 +13,7 @@ fn text(user: Uuid, conn: Uuid, id: &str, from: &str, name: &str, body: &str) ->
         connection_id: conn,
         external_id: id.to_string(),
         from: from.to_string(),
+        outgoing: false,
         profile_name: Some(name.to_string()),
         profile_picture_url: None,
         kind: MessageKind::Texto,

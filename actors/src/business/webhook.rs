@@ -317,6 +317,7 @@ pub fn inbound_message(
         connection_id,
         external_id,
         from: format!("+{}", from.trim_start_matches('+')),
+        outgoing: false,
         profile_name: name,
         profile_picture_url: None,
         kind,

@@ -98,14 +98,29 @@ pub async fn ingest_batch(
         });
     }
 
-    // Conversations: one per (usuario, connection, contact).
-    let mut conv_keys: HashMap<(Uuid, Uuid, String), (Uuid, OffsetDateTime)> = HashMap::new();
+    // Conversations: one per (usuario, connection, contact). Only the contact's own messages
+    // move `last_inbound_at` (the 24 h window); a conversation the user's phone opened is
+    // `saliente`.
+    let mut conv_keys: HashMap<(Uuid, Uuid, String), ConvKey> = HashMap::new();
     for (m, e164) in &accepted {
         let lead = resolved.leads[&(m.usuario_id, e164.clone())];
         let entry = conv_keys
             .entry((m.usuario_id, m.connection_id, e164.clone()))
-            .or_insert((lead, m.timestamp));
-        entry.1 = entry.1.max(m.timestamp);
+            .or_insert(ConvKey {
+                lead,
+                last_inbound: None,
+                last_message: m.timestamp,
+                opened_by_us: true,
+            });
+        entry.last_message = entry.last_message.max(m.timestamp);
+        if !m.outgoing {
+            entry.opened_by_us = false;
+            entry.last_inbound = Some(
+                entry
+                    .last_inbound
+                    .map_or(m.timestamp, |t| t.max(m.timestamp)),
+            );
+        }
     }
     let mut conversations: HashMap<(Uuid, Uuid, String), Uuid> = HashMap::new();
     if !conv_keys.is_empty() {
@@ -115,22 +130,31 @@ pub async fn ingest_batch(
         let mut rs = Vec::new();
         let mut ls = Vec::new();
         let mut ts = Vec::new();
-        for ((u, c, r), (l, t)) in &conv_keys {
+        let mut ms = Vec::new();
+        let mut tipos = Vec::new();
+        for ((u, c, r), k) in &conv_keys {
             ids.push(Uuid::now_v7());
             us.push(*u);
             cs.push(*c);
             rs.push(r.clone());
-            ls.push(*l);
-            ts.push(*t);
+            ls.push(k.lead);
+            ts.push(k.last_inbound);
+            ms.push(k.last_message);
+            tipos.push(if k.opened_by_us {
+                "saliente"
+            } else {
+                "entrante"
+            });
         }
         let rows = tx
             .query(
                 "INSERT INTO conversaciones AS c (id, usuario_id, lead_id, servicio_origen, tipo, remitente,
                      connection_id, metadata, last_inbound_at, last_message_at)
-                 SELECT i, u, l, 'whatsapp', 'entrante', r, k,
-                        jsonb_build_object('connection_id', k, 'last_inbound_at', t), t, t
-                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::timestamptz[])
-                      AS x(i, u, k, r, l, t)
+                 SELECT i, u, l, 'whatsapp', o, r, k,
+                        jsonb_build_object('connection_id', k, 'last_inbound_at', t), t, lm
+                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::timestamptz[],
+                             $7::timestamptz[], $8::text[])
+                      AS x(i, u, k, r, l, t, lm, o)
                  ORDER BY u, k, r
                  ON CONFLICT (usuario_id, connection_id, remitente)
                      WHERE servicio_origen = 'whatsapp' AND connection_id IS NOT NULL
@@ -141,7 +165,7 @@ pub async fn ingest_batch(
                          'last_inbound_at', GREATEST(c.last_inbound_at, EXCLUDED.last_inbound_at)),
                      updated_at = now()
                  RETURNING id, usuario_id, connection_id, remitente",
-                &[&ids, &us, &cs, &rs, &ls, &ts],
+                &[&ids, &us, &cs, &rs, &ls, &ts, &ms, &tipos],
             )
             .await?;
         for row in rows {
@@ -172,6 +196,8 @@ pub async fn ingest_batch(
         let mut froms = Vec::new();
         let mut metas = Vec::new();
         let mut exts = Vec::new();
+        let mut dirs = Vec::new();
+        let mut estados = Vec::new();
         for &i in &rows_in {
             let (m, e164) = &accepted[i];
             ids.push(Uuid::now_v7());
@@ -187,17 +213,20 @@ pub async fn ingest_batch(
             froms.push(e164.clone());
             metas.push(message_metadata(sealer, m));
             exts.push(m.external_id.clone());
+            dirs.push(if m.outgoing { "saliente" } else { "entrante" });
+            estados.push(if m.outgoing { "sent" } else { "received" });
         }
         let inserted = tx
             .query(
                 "INSERT INTO mensajes_conversacion (id, conversacion_id, usuario_id, connection_id, tipo,
                      contenido, remitente, canal, metadata, direccion, external_id, estado)
-                 SELECT i, v, u, k, t, b, f, 'whatsapp', m, 'entrante', e, 'received'
+                 SELECT i, v, u, k, t, b, f, 'whatsapp', m, d, e, s
                  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[],
-                             $7::text[], $8::jsonb[], $9::text[]) AS x(i, v, u, k, t, b, f, m, e)
+                             $7::text[], $8::jsonb[], $9::text[], $10::text[], $11::text[])
+                      AS x(i, v, u, k, t, b, f, m, e, d, s)
                  ON CONFLICT (connection_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
                  RETURNING id",
-                &[&ids, &convs, &us, &cs, &tipos, &bodies, &froms, &metas, &exts],
+                &[&ids, &convs, &us, &cs, &tipos, &bodies, &froms, &metas, &exts, &dirs, &estados],
             )
             .await?;
         let fresh: std::collections::HashSet<Uuid> = inserted.iter().map(|r| r.get(0)).collect();
@@ -218,6 +247,7 @@ pub async fn ingest_batch(
                     "connection_id": m.connection_id,
                     "external_id": m.external_id,
                     "from": e164,
+                    "direction": if m.outgoing { "saliente" } else { "entrante" },
                     "name": m.profile_name,
                     "type": m.kind.as_str(),
                     "text": m.text,
@@ -236,6 +266,16 @@ pub async fn ingest_batch(
     events::append_many(&tx, sealer, &new_events).await?;
     tx.commit().await?;
     Ok(report)
+}
+
+/// What one conversation of a batch needs.
+struct ConvKey {
+    lead: Uuid,
+    /// Newest message from the contact (None: only the user's own phone wrote).
+    last_inbound: Option<OffsetDateTime>,
+    last_message: OffsetDateTime,
+    /// Every message of the batch for it is `outgoing`: a new row is `saliente`.
+    opened_by_us: bool,
 }
 
 fn message_metadata(sealer: &Sealer, m: &InboundMessage) -> Value {

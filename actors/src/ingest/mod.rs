@@ -6,6 +6,7 @@
 //! batch that still meets a deadlock is retried whole.
 
 pub mod batch;
+pub mod inbox;
 pub mod model;
 
 use crate::shared::Shared;

@@ -1,13 +1,13 @@
 //! The one normalised shape of inbound traffic, shared by Business (webhooks) and Lite (page
 //! events): a message from a contact, or a status update of a message we sent.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// `mensajes_conversacion.tipo`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     Texto,
@@ -46,16 +46,23 @@ impl MessageKind {
     }
 }
 
-/// A message a contact sent to one of the user's connections.
-#[derive(Debug, Clone)]
+/// A message a contact sent to one of the user's connections, or one the user sent to a contact
+/// from their own phone or Business app (`outgoing`). Serializable: the durable inbox keeps Lite
+/// items in this shape until Ingest has stored them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InboundMessage {
     pub usuario_id: Uuid,
     /// `configuracion_mensajeria_usuario.id` of the Lite session or Business number.
     pub connection_id: Uuid,
     /// wamid (Business) or WhatsApp Web message id (Lite): the dedupe key per connection.
     pub external_id: String,
-    /// The contact's number as the provider gives it (`wa_id` digits, or `+E.164`).
+    /// The contact's number as the provider gives it (`wa_id` digits, or `+E.164`). For an
+    /// `outgoing` message, the contact it was sent to.
     pub from: String,
+    /// Sent from the user's own phone (Lite `fromMe` not sent by the daemon) or Business app
+    /// (coexistence echoes), not by the daemon: stored as `saliente`, estado `sent`.
+    #[serde(default)]
+    pub outgoing: bool,
     /// The contact's WhatsApp profile name and picture, when known.
     pub profile_name: Option<String>,
     pub profile_picture_url: Option<String>,
@@ -66,12 +73,13 @@ pub struct InboundMessage {
     pub payload: Value,
     /// Non-content details kept in clear in `metadata` (mime type, context ids, flags).
     pub details: Value,
+    #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
 }
 
 /// Where a sent message is now. Ordered: a status only ever moves up this order
 /// (`Failed` is final), whatever order updates arrive in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Estado {
     Queued = 0,
@@ -110,7 +118,7 @@ impl Estado {
 }
 
 /// A status update of a message sent through one of the user's connections.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusUpdate {
     pub usuario_id: Uuid,
     pub connection_id: Uuid,
@@ -118,13 +126,15 @@ pub struct StatusUpdate {
     pub estado: Estado,
     /// Provider error (code and title), for `failed`.
     pub error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
     /// Our message id when the provider echoed it (Business: `biz_opaque_callback_data` set
     /// on the send): resolves a send whose answer was lost.
     pub message_id: Option<Uuid>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "item", rename_all = "snake_case")]
 pub enum InboundItem {
     Message(InboundMessage),
     Status(StatusUpdate),

@@ -849,6 +849,7 @@ impl SessionState {
             connection_id: self.id(),
             external_id: msg.id.clone(),
             from: format!("+{digits}"),
+            outgoing: false,
             profile_name: msg.notify_name.clone(),
             profile_picture_url: None,
             kind,

@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_outbox_owners.sql",
         sql: include_str!("../../../schema/0007_outbox_owners.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_inbound_inbox.sql",
+        sql: include_str!("../../../schema/0008_inbound_inbox.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).

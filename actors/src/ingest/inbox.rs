@@ -1,0 +1,64 @@
+//! The inbound inbox (`webhook_inbox`): what must be durable before anyone upstream is told it
+//! arrived. Meta's webhook route stores a body here before its 200 (source `meta`); a Lite
+//! session stores each page event here before it confirms the event to the page bridge (source
+//! `lite`), so neither a crashed browser nor a store outage after that moment loses a message.
+//! The inbox drain (`business::inbox`) turns both into stored messages.
+
+use super::model::InboundItem;
+use crate::seal::{Purpose, Sealer};
+use crate::store::StoreError;
+use deadpool_postgres::GenericClient;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// `webhook_inbox.source` of a Meta webhook body.
+pub const SOURCE_META: &str = "meta";
+/// `webhook_inbox.source` of Lite page events.
+pub const SOURCE_LITE: &str = "lite";
+
+/// The body of a Lite inbox row (sealed): the items one page event became.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiteBody {
+    pub items: Vec<InboundItem>,
+}
+
+/// Stores Lite items of one user's connection durably (one row, sealed); returns the row id.
+/// Once this returns, the items will be stored or dead-lettered, never lost.
+pub async fn store_lite(
+    client: &impl GenericClient,
+    sealer: &Sealer,
+    usuario_id: Uuid,
+    connection_id: Uuid,
+    items: &[InboundItem],
+) -> Result<i64, StoreError> {
+    let body = serde_json::to_vec(&LiteBody {
+        items: items.to_vec(),
+    })
+    .expect("inbound items serialize");
+    let sealed = sealer.seal(Purpose::Webhook, &body);
+    let row = client
+        .query_one(
+            "INSERT INTO webhook_inbox (source, usuario_id, connection_id, body)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+            &[&SOURCE_LITE, &usuario_id, &connection_id, &sealed],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Stores a Meta webhook body (already verified) durably; returns the row id.
+pub async fn store_meta(
+    client: &impl GenericClient,
+    sealer: &Sealer,
+    phone_number_id: Option<&str>,
+    body: &[u8],
+) -> Result<i64, StoreError> {
+    let sealed = sealer.seal(Purpose::Webhook, body);
+    let row = client
+        .query_one(
+            "INSERT INTO webhook_inbox (source, phone_number_id, body) VALUES ($1, $2, $3) RETURNING id",
+            &[&SOURCE_META, &phone_number_id, &sealed],
+        )
+        .await?;
+    Ok(row.get(0))
+}
