@@ -139,6 +139,7 @@ impl Application {
                 config.node_id.clone(),
                 config.node_lease,
             )),
+            inbox_wake: Default::default(),
             settings: ActorSettings {
                 fault_injection: options.fault_injection,
                 api_per_user_per_minute: config.api_per_user_per_minute,

@@ -4,7 +4,7 @@
 //! replace or stop a number, and for a number's actor when they need its Graph client.
 //! Restarts follow the daemon's [`RestartPolicy`]; on stop it stops its children first.
 
-use crate::business::inbox::{InboxPoller, InboxPollerMessage, MediaSink, MediaToFetch};
+use crate::business::inbox::{InboxPoller, MediaSink, MediaToFetch};
 use crate::business::number::{BusinessNumber, BusinessNumberArgs, BusinessNumberMessage};
 use crate::business::store;
 use crate::shared::Shared;
@@ -43,8 +43,6 @@ pub enum BusinessSupervisorMessage {
     /// Another node connected, changed or removed the number: start, replace or stop this
     /// node's actor by what the store says now.
     Reload(Uuid),
-    /// A webhook row was stored: drain the inbox now.
-    InboxWake,
     /// Inbound media found by the inbox, for the owning numbers to fetch.
     FetchMedia(Vec<MediaToFetch>),
 }
@@ -60,7 +58,6 @@ pub struct BusinessSupervisor;
 pub struct BusinessSupervisorState {
     shared: Arc<Shared>,
     children: Children,
-    inbox: Slot<InboxPollerMessage>,
     /// Connection id → (child name, its slot).
     numbers: HashMap<Uuid, (String, Slot<BusinessNumberMessage>)>,
 }
@@ -129,7 +126,7 @@ impl Actor for BusinessSupervisor {
             let _ = me.cast(BusinessSupervisorMessage::FetchMedia(media));
         });
         let s = shared.clone();
-        let spec = ChildSpec::new("webhook_inbox", false, inbox.clone(), move || {
+        let spec = ChildSpec::new("webhook_inbox", false, inbox, move || {
             (InboxPoller, (s.clone(), sink.clone()))
         });
         children.add_and_start(spec, &myself.get_cell()).await?;
@@ -137,7 +134,6 @@ impl Actor for BusinessSupervisor {
         Ok(BusinessSupervisorState {
             shared,
             children,
-            inbox,
             numbers: HashMap::new(),
         })
     }
@@ -223,11 +219,6 @@ impl Actor for BusinessSupervisor {
                     Err(e) => {
                         tracing::warn!(%connection_id, error = %e, "could not reload a business number")
                     }
-                }
-            }
-            BusinessSupervisorMessage::InboxWake => {
-                if let Some(inbox) = state.inbox.get() {
-                    let _ = inbox.cast(InboxPollerMessage::Drain);
                 }
             }
             BusinessSupervisorMessage::FetchMedia(list) => {

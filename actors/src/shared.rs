@@ -63,6 +63,9 @@ pub struct Shared {
     pub node_id: String,
     /// This node's leases on connections (DESIGN.md section 9).
     pub ownership: Arc<crate::ownership::Ownership>,
+    /// Wakes this node's inbox drain once a new inbox row is committed
+    /// ([`crate::ingest::inbox::wake`]); the drain also polls, so a lost wake only delays.
+    pub inbox_wake: Arc<tokio::sync::Notify>,
     pub settings: ActorSettings,
 }
 

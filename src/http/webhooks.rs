@@ -13,7 +13,6 @@ use crate::context::AppContext;
 use bytes::Bytes;
 use sincro_actors::business::store;
 use sincro_actors::business::webhook;
-use sincro_actors::business_supervisor::BusinessSupervisorMessage;
 use sincro_actors::ingest::inbox;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -142,8 +141,6 @@ async fn receive(
     let first = named.phone_number_ids.first().map(String::as_str);
     inbox::store_meta(&client, &ctx.sealer, first, &body).await?;
     metrics::counter!("sincro_webhooks_received_total").increment(1);
-    if let Some(sup) = ctx.actors.children.business.get() {
-        let _ = sup.cast(BusinessSupervisorMessage::InboxWake);
-    }
+    inbox::wake(&ctx.shared);
     Ok(text(StatusCode::OK, "EVENT_RECEIVED".into()))
 }

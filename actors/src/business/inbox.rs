@@ -243,6 +243,7 @@ pub struct InboxPollerState {
     shared: Arc<Shared>,
     media: MediaSink,
     timer: Option<tokio::task::JoinHandle<()>>,
+    waker: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Actor for InboxPoller {
@@ -256,10 +257,21 @@ impl Actor for InboxPoller {
         (shared, media): (Arc<Shared>, MediaSink),
     ) -> Result<Self::State, ActorProcessingErr> {
         let timer = myself.send_interval(POLL_EVERY, || InboxPollerMessage::Drain);
+        let wake = shared.inbox_wake.clone();
+        let me = myself.clone();
+        let waker = tokio::spawn(async move {
+            loop {
+                wake.notified().await;
+                if me.cast(InboxPollerMessage::Drain).is_err() {
+                    break;
+                }
+            }
+        });
         Ok(InboxPollerState {
             shared,
             media,
             timer: Some(timer),
+            waker: Some(waker),
         })
     }
 
@@ -310,7 +322,10 @@ impl Actor for InboxPoller {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(t) = state.timer.take() {
+        for t in [state.timer.take(), state.waker.take()]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
         Ok(())

@@ -6,6 +6,7 @@
 
 use super::model::InboundItem;
 use crate::seal::{Purpose, Sealer};
+use crate::shared::Shared;
 use crate::store::StoreError;
 use deadpool_postgres::GenericClient;
 use serde::{Deserialize, Serialize};
@@ -61,4 +62,10 @@ pub async fn store_meta(
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// Tells this node's inbox drain that a row was committed, so it drains now instead of at its
+/// next poll.
+pub fn wake(shared: &Shared) {
+    shared.inbox_wake.notify_one();
 }
