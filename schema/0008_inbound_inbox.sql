@@ -5,27 +5,30 @@
 ALTER TABLE webhook_inbox ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT 'meta';
 ALTER TABLE webhook_inbox ADD COLUMN IF NOT EXISTS usuario_id uuid;
 ALTER TABLE webhook_inbox ADD COLUMN IF NOT EXISTS connection_id uuid;
--- A row put back by a replay names the dead letter it came from.
-ALTER TABLE webhook_inbox ADD COLUMN IF NOT EXISTS replay_of uuid;
+-- Meta bodies: the users whose numbers' app secrets verified the signature. Only their
+-- numbers (phone number id and WABA both theirs) are touched by what the body says.
+ALTER TABLE webhook_inbox ADD COLUMN IF NOT EXISTS signed_by uuid[];
 
--- Inbound items that could not be stored (a payload the store refuses, a number no longer
--- connected, a body that cannot be read): kept sealed with the reason, listed by the API, and
--- replayable once the cause is fixed. Nothing acknowledged upstream is dropped without a row here.
+-- Inbound items that could not be stored (a value the store refuses, a number not connected
+-- here, a body that cannot be read), with the reason. The raw payload stays sealed in its inbox
+-- row (kept while a dead letter names it); a replay drains that row again, and ingest is
+-- idempotent, so what was already stored from it is not stored twice. Nothing acknowledged
+-- upstream is dropped without a row here.
 CREATE TABLE IF NOT EXISTS inbound_dead_letters (
     id              uuid PRIMARY KEY,
-    inbox_id        bigint,
+    inbox_id        bigint NOT NULL,
     source          text NOT NULL,
     usuario_id      uuid REFERENCES usuarios (id) ON DELETE CASCADE,
     connection_id   uuid,
     external_id     text,
     reason          text NOT NULL,
-    -- Sealed: a body the inbox takes again as it is (a one-item webhook body, or Lite items).
-    payload         text NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
-    replayed_at     timestamptz,
-    replay_inbox_id bigint
+    replayed_at     timestamptz
 );
 CREATE INDEX IF NOT EXISTS inbound_dead_letters_user_idx
     ON inbound_dead_letters (usuario_id, created_at DESC, id);
-CREATE INDEX IF NOT EXISTS inbound_dead_letters_open_idx
-    ON inbound_dead_letters (created_at DESC, id) WHERE replayed_at IS NULL;
+CREATE INDEX IF NOT EXISTS inbound_dead_letters_inbox_idx ON inbound_dead_letters (inbox_id);
+
+-- Template status webhooks can arrive late or twice: the time of the last applied event, so an
+-- older one is ignored.
+ALTER TABLE whatsapp_templates ADD COLUMN IF NOT EXISTS status_event_at timestamptz;

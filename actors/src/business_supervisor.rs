@@ -4,9 +4,10 @@
 //! replace or stop a number, and for a number's actor when they need its Graph client.
 //! Restarts follow the daemon's [`RestartPolicy`]; on stop it stops its children first.
 
-use crate::business::inbox::{InboxPoller, MediaSink, MediaToFetch};
+use crate::business::inbox::MediaToFetch;
 use crate::business::number::{BusinessNumber, BusinessNumberArgs, BusinessNumberMessage};
 use crate::business::store;
+use crate::ingest::drain::{InboxPoller, MediaSink};
 use crate::shared::Shared;
 use crate::supervision::{ChildSpec, Children, RestartPolicy, Slot, StatusNode, react};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};

@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod cursor;
 pub mod error;
 pub mod health;
+pub mod inbound;
 pub mod leads;
 pub mod lite;
 pub mod me;
@@ -56,6 +57,8 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .or(templates::routes(ctx.clone()))
         .unify()
         .or(media::routes(ctx.clone()))
+        .unify()
+        .or(inbound::routes(ctx.clone()))
         .unify()
         .boxed();
     api.recover(error::recover)

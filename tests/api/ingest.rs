@@ -7,7 +7,7 @@ use sincro_actors::ingest::{Estado, InboundItem, InboundMessage, MessageKind, St
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-fn text(user: Uuid, conn: Uuid, id: &str, from: &str, name: &str, body: &str) -> InboundItem {
+pub fn text(user: Uuid, conn: Uuid, id: &str, from: &str, name: &str, body: &str) -> InboundItem {
     InboundItem::Message(InboundMessage {
         usuario_id: user,
         connection_id: conn,

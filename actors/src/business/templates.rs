@@ -153,11 +153,17 @@ pub async fn insert_created(
 
 /// Applies a status webhook to every connection of its WABA (`connections`: (usuario,
 /// connection) pairs). Returns how many rows changed.
+///
+/// Webhooks arrive late, twice, or out of order, so an update moves a template forward only:
+/// one older than the last applied (`at`, the entry's time) is a replay and is ignored; at the
+/// same second a later lifecycle stage wins (a decision over `PENDING`, deletion over both);
+/// and nothing leaves `DELETED`.
 pub async fn apply_update(
     tx: &impl GenericClient,
     sealer: &Sealer,
     connections: &[(Uuid, Uuid)],
     u: &TemplateUpdate,
+    at: Option<time::OffsetDateTime>,
 ) -> Result<usize, BusinessError> {
     let mut changed = 0;
     for (usuario_id, connection_id) in connections {
@@ -165,12 +171,17 @@ pub async fn apply_update(
         // Known by Meta id, else by name and language; unknown templates are recorded.
         let rows = tx
             .query(
-                "UPDATE whatsapp_templates SET status = $4, rejection_reason = $5,
-                     meta_template_id = COALESCE(meta_template_id, $6), updated_at = now()
-                 WHERE connection_id = $1 AND status IS DISTINCT FROM $4
-                   AND ((meta_template_id IS NOT NULL AND meta_template_id = $6)
-                        OR (name = $2 AND ($3 = '' OR language = $3)))
-                 RETURNING name, language",
+                &format!(
+                    "UPDATE whatsapp_templates SET status = $4, rejection_reason = $5,
+                         meta_template_id = COALESCE(meta_template_id, $6),
+                         status_event_at = COALESCE($7, status_event_at), updated_at = now()
+                     WHERE connection_id = $1 AND status IS DISTINCT FROM $4 AND status <> 'DELETED'
+                       AND ($7::timestamptz IS NULL OR status_event_at IS NULL OR status_event_at < $7
+                            OR (status_event_at = $7 AND {STAGE_NEW} > {STAGE_OLD}))
+                       AND ((meta_template_id IS NOT NULL AND meta_template_id = $6)
+                            OR (name = $2 AND ($3 = '' OR language = $3)))
+                     RETURNING name, language"
+                ),
                 &[
                     connection_id,
                     &u.name,
@@ -178,6 +189,7 @@ pub async fn apply_update(
                     &u.status,
                     &u.reason,
                     &u.template_id,
+                    &at,
                 ],
             )
             .await?;
@@ -185,10 +197,10 @@ pub async fn apply_update(
             let inserted = tx
                 .execute(
                     "INSERT INTO whatsapp_templates (usuario_id, connection_id, meta_template_id, name, language,
-                         status, rejection_reason)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                         status, rejection_reason, status_event_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                      ON CONFLICT (connection_id, name, language) DO NOTHING",
-                    &[usuario_id, connection_id, &u.template_id, &u.name, &language, &u.status, &u.reason],
+                    &[usuario_id, connection_id, &u.template_id, &u.name, &language, &u.status, &u.reason, &at],
                 )
                 .await?;
             if inserted == 1 {
@@ -220,6 +232,11 @@ pub async fn apply_update(
     }
     Ok(changed)
 }
+
+/// Lifecycle stage of a status, for updates stamped with the same second: under review, then
+/// decided (approved, rejected, paused, flagged, disabled...), then being deleted or deleted.
+const STAGE_NEW: &str = "(CASE $4 WHEN 'PENDING' THEN 0 WHEN 'PENDING_DELETION' THEN 2 WHEN 'DELETED' THEN 3 ELSE 1 END)";
+const STAGE_OLD: &str = "(CASE status WHEN 'PENDING' THEN 0 WHEN 'PENDING_DELETION' THEN 2 WHEN 'DELETED' THEN 3 ELSE 1 END)";
 
 /// The stored status of a template (None: not known for this connection).
 pub async fn status_of(

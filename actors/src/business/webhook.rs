@@ -47,8 +47,8 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The phone_number_ids (`metadata.phone_number_id`) and WABA ids (`entry[].id`, used for
-/// changes without metadata, like template updates) a payload names.
+/// The phone_number_ids (`metadata.phone_number_id`) and WABA ids (`entry[].id`) a payload
+/// names.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Named {
     pub phone_number_ids: Vec<String>,
@@ -75,20 +75,18 @@ pub fn envelope(body: &[u8]) -> Result<(Value, Named), EnvelopeError> {
     let mut named = Named::default();
     for entry in entries {
         let changes = entry.get("changes").and_then(Value::as_array);
-        let mut entry_has_metadata = false;
         for change in changes.into_iter().flatten() {
             if let Some(p) = change
                 .pointer("/value/metadata/phone_number_id")
                 .and_then(Value::as_str)
+                && !named.phone_number_ids.iter().any(|x| x == p)
             {
-                entry_has_metadata = true;
-                if !named.phone_number_ids.iter().any(|x| x == p) {
-                    named.phone_number_ids.push(p.to_string());
-                }
+                named.phone_number_ids.push(p.to_string());
             }
         }
-        if !entry_has_metadata
-            && let Some(w) = entry.get("id").and_then(id_text)
+        // Every entry's WABA id, whatever its changes name: the signature must be checked
+        // against the owner of each thing the body may touch.
+        if let Some(w) = entry.get("id").and_then(id_text)
             && !named.waba_ids.contains(&w)
         {
             named.waba_ids.push(w);

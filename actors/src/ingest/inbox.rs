@@ -2,7 +2,7 @@
 //! arrived. Meta's webhook route stores a body here before its 200 (source `meta`); a Lite
 //! session stores each page event here before it confirms the event to the page bridge (source
 //! `lite`), so neither a crashed browser nor a store outage after that moment loses a message.
-//! The inbox drain (`business::inbox`) turns both into stored messages.
+//! The inbox drain ([`super::drain`]) turns both into stored messages.
 
 use super::model::InboundItem;
 use crate::seal::{Purpose, Sealer};
@@ -47,18 +47,21 @@ pub async fn store_lite(
     Ok(row.get(0))
 }
 
-/// Stores a Meta webhook body (already verified) durably; returns the row id.
+/// Stores a Meta webhook body whose signature the app secrets of `signed_by`'s numbers
+/// verified; returns the row id. The drain applies the body to those users' numbers only.
 pub async fn store_meta(
     client: &impl GenericClient,
     sealer: &Sealer,
     phone_number_id: Option<&str>,
+    signed_by: &[Uuid],
     body: &[u8],
 ) -> Result<i64, StoreError> {
     let sealed = sealer.seal(Purpose::Webhook, body);
     let row = client
         .query_one(
-            "INSERT INTO webhook_inbox (source, phone_number_id, body) VALUES ($1, $2, $3) RETURNING id",
-            &[&SOURCE_META, &phone_number_id, &sealed],
+            "INSERT INTO webhook_inbox (source, phone_number_id, signed_by, body)
+             VALUES ($1, $2, $3, $4) RETURNING id",
+            &[&SOURCE_META, &phone_number_id, &signed_by, &sealed],
         )
         .await?;
     Ok(row.get(0))

@@ -6,10 +6,13 @@
 //! batch that still meets a deadlock is retried whole.
 
 pub mod batch;
+pub mod dead_letter;
+pub mod drain;
 pub mod inbox;
 pub mod model;
 
 use crate::shared::Shared;
+use crate::store::StoreError;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +63,7 @@ impl Actor for Ingest {
                 let permit = state.slots.clone().acquire_owned().await?;
                 let shared = state.shared.clone();
                 tokio::spawn(async move {
-                    let result = run(&shared, &items).await;
+                    let result = run(&shared, &items).await.map_err(|e| e.to_string());
                     if let Err(e) = &result {
                         tracing::error!(error = %e, items = items.len(), "ingest batch failed");
                     }
@@ -85,17 +88,67 @@ impl Actor for Ingest {
     }
 }
 
+/// Why a batch was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// The store could not be reached, or kept losing races: the same batch may work later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused something in the batch (a value or a constraint): the same batch
+    /// fails the same way every time, so the item at fault must be found and set aside.
+    #[error("store refused the batch: {0}")]
+    Refused(String),
+}
+
+impl IngestError {
+    fn from_store(e: &StoreError) -> IngestError {
+        use tokio_postgres::error::SqlState;
+        let transient = e.is_unavailable()
+            || e.is_retryable_conflict()
+            || e.sql_state().is_some_and(|s| {
+                // Connection, resources, operator intervention, system errors: not the data.
+                let class = &s.code()[..2];
+                matches!(class, "08" | "53" | "57" | "58" | "40")
+                    || *s == SqlState::LOCK_NOT_AVAILABLE
+            });
+        // The server's own message says what it refused (its detail, which may quote row
+        // values, is left out).
+        let db = match e {
+            StoreError::Db(db) => db.as_db_error(),
+            _ => None,
+        };
+        let why = db.map_or_else(
+            || e.to_string(),
+            |d| {
+                format!(
+                    "the database refused it ({}): {}",
+                    d.code().code(),
+                    d.message()
+                )
+            },
+        );
+        if transient {
+            IngestError::Unavailable(why)
+        } else {
+            IngestError::Refused(why)
+        }
+    }
+}
+
 /// Runs one batch, retrying it whole when it lost a deadlock or serialisation race. The
-/// Ingest actor runs batches with it; the webhook inbox drain calls it inside its own
-/// transaction step.
-pub async fn run(shared: &Shared, items: &[InboundItem]) -> Result<IngestReport, String> {
+/// Ingest actor runs batches with it; the inbox drain calls it for the items of its rows.
+pub async fn run(shared: &Shared, items: &[InboundItem]) -> Result<IngestReport, IngestError> {
     if items.is_empty() {
         return Ok(IngestReport::default());
     }
     let mut attempt = 0;
     let report = loop {
         attempt += 1;
-        let mut client = shared.pool.get().await.map_err(|e| e.to_string())?;
+        let mut client = shared
+            .pool
+            .get()
+            .await
+            .map_err(|e| IngestError::Unavailable(e.to_string()))?;
         match batch::ingest_batch(
             &mut client,
             &shared.sealer,
@@ -109,7 +162,7 @@ pub async fn run(shared: &Shared, items: &[InboundItem]) -> Result<IngestReport,
                 tracing::warn!(attempt, "ingest batch met a concurrent batch; retrying");
                 tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(IngestError::from_store(&e)),
         }
     };
     metrics::counter!("sincro_ingest_messages_total").increment(report.messages_inserted as u64);

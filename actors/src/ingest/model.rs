@@ -154,3 +154,18 @@ pub struct IngestReport {
     /// Messages whose sender is not a phone number (kept out, reported).
     pub rejected: usize,
 }
+
+impl IngestReport {
+    /// Adds another batch's counts (a step that stored its items in several batches).
+    pub fn add(&mut self, o: &IngestReport) {
+        self.messages_inserted += o.messages_inserted;
+        self.messages_duplicate += o.messages_duplicate;
+        self.statuses_applied += o.statuses_applied;
+        self.statuses_ignored += o.statuses_ignored;
+        self.statuses_pending += o.statuses_pending;
+        self.leads_created += o.leads_created;
+        self.leads_merged += o.leads_merged;
+        self.events += o.events;
+        self.rejected += o.rejected;
+    }
+}

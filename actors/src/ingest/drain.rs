@@ -1,0 +1,346 @@
+//! The inbox drain: turns inbox rows (Meta webhook bodies, Lite page events) into stored
+//! messages. [`drain_once`] is one testable step: claim due rows with `FOR UPDATE SKIP LOCKED`
+//! (any node may drain; none takes another's rows), open them, route Meta bodies to their
+//! numbers (`business::inbox`), store every item through Ingest, apply template updates, record
+//! dead letters, then mark the rows done, all before the claim's transaction commits.
+//!
+//! One bad item never holds up or loses the others: when the store refuses a batch (a value
+//! it cannot hold, a constraint), the batch is split in halves and each half stored on its own,
+//! down to the single item at fault, which becomes a dead letter with the store's reason. Ingest
+//! is idempotent, so halves stored twice change nothing. Only an unreachable store leaves the
+//! rows for a later step, with a growing pause. A row that cannot be opened or parsed is a dead
+//! letter too: nothing leaves the inbox without being stored or dead-lettered.
+//!
+//! [`InboxPoller`] is the actor that runs the step: on a timer, and at once when an inbox row
+//! is committed ([`super::inbox::wake`]).
+
+use super::dead_letter::{self, NewDeadLetter};
+use super::inbox::{LiteBody, SOURCE_LITE, SOURCE_META};
+use super::{InboundItem, IngestError, IngestReport};
+use crate::business::BusinessError;
+use crate::business::inbox::{self as meta, MediaToFetch, MetaRow};
+use crate::rate_limiter::{self, RateLimiterMessage};
+use crate::seal::Purpose;
+use crate::shared::Shared;
+use crate::store::alerts::{NewAlert, Severity};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Rows per step.
+pub const BATCH_ROWS: i64 = 100;
+/// How often the poller looks when nobody woke it.
+pub const POLL_EVERY: Duration = Duration::from_millis(500);
+
+/// One item with the inbox row it came from.
+#[derive(Debug, Clone)]
+pub struct Tagged {
+    pub inbox_id: i64,
+    pub source: &'static str,
+    pub item: InboundItem,
+}
+
+impl Tagged {
+    fn dead_letter(&self, reason: String) -> NewDeadLetter {
+        let (usuario_id, connection_id, external_id) = match &self.item {
+            InboundItem::Message(m) => (m.usuario_id, m.connection_id, &m.external_id),
+            InboundItem::Status(s) => (s.usuario_id, s.connection_id, &s.external_id),
+        };
+        NewDeadLetter {
+            inbox_id: self.inbox_id,
+            source: self.source.into(),
+            usuario_id: Some(usuario_id),
+            connection_id: Some(connection_id),
+            external_id: Some(external_id.clone()),
+            reason,
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Default)]
+pub struct DrainReport {
+    pub rows: usize,
+    pub templates_changed: usize,
+    pub ingest: IngestReport,
+    /// Items set aside with their reason (recorded in `inbound_dead_letters`).
+    pub dead: Vec<NewDeadLetter>,
+    pub media: Vec<MediaToFetch>,
+    /// Inbound messages of the last two seconds by Business connection (send slots).
+    pub recent_inbound: HashMap<Uuid, u32>,
+}
+
+/// One step over at most `limit` due rows.
+pub async fn drain_once(shared: &Shared, limit: i64) -> Result<DrainReport, BusinessError> {
+    let mut client = shared.pool.get().await?;
+    let tx = client.transaction().await?;
+    let rows = tx
+        .query(
+            "SELECT id, source, body, usuario_id, connection_id, signed_by FROM webhook_inbox
+             WHERE processed_at IS NULL AND next_attempt_at <= now()
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            &[&limit],
+        )
+        .await?;
+    let mut report = DrainReport {
+        rows: rows.len(),
+        ..Default::default()
+    };
+    if rows.is_empty() {
+        return Ok(report);
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let mut items: Vec<Tagged> = Vec::new();
+    let mut bodies: Vec<MetaRow> = Vec::new();
+    for row in &rows {
+        let inbox_id: i64 = row.get(0);
+        let source: String = row.get(1);
+        let opened = shared
+            .sealer
+            .open(Purpose::Webhook, row.get::<_, &str>(2))
+            .map_err(|e| format!("the stored body cannot be opened: {e}"));
+        let unreadable = |reason: String| NewDeadLetter {
+            inbox_id,
+            source: source.clone(),
+            usuario_id: row.get(3),
+            connection_id: row.get(4),
+            external_id: None,
+            reason,
+        };
+        match source.as_str() {
+            SOURCE_LITE => match opened.and_then(|raw| {
+                serde_json::from_slice::<LiteBody>(&raw).map_err(|e| format!("not Lite items: {e}"))
+            }) {
+                Ok(body) => {
+                    let (usuario, connection): (Option<Uuid>, Option<Uuid>) =
+                        (row.get(3), row.get(4));
+                    for item in body.items {
+                        let tagged = Tagged {
+                            inbox_id,
+                            source: SOURCE_LITE,
+                            item,
+                        };
+                        let (u, c) = match &tagged.item {
+                            InboundItem::Message(m) => (m.usuario_id, m.connection_id),
+                            InboundItem::Status(s) => (s.usuario_id, s.connection_id),
+                        };
+                        // The row names its session; an item for another is never applied.
+                        if usuario == Some(u) && connection == Some(c) {
+                            items.push(tagged);
+                        } else {
+                            report.dead.push(tagged.dead_letter(
+                                "the item names another connection than its inbox row".into(),
+                            ));
+                        }
+                    }
+                }
+                Err(e) => report.dead.push(unreadable(e)),
+            },
+            SOURCE_META => match opened.and_then(|raw| {
+                serde_json::from_slice::<serde_json::Value>(&raw)
+                    .map_err(|e| format!("the body is not JSON: {e}"))
+            }) {
+                Ok(body) => bodies.push(MetaRow {
+                    inbox_id,
+                    body,
+                    signed_by: row.get(5),
+                }),
+                Err(e) => report.dead.push(unreadable(e)),
+            },
+            other => report
+                .dead
+                .push(unreadable(format!("unknown inbox source {other:?}"))),
+        }
+    }
+
+    let routed = meta::route(&tx, &shared.sealer, bodies).await?;
+    items.extend(routed.items);
+    report.dead.extend(routed.dead);
+    report.media = routed.media;
+    report.recent_inbound = routed.recent_inbound;
+
+    match store_isolated(shared, &items).await {
+        Ok((stored, dead)) => {
+            report.ingest = stored;
+            report.dead.extend(dead);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, rows = ids.len(), "inbox rows not stored; they will be retried");
+            tx.execute(
+                "UPDATE webhook_inbox SET attempts = attempts + 1, error = $2,
+                     next_attempt_at = now() + least(interval '1 second' * power(2, attempts), interval '5 minutes')
+                 WHERE id = ANY($1)",
+                &[&ids, &e.to_string()],
+            )
+            .await?;
+            tx.commit().await?;
+            return Err(BusinessError::Io(format!("ingest failed: {e}")));
+        }
+    }
+    report.templates_changed =
+        meta::apply_templates(&tx, &shared.sealer, &routed.templates).await?;
+    dead_letter::record(&tx, &report.dead).await?;
+    for d in &report.dead {
+        tracing::warn!(inbox_id = d.inbox_id, source = %d.source, connection = ?d.connection_id, reason = %d.reason, "inbound item dead-lettered");
+    }
+    tx.execute(
+        "UPDATE webhook_inbox SET processed_at = now(), attempts = attempts + 1, error = NULL WHERE id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// Stores `items`, isolating the ones the store refuses: returns what was stored and a dead
+/// letter per refused item. Err only when the store cannot be reached (nothing is lost: the
+/// caller leaves its rows for a later step).
+pub async fn store_isolated(
+    shared: &Shared,
+    items: &[Tagged],
+) -> Result<(IngestReport, Vec<NewDeadLetter>), IngestError> {
+    let mut report = IngestReport::default();
+    let mut dead = Vec::new();
+    let mut ranges = vec![0..items.len()];
+    while let Some(range) = ranges.pop() {
+        if range.is_empty() {
+            continue;
+        }
+        let batch: Vec<InboundItem> = items[range.clone()]
+            .iter()
+            .map(|t| t.item.clone())
+            .collect();
+        match super::run(shared, &batch).await {
+            Ok(r) => report.add(&r),
+            Err(e @ IngestError::Unavailable(_)) => return Err(e),
+            Err(IngestError::Refused(why)) if range.len() == 1 => {
+                dead.push(items[range.start].dead_letter(why));
+            }
+            Err(IngestError::Refused(_)) => {
+                let mid = range.start + range.len() / 2;
+                ranges.push(mid..range.end);
+                ranges.push(range.start..mid);
+            }
+        }
+    }
+    Ok((report, dead))
+}
+
+pub enum InboxPollerMessage {
+    /// Drain now (the timer, or a component that stored a row).
+    Drain,
+    /// Fault injection: panic in the handler (supervision tests).
+    Panic,
+}
+crate::supervised_message!(InboxPollerMessage);
+
+/// Where the poller sends the inbound media it found, for the owning number to fetch.
+pub type MediaSink = Arc<dyn Fn(Vec<MediaToFetch>) + Send + Sync>;
+
+pub struct InboxPoller;
+
+pub struct InboxPollerState {
+    shared: Arc<Shared>,
+    media: MediaSink,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Actor for InboxPoller {
+    type Msg = InboxPollerMessage;
+    type State = InboxPollerState;
+    type Arguments = (Arc<Shared>, MediaSink);
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        (shared, media): (Arc<Shared>, MediaSink),
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let timer = myself.send_interval(POLL_EVERY, || InboxPollerMessage::Drain);
+        let wake = shared.inbox_wake.clone();
+        let me = myself.clone();
+        let waker = tokio::spawn(async move {
+            loop {
+                wake.notified().await;
+                if me.cast(InboxPollerMessage::Drain).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(InboxPollerState {
+            shared,
+            media,
+            tasks: vec![timer, waker],
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            InboxPollerMessage::Drain => loop {
+                match drain_once(&state.shared, BATCH_ROWS).await {
+                    Ok(r) => {
+                        let full = r.rows >= BATCH_ROWS as usize;
+                        after_step(&state.shared, &state.media, r);
+                        if !full {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "inbox step failed");
+                        break;
+                    }
+                }
+            },
+            InboxPollerMessage::Panic => panic!("fault injection in webhook_inbox"),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        for t in state.tasks.drain(..) {
+            t.abort();
+        }
+        Ok(())
+    }
+}
+
+/// What a step's report asks of others: send slots for received Business messages, media to
+/// fetch, and one alert per user whose items were dead-lettered.
+fn after_step(shared: &Arc<Shared>, media: &MediaSink, r: DrainReport) {
+    if !r.recent_inbound.is_empty()
+        && let Some(limiter) = rate_limiter::find(shared)
+    {
+        for (connection, count) in r.recent_inbound {
+            let _ = limiter.cast(RateLimiterMessage::Inbound { connection, count });
+        }
+    }
+    if !r.media.is_empty() {
+        media(r.media);
+    }
+    let mut by_user: BTreeMap<Option<Uuid>, usize> = BTreeMap::new();
+    for d in &r.dead {
+        *by_user.entry(d.usuario_id).or_default() += 1;
+    }
+    for (usuario_id, count) in by_user {
+        shared.raise_alert(NewAlert {
+            usuario_id,
+            kind: "inbound_dead_letter".into(),
+            severity: Severity::Warning,
+            source: "ingest".into(),
+            message: format!(
+                "{count} inbound item(s) could not be stored; see GET /v1/inbound/dead-letter and replay them once fixed"
+            ),
+            details: serde_json::json!({ "count": count }),
+        });
+    }
+}

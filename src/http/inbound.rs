@@ -1,0 +1,114 @@
+//! Inbound dead letters: `GET /v1/inbound/dead-letter` lists the inbound items that could not
+//! be stored, with their reason (a user sees its own; an admin every one, including items that
+//! name no connection here, such as a change signed for another tenant's number);
+//! `?state=all` includes replayed ones. `POST /v1/inbound/{id}/replay` drains the item's inbox
+//! row again once the cause is fixed (202); an item that fails again leaves a new letter.
+
+use super::auth::principal;
+use super::cursor;
+use super::error::ApiError;
+use super::{json_reply, respond, with_ctx};
+use crate::context::AppContext;
+use serde::Deserialize;
+use serde_json::json;
+use sincro_actors::ingest::dead_letter::{self, ReplayError, Scope};
+use sincro_actors::ingest::inbox;
+use sincro_actors::store::api_keys::Principal;
+use std::sync::Arc;
+use uuid::Uuid;
+use warp::Filter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// `open` (default) or `all`.
+    state: Option<String>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
+    let list = warp::path!("v1" / "inbound" / "dead-letter")
+        .and(warp::get())
+        .and(principal(ctx.clone()))
+        .and(warp::query::<ListQuery>())
+        .and(with_ctx(ctx.clone()))
+        .then(|p, q, ctx| respond(list(p, q, ctx)));
+    let replay = warp::path!("v1" / "inbound" / Uuid / "replay")
+        .and(warp::post())
+        .and(principal(ctx.clone()))
+        .and(with_ctx(ctx))
+        .then(|id, p, ctx| respond(replay(id, p, ctx)));
+    list.or(replay).unify().boxed()
+}
+
+fn scope(p: &Principal) -> Scope {
+    if p.is_admin {
+        Scope::All
+    } else {
+        Scope::User(p.usuario_id)
+    }
+}
+
+async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    let include_replayed = match q.state.as_deref() {
+        None | Some("open") => false,
+        Some("all") => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_state",
+                "state must be open or all",
+            ));
+        }
+    };
+    let limit = cursor::limit(q.limit)?;
+    let after = q.cursor.as_deref().map(cursor::decode).transpose()?;
+    let client = ctx.pool.get().await?;
+    let rows = dead_letter::list(&client, scope(&p), include_replayed, after, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    let page = &rows[..rows.len().min(limit as usize)];
+    let next = more.then(|| {
+        let last = page.last().expect("non-empty");
+        cursor::encode(last.created_at, last.id)
+    });
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"items": page, "next_cursor": next}),
+    ))
+}
+
+async fn replay(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
+    let mut client = ctx.pool.get().await?;
+    let result = dead_letter::replay(&mut client, scope(&p), id).await;
+    let outcome = match &result {
+        Ok(_) => "replaying",
+        Err(ReplayError::NotFound) => "not_found",
+        Err(ReplayError::AlreadyReplayed) => "already_replayed",
+        Err(ReplayError::Store(_)) => "error",
+    };
+    super::audit::record(
+        &ctx,
+        &p,
+        "inbound.replay",
+        Some(id.to_string()),
+        json!({"outcome": outcome}),
+    )
+    .await;
+    match result {
+        Ok(inbox_id) => {
+            inbox::wake(&ctx.shared);
+            Ok(json_reply(
+                StatusCode::ACCEPTED,
+                &json!({"id": id, "state": "replaying", "inbox_id": inbox_id}),
+            ))
+        }
+        Err(ReplayError::NotFound) => Err(ApiError::NotFound("dead letter not found")),
+        Err(ReplayError::AlreadyReplayed) => Err(ApiError::Conflict {
+            code: "already_replayed",
+            message: ReplayError::AlreadyReplayed.to_string(),
+        }),
+        Err(ReplayError::Store(e)) => Err(ApiError::internal(e)),
+    }
+}
