@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sincro_actors::business::number::BusinessNumberMessage;
 use sincro_actors::business::store::{self, Credentials};
+use sincro_actors::business::subscription;
 use sincro_actors::business::validate::{self, ValidationError};
 use sincro_actors::business::{BusinessError, GraphSettings, graph::GraphError};
 use sincro_actors::business_supervisor::BusinessSupervisorMessage;
@@ -377,6 +378,11 @@ async fn remove(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response
         .await
         .map_err(business_error)?
         .ok_or(ApiError::NotFound("business number"))?;
+    // Loaded before the secrets are dropped: the token unsubscribes the app afterwards.
+    let record = store::load(&client, &ctx.sealer, id)
+        .await
+        .map_err(business_error)?
+        .ok_or(ApiError::NotFound("business number"))?;
     let sup = supervisor(&ctx)?;
     let _ = sup
         .call(
@@ -394,14 +400,19 @@ async fn remove(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response
         return Err(ApiError::NotFound("business number"));
     }
     reload_elsewhere(&ctx, id).await;
+    let webhooks = subscription::release(&client, &graph_settings(&ctx), &record)
+        .await
+        .map_err(business_error)?;
     super::audit::record(
         &ctx,
         &p,
         "business.number.remove",
         Some(id.to_string()),
-        json!({}),
+        json!({"webhooks": webhooks}),
     )
     .await;
-    use warp::Reply;
-    Ok(warp::reply::with_status(warp::reply::reply(), StatusCode::NO_CONTENT).into_response())
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"id": id, "removed": true, "webhooks": webhooks}),
+    ))
 }

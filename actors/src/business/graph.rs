@@ -432,6 +432,14 @@ impl GraphClient {
         }
         self.call(req, MANAGEMENT_TIMEOUT).await.map(|_| ())
     }
+
+    /// `DELETE /{waba_id}/subscribed_apps`: the app stops receiving the account's webhooks.
+    pub async fn unsubscribe_app(&self, waba_id: &str) -> Result<(), GraphError> {
+        let req = self
+            .http
+            .delete(self.url(&format!("{waba_id}/subscribed_apps")));
+        self.call(req, MANAGEMENT_TIMEOUT).await.map(|_| ())
+    }
 }
 
 /// A `multipart/form-data` body with `messaging_product`, `type` and `file` (reqwest's

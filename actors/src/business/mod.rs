@@ -13,6 +13,7 @@ pub mod media;
 pub mod number;
 mod send;
 pub mod store;
+pub mod subscription;
 pub mod templates;
 pub mod validate;
 pub mod webhook;

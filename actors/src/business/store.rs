@@ -463,6 +463,24 @@ pub async fn credentials(
     }))
 }
 
+/// Whether some active number here belongs to the WhatsApp Business Account `waba_id`.
+pub async fn waba_in_use(
+    client: &impl GenericClient,
+    waba_id: &str,
+) -> Result<bool, BusinessError> {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM configuracion_mensajeria_usuario
+                 WHERE {ACTIVE} AND configuracion->'business_config'->>'waba_id' = $1)"
+            ),
+            &[&waba_id],
+        )
+        .await
+        .map_err(crate::store::StoreError::from)?;
+    Ok(row.get(0))
+}
+
 /// Whether a phone_number_id is already connected (by anyone).
 pub async fn phone_taken(
     client: &impl GenericClient,

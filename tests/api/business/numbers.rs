@@ -378,7 +378,25 @@ async fn business_number_credentials_are_replaced_and_the_number_removed() {
         .send()
         .await
         .unwrap();
-    assert_eq!(del.status().as_u16(), 204);
+    assert_eq!(del.status().as_u16(), 200);
+    let removed: Value = del.json().await.unwrap();
+    assert_eq!(removed["webhooks"]["state"], "unsubscribed", "{removed}");
+    // Meta no longer posts the account's webhooks to the app.
+    let subs: Value = app
+        .http
+        .get(format!(
+            "{}/v23.0/{}/subscribed_apps",
+            sim.base_url(),
+            number.waba_id
+        ))
+        .bearer_auth(&number.access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(subs["data"], json!([]), "{subs}");
     expect_error(app.get(&path, &key).send().await.unwrap(), 404, "not_found").await;
     assert!(
         app.app()
