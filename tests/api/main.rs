@@ -9,6 +9,7 @@ mod errors;
 mod helpers;
 mod ingest;
 mod lite;
+mod lite_durable;
 mod lite_nodes;
 mod migrations;
 mod ownership;
