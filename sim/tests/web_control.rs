@@ -529,3 +529,145 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// Polls `/sim/state` until the device keeps `n` pushes it has not confirmed.
+async fn wait_kept(sim: &WebSimHandle, device: &str, n: u64) {
+    for _ in 0..250 {
+        let (_, state) = get(sim, "sim/state").await;
+        let kept = state["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device"] == device)
+            .map(|d| d["queued"].as_u64().unwrap());
+        if kept == Some(n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("device {device} never kept {n} pushes");
+}
+
+#[tokio::test]
+async fn web_messages_are_kept_for_the_device_until_the_page_confirms_them() {
+    let sim = sim(fast()).await;
+    let account = "5511999990004";
+    let mut page = FakePage::open(&sim, None, None).await;
+    page.link(&sim, account).await;
+    let device = page.device.clone();
+
+    // A page that is there gets it at once; the server keeps it until the page's receipt.
+    let (status, body) = post(
+        &sim,
+        "messages",
+        json!({"account": account, "from": "5511777770002", "text": "live"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let live = page.next("msg").await;
+    assert_eq!(live["msg"]["body"], "live");
+    wait_kept(&sim, &device, 1).await;
+    page.send(json!({"t": "receipt", "sids": [live["sid"]]}))
+        .await;
+    wait_kept(&sim, &device, 0).await;
+
+    // Away: kept, and delivered when the device's page is back.
+    drop(page);
+    let (status, body) = post(
+        &sim,
+        "messages",
+        json!({"account": account, "from": "5511777770002", "text": "while away"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut page = FakePage::open(&sim, Some(&device), Some(account)).await;
+    page.next("offline").await;
+    let first = page.next("msg").await;
+    assert_eq!(first["msg"]["body"], "while away");
+    page.next("offline_done").await;
+
+    // The page crashed before it had the message in its store: delivered again.
+    drop(page);
+    let mut page = FakePage::open(&sim, Some(&device), Some(account)).await;
+    page.next("offline").await;
+    let again = page.next("msg").await;
+    assert_eq!(again["msg"]["id"], first["msg"]["id"]);
+    page.send(json!({"t": "receipt", "sids": [again["sid"]]}))
+        .await;
+    wait_kept(&sim, &device, 0).await;
+
+    // Confirmed: a later page of the device does not get it again.
+    drop(page);
+    let mut page = FakePage::open(&sim, Some(&device), Some(account)).await;
+    page.next("synced").await;
+    wait_ready(&sim, &device).await;
+    let (status, _) = post(
+        &sim,
+        "messages",
+        json!({"account": account, "from": "5511777770002", "text": "next"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(page.next("msg").await["msg"]["body"], "next");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn web_phone_send_reaches_the_page_as_from_me() {
+    let sim = sim(fast()).await;
+    let account = "5511999990005";
+    let contact = "5511777770003";
+    let mut page = FakePage::open(&sim, None, None).await;
+    page.link(&sim, account).await;
+
+    let (status, body) = post(
+        &sim,
+        "phone-send",
+        json!({"account": account, "to": contact, "text": "do celular"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["devices"], 1);
+    let id = body["id"].as_str().unwrap().to_string();
+    let msg = page.next("msg").await["msg"].clone();
+    assert_eq!(msg["id"]["fromMe"], true);
+    assert_eq!(msg["id"]["id"], id.as_str());
+    assert_eq!(msg["id"]["remote"], format!("{contact}@c.us"));
+    assert_eq!(msg["id"]["_serialized"], body["serialized"]);
+    assert_eq!(msg["from"], format!("{account}@c.us"));
+    assert_eq!(msg["to"], format!("{contact}@c.us"));
+    assert_eq!(msg["body"], "do celular");
+    assert_eq!(msg["isNewMsg"], true);
+
+    // Listed with what the account sent, and acked like any sent message.
+    let (_, sent) = get(&sim, &format!("sim/sent?account={account}")).await;
+    let listed = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id.as_str())
+        .expect("listed")
+        .clone();
+    assert_eq!(listed["message"]["from_phone"], true);
+    let (status, body) = post(&sim, "acks", json!({"id": id, "ack": 3})).await;
+    assert_eq!(status, 200, "{body}");
+    let ack = page.next("ack").await;
+    assert_eq!(ack["id"], msg["id"]["_serialized"]);
+    assert_eq!(ack["ack"], 3);
+
+    let (status, body) = post(
+        &sim,
+        "phone-send",
+        json!({"account": account, "to": contact, "text": ""}),
+    )
+    .await;
+    assert_error(status, &body, 400, "invalid_request");
+    let (status, body) = post(
+        &sim,
+        "phone-send",
+        json!({"account": "5511000000008", "to": contact, "text": "x"}),
+    )
+    .await;
+    assert_error(status, &body, 404, "unknown_account");
+    sim.shutdown().await;
+}

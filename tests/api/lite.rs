@@ -531,14 +531,21 @@ async fn lite_inbound_outbound_media_and_acks() {
     .await
     .expect("inbound media stored");
     assert_eq!(row.get::<_, String>(0), "imagen");
-    let media = client
-        .query_one(
-            "SELECT id, size_bytes, sha256, storage_path, mime_type FROM media
-             WHERE provider_id = $1 AND connection_id = $2",
-            &[&media_msg, &conn],
-        )
-        .await
-        .unwrap();
+    // The media is fetched from the page after the message is stored, and linked to it.
+    let media = eventually(Duration::from_secs(30), || async {
+        client
+            .query_opt(
+                "SELECT m.id, m.size_bytes, m.sha256, m.storage_path, m.mime_type FROM media m
+                 JOIN mensajes_conversacion c ON c.id = m.message_id
+                 WHERE m.provider_id = $1 AND m.connection_id = $2
+                   AND c.metadata->>'media_id' = m.id::text",
+                &[&media_msg, &conn],
+            )
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("inbound media linked to its message");
     assert_eq!(media.get::<_, i64>(1), jpeg.len() as i64);
     assert_eq!(media.get::<_, String>(4), "image/jpeg");
     let on_disk = std::fs::read_to_string(lite.data_dir.join(media.get::<_, String>(3))).unwrap();

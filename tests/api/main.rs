@@ -10,6 +10,7 @@ mod helpers;
 mod inbound;
 mod ingest;
 mod lite;
+mod lite_durable;
 mod lite_nodes;
 mod migrations;
 mod ownership;

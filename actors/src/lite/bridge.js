@@ -9,11 +9,16 @@
  *   qr {qr}                                            a new five-part QR string (change:ref)
  *   synced {me}                                        Socket hasSynced: logged in and loaded
  *   logout {}                                          Cmd logout / logout_from_bridge
- *   msg {msg}                                          a new message from a contact (Msg add)
- *   ack {id, ack}                                      ack change of a message we sent
+ *   msg {eid, msg}                                     a new message (Msg add): from a contact, or
+ *                                                      msg.fromMe, sent from the account's phone
+ *   ack {eid, id, ack}                                 ack change of a message the account sent
  *   error {error}                                      the modules never appeared
- * The daemon calls window.__sincro.* (send, download/chunk/release, put, refreshQr, pair,
- * logout, takeover, health) with Runtime.evaluate. */
+ * msg and ack events stay pending here until the daemon confirms their eid (confirm), once it
+ * has them durably: pending events are reported again every few seconds and on resend(), and
+ * resume(since) reports what the page keeps from `since` on (after a browser restart the
+ * daemon asks for what came after the last event it confirmed; it dedupes by message id).
+ * The daemon calls window.__sincro.* (send, newId, download/chunk/release, put, confirm,
+ * resend, resume, refreshQr, pair, logout, takeover, health) with Runtime.evaluate. */
 (function () {
   'use strict';
   if (window.__sincro) return;
@@ -30,7 +35,14 @@
     return w._serialized || String(w);
   }
 
-  var api = { installed: false, media: new Map(), uploads: new Map(), lastQr: null };
+  var RESEND_MS = 3000;
+  var api = {
+    installed: false, media: new Map(), uploads: new Map(), lastQr: null,
+    // eid -> {ev, at}: reported, not yet confirmed by the daemon.
+    pending: new Map(),
+    // Key ids of the messages the daemon sends itself (not reported as sent from the phone).
+    own: new Set(),
+  };
   Object.defineProperty(window, '__sincro', { value: api, enumerable: false });
 
   // ---------------------------------------------------------------- waiting for the modules
@@ -82,6 +94,29 @@
     };
   }
 
+  // An event the daemon must confirm: reported now, and again until confirmed.
+  function reportPending(eid, ev) {
+    ev.eid = eid;
+    api.pending.set(eid, { ev: ev, at: Date.now() });
+    report(ev);
+  }
+  function reportMsg(m) {
+    if (!m || !m.id) return;
+    if (m.id.fromMe && api.own.has(m.id.id)) return;
+    var ev = serialize(m);
+    ev.fromMe = !!m.id.fromMe;
+    reportPending('m:' + m.id._serialized, { t: 'msg', msg: ev });
+  }
+  function reportAck(m, ack) {
+    reportPending('a:' + m.id._serialized + ':' + ack, { t: 'ack', id: m.id.id, ack: ack });
+  }
+  setInterval(function () {
+    var now = Date.now();
+    api.pending.forEach(function (p) {
+      if (now - p.at >= RESEND_MS) { p.at = now; report(p.ev); }
+    });
+  }, 1000);
+
   function install() {
     if (api.installed) return;
     api.installed = true;
@@ -101,12 +136,12 @@
     Cmd.on('logout', function () { report({ t: 'logout' }); });
     Cmd.on('logout_from_bridge', function () { report({ t: 'logout' }); });
     Msg.on('add', function (msg) {
-      if (!msg || !msg.isNewMsg || !msg.id || msg.id.fromMe) return;
-      report({ t: 'msg', msg: serialize(msg) });
+      if (!msg || !msg.isNewMsg || !msg.id) return;
+      reportMsg(msg);
     });
     Msg.on('change:ack', function (msg, ack) {
       if (!msg || !msg.id || !msg.id.fromMe) return;
-      report({ t: 'ack', id: msg.id.id, ack: ack });
+      reportAck(msg, ack);
     });
 
     report({
@@ -121,6 +156,28 @@
   api.health = function () {
     return { installed: api.installed, state: api.installed ? R('WAWebSocketModel').Socket.state : null };
   };
+  // The daemon has these events durably.
+  api.confirm = function (eids) {
+    (eids || []).forEach(function (e) { api.pending.delete(e); });
+    return api.pending.size;
+  };
+  api.resend = function () {
+    var now = Date.now();
+    api.pending.forEach(function (p) { p.at = now; report(p.ev); });
+    return api.pending.size;
+  };
+  // Reports the messages the page keeps from `since` (unix seconds) on, and the acks of those
+  // the account sent: what a daemon that lost its browser may not have.
+  api.resume = function (since) {
+    var n = 0;
+    R('WAWebCollections').Msg.getModelsArray().forEach(function (m) {
+      if (!m || !m.id || !(m.t >= since)) return;
+      if (!m.id.fromMe || !api.own.has(m.id.id)) { reportMsg(m); n++; }
+      if (m.id.fromMe && m.ack > 0) reportAck(m, m.ack);
+    });
+    return n;
+  };
+  api.newId = async function () { return await R('WAWebMsgKey').newId(); };
   api.refreshQr = function () { return R('WAWebCmd').Cmd.refreshQR(); };
   api.takeover = function () { return R('WAWebSocketModel').Socket.takeover(); };
   api.logout = function () { return R('WAWebSocketModel').Socket.logout(); };
@@ -184,7 +241,7 @@
     return mediaData;
   }
 
-  // o: {to: digits, text?, media?: {key, mimetype, filename, caption, asDocument}, location?: {lat, lng, loc}, timeout_ms}
+  // o: {to: digits, id?: key id from newId, text?, media?: {key, mimetype, filename, caption, asDocument}, location?: {lat, lng, loc}, timeout_ms}
   api.send = async function (o) {
     var C = R('WAWebCollections');
     var chatWid = R('WAWebWidFactory').createWid(o.to + '@c.us');
@@ -193,7 +250,9 @@
     var meUser = R('WAWebUserPrefsMeUser').getMaybeMePnUser();
     if (!meUser) return { status: 'not_logged_in' };
     var MsgKey = R('WAWebMsgKey');
-    var key = new MsgKey({ from: meUser, to: chat.id, id: await MsgKey.newId(), participant: undefined, selfDir: 'out' });
+    var keyId = o.id || await MsgKey.newId();
+    api.own.add(keyId);
+    var key = new MsgKey({ from: meUser, to: chat.id, id: keyId, participant: undefined, selfDir: 'out' });
     var msg = {
       id: key, ack: 0, from: meUser, to: chat.id, local: true, self: 'out',
       t: Math.floor(Date.now() / 1000), isNewMsg: true, type: 'chat',

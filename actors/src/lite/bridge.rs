@@ -46,10 +46,21 @@ pub enum BridgeEvent {
     },
     /// The page logged out (from the phone, or through the API).
     Logout,
-    /// A new message from a contact.
-    Msg { msg: Box<PageMessage> },
-    /// The ack of a message we sent changed (-1 error, 1 server, 2 device, 3 read, 4 played).
-    Ack { id: String, ack: i64 },
+    /// A new message: from a contact, or (`msg.from_me`) sent by the account. Pending on the
+    /// page until `eid` is confirmed.
+    Msg {
+        #[serde(default)]
+        eid: Option<String>,
+        msg: Box<PageMessage>,
+    },
+    /// The ack of a message the account sent changed (-1 error, 1 server, 2 device, 3 read,
+    /// 4 played). Pending on the page until `eid` is confirmed.
+    Ack {
+        #[serde(default)]
+        eid: Option<String>,
+        id: String,
+        ack: i64,
+    },
     /// Something the bridge could not do.
     Error { error: String },
 }
@@ -61,6 +72,9 @@ pub struct PageMessage {
     pub id: String,
     /// `fromMe_remote_id`, to find the message again in the page.
     pub serialized: String,
+    /// Sent by the account (from its phone, or by the daemon) rather than by the contact.
+    #[serde(rename = "fromMe", default)]
+    pub from_me: bool,
     /// The chat: `<digits>@c.us` for a contact, `@g.us` for groups, ...
     pub remote: Option<String>,
     #[serde(rename = "type")]
@@ -129,10 +143,12 @@ mod tests {
         let e = BridgeEvent::parse(r#"{"t":"ack","id":"3EB0AA","ack":3}"#).unwrap();
         assert!(matches!(e, BridgeEvent::Ack { ack: 3, .. }));
         let e = BridgeEvent::parse(
-            r#"{"t":"msg","msg":{"id":"3A1","serialized":"false_1@c.us_3A1","remote":"1@c.us","type":"chat","body":"oi","media":false}}"#,
+            r#"{"t":"msg","eid":"m:false_1@c.us_3A1","msg":{"id":"3A1","serialized":"false_1@c.us_3A1","remote":"1@c.us","type":"chat","body":"oi","media":false}}"#,
         )
         .unwrap();
-        assert!(matches!(e, BridgeEvent::Msg { msg } if msg.body.as_deref() == Some("oi")));
+        assert!(
+            matches!(e, BridgeEvent::Msg { msg, eid: Some(_) } if msg.body.as_deref() == Some("oi") && !msg.from_me)
+        );
         assert!(matches!(
             BridgeEvent::parse(r#"{"t":"logout"}"#).unwrap(),
             BridgeEvent::Logout

@@ -23,6 +23,8 @@
 
 pub mod bridge;
 pub mod browser;
+pub mod inbound;
+pub mod login_storage;
 pub mod media;
 pub mod profile;
 pub mod qr;

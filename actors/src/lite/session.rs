@@ -16,12 +16,11 @@
 
 use super::bridge::{self, BridgeEvent, PageMessage};
 use super::browser::{Chromium, LaunchSpec};
+use super::login_storage::{self, LoginStorage};
 use super::media::{self, MAX_MEDIA_BYTES};
-use super::{LiteError, LiteSettings, Status, profile, reason, store};
+use super::{LiteError, LiteSettings, Status, inbound, profile, reason, store};
 use crate::connection::{ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome};
-use crate::ingest::{
-    Estado, InboundItem, InboundMessage, IngestMessage, MessageKind, StatusUpdate,
-};
+use crate::ingest::{InboundItem, IngestMessage};
 use crate::seal::Purpose;
 use crate::shared::Shared;
 use crate::supervision::Slot;
@@ -37,7 +36,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -147,8 +145,8 @@ pub struct SessionState {
     phone: Option<String>,
     qr_cycles: u32,
     snapshot_gen: u64,
-    /// Inbound items not yet committed by Ingest (retried on every health tick).
-    pending: Vec<InboundItem>,
+    /// Inbound media being fetched from the page.
+    media: inbound::MediaFetches,
     health_failures: u32,
     /// Set before stopping on purpose: `post_stop` then leaves the status alone.
     finished: bool,
@@ -194,7 +192,7 @@ impl Actor for LiteSession {
             phone: None,
             qr_cycles: 0,
             snapshot_gen: 0,
-            pending: Vec::new(),
+            media: inbound::MediaFetches::default(),
             health_failures: 0,
             finished: false,
             booted_at: None,
@@ -380,6 +378,8 @@ impl SessionState {
             self.settings.launch_timeout,
             self.settings.single_process,
         );
+        let kept = login_storage::load(&self.args.shared.pool, &self.args.shared.sealer, self.id())
+            .await?;
         let chromium = Chromium::launch(&spec).await?;
         self.boot_gen += 1;
         let running = tokio::time::timeout(
@@ -389,6 +389,7 @@ impl SessionState {
                 myself.clone(),
                 self.boot_gen,
                 &self.settings.web_url,
+                kept.as_ref(),
             ),
         )
         .await
@@ -450,25 +451,13 @@ impl SessionState {
                 self.working(myself, me).await?;
             }
             BridgeEvent::Logout => return self.logged_out(myself).await,
-            BridgeEvent::Msg { msg } => self.inbound(*msg).await,
-            BridgeEvent::Ack { id, ack } => {
-                let estado = match ack {
-                    -1 => Estado::Failed,
-                    1 => Estado::Sent,
-                    2 => Estado::Delivered,
-                    3 | 4 => Estado::Read,
-                    _ => return Ok(()),
-                };
-                self.pending.push(InboundItem::Status(StatusUpdate {
-                    usuario_id: self.args.usuario_id,
-                    connection_id: self.id(),
-                    external_id: id,
-                    estado,
-                    error: (estado == Estado::Failed).then(|| "WhatsApp reported an error".into()),
-                    timestamp: OffsetDateTime::now_utc(),
-                    message_id: None,
-                }));
-                self.flush().await;
+            BridgeEvent::Msg { eid, msg } => self.inbound(eid, *msg).await,
+            BridgeEvent::Ack { eid, id, ack } => {
+                let items: Vec<InboundItem> =
+                    inbound::ack_item(self.args.usuario_id, self.id(), id, ack)
+                        .into_iter()
+                        .collect();
+                self.durable(eid, items, None).await;
             }
             BridgeEvent::Error { error } => {
                 tracing::warn!(session = %self.id(), %error, "bridge error");
@@ -559,13 +548,61 @@ impl SessionState {
         if let Some(t) = self.booted_at.take() {
             tracing::info!(session = %self.id(), elapsed_ms = t.elapsed().as_millis() as u64, "WORKING");
         }
+        // The login state is kept at once: the profile has it only seconds later.
+        self.keep_login_storage().await;
         self.snapshot_gen += 1;
         let generation = self.snapshot_gen;
         myself.send_after(self.settings.snapshot_delay, move || {
             LiteSessionMessage::Snapshot(generation)
         });
-        self.flush().await;
+        self.resume().await;
         Ok(())
+    }
+
+    /// Reads the page's login storage and keeps it sealed (see [`login_storage`]).
+    async fn keep_login_storage(&mut self) {
+        let Some(r) = &self.running else {
+            return;
+        };
+        let kept: Result<LoginStorage, LiteError> = async {
+            let kept = login_storage::capture(&r.page).await?;
+            login_storage::save(
+                &self.args.shared.pool,
+                &self.args.shared.sealer,
+                self.id(),
+                &kept,
+            )
+            .await?;
+            Ok(kept)
+        }
+        .await;
+        match kept {
+            Ok(k) => {
+                tracing::debug!(session = %self.id(), keys = k.items.len(), "login storage kept")
+            }
+            Err(e) => tracing::warn!(session = %self.id(), error = %e, "login storage not kept"),
+        }
+    }
+
+    /// Asks the page for what the daemon may not have: the messages it keeps from a little
+    /// before the last event stored, and the events it still holds unconfirmed.
+    async fn resume(&mut self) {
+        let since = match inbound::resume_from(&self.args.shared, self.id()).await {
+            Ok(s) => s,
+            Err(e) => {
+                // The page keeps its pending events and reports them again later.
+                tracing::warn!(session = %self.id(), error = %e, "inbound cursor not read");
+                return;
+            }
+        };
+        let Some(r) = &self.running else {
+            return;
+        };
+        match bridge::call(&r.page, "resume", &[json!(since)], CALL_TIMEOUT).await {
+            Ok(n) => tracing::debug!(session = %self.id(), since, messages = %n, "page resumed"),
+            Err(e) => tracing::warn!(session = %self.id(), error = %e, "page resume failed"),
+        }
+        let _ = bridge::call(&r.page, "resend", &[], CALL_TIMEOUT).await;
     }
 
     /// Logged out from the phone: STOPPED with reason LOGOUT, browser gone, profile and
@@ -659,6 +696,7 @@ impl SessionState {
 
     /// Saves the sealed login state to PostgreSQL.
     async fn snapshot(&mut self) {
+        self.keep_login_storage().await;
         let dir = self.settings.profile_dir(self.id());
         let packed = tokio::task::spawn_blocking(move || profile::pack(&dir)).await;
         let archive = match packed {
@@ -689,7 +727,6 @@ impl SessionState {
     }
 
     async fn health(&mut self, myself: &ActorRef<LiteSessionMessage>) -> Result<(), LiteError> {
-        self.flush().await;
         let id = self.id();
         let Some(r) = &mut self.running else {
             return Ok(());
@@ -728,184 +765,92 @@ impl SessionState {
         Ok(())
     }
 
-    /// Hands pending inbound items to Ingest; keeps them for the next try if it fails.
-    async fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
+    /// Stores one page event's items durably, then confirms the event to the page (which
+    /// reports it again until then). A store that fails leaves it unconfirmed.
+    async fn durable(
+        &mut self,
+        eid: Option<String>,
+        items: Vec<InboundItem>,
+        page_time: Option<i64>,
+    ) -> bool {
+        if !items.is_empty() {
+            if let Err(e) = inbound::store(
+                &self.args.shared,
+                self.args.usuario_id,
+                self.id(),
+                &items,
+                page_time,
+            )
+            .await
+            {
+                tracing::warn!(session = %self.id(), error = %e, "inbound event not stored; the page reports it again");
+                return false;
+            }
+            self.ingest_now(items).await;
         }
+        if let (Some(eid), Some(r)) = (eid, &self.running)
+            && let Err(e) = bridge::call(&r.page, "confirm", &[json!([eid])], CALL_TIMEOUT).await
+        {
+            tracing::debug!(session = %self.id(), error = %e, "confirm to the page failed; it reports the event again");
+        }
+        true
+    }
+
+    /// Hands stored items to Ingest at once. Transitional: the inbox rows are the durable copy
+    /// and their drain stores them too (deduped by external id, statuses only move forward).
+    async fn ingest_now(&mut self, items: Vec<InboundItem>) {
         let Some(ingest) = self.args.ingest.get() else {
             return;
         };
-        let items = std::mem::take(&mut self.pending);
-        let kept = items.clone();
         let result = ingest
             .call(
                 |reply| IngestMessage::Batch { items, reply },
                 Some(Duration::from_secs(30)),
             )
             .await;
-        match result {
-            Ok(ractor::rpc::CallResult::Success(Ok(_))) => {}
-            other => {
-                let why = match other {
-                    Ok(ractor::rpc::CallResult::Success(Err(e))) => e,
-                    Ok(_) => "ingest did not answer".into(),
-                    Err(e) => e.to_string(),
-                };
-                tracing::warn!(session = %self.id(), items = kept.len(), error = %why, "ingest failed; will retry");
-                let mut again = kept;
-                again.append(&mut self.pending);
-                self.pending = again;
-            }
+        if !matches!(result, Ok(ractor::rpc::CallResult::Success(Ok(_)))) {
+            tracing::debug!(session = %self.id(), "ingest did not take the items now; the inbox has them");
         }
     }
 
-    /// A message from a contact: media downloaded and sealed, then handed to Ingest.
-    async fn inbound(&mut self, msg: PageMessage) {
-        let Some(remote) = msg.remote.as_deref() else {
+    /// A message the page reports: from a contact, or sent by the account (from its phone
+    /// unless the daemon sent it). Stored durably first; its media is fetched afterwards.
+    async fn inbound(&mut self, eid: Option<String>, msg: PageMessage) {
+        let Some(item) = inbound::message_item(self.args.usuario_id, self.id(), &msg) else {
+            tracing::debug!(session = %self.id(), "ignored a message that is not a contact's chat");
+            self.durable(eid, Vec::new(), None).await;
             return;
         };
-        let Some(digits) = remote.strip_suffix("@c.us") else {
-            // Groups, status broadcasts, channels: not CRM contacts.
-            tracing::debug!(session = %self.id(), "ignored a message that is not from a contact");
-            return;
-        };
-        let kind = match msg.kind.as_str() {
-            "chat" => MessageKind::Texto,
-            "image" => MessageKind::Imagen,
-            "video" => MessageKind::Video,
-            "audio" | "ptt" => MessageKind::Audio,
-            "document" => MessageKind::Documento,
-            "sticker" => MessageKind::Sticker,
-            "location" => MessageKind::Ubicacion,
-            "vcard" | "multi_vcard" => MessageKind::Contacto,
-            "revoked" | "gp2" | "e2e_notification" | "notification_template" | "ciphertext" => {
-                return;
-            }
-            _ => MessageKind::Desconocido,
-        };
-        let mut payload = json!({});
-        let mut details = json!({"source": "lite", "wa_type": msg.kind});
-        if let Some(q) = &msg.quoted {
-            details["context_id"] = json!(q);
-        }
-        if msg.media {
-            let mime = msg
-                .mimetype
-                .clone()
-                .unwrap_or_else(|| "application/octet-stream".into());
-            details["mime_type"] = json!(mime);
-            match self.download(&msg).await {
-                Ok(Some(bytes)) => {
-                    match media::store_inbound(
-                        &self.args.shared.pool,
-                        &self.args.shared.sealer,
-                        &self.settings.data_dir,
-                        self.args.usuario_id,
-                        self.id(),
-                        &bytes,
-                        &mime,
-                        msg.filename.as_deref(),
-                        Some(&msg.id),
-                    )
-                    .await
-                    {
-                        Ok(stored) => {
-                            payload = json!({"media_id": stored.id, "mime_type": mime,
-                                "sha256": stored.sha256, "size": stored.size,
-                                "filename": msg.filename});
-                        }
-                        Err(e) => {
-                            tracing::warn!(session = %self.id(), error = %e, "inbound media not stored");
-                            details["media_error"] = json!("not stored");
-                        }
-                    }
+        if msg.from_me {
+            match inbound::is_own_send(&self.args.shared, self.id(), &msg.id).await {
+                Ok(true) => {
+                    self.durable(eid, Vec::new(), None).await;
+                    return;
                 }
-                Ok(None) => details["media_error"] = json!("larger than 16 MB"),
+                Ok(false) => {}
                 Err(e) => {
-                    tracing::warn!(session = %self.id(), error = %e, "inbound media not downloaded");
-                    details["media_error"] = json!("download failed");
+                    tracing::warn!(session = %self.id(), error = %e, "cannot tell whose message this is; the page reports it again");
+                    return;
                 }
             }
         }
-        let text = match kind {
-            MessageKind::Texto => msg.body.clone(),
-            MessageKind::Ubicacion => msg.loc.clone(),
-            _ => msg
-                .caption
-                .clone()
-                .or(msg.body.clone())
-                .filter(|s| !s.is_empty()),
-        };
-        if kind == MessageKind::Ubicacion {
-            payload = json!({"latitude": msg.lat, "longitude": msg.lng, "name": msg.loc});
+        let stored = self
+            .durable(eid, vec![InboundItem::Message(item)], msg.t)
+            .await;
+        if stored
+            && msg.media
+            && let Some(r) = &mut self.running
+            && let Some(task) = self.media.spawn(
+                self.args.shared.clone(),
+                r.page.clone(),
+                self.args.usuario_id,
+                self.args.id,
+                msg,
+            )
+        {
+            r.tasks.retain(|t| !t.is_finished());
+            r.tasks.push(task);
         }
-        let timestamp = msg
-            .t
-            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
-            .unwrap_or_else(OffsetDateTime::now_utc);
-        self.pending.push(InboundItem::Message(InboundMessage {
-            usuario_id: self.args.usuario_id,
-            connection_id: self.id(),
-            external_id: msg.id.clone(),
-            from: format!("+{digits}"),
-            outgoing: false,
-            profile_name: msg.notify_name.clone(),
-            profile_picture_url: None,
-            kind,
-            text,
-            payload,
-            details,
-            timestamp,
-        }));
-        self.flush().await;
-    }
-
-    /// Downloads a message's media through the page, in chunks. None when too large.
-    async fn download(&mut self, msg: &PageMessage) -> Result<Option<Vec<u8>>, LiteError> {
-        if msg.size.is_some_and(|s| s as usize > MAX_MEDIA_BYTES) {
-            return Ok(None);
-        }
-        let Some(r) = &self.running else {
-            return Err(LiteError::Page("no browser".into()));
-        };
-        let key = json!(msg.serialized);
-        let size = bridge::call(
-            &r.page,
-            "download",
-            std::slice::from_ref(&key),
-            Duration::from_secs(60),
-        )
-        .await?
-        .as_u64()
-        .unwrap_or(0) as usize;
-        let result = async {
-            if size > MAX_MEDIA_BYTES {
-                return Ok(None);
-            }
-            let mut out = Vec::with_capacity(size);
-            let raw_chunk = CHUNK_B64 / 4 * 3;
-            while out.len() < size {
-                let b64 = bridge::call(
-                    &r.page,
-                    "chunk",
-                    &[key.clone(), json!(out.len()), json!(raw_chunk)],
-                    Duration::from_secs(20),
-                )
-                .await?;
-                let part = base64::engine::general_purpose::STANDARD
-                    .decode(b64.as_str().unwrap_or(""))
-                    .map_err(|e| LiteError::Page(format!("media chunk: {e}")))?;
-                if part.is_empty() {
-                    break;
-                }
-                out.extend_from_slice(&part);
-            }
-            Ok(Some(out))
-        }
-        .await;
-        let _ = bridge::call(&r.page, "release", &[key], CALL_TIMEOUT).await;
-        result
     }
 
     async fn pairing_code(&mut self, phone: &str) -> Result<String, String> {
@@ -1031,6 +976,26 @@ impl SessionState {
                 ));
             }
         }
+        // The message's WhatsApp id is on its row before it leaves: however the page reports
+        // it back (as a message the account sent), it is known as ours.
+        let key_id = match bridge::call(&r.page, "newId", &[], CALL_TIMEOUT).await {
+            Ok(Value::String(id)) if !id.is_empty() => id,
+            other => {
+                return SendOutcome::Retry {
+                    code: None,
+                    error: format!("the page gave no message id: {other:?}"),
+                    after: None,
+                };
+            }
+        };
+        if let Err(e) = inbound::mark_own_send(&self.args.shared, msg.message_id, &key_id).await {
+            return SendOutcome::Retry {
+                code: None,
+                error: format!("the message id was not recorded: {e}"),
+                after: None,
+            };
+        }
+        request["id"] = json!(key_id);
         // The media is on the page: the message leaves on its send slot.
         self.departures.wait(msg.departure).await;
         let answer = bridge::call(&r.page, "send", &[request], Duration::from_secs(30)).await;
@@ -1083,6 +1048,7 @@ async fn open_page(
     myself: ActorRef<LiteSessionMessage>,
     boot: u64,
     url: &str,
+    kept: Option<&LoginStorage>,
 ) -> Result<Running, LiteError> {
     let (browser, mut handler) = chromium.connect().await?;
     let mut tasks = Vec::new();
@@ -1156,6 +1122,14 @@ async fn open_page(
     page.execute(AddBindingParams::new(bridge::BINDING))
         .await
         .map_err(page_err)?;
+    // The kept login storage goes back first, before the page's scripts read it.
+    if let Some(kept) = kept {
+        page.execute(AddScriptToEvaluateOnNewDocumentParams::new(
+            login_storage::restore_script(kept),
+        ))
+        .await
+        .map_err(page_err)?;
+    }
     page.execute(AddScriptToEvaluateOnNewDocumentParams::new(bridge::script()))
         .await
         .map_err(page_err)?;

@@ -438,7 +438,8 @@ pub async fn clear_snapshot(pool: &Pool, id: Uuid) -> Result<(), StoreError> {
     pool.get()
         .await?
         .execute(
-            "UPDATE whatsapp_lite_sessions SET profile_snapshot = NULL, profile_snapshot_at = NULL WHERE id = $1",
+            "UPDATE whatsapp_lite_sessions SET profile_snapshot = NULL, profile_snapshot_at = NULL,
+                 login_storage = NULL, login_storage_at = NULL WHERE id = $1",
             &[&id],
         )
         .await?;

@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0008_inbound_inbox.sql",
         sql: include_str!("../../../schema/0008_inbound_inbox.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_lite_durable.sql",
+        sql: include_str!("../../../schema/0010_lite_durable.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).

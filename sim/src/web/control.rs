@@ -7,6 +7,7 @@
 //! | `POST /sim/scan {qr, phone, name?}` | phone `phone` scans `qr`; 409 `qr_not_current` unless a page shows it now |
 //! | `POST /sim/pair {code, phone, name?}` | link with a code from `startAltLinkingFlow`; 404 unknown code, 409 other phone |
 //! | `POST /sim/messages {account, from, name?, text?, media?}` | contact `from` writes to `account` → `{id, serialized}` |
+//! | `POST /sim/phone-send {account, to, text}` | the account's own phone sends `text` to `to`: its linked pages get a `fromMe` message → `{id, serialized, devices}` |
 //! | `GET /sim/sent?account=` | `[{id, serialized, to, to_phone, type, body, caption, sent_at, ack, media{mimetype, filename, size, sha256, direct_path}, message}]` |
 //! | `POST /sim/acks {id, ack}` | ack (-1, 1 server, 2 device, 3 read, 4 played) of a sent message (raw or serialized id) |
 //! | `POST /sim/logout {account}` | the phone unlinks all devices of the account |
@@ -50,6 +51,13 @@ struct PairReq {
 struct AckReq {
     id: String,
     ack: i64,
+}
+
+#[derive(Deserialize)]
+struct PhoneSendReq {
+    account: String,
+    to: String,
+    text: String,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +136,16 @@ pub(super) fn routes(
             .map(|sim: Arc<Sim>, b: Bytes| {
                 json_reply(parse::<Inbound>(&b).and_then(|r| sim.inbound(r)))
             });
+    let phone_send =
+        post("phone-send")
+            .and(with_sim.clone())
+            .and(body())
+            .map(|sim: Arc<Sim>, b: Bytes| {
+                json_reply(
+                    parse::<PhoneSendReq>(&b)
+                        .and_then(|r| sim.phone_send(&r.account, &r.to, &r.text)),
+                )
+            });
     let sent = get("sent")
         .and(with_sim.clone())
         .and(warp::query::<Query>())
@@ -197,6 +215,8 @@ pub(super) fn routes(
     scan.or(pair)
         .unify()
         .or(messages)
+        .unify()
+        .or(phone_send)
         .unify()
         .or(sent)
         .unify()

@@ -1,7 +1,8 @@
 //! The "phone and WhatsApp server" side of the WhatsApp Web simulator: accounts (phone
 //! numbers), linked devices (a token each page keeps in its browser profile), the pages connected
-//! right now (their Socket phase, QR ref rotation, pairing codes), messages queued for devices
-//! that are away, sent messages and acks, and uploaded/inbound media.
+//! right now (their Socket phase, QR ref rotation, pairing codes), the messages and acks each
+//! linked device has not acknowledged receiving yet (kept and delivered again when it comes back,
+//! as WhatsApp's offline delivery does), sent messages and acks, and uploaded/inbound media.
 //!
 //! Everything lives behind one `std::sync::Mutex` that is never held across an `.await`. Timed
 //! sequences (QR rotation, PAIRING → CONNECTED → hasSynced) run as small tasks that re-check a
@@ -146,8 +147,10 @@ struct Device {
     account: Option<String>,
     keys: Keys,
     page: Option<PageId>,
-    /// Pushes (serialized JSON) waiting for the device to come back.
-    queue: Vec<String>,
+    /// Pushes (serialized JSON, each with its `sid`) the device has not acknowledged receiving
+    /// (`receipt`): sent at once to a ready page, and again each time a page of the device
+    /// becomes ready, until it confirms them.
+    pending: BTreeMap<u64, String>,
     browser: Value,
 }
 
@@ -158,7 +161,8 @@ struct Page {
     current_ref: Option<String>,
     qr: Option<String>,
     pairing: Option<(String, String)>,
-    /// Messages and acks go straight to the page (not to the device queue).
+    /// The page is ready: messages and acks are sent to it at once (still kept for its device
+    /// until it confirms them).
     deliverable: bool,
     epoch: u64,
     platform: String,
@@ -198,6 +202,8 @@ struct Inner {
     messages: HashMap<String, MsgRecord>,
     media: HashMap<String, MediaBlob>,
     next_page: PageId,
+    /// Sequence of pushes kept for devices (`sid`).
+    next_sid: u64,
 }
 
 /// Inbound media of `POST /sim/messages`.
@@ -316,48 +322,54 @@ fn qr_string(r: &str, keys: &Keys, platform: &str) -> String {
     )
 }
 
-/// Delivers a push to every device of `account`: straight to a page that is ready, into the
-/// device's queue otherwise. Returns how many devices it went to.
+/// Delivers a push to every device of `account`: kept for each device until it acknowledges
+/// receiving it, and sent at once to a page that is ready. Returns how many devices it went to.
 fn deliver(inner: &mut Inner, account: &str, payload: &Value) -> usize {
     let Inner {
         accounts,
         devices,
         pages,
+        next_sid,
         ..
     } = inner;
     let Some(acc) = accounts.get(account) else {
         return 0;
     };
-    let text = payload.to_string();
     for token in &acc.devices {
         let Some(device) = devices.get_mut(token) else {
             continue;
         };
-        match device.page.and_then(|p| pages.get(&p)) {
-            Some(page) if page.deliverable && page.phase == Phase::Connected => {
-                let _ = page.tx.send(text.clone());
-            }
-            _ => device.queue.push(text.clone()),
+        *next_sid += 1;
+        let mut push = payload.clone();
+        push["sid"] = json!(*next_sid);
+        let text = push.to_string();
+        if let Some(page) = device.page.and_then(|p| pages.get(&p))
+            && page.deliverable
+            && page.phase == Phase::Connected
+        {
+            let _ = page.tx.send(text.clone());
         }
+        device.pending.insert(*next_sid, text);
     }
     acc.devices.len()
 }
 
-/// Sends a ready page everything its device queued while it was away.
+/// Sends a page that became ready everything its device has not acknowledged receiving: what
+/// arrived while it was away, and what an earlier page of the device got but never confirmed
+/// (it crashed or was closed first).
 fn flush(inner: &mut Inner, page_id: PageId) {
     let Some(page) = inner.pages.get(&page_id) else {
         return;
     };
-    let Some(device) = inner.devices.get_mut(&page.device) else {
+    let Some(device) = inner.devices.get(&page.device) else {
         return;
     };
-    let queue = std::mem::take(&mut device.queue);
-    if queue.is_empty() {
+    if device.pending.is_empty() {
         return;
     }
-    page.push(json!({"t": "offline", "count": queue.len()}));
-    for item in queue {
-        let _ = page.tx.send(item);
+    page.push(json!({"t": "offline", "count": device.pending.len()}));
+    for item in device.pending.values() {
+        let _ = page.tx.send(item.clone());
     }
     page.push(json!({"t": "offline_done"}));
 }
@@ -420,7 +432,7 @@ impl Sim {
                     account: adopted,
                     keys: Keys::default(),
                     page: None,
-                    queue: Vec::new(),
+                    pending: BTreeMap::new(),
                     browser: Value::Null,
                 },
             );
@@ -518,6 +530,21 @@ impl Sim {
                     && let Some(acc) = inner.accounts.get_mut(&acc)
                 {
                     acc.seen.push(json!({"chat": chat, "at": now_rfc3339()}));
+                }
+            }
+            "receipt" => {
+                // The page has these pushes in its own store: the server forgets them.
+                let device = inner.pages[&page_id].device.clone();
+                if let Some(device) = inner.devices.get_mut(&device) {
+                    for sid in msg
+                        .get("sids")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_u64)
+                    {
+                        device.pending.remove(&sid);
+                    }
                 }
             }
             "logout" => {
@@ -675,7 +702,7 @@ impl Sim {
         acc.devices.insert(token.clone());
         if let Some(device) = inner.devices.get_mut(&token) {
             device.account = Some(phone.clone());
-            device.queue.clear();
+            device.pending.clear();
         }
         self.spawn_connect(page_id, epoch, true);
         json!({"account": phone, "device": token, "page": page_id})
@@ -892,6 +919,79 @@ impl Sim {
         Ok(json!({"id": id, "serialized": serialized}))
     }
 
+    /// `POST /sim/phone-send`: the account's own phone sends a text to `to`. Its linked pages
+    /// get it as a `fromMe` message (as WhatsApp Web shows what the phone sent); it is listed
+    /// by `GET /sim/sent` (`"from_phone": true` in `message`) and takes acks like any sent
+    /// message; a simulated account `to` receives it.
+    pub fn phone_send(&self, account: &str, to: &str, text: &str) -> Result<Value, SimError> {
+        let account = normalize_phone(account)?;
+        let to_phone = normalize_phone(to)?;
+        if text.is_empty() {
+            return Err(SimError::BadRequest("text is empty".into()));
+        }
+        let mut inner = self.lock();
+        match inner.accounts.get(&account) {
+            None => return Err(SimError::UnknownAccount(account)),
+            Some(a) if a.devices.is_empty() => return Err(SimError::NoLinkedDevice(account)),
+            _ => {}
+        }
+        // Phones name their messages like this (not the `3EB0` of WhatsApp Web).
+        let id = format!("3A{}", random_hex(9));
+        let remote = format!("{to_phone}@c.us");
+        let serialized = format!("true_{remote}_{id}");
+        let t = now_secs();
+        let msg = json!({
+            "id": {"fromMe": true, "remote": remote, "id": id, "_serialized": serialized},
+            "from": format!("{account}@c.us"),
+            "to": remote,
+            "type": "chat",
+            "body": text,
+            "t": t,
+            "ack": 1,
+            "isNewMsg": true,
+        });
+        inner.messages.insert(
+            id.clone(),
+            MsgRecord {
+                account: account.clone(),
+                direction: Direction::Out,
+                serialized: serialized.clone(),
+            },
+        );
+        let record = SentRecord {
+            id: id.clone(),
+            serialized: serialized.clone(),
+            to: remote.clone(),
+            to_phone: to_phone.clone(),
+            kind: "chat".into(),
+            body: text.to_string(),
+            caption: None,
+            sent_at: now_rfc3339(),
+            ack: 1,
+            media: None,
+            message: json!({"from_phone": true, "body": text, "t": t}),
+        };
+        if let Some(acc) = inner.accounts.get_mut(&account) {
+            acc.sent.push(record);
+        }
+        let devices = deliver(&mut inner, &account, &json!({"t": "msg", "msg": msg}));
+        if to_phone != account
+            && inner
+                .accounts
+                .get(&to_phone)
+                .is_some_and(|a| !a.devices.is_empty())
+        {
+            let name = inner
+                .accounts
+                .get(&account)
+                .and_then(|a| a.name.clone())
+                .unwrap_or_else(|| account.clone());
+            let incoming = json!({"type": "chat", "body": text, "t": t, "notifyName": name});
+            add_incoming(&mut inner, &to_phone, &account, &incoming_id(), incoming);
+        }
+        Ok(json!({"id": id, "serialized": serialized, "devices": devices}))
+    }
+
     /// `GET /sim/sent?account=`.
     pub fn sent(&self, account: &str) -> Result<Vec<SentRecord>, SimError> {
         let account = normalize_phone(account)?;
@@ -1051,7 +1151,7 @@ impl Sim {
                     "account": d.account,
                     "online": d.page.is_some(),
                     "page": d.page,
-                    "queued": d.queue.len(),
+                    "queued": d.pending.len(),
                     "browser": d.browser,
                 })
             })
@@ -1177,7 +1277,7 @@ fn unlink_device(inner: &mut Inner, token: &str, reason: &str) {
     {
         acc.devices.remove(token);
     }
-    device.queue.clear();
+    device.pending.clear();
     if let Some(page) = device.page.and_then(|p| inner.pages.get_mut(&p)) {
         page.epoch += 1;
         page.deliverable = false;

@@ -5,7 +5,10 @@
  *   machine, Backbone-like collections (Msg, Chat, Contact, ...) and their events, sending, acks,
  *   media upload/download, pairing codes, logout and conflict; the legacy DOM (div[data-ref]).
  * Talks to the simulator server over the WebSocket at sim/ws (protocol in socket.rs) and keeps
- * the device token, keys and login in localStorage (the browser profile).
+ * the device token, keys and login in localStorage and its messages in IndexedDB (the browser
+ * profile), like the real page: messages survive a reload or a crash, and the page confirms a
+ * message or ack to the server (`receipt`) only once it is in IndexedDB, so the server delivers
+ * again whatever a crash took before that.
  * Module objects are plain and mutable: drivers may reassign any function on them. */
 (function () {
   'use strict';
@@ -383,7 +386,80 @@
   }
   var profile = loadProfile();
   function saveProfile() { try { localStorage.setItem(STORE_KEY, JSON.stringify(profile)); } catch (e) { /* no storage */ } }
-  function clearProfile() { profile = {}; try { localStorage.removeItem(STORE_KEY); } catch (e) { /* no storage */ } }
+  function clearProfile() {
+    profile = {};
+    try { localStorage.removeItem(STORE_KEY); } catch (e) { /* no storage */ }
+    dropMessages();
+  }
+
+  // ------------------------------------------------------------------ messages (IndexedDB)
+  var DB_NAME = 'sincro-sim-wa', dbPromise = null;
+  function db() {
+    if (!dbPromise) {
+      dbPromise = new Promise(function (resolve) {
+        var req;
+        try { req = indexedDB.open(DB_NAME, 1); } catch (e) { resolve(null); return; }
+        req.onupgradeneeded = function () { req.result.createObjectStore('msgs', { keyPath: 'k' }); };
+        req.onsuccess = function () { resolve(req.result); };
+        req.onerror = function () { resolve(null); };
+        req.onblocked = function () { resolve(null); };
+      });
+    }
+    return dbPromise;
+  }
+  function msgRecord(m) {
+    return Object.assign(primitives(m), {
+      k: m.id._serialized,
+      key: { fromMe: m.id.fromMe, remote: widStr(m.id.remote), id: m.id.id, participant: widStr(m.id.participant) },
+      from: widStr(m.from), to: widStr(m.to),
+    });
+  }
+  // Resolves once the message is committed to the profile (false: no storage).
+  function persistMsg(m) {
+    return db().then(function (d) {
+      if (!d) return false;
+      return new Promise(function (resolve) {
+        var tx = d.transaction('msgs', 'readwrite');
+        tx.objectStore('msgs').put(msgRecord(m));
+        tx.oncomplete = function () { resolve(true); };
+        tx.onerror = tx.onabort = function () { resolve(false); };
+      });
+    });
+  }
+  // The messages the profile keeps, back into the collections (not new: no isNewMsg).
+  function loadMessages() {
+    return db().then(function (d) {
+      if (!d) return;
+      return new Promise(function (resolve) {
+        var req = d.transaction('msgs', 'readonly').objectStore('msgs').getAll();
+        req.onsuccess = function () {
+          (req.result || []).sort(function (a, b) { return (a.t || 0) - (b.t || 0); }).forEach(function (r) {
+            var attrs = Object.assign({}, r);
+            delete attrs.k;
+            delete attrs.key;
+            attrs.id = new MsgKey(r.key);
+            attrs.isNewMsg = false;
+            var msg = new MsgModel(attrs);
+            if (Collections.Msg.get(msg.id)) return;
+            var chat = getOrCreateChat(msg.id.remote, r.notifyName);
+            chat.msgs.add(msg);
+            Collections.Msg.add(msg);
+            logMsg(msg);
+          });
+          resolve();
+        };
+        req.onerror = function () { resolve(); };
+      });
+    }).catch(function () { /* no storage */ });
+  }
+  function dropMessages() {
+    var pending = dbPromise;
+    dbPromise = null;
+    (pending || Promise.resolve(null)).then(function (d) {
+      if (d) d.close();
+      try { indexedDB.deleteDatabase(DB_NAME); } catch (e) { /* no storage */ }
+    });
+  }
   if (/[?&]post_logout=1/.test(location.search)) clearProfile();
   if (!profile.keys) {
     profile.keys = { noise: encodeB64(randomBytes(32)), identity: encodeB64(randomBytes(32)), adv: encodeB64(randomBytes(32)) };
@@ -631,6 +707,7 @@
     Collections.Msg.add(msg);
     chat.set('t', msg.t);
     logMsg(msg);
+    persistMsg(msg);
     flushSends();
     return [Promise.resolve(msg), sendPromise];
   }
@@ -648,18 +725,27 @@
   }
 
   // ------------------------------------------------------------------ inbound
-  function addIncoming(raw) {
+  // A message from the server (a contact's, or one the account's phone sent): kept in the
+  // profile first, then shown; the server hears `receipt` once it is kept. One the page already
+  // has (delivered again after a crash) is only confirmed again.
+  function addIncoming(raw, sid) {
     var attrs = Object.assign({}, raw);
     attrs.id = new MsgKey({ fromMe: raw.id.fromMe, remote: raw.id.remote, id: raw.id.id, participant: raw.id.participant });
-    if (Collections.Msg.get(attrs.id)) return;
+    var known = Collections.Msg.get(attrs.id);
+    if (known) { receipt(sid); return; }
     var msg = new MsgModel(attrs);
-    var chat = getOrCreateChat(msg.id.remote, raw.notifyName);
-    if (!msg.id.fromMe) getOrCreateContact(msg.from, raw.notifyName);
-    chat.msgs.add(msg);
-    chat.set({ t: msg.t, unreadCount: (chat.unreadCount > 0 ? chat.unreadCount : 0) + (msg.id.fromMe ? 0 : 1) });
-    Collections.Msg.add(msg);
-    logMsg(msg);
+    persistMsg(msg).then(function () {
+      receipt(sid);
+      if (Collections.Msg.get(msg.id)) return;
+      var chat = getOrCreateChat(msg.id.remote, raw.notifyName);
+      if (!msg.id.fromMe) getOrCreateContact(msg.from, raw.notifyName);
+      chat.msgs.add(msg);
+      chat.set({ t: msg.t, unreadCount: (chat.unreadCount > 0 ? chat.unreadCount : 0) + (msg.id.fromMe ? 0 : 1) });
+      Collections.Msg.add(msg);
+      logMsg(msg);
+    });
   }
+  function receipt(sid) { if (sid) send({ t: 'receipt', sids: [sid] }); }
 
   // ------------------------------------------------------------------ the channel
   var ws = null, outbox = [], leaving = false, rpcs = new Map(), nextRid = 1;
@@ -772,11 +858,14 @@
         offlineProgress(100);
         break;
       case 'msg':
-        addIncoming(m.msg);
+        addIncoming(m.msg, m.sid);
         break;
       case 'ack': {
         var msg = Collections.Msg.get(m.id);
-        if (msg) { msg.set('ack', m.ack); logAck(msg); }
+        if (msg) {
+          if (!(msg.ack >= m.ack) || m.ack < 0) { msg.set('ack', m.ack); logAck(msg); }
+          if (m.sid) persistMsg(msg).then(function () { receipt(m.sid); });
+        } else receipt(m.sid);
         var p = pendingSends.get(m.id);
         if (p) {
           pendingSends.delete(m.id);
@@ -924,7 +1013,9 @@
       });
     }
     render();
-    connect();
+    // The page's store loads before it talks to the server, as the real page resumes from its
+    // database before the offline messages arrive.
+    loadMessages().then(connect, connect);
   }
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot); else boot();
 })();
