@@ -165,15 +165,8 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
         move || (BusinessSupervisor, s.clone()),
     );
     let s = shared.clone();
-    let ingest_slot = slots.ingest.clone();
     let lite = ChildSpec::new("lite_supervisor", true, slots.lite.clone(), move || {
-        (
-            LiteSupervisor,
-            LiteSupervisorArgs {
-                shared: s.clone(),
-                ingest: ingest_slot.clone(),
-            },
-        )
+        (LiteSupervisor, LiteSupervisorArgs { shared: s.clone() })
     });
     // Last started, first stopped: it stops sending, waits for the sends it started and
     // records their outcomes while the connection actors they went through still run (a

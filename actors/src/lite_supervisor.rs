@@ -19,7 +19,6 @@
 //!   the session is sent to the node that does.
 
 use crate::connection::ConnectionKind;
-use crate::ingest::IngestMessage;
 use crate::lite::session::FINAL;
 use crate::lite::{
     LiteSession, LiteSessionMessage, SessionArgs, Status, profile, reaper, reason, store,
@@ -74,8 +73,6 @@ crate::supervised_message!(LiteSupervisorMessage, status);
 #[derive(Clone)]
 pub struct LiteSupervisorArgs {
     pub shared: Arc<Shared>,
-    /// Where sessions hand inbound messages and acks.
-    pub ingest: Slot<IngestMessage>,
 }
 
 pub struct LiteSupervisor;
@@ -191,7 +188,6 @@ impl LiteSupervisorState {
         let slot: Slot<LiteSessionMessage> = Slot::default();
         let args = SessionArgs {
             shared: self.args.shared.clone(),
-            ingest: self.args.ingest.clone(),
             id,
             usuario_id,
         };

@@ -295,8 +295,39 @@ async fn lite_phone_sent_messages_are_saliente_and_own_sends_are_not_duplicated(
     assert_eq!(phone["direccion"], "saliente");
     assert_eq!(phone["contenido"], "mandei do celular");
 
-    // Own sends: one row each, never a second one from the page's report.
-    tokio::time::sleep(Duration::from_secs(4)).await; // past the bridge's re-report period
+    // Own sends: one row each, never a second one from the page's report. The page reports a
+    // sent message before any ack of it, on one ordered channel: once the read acks of our
+    // sends are stored, every report of those messages has been handled.
+    for mid in &own {
+        let external: String = client
+            .query_one(
+                "SELECT external_id FROM mensajes_conversacion WHERE id = $1",
+                &[&mid.parse::<Uuid>().unwrap()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let (status, body) = lite
+            .sim_post("acks", json!({"id": external, "ack": 3}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for mid in &own {
+        eventually(Duration::from_secs(30), || async {
+            let v: Value = lite
+                .app
+                .get(&format!("/v1/messages/{mid}"), &lite.key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (v["estado"] == "read").then_some(())
+        })
+        .await
+        .expect("own send read");
+    }
     let rows: i64 = client
         .query_one(
             "SELECT count(*) FROM mensajes_conversacion WHERE connection_id = $1 AND direccion = 'saliente'",

@@ -20,10 +20,9 @@ use super::login_storage::{self, LoginStorage};
 use super::media::{self, MAX_MEDIA_BYTES};
 use super::{LiteError, LiteSettings, Status, inbound, profile, reason, store};
 use crate::connection::{ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome};
-use crate::ingest::{InboundItem, IngestMessage};
+use crate::ingest::InboundItem;
 use crate::seal::Purpose;
 use crate::shared::Shared;
-use crate::supervision::Slot;
 use base64::Engine as _;
 use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
 use chromiumoxide::cdp::browser_protocol::network::{BlockPattern, SetBlockedUrLsParams};
@@ -97,7 +96,6 @@ crate::supervised_message!(LiteSessionMessage);
 #[derive(Clone)]
 pub struct SessionArgs {
     pub shared: Arc<Shared>,
-    pub ingest: Slot<IngestMessage>,
     pub id: Uuid,
     pub usuario_id: Uuid,
 }
@@ -786,7 +784,6 @@ impl SessionState {
                 tracing::warn!(session = %self.id(), error = %e, "inbound event not stored; the page reports it again");
                 return false;
             }
-            self.ingest_now(items).await;
         }
         if let (Some(eid), Some(r)) = (eid, &self.running)
             && let Err(e) = bridge::call(&r.page, "confirm", &[json!([eid])], CALL_TIMEOUT).await
@@ -794,23 +791,6 @@ impl SessionState {
             tracing::debug!(session = %self.id(), error = %e, "confirm to the page failed; it reports the event again");
         }
         true
-    }
-
-    /// Hands stored items to Ingest at once. Transitional: the inbox rows are the durable copy
-    /// and their drain stores them too (deduped by external id, statuses only move forward).
-    async fn ingest_now(&mut self, items: Vec<InboundItem>) {
-        let Some(ingest) = self.args.ingest.get() else {
-            return;
-        };
-        let result = ingest
-            .call(
-                |reply| IngestMessage::Batch { items, reply },
-                Some(Duration::from_secs(30)),
-            )
-            .await;
-        if !matches!(result, Ok(ractor::rpc::CallResult::Success(Ok(_)))) {
-            tracing::debug!(session = %self.id(), "ingest did not take the items now; the inbox has them");
-        }
     }
 
     /// A message the page reports: from a contact, or sent by the account (from its phone
