@@ -151,6 +151,4 @@ pub struct IngestReport {
     pub leads_created: usize,
     pub leads_merged: usize,
     pub events: usize,
-    /// Messages whose sender is not a phone number (kept out, reported).
-    pub rejected: usize,
 }
