@@ -7,6 +7,7 @@ mod config;
 mod embedded_pg;
 mod errors;
 mod helpers;
+mod identity;
 mod ingest;
 mod lite;
 mod lite_nodes;
