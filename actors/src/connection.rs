@@ -87,6 +87,10 @@ impl Departures {
 pub enum SendOutcome {
     /// The provider accepted it under this id (wamid or WhatsApp Web id).
     Sent { external_id: String },
+    /// Accepted (Business) under this id, and the provider named the recipient's WhatsApp
+    /// account (`contacts[].wa_id` of Meta's answer), which may be spelled otherwise than the
+    /// number sent to (a Brazilian account without the ninth digit): kept for the contact.
+    SentTo { external_id: String, wa_id: String },
     /// Try again later (rate limits, 5xx, timeouts before the request was sent...).
     /// `after`: the provider's or policy's wait, if it dictates one.
     Retry {

@@ -79,7 +79,8 @@ async fn list(p: Principal, q: LeadQuery, ctx: Arc<AppContext>) -> Result<Respon
                 .get(0);
             let n = phone::normalize(raw, region.as_deref())
                 .map_err(|e| ApiError::unprocessable("invalid_phone", e.to_string()))?;
-            Some(n.e164)
+            // Leads are keyed by the contact key (WhatsApp's spellings folded in).
+            Some(phone::contact_key(&n.e164, None).key)
         }
     };
     let (after_at, after_id) = match after {

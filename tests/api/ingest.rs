@@ -541,18 +541,31 @@ async fn content_is_sealed_at_rest_and_read_back_decrypted() {
 }
 
 #[tokio::test]
-async fn senders_that_are_not_numbers_are_rejected_not_fatal() {
+async fn senders_libphonenumber_cannot_place_are_stored_by_their_id() {
     let mut app = spawn_app().await;
     let (user, _) = app.user("weird@example.com", false).await;
     let conn = app.connection(user, "lite").await;
     let r = app
         .ingest(vec![
             text(user, conn, "x1", "status@broadcast", "?", "x"),
-            text(user, conn, "x2", "+5511987654321", "Ana", "ok"),
+            text(user, conn, "x2", "+999123456789", "Zed", "unplaced"),
+            text(user, conn, "x3", "+5511987654321", "Ana", "ok"),
         ])
         .await;
-    assert_eq!(r.rejected, 1);
-    assert_eq!(r.messages_inserted, 1);
+    assert_eq!(r.messages_inserted, 3);
+    assert_eq!(r.leads_created, 3);
+    let client = app.pool().get().await.unwrap();
+    let conv: String = client
+        .query_one(
+            "SELECT c.remitente FROM conversaciones c JOIN mensajes_conversacion m ON m.conversacion_id = c.id
+             WHERE m.external_id = 'x2'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(conv, "+999123456789", "keyed by the digits as given");
+    drop(client);
     app.shutdown().await;
 }
 

@@ -7,6 +7,7 @@ mod config;
 mod embedded_pg;
 mod errors;
 mod helpers;
+mod identity;
 mod inbound;
 mod ingest;
 mod lite;

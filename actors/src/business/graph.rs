@@ -159,6 +159,15 @@ pub struct MediaInfo {
 }
 
 /// One Graph client: base URL, API version and one access token.
+/// What Meta answered to an accepted send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The wamid.
+    pub id: String,
+    /// `contacts[0].wa_id`: the recipient's WhatsApp id, when Meta named it.
+    pub wa_id: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct GraphClient {
     http: reqwest::Client,
@@ -228,18 +237,39 @@ impl GraphClient {
         phone_number_id: &str,
         body: &Value,
     ) -> Result<String, GraphError> {
+        Ok(self.send_message_to(phone_number_id, body).await?.id)
+    }
+
+    /// [`send_message`](Self::send_message), with the recipient's WhatsApp id Meta answered
+    /// (`contacts[0].wa_id`: the account the number was mapped to).
+    pub async fn send_message_to(
+        &self,
+        phone_number_id: &str,
+        body: &Value,
+    ) -> Result<Accepted, GraphError> {
         let req = self
             .http
             .post(self.url(&format!("{phone_number_id}/messages")))
             .json(body);
         let v = self.call(req, SEND_TIMEOUT).await?;
+        let wa_id = v
+            .pointer("/contacts/0/wa_id")
+            .and_then(Value::as_str)
+            .filter(|w| !w.is_empty())
+            .map(String::from);
         if let Some(id) = v.pointer("/messages/0/id").and_then(Value::as_str) {
-            return Ok(id.to_string());
+            return Ok(Accepted {
+                id: id.to_string(),
+                wa_id,
+            });
         }
         if v.get("success").and_then(Value::as_bool) == Some(true)
             && let Some(id) = body.get("message_id").and_then(Value::as_str)
         {
-            return Ok(id.to_string());
+            return Ok(Accepted {
+                id: id.to_string(),
+                wa_id: None,
+            });
         }
         Err(GraphError::Unexpected(
             "no messages[0].id in the answer".into(),

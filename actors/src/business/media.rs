@@ -102,6 +102,9 @@ pub async fn store(
         .map_err(|e| BusinessError::Io(format!("rename media file: {e}")))?;
     let sha = sha256_hex(data);
     let size = data.len() as i64;
+    // A contact names its files (and declares their type): stored in clear, made storable.
+    let mime_type = crate::store::clean::text(new.mime_type);
+    let filename = new.filename.map(crate::store::clean::text);
     let row = client
         .query_one(
             "INSERT INTO media (id, usuario_id, connection_id, direction, mime_type, filename,
@@ -112,8 +115,8 @@ pub async fn store(
                 &new.usuario_id,
                 &new.connection_id,
                 &new.direction,
-                &new.mime_type,
-                &new.filename,
+                &mime_type,
+                &filename,
                 &size,
                 &sha,
                 &relative,

@@ -154,13 +154,21 @@ impl Inner {
         self.departures.wait(msg.departure).await;
         match self
             .client
-            .send_message(&self.record.phone_number_id, &body)
+            .send_message_to(&self.record.phone_number_id, &body)
             .await
         {
-            Ok(external_id) => {
+            Ok(accepted) => {
                 self.pair_strikes.lock().expect("strikes").remove(&msg.to);
                 metrics::counter!("sincro_business_sent_total").increment(1);
-                SendOutcome::Sent { external_id }
+                match accepted.wa_id {
+                    Some(wa_id) => SendOutcome::SentTo {
+                        external_id: accepted.id,
+                        wa_id,
+                    },
+                    None => SendOutcome::Sent {
+                        external_id: accepted.id,
+                    },
+                }
             }
             Err(e) => {
                 let strikes = self

@@ -85,13 +85,15 @@ pub fn callback_message_id(data: &str) -> Option<Uuid> {
     data.strip_prefix(CALLBACK_PREFIX)?.parse().ok()
 }
 
-/// Whether the contact wrote to this connection within the last 24 hours.
+/// Whether the contact wrote to this connection within the last 24 hours (`to` in any
+/// spelling: conversations are keyed by the contact's key).
 pub async fn window_open(
     client: &impl GenericClient,
     usuario_id: Uuid,
     connection_id: Uuid,
     to: &str,
 ) -> Result<bool, tokio_postgres::Error> {
+    let to = phone::contact_key(to, None).key;
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM conversaciones WHERE usuario_id = $1 AND connection_id = $2

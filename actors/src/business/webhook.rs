@@ -153,6 +153,7 @@ pub fn changes(envelope: &Value) -> Vec<Change> {
             let value = change.get("value").cloned().unwrap_or(Value::Null);
             match field {
                 "messages" => messages_change(&value, &mut out),
+                "smb_message_echoes" => echoes_change(&value, &mut out),
                 "message_template_status_update" => match template_update(&waba_id, &value) {
                     Some(t) => out.push(Change::Template(t)),
                     None => out.push(Change::Ignored(field.to_string())),
@@ -213,6 +214,31 @@ fn messages_change(value: &Value, out: &mut Vec<Change>) {
     }
 }
 
+/// Coexistence: a number used in the WhatsApp Business app and the Cloud API gets
+/// `smb_message_echoes` for the messages the user sent from the app
+/// (`value.message_echoes[]`: `from` the business number, `to` the customer, `id`,
+/// `timestamp`, `type` and the type's object). Each becomes a message whose object carries
+/// `to`, which [`inbound_message`] reads as one the user sent.
+fn echoes_change(value: &Value, out: &mut Vec<Change>) {
+    let pnid = value
+        .pointer("/metadata/phone_number_id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    for m in value
+        .get("message_echoes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push(Change::Message {
+            phone_number_id: pnid.clone(),
+            name: None,
+            message: m.clone(),
+        });
+    }
+}
+
 fn template_update(waba_id: &str, v: &Value) -> Option<TemplateUpdate> {
     Some(TemplateUpdate {
         waba_id: waba_id.to_string(),
@@ -250,7 +276,9 @@ fn text_at(v: &Value, pointer: &str) -> Option<String> {
 /// Media message types, whose object carries a Meta media id to download.
 pub const MEDIA_TYPES: &[&str] = &["image", "audio", "video", "document", "sticker"];
 
-/// One inbound message object → the normalised message (`from` as `+` + wa_id).
+/// One inbound message object → the normalised message (`from` as `+` + wa_id). An echo of a
+/// message the user sent from the Business app (the object names the customer in `to`, which
+/// messages from customers never carry) becomes an `outgoing` message to that customer.
 pub fn inbound_message(
     usuario_id: Uuid,
     connection_id: Uuid,
@@ -258,7 +286,14 @@ pub fn inbound_message(
     m: &Value,
 ) -> Option<InboundMessage> {
     let external_id = m.get("id").and_then(Value::as_str)?.to_string();
-    let from = m.get("from").and_then(Value::as_str)?;
+    let echo_to = m.get("to").and_then(Value::as_str);
+    let outgoing = echo_to.is_some();
+    let from = match echo_to {
+        Some(to) => to,
+        None => m.get("from").and_then(Value::as_str)?,
+    };
+    // An echo's profile names are the business's, not the customer's.
+    let name = if outgoing { None } else { name };
     let kind_str = m.get("type").and_then(Value::as_str).unwrap_or("unknown");
     let object = m.get(kind_str).cloned().unwrap_or(Value::Null);
     let (kind, text) = match kind_str {
@@ -302,7 +337,10 @@ pub fn inbound_message(
             // Keep whatever the provider sent about it (order, revoke, edit, unsupported...).
             let mut o = Map::new();
             for (k, v) in m.as_object().into_iter().flatten() {
-                if !matches!(k.as_str(), "from" | "id" | "timestamp" | "type" | "context") {
+                if !matches!(
+                    k.as_str(),
+                    "from" | "to" | "id" | "timestamp" | "type" | "context"
+                ) {
                     o.insert(k.clone(), v.clone());
                 }
             }
@@ -315,13 +353,19 @@ pub fn inbound_message(
         connection_id,
         external_id,
         from: format!("+{}", from.trim_start_matches('+')),
-        outgoing: false,
+        outgoing,
         profile_name: name,
         profile_picture_url: None,
         kind,
         text: text.filter(|t| !t.is_empty() || kind == MessageKind::Reaccion),
         payload,
-        details: details(kind_str, m, &object),
+        details: {
+            let mut d = details(kind_str, m, &object);
+            if outgoing {
+                d["source"] = json!("business_app");
+            }
+            d
+        },
         timestamp: timestamp(m),
     })
 }
@@ -458,6 +502,33 @@ mod tests {
         let i = inbound_message(Uuid::nil(), Uuid::nil(), None, &u).unwrap();
         assert_eq!(i.kind, MessageKind::Desconocido);
         assert_eq!(i.payload["order"]["catalog_id"], "1");
+    }
+
+    #[test]
+    fn business_app_echoes_are_outgoing_messages_to_the_customer() {
+        let envelope = json!({"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{
+            "field":"smb_message_echoes",
+            "value":{"messaging_product":"whatsapp",
+                     "metadata":{"display_phone_number":"15550001111","phone_number_id":"PNID"},
+                     "message_echoes":[{"from":"15550001111","to":"5215512345678","id":"wamid.E1",
+                                        "timestamp":"1697043223","type":"text","text":{"body":"hola"}}]}}]}]});
+        let changes = changes(&envelope);
+        assert_eq!(changes.len(), 1);
+        let Change::Message {
+            phone_number_id,
+            name,
+            message,
+        } = &changes[0]
+        else {
+            panic!("{changes:?}");
+        };
+        assert_eq!(phone_number_id, "PNID");
+        let m = inbound_message(Uuid::nil(), Uuid::nil(), name.clone(), message).unwrap();
+        assert!(m.outgoing);
+        assert_eq!(m.from, "+5215512345678");
+        assert_eq!(m.text.as_deref(), Some("hola"));
+        assert_eq!(m.external_id, "wamid.E1");
+        assert_eq!(m.details["source"], "business_app");
     }
 
     #[test]

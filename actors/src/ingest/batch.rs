@@ -1,5 +1,6 @@
 //! One ingest batch, one transaction: contacts → leads (LeadSync's store side, merging
-//! duplicates) → conversation upserts → message inserts (idempotent on connection +
+//! duplicates; every sender is kept, keyed by [`phone::contact_key`], its WhatsApp id as
+//! given on the message, conversation and lead) → conversation upserts → message inserts (idempotent on connection +
 //! external id) → status updates (forward only) → events. Set-based SQL (`unnest`), so a batch
 //! costs a fixed number of round trips whatever its size. Nothing is acknowledged to the caller
 //! before the commit.
@@ -8,6 +9,7 @@ use super::model::{InboundItem, InboundMessage, IngestReport, StatusUpdate};
 use crate::phone;
 use crate::seal::{Purpose, Sealer};
 use crate::store::StoreError;
+use crate::store::clean;
 use crate::store::events::{self, NewEvent};
 use crate::store::leads::{self, Contact};
 use serde_json::{Value, json};
@@ -55,37 +57,26 @@ pub async fn ingest_batch(
         }
     }
 
-    // Contacts: the sender's number in E.164.
+    // Contacts: the sender's WhatsApp id is its identity, whatever libphonenumber thinks of
+    // it: no message is left out for its sender's number. WhatsApp ids are international.
     let mut accepted: Vec<(&InboundMessage, String)> = Vec::new();
     let mut contacts: Vec<Contact> = Vec::new();
-    // A batch repeats its contacts; parse each (number, region) once.
-    let mut parsed: HashMap<
-        (&str, Option<String>),
-        Result<phone::NormalizedPhone, phone::PhoneError>,
-    > = HashMap::new();
+    // A batch repeats its contacts; key each once.
+    let mut keyed: HashMap<&str, phone::ContactKey> = HashMap::new();
     for m in messages {
-        let region = regions.get(&m.usuario_id).cloned().flatten();
-        let result = parsed
-            .entry((m.from.as_str(), region.clone()))
-            .or_insert_with(|| phone::normalize(&m.from, region.as_deref()))
+        let key = keyed
+            .entry(m.from.as_str())
+            .or_insert_with(|| phone::contact_key(&m.from, None))
             .clone();
-        match result {
-            Ok(n) => {
-                contacts.push(Contact {
-                    usuario_id: m.usuario_id,
-                    e164: n.e164.clone(),
-                    national: n.national,
-                    country_code: n.country_code,
-                    profile_name: m.profile_name.clone(),
-                    profile_picture_url: m.profile_picture_url.clone(),
-                });
-                accepted.push((m, n.e164));
-            }
-            Err(e) => {
-                tracing::warn!(connection = %m.connection_id, error = %e, "inbound message from a sender that is not a phone number");
-                report.rejected += 1;
-            }
-        }
+        let k = clean::owned_text(key.key.clone());
+        contacts.push(Contact {
+            usuario_id: m.usuario_id,
+            key,
+            wa_id: Some(wa_id(m)),
+            profile_name: m.profile_name.clone(),
+            profile_picture_url: m.profile_picture_url.clone(),
+        });
+        accepted.push((m, k));
     }
     let resolved = leads::resolve(&tx, &contacts, &regions).await?;
     report.leads_created = resolved.created;
@@ -111,7 +102,11 @@ pub async fn ingest_batch(
                 last_inbound: None,
                 last_message: m.timestamp,
                 opened_by_us: true,
+                wa_id: wa_id(m),
             });
+        if m.timestamp >= entry.last_message {
+            entry.wa_id = wa_id(m);
+        }
         entry.last_message = entry.last_message.max(m.timestamp);
         if !m.outgoing {
             entry.opened_by_us = false;
@@ -132,6 +127,7 @@ pub async fn ingest_batch(
         let mut ts = Vec::new();
         let mut ms = Vec::new();
         let mut tipos = Vec::new();
+        let mut was = Vec::new();
         for ((u, c, r), k) in &conv_keys {
             ids.push(Uuid::now_v7());
             us.push(*u);
@@ -145,16 +141,17 @@ pub async fn ingest_batch(
             } else {
                 "entrante"
             });
+            was.push(k.wa_id.clone());
         }
         let rows = tx
             .query(
                 "INSERT INTO conversaciones AS c (id, usuario_id, lead_id, servicio_origen, tipo, remitente,
                      connection_id, metadata, last_inbound_at, last_message_at)
                  SELECT i, u, l, 'whatsapp', o, r, k,
-                        jsonb_build_object('connection_id', k, 'last_inbound_at', t), t, lm
+                        jsonb_build_object('connection_id', k, 'last_inbound_at', t, 'wa_id', w), t, lm
                  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::timestamptz[],
-                             $7::timestamptz[], $8::text[])
-                      AS x(i, u, k, r, l, t, lm, o)
+                             $7::timestamptz[], $8::text[], $9::text[])
+                      AS x(i, u, k, r, l, t, lm, o, w)
                  ORDER BY u, k, r
                  ON CONFLICT (usuario_id, connection_id, remitente)
                      WHERE servicio_origen = 'whatsapp' AND connection_id IS NOT NULL
@@ -162,10 +159,11 @@ pub async fn ingest_batch(
                      last_inbound_at = GREATEST(c.last_inbound_at, EXCLUDED.last_inbound_at),
                      last_message_at = GREATEST(c.last_message_at, EXCLUDED.last_message_at),
                      metadata = c.metadata || jsonb_build_object('connection_id', c.connection_id,
-                         'last_inbound_at', GREATEST(c.last_inbound_at, EXCLUDED.last_inbound_at)),
+                         'last_inbound_at', GREATEST(c.last_inbound_at, EXCLUDED.last_inbound_at),
+                         'wa_id', EXCLUDED.metadata->'wa_id'),
                      updated_at = now()
                  RETURNING id, usuario_id, connection_id, remitente",
-                &[&ids, &us, &cs, &rs, &ls, &ts, &ms, &tipos],
+                &[&ids, &us, &cs, &rs, &ls, &ts, &ms, &tipos, &was],
             )
             .await?;
         for row in rows {
@@ -212,7 +210,7 @@ pub async fn ingest_batch(
             );
             froms.push(e164.clone());
             metas.push(message_metadata(sealer, m));
-            exts.push(m.external_id.clone());
+            exts.push(clean::owned_text(m.external_id.clone()));
             dirs.push(if m.outgoing { "saliente" } else { "entrante" });
             estados.push(if m.outgoing { "sent" } else { "received" });
         }
@@ -247,6 +245,7 @@ pub async fn ingest_batch(
                     "connection_id": m.connection_id,
                     "external_id": m.external_id,
                     "from": e164,
+                    "wa_id": wa_id(m),
                     "direction": if m.outgoing { "saliente" } else { "entrante" },
                     "name": m.profile_name,
                     "type": m.kind.as_str(),
@@ -256,6 +255,38 @@ pub async fn ingest_batch(
                     "timestamp": m.timestamp.unix_timestamp(),
                 }),
             });
+        }
+        // Statuses that came before the echo of a message the user sent from their phone or
+        // Business app: applied now, forward only.
+        let sent_here: Vec<Uuid> = rows_in
+            .iter()
+            .enumerate()
+            .filter(|(n, i)| accepted[**i].0.outgoing && fresh.contains(&ids[*n]))
+            .map(|(n, _)| ids[n])
+            .collect();
+        if !sent_here.is_empty() {
+            let rows = tx
+                .query(
+                    &format!(
+                        "WITH p AS (
+                             DELETE FROM pending_statuses ps USING mensajes_conversacion m
+                             WHERE m.id = ANY($1) AND ps.connection_id = m.connection_id
+                               AND ps.external_id = m.external_id
+                             RETURNING ps.connection_id, ps.external_id, ps.estado, ps.error)
+                         UPDATE mensajes_conversacion m SET estado = p.estado,
+                             error = COALESCE(p.error, m.error), updated_at = now()
+                         FROM p
+                         WHERE m.connection_id = p.connection_id AND m.external_id = p.external_id
+                           AND (CASE p.estado WHEN 'queued' THEN 0 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2
+                                  WHEN 'read' THEN 3 WHEN 'failed' THEN 4 ELSE -1 END) > {RANK_SQL}
+                         RETURNING m.id, m.usuario_id, m.conversacion_id, m.connection_id, m.external_id,
+                                   m.estado, m.error"
+                    ),
+                    &[&sent_here],
+                )
+                .await?;
+            report.statuses_applied += rows.len();
+            new_events.extend(rows.iter().map(NewEvent::message_status));
         }
     }
 
@@ -276,13 +307,24 @@ struct ConvKey {
     last_message: OffsetDateTime,
     /// Every message of the batch for it is `outgoing`: a new row is `saliente`.
     opened_by_us: bool,
+    /// The contact's WhatsApp id on its newest message.
+    wa_id: String,
 }
 
+/// The contact's WhatsApp id exactly as the provider gave it (`wa_id` digits; Lite's id),
+/// made storable in clear.
+fn wa_id(m: &InboundMessage) -> String {
+    clean::owned_text(m.from.trim().trim_start_matches('+').to_string())
+}
+
+/// The message's clear metadata (every contact-controlled string made storable); the payload
+/// is sealed as given.
 fn message_metadata(sealer: &Sealer, m: &InboundMessage) -> Value {
     let mut meta = json!({
         "connection_id": m.connection_id,
         "provider_timestamp": m.timestamp.unix_timestamp(),
-        "details": m.details,
+        "wa_id": wa_id(m),
+        "details": clean::json(m.details.clone()),
     });
     if !m.payload.is_null() {
         meta["payload_sealed"] =

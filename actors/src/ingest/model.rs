@@ -151,8 +151,6 @@ pub struct IngestReport {
     pub leads_created: usize,
     pub leads_merged: usize,
     pub events: usize,
-    /// Messages whose sender is not a phone number (kept out, reported).
-    pub rejected: usize,
 }
 
 impl IngestReport {
@@ -166,6 +164,5 @@ impl IngestReport {
         self.leads_created += o.leads_created;
         self.leads_merged += o.leads_merged;
         self.events += o.events;
-        self.rejected += o.rejected;
     }
 }

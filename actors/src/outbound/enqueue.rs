@@ -76,19 +76,20 @@ pub async fn user_region(
 }
 
 /// Whether the contact wrote to this connection in the last 24 h (Meta's customer-service
-/// window, inside which free-form messages are allowed).
+/// window, inside which free-form messages are allowed). `e164`: any spelling of the number.
 pub async fn window_open(
     client: &impl GenericClient,
     usuario_id: Uuid,
     connection_id: Uuid,
     e164: &str,
 ) -> Result<bool, StoreError> {
+    let key = crate::phone::contact_key(e164, None).key;
     Ok(client
         .query_opt(
             "SELECT 1 FROM conversaciones
              WHERE usuario_id = $1 AND connection_id = $2 AND remitente = $3
                AND servicio_origen = 'whatsapp' AND last_inbound_at > now() - interval '24 hours'",
-            &[&usuario_id, &connection_id, &e164],
+            &[&usuario_id, &connection_id, &key],
         )
         .await?
         .is_some())
@@ -206,17 +207,19 @@ pub async fn enqueue(
             });
         }
     }
+    // The contact's key finds the lead and conversation its inbound messages use, whatever
+    // spelling WhatsApp gives them (the message leaves for the number as written).
+    let key = crate::phone::contact_key(&m.phone.e164, None);
     let contact = Contact {
         usuario_id: m.usuario_id,
-        e164: m.phone.e164.clone(),
-        national: m.phone.national.clone(),
-        country_code: m.phone.country_code,
+        key: key.clone(),
+        wa_id: None,
         profile_name: None,
         profile_picture_url: None,
     };
     let regions = HashMap::from([(m.usuario_id, m.region.clone())]);
     let resolved = leads::resolve(&tx, std::slice::from_ref(&contact), &regions).await?;
-    let lead_id = resolved.leads[&(m.usuario_id, m.phone.e164.clone())];
+    let lead_id = resolved.leads[&(m.usuario_id, key.key.clone())];
     let conversation_id: Uuid = tx
         .query_one(
             "INSERT INTO conversaciones AS c (id, usuario_id, lead_id, servicio_origen, tipo, remitente,
@@ -226,7 +229,7 @@ pub async fn enqueue(
                  WHERE servicio_origen = 'whatsapp' AND connection_id IS NOT NULL
              DO UPDATE SET lead_id = EXCLUDED.lead_id, last_message_at = now(), updated_at = now()
              RETURNING id",
-            &[&Uuid::now_v7(), &m.usuario_id, &lead_id, &m.phone.e164, &m.connection_id],
+            &[&Uuid::now_v7(), &m.usuario_id, &lead_id, &key.key, &m.connection_id],
         )
         .await?
         .get(0);
@@ -245,7 +248,7 @@ pub async fn enqueue(
         "INSERT INTO mensajes_conversacion (id, conversacion_id, usuario_id, connection_id, tipo, contenido,
              remitente, canal, metadata, direccion, estado)
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'whatsapp', $8, 'saliente', 'queued')",
-        &[&message_id, &conversation_id, &m.usuario_id, &m.connection_id, &req.tipo(), &contenido, &m.phone.e164, &metadata],
+        &[&message_id, &conversation_id, &m.usuario_id, &m.connection_id, &req.tipo(), &contenido, &key.key, &metadata],
     )
     .await?;
     let payload = sealer.seal_str(Purpose::MessageBody, &body_text);

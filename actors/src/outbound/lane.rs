@@ -720,7 +720,7 @@ fn outbound_message(
 /// Send time by kind and outcome.
 fn observe(kind: ConnectionKind, outcome: &SendOutcome, started: Instant) {
     let label = match outcome {
-        SendOutcome::Sent { .. } => "sent",
+        SendOutcome::Sent { .. } | SendOutcome::SentTo { .. } => "sent",
         SendOutcome::Retry { .. } => "retry",
         SendOutcome::Failed { .. } => "failed",
         SendOutcome::Uncertain { .. } => "uncertain",

@@ -2,7 +2,9 @@
 //! transaction per batch (group commit: while one batch commits, the next gathers), so the
 //! store's cost per message stays small at thousands of messages per second:
 //! - sent: outbox `sent`, message estado `sent` with its external id, statuses that arrived
-//!   before it (`pending_statuses`) applied forward-only, `message.status` events;
+//!   before it (`pending_statuses`) applied forward-only, `message.status` events; the
+//!   recipient's WhatsApp id the provider named kept on the message, its lead and
+//!   conversation;
 //! - retry: back to `pending`, due after a jittered exponential backoff; after the last
 //!   attempt, failed;
 //! - failed: outbox `failed` (the dead letter), message estado `failed` with the provider's
@@ -19,6 +21,7 @@ use super::settings::OutboundSettings;
 use crate::connection::SendOutcome;
 use crate::seal::Sealer;
 use crate::store::StoreError;
+use crate::store::clean;
 use crate::store::events::{self, NewEvent};
 use serde_json::json;
 use std::time::Duration;
@@ -94,7 +97,11 @@ pub async fn apply(
     batch: &[Done],
 ) -> Result<Applied, StoreError> {
     let mut applied = Applied::default();
-    let (mut sent_ids, mut sent_ext) = (Vec::new(), Vec::<String>::new());
+    let (mut sent_ids, mut sent_ext, mut sent_wa) = (
+        Vec::new(),
+        Vec::<String>::new(),
+        Vec::<Option<String>>::new(),
+    );
     let (mut back_ids, mut back_secs, mut back_err, mut back_code, mut back_undo) = (
         Vec::new(),
         Vec::<f64>::new(),
@@ -110,6 +117,12 @@ pub async fn apply(
             Outcome::Send(SendOutcome::Sent { external_id }) => {
                 sent_ids.push(d.message_id);
                 sent_ext.push(external_id.clone());
+                sent_wa.push(None);
+            }
+            Outcome::Send(SendOutcome::SentTo { external_id, wa_id }) => {
+                sent_ids.push(d.message_id);
+                sent_ext.push(external_id.clone());
+                sent_wa.push(Some(clean::text(wa_id).into_owned()));
             }
             Outcome::Send(SendOutcome::Retry { code, error, after }) => {
                 if d.attempt as i32 >= d.max_attempts {
@@ -177,28 +190,60 @@ pub async fn apply(
             .await?;
         let held: std::collections::HashSet<Uuid> = rows.iter().map(|r| r.get(0)).collect();
         applied.stale += sent_ids.len() - held.len();
-        let (ids, exts): (Vec<Uuid>, Vec<String>) = sent_ids
-            .iter()
-            .zip(&sent_ext)
-            .filter(|(id, _)| held.contains(id))
-            .map(|(id, e)| (*id, e.clone()))
-            .unzip();
+        let mut ids = Vec::new();
+        let mut exts = Vec::new();
+        let mut was = Vec::new();
+        for ((id, e), w) in sent_ids.iter().zip(&sent_ext).zip(&sent_wa) {
+            if held.contains(id) {
+                ids.push(*id);
+                exts.push(e.clone());
+                was.push(w.clone());
+            }
+        }
         // An external id already used on the connection (never expected) is not set twice.
         let rows = tx
             .query(
                 "UPDATE mensajes_conversacion m SET estado = 'sent', error = NULL, updated_at = now(),
                      external_id = CASE WHEN EXISTS (SELECT 1 FROM mensajes_conversacion x
                          WHERE x.connection_id = m.connection_id AND x.external_id = s.ext AND x.id <> m.id)
-                         THEN m.external_id ELSE s.ext END
-                 FROM unnest($1::uuid[], $2::text[]) AS s(id, ext)
+                         THEN m.external_id ELSE s.ext END,
+                     metadata = CASE WHEN s.wa IS NULL THEN m.metadata
+                         ELSE m.metadata || jsonb_build_object('wa_id', s.wa) END
+                 FROM unnest($1::uuid[], $2::text[], $3::text[]) AS s(id, ext, wa)
                  WHERE m.id = s.id
                  RETURNING m.id, m.usuario_id, m.conversacion_id, m.connection_id, m.external_id,
                            m.estado, m.error",
-                &[&ids, &exts],
+                &[&ids, &exts, &was],
             )
             .await?;
         applied.sent = rows.len();
         new_events.extend(rows.iter().map(NewEvent::message_status));
+        // The recipient's WhatsApp id, on its lead, then its conversation (the order Ingest
+        // locks them in), only where it is new: replies come from that id.
+        let (wa_msgs, wa_ids): (Vec<Uuid>, Vec<String>) = ids
+            .iter()
+            .zip(&was)
+            .filter_map(|(id, w)| Some((*id, w.clone()?)))
+            .unzip();
+        if !wa_msgs.is_empty() {
+            tx.execute(
+                "UPDATE leads l SET metadata = l.metadata || jsonb_build_object('wa_id', s.wa), updated_at = now()
+                 FROM unnest($1::uuid[], $2::text[]) AS s(id, wa)
+                 JOIN mensajes_conversacion m ON m.id = s.id
+                 JOIN conversaciones c ON c.id = m.conversacion_id
+                 WHERE l.id = c.lead_id AND l.metadata->>'wa_id' IS DISTINCT FROM s.wa",
+                &[&wa_msgs, &wa_ids],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE conversaciones c SET metadata = c.metadata || jsonb_build_object('wa_id', s.wa), updated_at = now()
+                 FROM unnest($1::uuid[], $2::text[]) AS s(id, wa)
+                 JOIN mensajes_conversacion m ON m.id = s.id
+                 WHERE c.id = m.conversacion_id AND c.metadata->>'wa_id' IS DISTINCT FROM s.wa",
+                &[&wa_msgs, &wa_ids],
+            )
+            .await?;
+        }
         // Statuses that beat the send's answer (a webhook can): applied now, forward only.
         let rows = tx
             .query(

@@ -1,9 +1,11 @@
-//! Leads from phone numbers (LeadSync's store side): find-or-create by E.164 for many contacts
-//! at once inside the caller's transaction, keep profile changes with their history, and merge
-//! leads of one user whose phones normalise to the same number (a CRM lead typed as
-//! "(11) 98765-4321" and a WhatsApp contact 5511987654321 are one person).
+//! Leads from phone numbers (LeadSync's store side): find-or-create by contact key
+//! ([`phone::contact_key`]: E.164 with WhatsApp's own spellings folded in) for many contacts at
+//! once inside the caller's transaction, keep profile changes with their history, and merge
+//! leads of one user whose phones are the same number (a CRM lead typed as "(11) 98765-4321",
+//! a WhatsApp contact 5511987654321 and an old account 551187654321 are one person).
 
 use super::StoreError;
+use super::clean;
 use crate::phone;
 use deadpool_postgres::GenericClient;
 use serde_json::{Value, json};
@@ -14,11 +16,12 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct Contact {
     pub usuario_id: Uuid,
-    /// Normalised `+E.164`.
-    pub e164: String,
-    /// National significant number and country code, to find leads typed in other formats.
-    pub national: String,
-    pub country_code: u16,
+    /// The contact's key (the lead's `telefono` when it is created), with what is needed to
+    /// find leads typed in other formats.
+    pub key: phone::ContactKey,
+    /// The contact's WhatsApp id as the provider gave it (`wa_id` digits), when known: kept
+    /// on the lead's metadata.
+    pub wa_id: Option<String>,
     pub profile_name: Option<String>,
     pub profile_picture_url: Option<String>,
 }
@@ -33,7 +36,7 @@ pub struct LeadEvent {
 
 #[derive(Debug, Default)]
 pub struct Resolved {
-    /// `(usuario_id, e164)` → lead id.
+    /// `(usuario_id, contact key)` → lead id.
     pub leads: HashMap<(Uuid, String), Uuid>,
     pub events: Vec<LeadEvent>,
     pub created: usize,
@@ -66,11 +69,24 @@ pub async fn resolve(
     regions: &HashMap<Uuid, Option<String>>,
 ) -> Result<Resolved, StoreError> {
     let mut out = Resolved::default();
-    // The last sighting of each contact carries the freshest profile.
-    let mut by_key: HashMap<(Uuid, String), &Contact> = HashMap::new();
+    // The last sighting of each contact carries the freshest profile (and WhatsApp id), made
+    // storable in clear.
+    let mut cleaned: HashMap<(Uuid, String), Contact> = HashMap::new();
     for c in contacts {
-        by_key.insert((c.usuario_id, c.e164.clone()), c);
+        let mut c = c.clone();
+        c.profile_name = clean::opt_text(c.profile_name);
+        c.profile_picture_url = clean::opt_text(c.profile_picture_url);
+        c.wa_id = clean::opt_text(c.wa_id);
+        c.key.key = clean::owned_text(c.key.key);
+        let k = (c.usuario_id, c.key.key.clone());
+        // A sighting without an id does not forget the one an earlier sighting gave.
+        if c.wa_id.is_none() {
+            c.wa_id = cleaned.get(&k).and_then(|p| p.wa_id.clone());
+        }
+        cleaned.insert(k, c);
     }
+    let by_key: HashMap<(Uuid, String), &Contact> =
+        cleaned.iter().map(|(k, c)| (k.clone(), c)).collect();
     if by_key.is_empty() {
         return Ok(out);
     }
@@ -107,12 +123,7 @@ pub async fn resolve(
         if checked(k) {
             continue;
         }
-        for digits in [
-            c.national.clone(),
-            format!("0{}", c.national),
-            format!("{}{}", c.country_code, c.national),
-            format!("00{}{}", c.country_code, c.national),
-        ] {
+        for digits in phone::spellings(&c.key) {
             du.push(c.usuario_id);
             dd.push(digits);
         }
@@ -141,10 +152,7 @@ pub async fn resolve(
         let Some(raw) = e.telefono.as_deref() else {
             continue;
         };
-        let Ok(n) = phone::normalize(raw, region.as_deref()) else {
-            continue;
-        };
-        let key = (e.usuario_id, n.e164);
+        let key = (e.usuario_id, phone::contact_key(raw, region.as_deref()).key);
         if !by_key.contains_key(&key) {
             continue;
         }
@@ -202,6 +210,23 @@ pub async fn resolve(
         )
         .await?;
     }
+    // The contact's WhatsApp id, when it is new to the lead (one statement for the batch).
+    let (wa_leads, wa_ids): (Vec<Uuid>, Vec<String>) = found
+        .iter()
+        .filter_map(|(k, e)| {
+            let wa = by_key[k].wa_id.as_ref()?;
+            (e.metadata.get(WA_ID).and_then(Value::as_str) != Some(wa.as_str()))
+                .then(|| (e.id, wa.clone()))
+        })
+        .unzip();
+    if !wa_leads.is_empty() {
+        tx.execute(
+            "UPDATE leads l SET metadata = l.metadata || jsonb_build_object($3::text, w.wa), updated_at = now()
+             FROM unnest($1::uuid[], $2::text[]) AS w(id, wa) WHERE l.id = w.id",
+            &[&wa_leads, &wa_ids, &WA_ID],
+        )
+        .await?;
+    }
     for (key, lead) in &found {
         let contact = by_key[key];
         if let Some(changes) = profile_update(tx, lead, contact).await? {
@@ -223,7 +248,7 @@ pub async fn resolve(
     if !missing.is_empty() {
         let ids: Vec<Uuid> = missing.iter().map(|_| Uuid::now_v7()).collect();
         let users: Vec<Uuid> = missing.iter().map(|c| c.usuario_id).collect();
-        let phones: Vec<String> = missing.iter().map(|c| c.e164.clone()).collect();
+        let phones: Vec<String> = missing.iter().map(|c| c.key.key.clone()).collect();
         let names: Vec<Option<String>> = missing.iter().map(|c| c.profile_name.clone()).collect();
         let metas: Vec<Value> = missing.iter().map(|c| initial_metadata(c)).collect();
         let inserted = tx
@@ -249,11 +274,11 @@ pub async fn resolve(
         }
         let lost: Vec<&&Contact> = missing
             .iter()
-            .filter(|c| !out.leads.contains_key(&(c.usuario_id, c.e164.clone())))
+            .filter(|c| !out.leads.contains_key(&(c.usuario_id, c.key.key.clone())))
             .collect();
         if !lost.is_empty() {
             let users: Vec<Uuid> = lost.iter().map(|c| c.usuario_id).collect();
-            let phones: Vec<String> = lost.iter().map(|c| c.e164.clone()).collect();
+            let phones: Vec<String> = lost.iter().map(|c| c.key.key.clone()).collect();
             for row in tx
                 .query(
                     "SELECT l.id, l.usuario_id, l.telefono FROM leads l
@@ -271,9 +296,15 @@ pub async fn resolve(
 
 /// Metadata flag: this lead was already checked for look-alike duplicates.
 const CHECKED: &str = "dupes_checked";
+/// Metadata key: the contact's WhatsApp id as the provider gave it (it may differ from the
+/// lead's number: Mexico's `521…`, Brazil's ids without the ninth digit).
+pub const WA_ID: &str = "wa_id";
 
 fn initial_metadata(c: &Contact) -> Value {
     let mut m = json!({"fuente": "whatsapp", CHECKED: true});
+    if let Some(wa) = &c.wa_id {
+        m[WA_ID] = json!(wa);
+    }
     if c.profile_name.is_some() || c.profile_picture_url.is_some() {
         m["profile"] = json!({"name": c.profile_name, "picture_url": c.profile_picture_url});
     }
@@ -359,8 +390,9 @@ pub async fn merge_into(
     Ok(())
 }
 
-/// Scans all leads of one user and merges those whose phones normalise to the same number
-/// (for leads the CRM created before the daemon saw them). Returns the merge events.
+/// Scans all leads of one user and merges those whose phones are the same number (one contact
+/// key; numbers that cannot be placed are left alone), for leads the CRM created before the
+/// daemon saw them. Returns the merge events.
 pub async fn merge_duplicates(
     tx: &impl GenericClient,
     usuario_id: Uuid,
@@ -377,11 +409,12 @@ pub async fn merge_duplicates(
     let mut order = Vec::new();
     for row in &rows {
         let (id, raw): (Uuid, String) = (row.get(0), row.get(1));
-        if let Ok(n) = phone::normalize(&raw, region) {
-            if !groups.contains_key(&n.e164) {
-                order.push(n.e164.clone());
+        let k = phone::contact_key(&raw, region);
+        if k.placed {
+            if !groups.contains_key(&k.key) {
+                order.push(k.key.clone());
             }
-            groups.entry(n.e164).or_default().push((id, raw));
+            groups.entry(k.key).or_default().push((id, raw));
         }
     }
     let mut events = Vec::new();

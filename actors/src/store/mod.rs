@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod api_keys;
+pub mod clean;
 pub mod events;
 pub mod leads;
 pub mod migrate;

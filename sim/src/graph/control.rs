@@ -1,7 +1,18 @@
 //! The `/sim/*` control routes (DESIGN.md section 7): create accounts (after Meta's
-//! verification handshake), inject inbound messages, read what was sent, inject faults, shape
-//! webhook delivery and emit chosen statuses. JSON in and out; errors are
-//! `{"error":{"code":"snake_case","message"}}` with a 4xx status.
+//! verification handshake), register contacts' WhatsApp accounts, inject inbound messages and
+//! Business app echoes, read what was sent, inject faults, shape webhook delivery and emit
+//! chosen statuses. JSON in and out; errors are `{"error":{"code":"snake_case","message"}}`
+//! with a 4xx status.
+//!
+//! `POST /sim/contacts {"phone", "wa_id"}` says which WhatsApp account a number reaches (a
+//! Brazilian account that predates the ninth digit: `{"phone":"+5511987654321",
+//! "wa_id":"551187654321"}`); sends to any spelling of the number answer that `wa_id`, and the
+//! contact's messages (`/sim/inbound` with any spelling in `from`) come from it. Numbers not
+//! registered reach the account Meta would make today (Mexico keeps its `521`).
+//!
+//! `POST /sim/echo {"phone_number_id", "to", "message", "timestamp"?}` sends an
+//! `smb_message_echoes` webhook: a message the business sent to `to` from the WhatsApp
+//! Business app (coexistence); `/sim/statuses` can then emit its statuses.
 //!
 //! `POST /sim/accounts` accepts `callback_url` absent or null for an account with no webhook
 //! target: no handshake is done and its webhooks are dropped (they still show in
@@ -22,7 +33,7 @@ use super::faults::FaultSpec;
 use super::ids;
 use super::media;
 use super::send::{self, StatusSpec};
-use super::state::{Account, Sim, normalize_phone, unix_now};
+use super::state::{Account, SentMessage, Sim, modern_digits, normalize_phone, unix_now};
 use super::webhooks::{self, WebhookOptions};
 
 type R = Result<Response, ControlError>;
@@ -54,6 +65,17 @@ pub async fn handle(
             Ok(json_response(StatusCode::OK, &json!(accounts)))
         }
         ("POST", ["inbound"]) => inbound(sim, body),
+        ("POST", ["contacts"]) => register_contact(sim, body),
+        ("GET", ["contacts"]) => {
+            let contacts: serde_json::Map<String, Value> = sim
+                .lock()
+                .contacts
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            Ok(json_response(StatusCode::OK, &Value::Object(contacts)))
+        }
+        ("POST", ["echo"]) => echo(sim, body),
         ("GET", ["sent"]) => {
             let pnid = query_param(query, "phone_number_id");
             let sent: Vec<Value> = sim
@@ -226,16 +248,7 @@ fn inbound(sim: &Arc<Sim>, body: &Bytes) -> R {
     let req: Inbound = parse(body)?;
     let from = normalize_phone(&req.from)
         .ok_or_else(|| ControlError::bad_request("from is not a valid phone number"))?;
-    let ts = match &req.timestamp {
-        None | Some(Value::Null) => unix_now(),
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .ok_or_else(|| ControlError::bad_request("timestamp must be unix seconds"))?,
-        Some(Value::String(s)) => s
-            .parse()
-            .map_err(|_| ControlError::bad_request("timestamp must be unix seconds"))?,
-        Some(_) => return Err(ControlError::bad_request("timestamp must be unix seconds")),
-    };
+    let ts = unix_seconds(req.timestamp.as_ref())?;
     let msg = req
         .message
         .as_object()
@@ -250,9 +263,10 @@ fn inbound(sim: &Arc<Sim>, body: &Bytes) -> R {
             "message.{kind} is required for a message of type {kind}"
         )));
     }
-    let wamid = ids::wamid(&from);
-    let (account, message) = {
+    let (account, message, wamid) = {
         let mut st = sim.lock();
+        let from = st.wa_id_for(&from);
+        let wamid = ids::wamid(&from);
         let account = st
             .accounts
             .get(&req.phone_number_id)
@@ -293,17 +307,132 @@ fn inbound(sim: &Arc<Sim>, body: &Bytes) -> R {
                 .or_default()
                 .record(Instant::now());
         }
-        (account, Value::Object(out))
+        (account, Value::Object(out), wamid)
     };
     let mut fields = json!({ "messages": [message] });
     if kind != "system" {
         fields["contacts"] = json!([{
             "profile": {"name": req.name.unwrap_or_default()},
-            "wa_id": from,
+            "wa_id": message["from"],
         }]);
     }
     webhooks::emit(sim, &account, webhooks::messages_entry(&account, fields));
     Ok(json_response(StatusCode::ACCEPTED, &json!({"id": wamid})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewContact {
+    phone: String,
+    wa_id: String,
+}
+
+fn register_contact(sim: &Arc<Sim>, body: &Bytes) -> R {
+    let req: NewContact = parse(body)?;
+    let phone = normalize_phone(&req.phone)
+        .ok_or_else(|| ControlError::bad_request("phone is not a valid phone number"))?;
+    let wa_id = normalize_phone(&req.wa_id)
+        .filter(|w| *w == req.wa_id)
+        .ok_or_else(|| ControlError::bad_request("wa_id must be 7 to 15 digits"))?;
+    sim.lock()
+        .contacts
+        .insert(modern_digits(&phone), wa_id.clone());
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"phone": phone, "wa_id": wa_id}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Echo {
+    phone_number_id: String,
+    to: String,
+    message: Value,
+    /// Unix seconds (number or string); now when absent.
+    #[serde(default)]
+    timestamp: Option<Value>,
+}
+
+fn echo(sim: &Arc<Sim>, body: &Bytes) -> R {
+    let req: Echo = parse(body)?;
+    let to = normalize_phone(&req.to)
+        .ok_or_else(|| ControlError::bad_request("to is not a valid phone number"))?;
+    let ts = unix_seconds(req.timestamp.as_ref())?;
+    let msg = req
+        .message
+        .as_object()
+        .ok_or_else(|| ControlError::bad_request("message must be a JSON object"))?;
+    let kind = msg
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ControlError::bad_request("message.type is required"))?
+        .to_string();
+    if !msg.contains_key(&kind) {
+        return Err(ControlError::bad_request(format!(
+            "message.{kind} is required for a message of type {kind}"
+        )));
+    }
+    let (account, echo) = {
+        let mut st = sim.lock();
+        let account = st
+            .accounts
+            .get(&req.phone_number_id)
+            .cloned()
+            .ok_or_else(|| {
+                ControlError::new(
+                    404,
+                    "unknown_account",
+                    format!("no account with phone_number_id {}", req.phone_number_id),
+                )
+            })?;
+        let wa_id = st.wa_id_for(&to);
+        let wamid = ids::wamid(&wa_id);
+        let mut echo = Map::new();
+        echo.insert("from".into(), json!(account.display_phone_number));
+        echo.insert("to".into(), json!(wa_id));
+        echo.insert("id".into(), json!(wamid));
+        echo.insert("timestamp".into(), json!(ts.to_string()));
+        for (k, v) in msg {
+            if !matches!(k.as_str(), "id" | "from" | "to" | "timestamp") {
+                echo.insert(k.clone(), v.clone());
+            }
+        }
+        st.echoes.push(SentMessage {
+            id: wamid,
+            phone_number_id: account.phone_number_id.clone(),
+            to: req.to.clone(),
+            wa_id,
+            kind: kind.clone(),
+            request: req.message.clone(),
+            received_at: sim.wall_time(Instant::now()),
+            category: "service".into(),
+            biz_opaque: None,
+        });
+        (account, Value::Object(echo))
+    };
+    let id = echo["id"].clone();
+    webhooks::emit(
+        sim,
+        &account,
+        webhooks::field_entry(
+            &account,
+            "smb_message_echoes",
+            json!({ "message_echoes": [echo] }),
+        ),
+    );
+    Ok(json_response(StatusCode::ACCEPTED, &json!({"id": id})))
+}
+
+/// Unix seconds given as a number or a string; now when absent.
+fn unix_seconds(v: Option<&Value>) -> Result<i64, ControlError> {
+    let bad = || ControlError::bad_request("timestamp must be unix seconds");
+    match v {
+        None | Some(Value::Null) => Ok(unix_now()),
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(bad),
+        Some(Value::String(s)) => s.parse().map_err(|_| bad()),
+        Some(_) => Err(bad()),
+    }
 }
 
 fn add_fault(sim: &Arc<Sim>, body: &Bytes) -> R {
@@ -349,6 +478,7 @@ fn emit_status(sim: &Arc<Sim>, body: &Bytes) -> R {
         let sent = st
             .sent
             .iter()
+            .chain(st.echoes.iter())
             .find(|s| s.id == req.id)
             .cloned()
             .ok_or_else(|| {

@@ -160,6 +160,9 @@ fn accept(
     let pnid = account.phone_number_id.clone();
     let (sent, plan) = {
         let mut st = sim.lock();
+        // The account the number reaches: Meta answers its id and uses it from then on
+        // (statuses' recipient_id, the contact's messages).
+        let wa_id = st.wa_id_for(&send.wa_id);
         for r in &send.media {
             let m = st
                 .media
@@ -191,7 +194,7 @@ fn accept(
                 category = tpl.category.to_ascii_lowercase();
             }
         } else {
-            let last = st.windows.get(&(pnid.clone(), send.wa_id.clone())).copied();
+            let last = st.windows.get(&(pnid.clone(), wa_id.clone())).copied();
             let open = last.is_some_and(|t| unix_now() - t < cfg.service_window.as_secs() as i64);
             if !open {
                 return Err(GraphError::new(
@@ -216,7 +219,7 @@ fn accept(
                 ),
             ));
         }
-        let pair_key = (pnid.clone(), send.wa_id.clone());
+        let pair_key = (pnid.clone(), wa_id.clone());
         if !st.pair.entry(pair_key.clone()).or_default().allows(
             now,
             cfg.pair_rate_burst,
@@ -234,10 +237,10 @@ fn accept(
             p.record(now, cfg.pair_rate_interval);
         }
         let sent = SentMessage {
-            id: ids::wamid(&send.wa_id),
+            id: ids::wamid(&wa_id),
             phone_number_id: pnid.clone(),
             to: send.to.clone(),
-            wa_id: send.wa_id.clone(),
+            wa_id: wa_id.clone(),
             kind: send.kind.clone(),
             request,
             received_at: sim.wall_time(now),
@@ -276,7 +279,7 @@ fn accept(
     }
     let reply = json!({
         "messaging_product": "whatsapp",
-        "contacts": [{"input": send.to, "wa_id": send.wa_id}],
+        "contacts": [{"input": send.to, "wa_id": sent.wa_id}],
         "messages": [message],
     });
     schedule_statuses(sim, account.clone(), sent, plan);

@@ -59,7 +59,8 @@ pub struct SentMessage {
     pub phone_number_id: String,
     /// `to` exactly as the request gave it.
     pub to: String,
-    /// The normalised recipient (digits only).
+    /// The recipient's WhatsApp id: the account the number reaches (`/sim/contacts`), which
+    /// Meta answers in `contacts[].wa_id` and puts in the statuses' `recipient_id`.
     pub wa_id: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -81,6 +82,12 @@ pub struct State {
     pub media_urls: HashMap<String, (String, Instant)>,
     pub templates: Vec<Template>,
     pub sent: Vec<SentMessage>,
+    /// Messages the business sent from the WhatsApp Business app (`/sim/echo`), for
+    /// `/sim/statuses`.
+    pub echoes: Vec<SentMessage>,
+    /// Contacts' WhatsApp accounts: the modern form of a number ([`modern_digits`]) → the
+    /// account's `wa_id` (`/sim/contacts`). Numbers not registered get [`default_wa_id`].
+    pub contacts: HashMap<String, String>,
     /// Inbound wamid → (phone_number_id, wa_id of the sender), for mark-as-read checks.
     pub inbound: HashMap<String, (String, String)>,
     /// (phone_number_id, wa_id) → unix time of the contact's last inbound message.
@@ -93,6 +100,14 @@ pub struct State {
 }
 
 impl State {
+    /// The WhatsApp id of the account a number (digits, any spelling) reaches.
+    pub fn wa_id_for(&self, digits: &str) -> String {
+        self.contacts
+            .get(&modern_digits(digits))
+            .cloned()
+            .unwrap_or_else(|| default_wa_id(digits))
+    }
+
     /// Every account whose token is `token`; empty means the token is not valid at all.
     pub fn token_valid(&self, token: &str) -> bool {
         self.accounts.values().any(|a| a.access_token == token)
@@ -218,4 +233,57 @@ pub fn normalize_phone(raw: &str) -> Option<String> {
     }
     let digits: String = trimmed.chars().filter(|c| c.is_ascii_digit()).collect();
     (7..=15).contains(&digits.len()).then_some(digits)
+}
+
+/// A number's modern international digits: Mexico without the old mobile `1`, Argentine
+/// mobiles with the `9` after 54, Brazilian mobiles with the ninth digit. Two spellings of one
+/// number have one modern form.
+pub fn modern_digits(digits: &str) -> String {
+    let b = digits.as_bytes();
+    if digits.len() == 13 && digits.starts_with("521") {
+        return format!("52{}", &digits[3..]);
+    }
+    if digits.len() == 12 && digits.starts_with("55") && (b'6'..=b'9').contains(&b[4]) {
+        return format!("{}9{}", &digits[..4], &digits[4..]);
+    }
+    if digits.len() == 12 && digits.starts_with("54") && !digits.starts_with("549") {
+        return format!("549{}", &digits[2..]);
+    }
+    digits.to_string()
+}
+
+/// The `wa_id` Meta gives an account registered on a number today: the modern form, except
+/// that Mexican mobiles keep the `1` after 52 (`5215512345678`). Accounts made otherwise (a
+/// Brazilian account that predates the ninth digit) are registered with `/sim/contacts`.
+pub fn default_wa_id(digits: &str) -> String {
+    let m = modern_digits(digits);
+    if m.len() == 12 && m.starts_with("52") {
+        return format!("521{}", &m[2..]);
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wa_ids_as_meta_gives_them() {
+        for (number, wa_id) in [
+            ("525512345678", "5215512345678"),
+            ("5215512345678", "5215512345678"),
+            ("541112345678", "5491112345678"),
+            ("5491112345678", "5491112345678"),
+            ("5511987654321", "5511987654321"),
+            ("551187654321", "5511987654321"),
+            ("16502530000", "16502530000"),
+        ] {
+            assert_eq!(default_wa_id(number), wa_id, "{number}");
+        }
+        let mut st = State::default();
+        st.contacts
+            .insert(modern_digits("5511987654321"), "551187654321".into());
+        assert_eq!(st.wa_id_for("5511987654321"), "551187654321");
+        assert_eq!(st.wa_id_for("551187654321"), "551187654321");
+    }
 }

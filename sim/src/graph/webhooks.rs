@@ -78,6 +78,12 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 /// The `entry` of a `messages` change for `account` with the given value fields
 /// (`contacts` + `messages`, or `statuses`).
 pub fn messages_entry(account: &Account, fields: Value) -> Value {
+    field_entry(account, "messages", fields)
+}
+
+/// An `entry` whose one change is `field` (`messages`, `smb_message_echoes`) with `fields`
+/// added to the number's `value`.
+pub fn field_entry(account: &Account, field: &str, fields: Value) -> Value {
     let mut value = json!({
         "messaging_product": "whatsapp",
         "metadata": {
@@ -92,7 +98,7 @@ pub fn messages_entry(account: &Account, fields: Value) -> Value {
     }
     json!({
         "id": account.waba_id,
-        "changes": [{"value": value, "field": "messages"}],
+        "changes": [{"value": value, "field": field}],
     })
 }
 

@@ -53,7 +53,9 @@ async fn fault(app: &TestApp, sim: &str, body: Value) {
 
 fn sent_id(o: &SendOutcome) -> String {
     match o {
-        SendOutcome::Sent { external_id } => external_id.clone(),
+        SendOutcome::Sent { external_id } | SendOutcome::SentTo { external_id, .. } => {
+            external_id.clone()
+        }
         other => panic!("not sent: {other:?}"),
     }
 }
