@@ -128,6 +128,10 @@ impl Application {
         })?;
         let sealer = Arc::new(sealer(&config)?);
         let database = Database::open(&config).await?;
+        crate::data_dir::harden(&config.data_dir).map_err(|error| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            error,
+        })?;
         let shared = Arc::new(Shared {
             pool: database.pool.clone(),
             rate_limiter: Default::default(),

@@ -6,6 +6,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod data_dir;
 pub mod database;
 pub mod demo;
 pub mod embedded_pg;

@@ -140,6 +140,16 @@ fn digits_of(s: &str) -> String {
 pub fn contact_key(input: &str, default_region: Option<&str>) -> ContactKey {
     let region = default_region.and_then(|r| parse_region(r).ok());
     let trimmed = input.trim();
+    // A WhatsApp id that is not a phone number (`<id>@lid`: WhatsApp Web names many contacts
+    // by a linked identity instead of their number) is its own key; its digits are no number.
+    if trimmed.contains('@') {
+        return ContactKey {
+            key: trimmed.to_string(),
+            country_code: 0,
+            national: String::new(),
+            placed: false,
+        };
+    }
     let digits = digits_of(trimmed);
     // International digit strings the input may stand for, most specific first.
     let mut candidates: Vec<String> = Vec::new();
@@ -200,7 +210,11 @@ fn placed(n: &phonenumber::PhoneNumber) -> ContactKey {
 pub fn spellings(key: &ContactKey) -> Vec<String> {
     let (cc, nat) = (key.country_code, key.national.as_str());
     if !key.placed {
-        return vec![nat.to_string()];
+        return if nat.is_empty() {
+            Vec::new()
+        } else {
+            vec![nat.to_string()]
+        };
     }
     let mut nationals = vec![nat.to_string()];
     let mut out = Vec::new();
@@ -242,6 +256,14 @@ pub fn spellings(key: &ContactKey) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_linked_identity_is_its_own_key() {
+        let k = contact_key("203741234567890@lid", Some("BR"));
+        assert_eq!(k.key, "203741234567890@lid");
+        assert!(!k.placed);
+        assert!(spellings(&k).is_empty());
+    }
 
     #[test]
     fn brazilian_forms_meet() {

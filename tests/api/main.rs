@@ -12,6 +12,7 @@ mod inbound;
 mod ingest;
 mod lite;
 mod lite_durable;
+mod lite_isolation;
 mod lite_nodes;
 mod migrations;
 mod ownership;

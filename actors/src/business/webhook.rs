@@ -463,7 +463,9 @@ mod tests {
             {"id":"W2","changes":[{"field":"message_template_status_update","value":{"event":"APPROVED"}}]}]});
         let (_, named) = envelope(body.to_string().as_bytes()).unwrap();
         assert_eq!(named.phone_number_ids, vec!["P1"]);
-        assert_eq!(named.waba_ids, vec!["W2"]);
+        // Every entry's account, also the one whose changes name a number: the signature must
+        // be checked against the owner of everything the body may touch.
+        assert_eq!(named.waba_ids, vec!["W1", "W2"]);
         assert!(matches!(envelope(b"nope"), Err(EnvelopeError::NotJson(_))));
         assert!(envelope(b"{\"entry\":[]}").is_err());
         assert!(envelope(b"[1,2]").is_err());

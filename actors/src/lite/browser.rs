@@ -13,14 +13,16 @@
 //!   does; its `--database` then names our directory, so [`terminate`](Chromium::terminate)
 //!   and the reaper find it by the same marker (turning crashpad off with
 //!   `disable-crashpad-for-testing` makes this Chromium abort at start);
-//! - then attaches chromiumoxide to the DevTools WebSocket printed on stderr, and keeps
-//!   draining stderr so Chromium never blocks on a full pipe (the lines are dropped: they may
-//!   quote page content).
+//! - with DevTools on a pipe (fds 3 and 4), never on a TCP port another local user could
+//!   connect to; chromiumoxide attaches through a one-connection bridge
+//!   ([`devtools_pipe`](super::devtools_pipe)); stderr is drained so Chromium never blocks on
+//!   a full pipe (the lines are dropped: they may quote page content).
 //!
 //! The main process is reaped with `waitpid`; when the daemon is PID 1 (a container without
 //! init) the orphaned children of the group are re-parented to it, so `waitpid(-pgid)` reaps
 //! them too. [`Chromium`]'s `Drop` kills and reaps, so a panicking owner still leaves nothing.
 
+use super::devtools_pipe::{Pipes, place_in_child};
 use chromiumoxide::Browser;
 use chromiumoxide::handler::Handler;
 use std::collections::VecDeque;
@@ -151,7 +153,8 @@ impl LaunchSpec {
         }
         let mut args: Vec<String> = seen.into_iter().map(|(_, f)| format!("--{f}")).collect();
         args.push(format!("--user-data-dir={}", self.user_data_dir.display()));
-        args.push("--remote-debugging-port=0".into());
+        // DevTools on fds 3 and 4, never on a TCP port (see `devtools_pipe`).
+        args.push(format!("--{}", super::devtools_pipe::FLAG));
         args.push("about:blank".into());
         args
     }
@@ -174,6 +177,11 @@ impl Chromium {
             .exe
             .clone()
             .unwrap_or_else(|| PathBuf::from("chromium"));
+        let pipes = Pipes::new().map_err(|error| BrowserError::Spawn {
+            exe: "DevTools pipes".into(),
+            error,
+        })?;
+        let (devtools_read, devtools_write) = pipes.child_fds();
         let mut cmd = Command::new(&exe);
         cmd.args(spec.args())
             .env("XDG_CONFIG_HOME", spec.marker_dir.join("config"))
@@ -183,7 +191,7 @@ impl Chromium {
             .process_group(0);
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -191,7 +199,7 @@ impl Chromium {
                 if libc::getppid() == 1 {
                     libc::_exit(1);
                 }
-                Ok(())
+                place_in_child(devtools_read, devtools_write)
             });
         }
         let mut child = cmd.spawn().map_err(|error| BrowserError::Spawn {
@@ -218,17 +226,20 @@ impl Chromium {
                 exe: "stderr reader".into(),
                 error,
             })?;
-        match tokio::time::timeout(spec.timeout, rx).await {
-            Ok(Ok(Ok(url))) => chromium.ws_url = url,
-            Ok(Ok(Err(tail))) => {
-                // stderr closed before the DevTools line: Chromium is exiting.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        match tokio::time::timeout(spec.timeout, pipes.bridge()).await {
+            Ok(Ok(url)) => chromium.ws_url = url,
+            Ok(Err(error)) => {
+                // The pipe closed before DevTools answered: Chromium is exiting. Its last
+                // stderr lines say why.
+                let tail = match tokio::time::timeout(Duration::from_secs(2), rx).await {
+                    Ok(Ok(Err(tail))) => tail,
+                    _ => error.to_string(),
+                };
                 let exit = chromium
                     .try_wait()
                     .unwrap_or_else(|| "still running".into());
                 return Err(BrowserError::Exited(format!("{exit}; {tail}")));
             }
-            Ok(Err(_)) => return Err(BrowserError::Exited("stderr reader ended".into())),
             Err(_) => return Err(BrowserError::LaunchTimeout(spec.timeout)),
         }
         Ok(chromium)
@@ -351,41 +362,33 @@ fn tail_of(lines: &VecDeque<String>) -> String {
     lines.iter().cloned().collect::<Vec<_>>().join(" | ")
 }
 
-/// Reads stderr until the DevTools line, then drains it to EOF. Keeps the last lines for a
-/// launch failure report only.
+/// Drains stderr to EOF so Chromium never blocks on a full pipe; the last lines before the
+/// first page exists (launch errors: no content to leak) are sent when stderr closes, for a
+/// launch failure report. Later lines are dropped: they may quote page content.
 fn drain_stderr(
     stderr: std::process::ChildStderr,
     tx: tokio::sync::oneshot::Sender<Result<String, String>>,
 ) {
     let mut reader = BufReader::new(stderr);
-    let mut tx = Some(tx);
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut line = String::new();
+    let mut kept = 0;
     loop {
         line.clear();
         match reader.read_line(&mut line) {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        if tx.is_none() {
+        if kept >= 20 {
             continue;
         }
-        if let Some(at) = line.find("ws://")
-            && line.contains("DevTools listening on")
-        {
-            let url = line[at..].trim().to_string();
-            let _ = tx.take().expect("checked").send(Ok(url));
-            continue;
-        }
+        kept += 1;
         if tail.len() == 5 {
             tail.pop_front();
         }
-        // Launch errors only (before the page exists): no content to leak.
         tail.push_back(line.trim().chars().take(300).collect());
     }
-    if let Some(tx) = tx {
-        let _ = tx.send(Err(tail_of(&tail)));
-    }
+    let _ = tx.send(Err(tail_of(&tail)));
 }
 
 fn describe(status: i32) -> String {

@@ -49,7 +49,14 @@ pub fn message_item(
     connection_id: Uuid,
     msg: &PageMessage,
 ) -> Option<InboundMessage> {
-    let digits = msg.remote.as_deref()?.strip_suffix("@c.us")?;
+    // A contact is `<digits>@c.us`, or `<id>@lid` when WhatsApp names it by a linked identity
+    // (its number hidden): kept as given, so its messages are stored under that id.
+    let remote = msg.remote.as_deref()?;
+    let from = match (remote.strip_suffix("@c.us"), remote.ends_with("@lid")) {
+        (Some(digits), _) => format!("+{digits}"),
+        (None, true) => remote.to_string(),
+        (None, false) => return None,
+    };
     let kind = match msg.kind.as_str() {
         "chat" => MessageKind::Texto,
         "image" => MessageKind::Imagen,
@@ -98,7 +105,7 @@ pub fn message_item(
         usuario_id,
         connection_id,
         external_id: msg.id.clone(),
-        from: format!("+{digits}"),
+        from,
         outgoing: msg.from_me,
         // The name on a message the account sent is the account's own.
         profile_name: if msg.from_me {
@@ -419,6 +426,13 @@ mod tests {
         assert_eq!(item.text.as_deref(), Some("c"));
         let group = page_msg(r#"{"id":"3","serialized":"x","remote":"1@g.us","type":"chat"}"#);
         assert!(message_item(Uuid::nil(), Uuid::nil(), &group).is_none());
+        let lid = page_msg(
+            r#"{"id":"4","serialized":"false_2037@lid_4","remote":"2037@lid","type":"chat","body":"oi"}"#,
+        );
+        assert_eq!(
+            message_item(Uuid::nil(), Uuid::nil(), &lid).unwrap().from,
+            "2037@lid"
+        );
     }
 
     #[test]

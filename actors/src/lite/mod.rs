@@ -23,6 +23,7 @@
 
 pub mod bridge;
 pub mod browser;
+pub mod devtools_pipe;
 pub mod inbound;
 pub mod login_storage;
 pub mod media;

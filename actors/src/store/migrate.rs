@@ -56,9 +56,9 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../schema/0008_inbound_inbox.sql"),
     },
     Migration {
-        version: 10,
-        name: "0010_lite_durable.sql",
-        sql: include_str!("../../../schema/0010_lite_durable.sql"),
+        version: 9,
+        name: "0009_lite_durable.sql",
+        sql: include_str!("../../../schema/0009_lite_durable.sql"),
     },
 ];
 
