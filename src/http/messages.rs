@@ -173,6 +173,12 @@ async fn create(
         )
     })?;
     validate::check_kind(&req, kind).map_err(|e| invalid(e, StatusCode::UNPROCESSABLE_ENTITY))?;
+    if let Some(link) = req.body[&req.kind]["link"].as_str() {
+        ctx.shared
+            .media_fetcher
+            .check_static(link)
+            .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
+    }
     let region = enqueue::user_region(&client, p.usuario_id)
         .await?
         .or_else(|| ctx.config.default_region.clone());
@@ -271,7 +277,7 @@ async fn media_link(
     let refused = |e: FetchError| ApiError::unprocessable(e.code(), e.to_string());
     let fetcher = &ctx.shared.media_fetcher;
     if kind != ConnectionKind::Lite {
-        fetcher.check_static(&link).map_err(refused)?;
+        // Checked with the request already (see `create`).
         return Ok(req);
     }
     let fetched = fetcher.fetch(&link).await.map_err(refused)?;
