@@ -29,6 +29,13 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Read from request bodies like a plain string; there is deliberately no `Serialize`.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
 impl From<String> for Secret {
     fn from(value: String) -> Self {
         Secret(value)

@@ -19,6 +19,7 @@ use sincro_actors::business::validate::{self, ValidationError};
 use sincro_actors::business::{BusinessError, GraphSettings, graph::GraphError};
 use sincro_actors::business_supervisor::BusinessSupervisorMessage;
 use sincro_actors::membership::{Control, broadcast};
+use sincro_actors::secret::Secret;
 use sincro_actors::store::api_keys::Principal;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,17 +33,17 @@ use warp::reply::Response;
 pub struct NewNumber {
     phone_number_id: String,
     waba_id: String,
-    access_token: String,
-    app_secret: String,
-    verify_token: String,
+    access_token: Secret,
+    app_secret: Secret,
+    verify_token: Secret,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NumberPatch {
-    access_token: String,
-    app_secret: Option<String>,
-    verify_token: Option<String>,
+    access_token: Secret,
+    app_secret: Option<Secret>,
+    verify_token: Option<Secret>,
 }
 
 pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
@@ -221,7 +222,8 @@ fn check_id(what: &'static str, v: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_secret(what: &'static str, v: &str) -> Result<(), ApiError> {
+fn check_secret(what: &'static str, v: &Secret) -> Result<(), ApiError> {
+    let v = v.expose();
     if v.trim().is_empty() || v.len() > 4096 || v.chars().any(char::is_control) {
         return Err(ApiError::unprocessable(
             "invalid_field",

@@ -8,6 +8,7 @@
 //! may have reached Meta (a lost answer must not be resent blindly: Meta has no idempotency
 //! key).
 
+use crate::secret::Secret;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -164,7 +165,7 @@ pub struct GraphClient {
     http: reqwest::Client,
     base: String,
     version: String,
-    token: String,
+    token: Secret,
 }
 
 impl GraphClient {
@@ -178,7 +179,7 @@ impl GraphClient {
             http,
             base: base.trim_end_matches('/').to_string(),
             version: version.to_string(),
-            token: token.to_string(),
+            token: Secret::new(token),
         })
     }
 
@@ -198,7 +199,7 @@ impl GraphClient {
         timeout: Duration,
     ) -> Result<Value, GraphError> {
         let resp = req
-            .bearer_auth(&self.token)
+            .bearer_auth(self.token.expose())
             .timeout(timeout)
             .send()
             .await
@@ -303,7 +304,7 @@ impl GraphClient {
         let mut resp = self
             .http
             .get(url)
-            .bearer_auth(&self.token)
+            .bearer_auth(self.token.expose())
             .timeout(MEDIA_TIMEOUT)
             .send()
             .await
@@ -413,7 +414,7 @@ impl GraphClient {
         let req = self
             .http
             .get(self.url("debug_token"))
-            .query(&[("input_token", self.token.as_str())]);
+            .query(&[("input_token", self.token.expose())]);
         self.call(req, MANAGEMENT_TIMEOUT).await
     }
 
