@@ -1,9 +1,11 @@
 //! Media files: `POST /v1/media` (the raw file as the body, its type in `Content-Type`, up
 //! to 16 MB and WhatsApp's per-type limits; `?filename=`; `?connection_id=` of a Business
-//! number also uploads it to Meta and answers Meta's id as `provider_id`) and
-//! `GET /v1/media/{id}` (the bytes, opened and checked against their SHA-256). Files are sealed
-//! under DATA_DIR. A message can name a stored file by its `id` (`{"image":{"id":"<uuid>"}}`):
-//! the number uploads it when it sends. Another user's media is a 404.
+//! number also uploads it to Meta and answers Meta's id as `provider_id`),
+//! `GET /v1/media/{id}` (the bytes, opened and checked against their SHA-256, served so a
+//! browser never runs them: see [`serve`]) and `GET /v1/media/{id}/url` (a short-lived signed
+//! link that needs no key). Files are sealed under DATA_DIR. A message can name a stored file
+//! by its `id` (`{"image":{"id":"<uuid>"}}`): the number uploads it when it sends. Another
+//! user's media is a 404.
 
 use super::audit;
 use super::auth::{self, Need};
