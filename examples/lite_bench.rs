@@ -236,6 +236,8 @@ async fn run(database_url: &str, data_dir: &Path, max: usize) -> Res<()> {
             .0
             .key
             .plaintext
+            .expose()
+            .to_string()
     };
     let mut b = Bench {
         base: format!("http://{}", app.addr()),

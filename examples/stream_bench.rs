@@ -216,7 +216,7 @@ async fn run_scenario(
             )
             .await?;
             user_ids.push(created.usuario_id);
-            keys.push(created.key.plaintext);
+            keys.push(created.key.plaintext.expose().to_string());
         }
     }
     // Clients, connected a few at a time, each reading until it has its user's last event.

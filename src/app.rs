@@ -158,6 +158,9 @@ impl Application {
                 outbound: config.outbound.clone(),
                 lite: config.lite.clone(),
             },
+            media_fetcher: Arc::new(sincro_actors::net_guard::MediaFetcher::new(
+                config.media_fetch_allow.clone(),
+            )),
         });
         let (actors, tree) =
             match sincro_actors::start_tree(shared.clone(), options.restart_policy).await {
@@ -169,12 +172,14 @@ impl Application {
             };
         let addr = listener.local_addr().map_err(StartError::Listener)?;
         let ctx = Arc::new(AppContext {
-            config: Arc::new(config),
             pool: database.pool.clone(),
             sealer,
             actors,
             shared,
             metrics: metrics_handle(),
+            preauth: http::preauth::PreAuthLimiter::new(config.auth_failures_per_ip_per_minute),
+            key_lookups: Default::default(),
+            config: Arc::new(config),
         });
         let (stop_http, stopped) = oneshot::channel::<()>();
         let routes = http::routes(ctx.clone());

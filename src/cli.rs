@@ -33,6 +33,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Print a new ENCRYPTION_KEY value.
     Keygen {
         /// Key id (kept with every sealed value so keys can rotate).
@@ -60,6 +65,12 @@ pub enum UserCommand {
         #[arg(long)]
         admin: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Revoke a key by id (any user's); refused from the next request on, on every node.
+    Revoke { id: uuid::Uuid },
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,8 +156,33 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 user.usuario_id,
                 if admin { ", admin key" } else { "" }
             );
-            println!("{}", user.key.plaintext);
+            println!("{}", user.key.plaintext.expose());
             Ok(())
+        }
+        Command::Key {
+            command: KeyCommand::Revoke { id },
+        } => {
+            let config = config()?;
+            let db = Database::open(&config)
+                .await
+                .map_err(|e| start_error(e.into()))?;
+            let revoked = async {
+                let client = db.pool.get().await?;
+                sincro_actors::store::api_keys::revoke(&client, None, id).await
+            }
+            .await;
+            db.close().await;
+            match revoked.context("could not revoke the key")? {
+                Some(key) => {
+                    println!(
+                        "key {} ({}) revoked",
+                        key.id,
+                        key.name.as_deref().unwrap_or(&key.prefix)
+                    );
+                    Ok(())
+                }
+                None => anyhow::bail!("there is no API key {id}"),
+            }
         }
         Command::Keygen { id } => {
             println!("{}", Sealer::generate_env_value(&id));

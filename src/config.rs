@@ -8,24 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A value that must never be printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+/// A value that must never be printed (one type for the whole daemon, kept with the actors).
+pub use sincro_actors::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -65,6 +49,17 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub api_per_user_per_minute: u32,
     pub api_per_ip_per_minute: u32,
+    /// Failed authentications one IP may make in a burst and per minute before it is refused
+    /// with 429 without any lookup (`AUTH_FAILURES_PER_IP_PER_MINUTE`).
+    pub auth_failures_per_ip_per_minute: u32,
+    /// How long a signed media URL (`GET /v1/media/{id}/url`) stays valid (`MEDIA_URL_TTL_SECS`).
+    pub media_url_ttl: Duration,
+    /// The daemon's public address, for the links it hands out (`PUBLIC_BASE_URL`); without
+    /// it, the request's `Host`.
+    pub public_base_url: Option<String>,
+    /// `MEDIA_FETCH_ALLOW`: addresses (CIDRs) and host names the media fetcher may reach
+    /// although they are not public (on-premise file servers, the simulators).
+    pub media_fetch_allow: sincro_actors::net_guard::AllowList,
     pub event_retention_hours: u32,
     pub stream_buffer: usize,
     /// DEFAULT_REGION: ISO 3166 region for national-format numbers of users without one.
@@ -246,6 +241,27 @@ impl Config {
             r.positive("API_RATE_PER_USER_PER_MINUTE", 600, "a whole number") as u32;
         let api_per_ip_per_minute =
             r.positive("API_RATE_PER_IP_PER_MINUTE", 1200, "a whole number") as u32;
+        let auth_failures_per_ip_per_minute =
+            r.positive("AUTH_FAILURES_PER_IP_PER_MINUTE", 30, "a whole number") as u32;
+        let media_url_ttl =
+            Duration::from_secs(r.positive("MEDIA_URL_TTL_SECS", 300, "a number of seconds"));
+        if media_url_ttl > Duration::from_secs(24 * 3600) {
+            r.errors
+                .push("MEDIA_URL_TTL_SECS must be at most 86400 (one day)".into());
+        }
+        let public_base_url = r
+            .get("PUBLIC_BASE_URL")
+            .is_some()
+            .then(|| r.url("PUBLIC_BASE_URL", ""));
+        let media_fetch_allow = match sincro_actors::net_guard::AllowList::parse(
+            &r.get("MEDIA_FETCH_ALLOW").unwrap_or_default(),
+        ) {
+            Ok(list) => list,
+            Err(e) => {
+                r.errors.push(format!("MEDIA_FETCH_ALLOW: {e}"));
+                Default::default()
+            }
+        };
         let event_retention_hours =
             r.positive("EVENT_RETENTION_HOURS", 72, "a number of hours") as u32;
         let stream_buffer = r.positive("STREAM_BUFFER", 1024, "a number of frames") as usize;
@@ -430,6 +446,10 @@ impl Config {
             max_body_bytes,
             api_per_user_per_minute,
             api_per_ip_per_minute,
+            auth_failures_per_ip_per_minute,
+            media_url_ttl,
+            public_base_url,
+            media_fetch_allow,
             event_retention_hours,
             stream_buffer,
             default_region,

@@ -16,4 +16,8 @@ pub struct AppContext {
     pub shared: Arc<sincro_actors::Shared>,
     /// The process-wide Prometheus recorder (None if another recorder was installed first).
     pub metrics: Option<PrometheusHandle>,
+    /// Failed authentications per client IP, checked before any key is looked up.
+    pub preauth: crate::http::preauth::PreAuthLimiter,
+    /// API keys looked up in the store since start (a flood refused early does not add).
+    pub key_lookups: std::sync::atomic::AtomicU64,
 }

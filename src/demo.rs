@@ -39,6 +39,8 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             .0
             .key
             .plaintext
+            .expose()
+            .to_string()
     };
     println!("sincro-whatsapp demo is running");
     println!("  API:              {base}/v1/   (Authorization: Bearer {key})");

@@ -75,6 +75,8 @@ struct SealKey {
 /// Seals and opens values with the configured keys. Cheap to share behind an `Arc`.
 pub struct Sealer {
     keys: Vec<SealKey>,
+    /// The sealing key's bytes, only to derive other keys from ([`Sealer::derive_key`]).
+    derive_base: [u8; 32],
 }
 
 impl fmt::Debug for Sealer {
@@ -89,6 +91,7 @@ impl Sealer {
     /// key 32 bytes as 64 hex digits or base64. The first entry seals; all of them open.
     pub fn from_env_value(value: &str) -> Result<Self, SealError> {
         let mut keys: Vec<SealKey> = Vec::new();
+        let mut derive_base: Option<[u8; 32]> = None;
         for (i, entry) in value.split(',').map(str::trim).enumerate() {
             if entry.is_empty() {
                 continue;
@@ -119,15 +122,28 @@ impl Sealer {
             }
             let cipher = XChaCha20Poly1305::new_from_slice(&bytes)
                 .map_err(|_| SealError::BadKey(i + 1, "key must be 32 bytes".into()))?;
+            derive_base.get_or_insert(bytes);
             keys.push(SealKey {
                 id: id.to_string(),
                 cipher,
             });
         }
-        if keys.is_empty() {
+        let Some(derive_base) = derive_base else {
             return Err(SealError::NoKeys);
-        }
-        Ok(Sealer { keys })
+        };
+        Ok(Sealer { keys, derive_base })
+    }
+
+    /// A 32-byte key for another use (`label` names it, e.g. signing media URLs), derived from
+    /// the sealing key with HMAC-SHA256: every node with the same `ENCRYPTION_KEY` derives the
+    /// same one, and it reveals nothing of the sealing key. Rotating the sealing key rotates it.
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&self.derive_base)
+            .expect("any key length");
+        mac.update(b"sincro-whatsapp derived key\0");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// A fresh random key in the `ENCRYPTION_KEY` format, e.g. for `demo` or a new install.

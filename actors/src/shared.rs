@@ -67,6 +67,8 @@ pub struct Shared {
     /// ([`crate::ingest::inbox::wake`]); the drain also polls, so a lost wake only delays.
     pub inbox_wake: Arc<tokio::sync::Notify>,
     pub settings: ActorSettings,
+    /// Fetches links on users' behalf through the SSRF guard, with `MEDIA_FETCH_ALLOW`.
+    pub media_fetcher: Arc<crate::net_guard::MediaFetcher>,
 }
 
 impl Shared {

@@ -1,13 +1,62 @@
-//! The audit log: who did what to which resource, from where; never message content. Every
-//! mutating route records one row and one `audit` log line carrying the seed's log fields
-//! (`user_id`, `action`). A failure to write the row is logged, never fails the request that
-//! already happened.
+//! The audit log: who did what to which resource, from where, and how it ended; never message
+//! content or secrets. Every mutating route answers through [`respond`], which runs the handler
+//! and records one row (user, key id, client IP, action, target, outcome: `ok` or the error
+//! code) whether the call succeeded or failed, and one `audit` log line carrying the seed's log
+//! fields (`user_id`, `action`). A handler names what it made or changed with [`note`]. A
+//! failure to write the row is logged, never fails the request that already happened.
 
+use super::error::ApiError;
 use crate::context::AppContext;
 use serde_json::Value;
 use sincro_actors::store::api_keys::Principal;
+use std::future::Future;
+use std::sync::Arc;
+use warp::reply::Response;
 
-/// Records `action` (e.g. `lead.merge_duplicates`) on `target` (an id or name).
+/// What a handler tells the audit log about its call: the resource and safe details (ids,
+/// types, counts; never content or secrets). Travels in the response's extensions.
+#[derive(Debug, Clone)]
+struct Note {
+    target: Option<String>,
+    details: Value,
+}
+
+/// Attaches the call's target and details to its response for [`respond`] to record.
+pub fn note(mut resp: Response, target: impl ToString, details: Value) -> Response {
+    resp.extensions_mut().insert(Note {
+        target: Some(target.to_string()),
+        details,
+    });
+    resp
+}
+
+/// Runs a mutating handler, records its audit row and answers with its response (or error).
+/// `target` is what the route names (a path id); a [`note`] from the handler wins.
+pub async fn respond<F>(
+    ctx: Arc<AppContext>,
+    p: Principal,
+    action: &'static str,
+    target: Option<String>,
+    fut: F,
+) -> Response
+where
+    F: Future<Output = Result<Response, ApiError>>,
+{
+    let (outcome, mut resp) = match fut.await {
+        Ok(resp) if resp.status().is_success() => ("ok".to_string(), resp),
+        Ok(resp) => (format!("http_{}", resp.status().as_u16()), resp),
+        Err(e) => (e.code().to_string(), e.into_response()),
+    };
+    let note = resp.extensions_mut().remove::<Note>();
+    let (target, details) = match note {
+        Some(n) => (n.target.or(target), n.details),
+        None => (target, Value::Object(Default::default())),
+    };
+    write(&ctx, &p, action, target, &outcome, details).await;
+    resp
+}
+
+/// Records one row for a call that was not answered through [`respond`].
 pub async fn record(
     ctx: &AppContext,
     p: &Principal,
@@ -15,13 +64,40 @@ pub async fn record(
     target: Option<String>,
     details: Value,
 ) {
-    tracing::info!(user_id = %p.usuario_id, action, target = target.as_deref().unwrap_or(""), "audit");
+    write(ctx, p, action, target, "ok", details).await
+}
+
+async fn write(
+    ctx: &AppContext,
+    p: &Principal,
+    action: &str,
+    target: Option<String>,
+    outcome: &str,
+    details: Value,
+) {
+    tracing::info!(
+        user_id = %p.usuario_id,
+        action,
+        target = target.as_deref().unwrap_or(""),
+        outcome,
+        "audit"
+    );
+    let ip = p.ip.map(|ip| ip.to_string());
     let write = async {
         let client = ctx.pool.get().await?;
         client
             .execute(
-                "INSERT INTO audit_log (usuario_id, api_key_id, action, target, details) VALUES ($1, $2, $3, $4, $5)",
-                &[&p.usuario_id, &p.api_key_id, &action, &target, &details],
+                "INSERT INTO audit_log (usuario_id, api_key_id, ip, action, target, outcome, details)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &p.usuario_id,
+                    &p.api_key_id,
+                    &ip,
+                    &action,
+                    &target,
+                    &outcome,
+                    &details,
+                ],
             )
             .await?;
         Ok::<_, sincro_actors::store::StoreError>(())

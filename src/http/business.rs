@@ -5,7 +5,8 @@
 //! number is a 404. Also the helpers the template and media routes share: reaching a number's
 //! actor, and turning Business errors into API errors.
 
-use super::auth::principal;
+use super::audit;
+use super::auth::{self, Need};
 use super::error::ApiError;
 use super::{json_body, json_reply, respond, with_ctx};
 use crate::context::AppContext;
@@ -19,6 +20,7 @@ use sincro_actors::business::validate::{self, ValidationError};
 use sincro_actors::business::{BusinessError, GraphSettings, graph::GraphError};
 use sincro_actors::business_supervisor::BusinessSupervisorMessage;
 use sincro_actors::membership::{Control, broadcast};
+use sincro_actors::secret::Secret;
 use sincro_actors::store::api_keys::Principal;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,48 +34,72 @@ use warp::reply::Response;
 pub struct NewNumber {
     phone_number_id: String,
     waba_id: String,
-    access_token: String,
-    app_secret: String,
-    verify_token: String,
+    access_token: Secret,
+    app_secret: Secret,
+    verify_token: Secret,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NumberPatch {
-    access_token: String,
-    app_secret: Option<String>,
-    verify_token: Option<String>,
+    access_token: Secret,
+    app_secret: Option<Secret>,
+    verify_token: Option<Secret>,
 }
 
 pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     let limit = ctx.config.max_body_bytes;
     let create = warp::path!("v1" / "business" / "numbers")
         .and(warp::post())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Sessions))
         .and(json_body::<NewNumber>(limit))
         .and(with_ctx(ctx.clone()))
-        .then(|p, body, ctx| respond(create(p, body, ctx)));
+        .then(|p: Principal, body, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "business.number.connect",
+                None,
+                create(p, body, ctx),
+            )
+        });
     let list = warp::path!("v1" / "business" / "numbers")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::ReadOrSessions))
         .and(with_ctx(ctx.clone()))
         .then(|p, ctx| respond(list(p, ctx)));
     let one = warp::path!("v1" / "business" / "numbers" / Uuid)
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::ReadOrSessions))
         .and(with_ctx(ctx.clone()))
         .then(|id, p, ctx| respond(get(id, p, ctx)));
     let patch = warp::path!("v1" / "business" / "numbers" / Uuid)
         .and(warp::patch())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Sessions))
         .and(json_body::<NumberPatch>(limit))
         .and(with_ctx(ctx.clone()))
-        .then(|id, p, body, ctx| respond(patch(id, p, body, ctx)));
+        .then(|id: Uuid, p: Principal, body, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "business.number.credentials",
+                Some(id.to_string()),
+                patch(id, p, body, ctx),
+            )
+        });
     let delete = warp::path!("v1" / "business" / "numbers" / Uuid)
         .and(warp::delete())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Sessions))
         .and(with_ctx(ctx))
-        .then(|id, p, ctx| respond(remove(id, p, ctx)));
+        .then(|id: Uuid, p: Principal, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "business.number.remove",
+                Some(id.to_string()),
+                remove(id, p, ctx),
+            )
+        });
     create
         .or(list)
         .unify()
@@ -197,7 +223,8 @@ fn check_id(what: &'static str, v: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_secret(what: &'static str, v: &str) -> Result<(), ApiError> {
+fn check_secret(what: &'static str, v: &Secret) -> Result<(), ApiError> {
+    let v = v.expose();
     if v.trim().is_empty() || v.len() > 4096 || v.chars().any(char::is_control) {
         return Err(ApiError::unprocessable(
             "invalid_field",
@@ -291,19 +318,15 @@ async fn create(p: Principal, body: NewNumber, ctx: Arc<AppContext>) -> Result<R
         Err(e) => return Err(business_error(e)),
     };
     start_actor(&ctx, id).await;
-    super::audit::record(
-        &ctx,
-        &p,
-        "business.number.connect",
-        Some(id.to_string()),
-        json!({"phone_number_id": creds.phone_number_id, "waba_id": creds.waba_id}),
-    )
-    .await;
     let number = store::get_for_user(&client, p.usuario_id, id)
         .await
         .map_err(business_error)?
         .ok_or(ApiError::NotFound("business number"))?;
-    Ok(json_reply(StatusCode::CREATED, &number))
+    Ok(audit::note(
+        json_reply(StatusCode::CREATED, &number),
+        id,
+        json!({"phone_number_id": creds.phone_number_id, "waba_id": creds.waba_id}),
+    ))
 }
 
 async fn list(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
@@ -361,14 +384,6 @@ async fn patch(
         return Err(ApiError::NotFound("business number"));
     }
     start_actor(&ctx, id).await;
-    super::audit::record(
-        &ctx,
-        &p,
-        "business.number.credentials",
-        Some(id.to_string()),
-        json!({}),
-    )
-    .await;
     get(id, p, ctx).await
 }
 
@@ -403,16 +418,12 @@ async fn remove(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response
     let webhooks = subscription::release(&client, &graph_settings(&ctx), &record)
         .await
         .map_err(business_error)?;
-    super::audit::record(
-        &ctx,
-        &p,
-        "business.number.remove",
-        Some(id.to_string()),
+    Ok(audit::note(
+        json_reply(
+            StatusCode::OK,
+            &json!({"id": id, "removed": true, "webhooks": webhooks}),
+        ),
+        id,
         json!({"webhooks": webhooks}),
-    )
-    .await;
-    Ok(json_reply(
-        StatusCode::OK,
-        &json!({"id": id, "removed": true, "webhooks": webhooks}),
     ))
 }

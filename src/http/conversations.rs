@@ -2,7 +2,7 @@
 //! `GET /v1/conversations/{id}/messages` (bodies opened, newest first). Cursor-paginated and
 //! scoped to the key's user.
 
-use super::auth::principal;
+use super::auth::{self, Need};
 use super::cursor;
 use super::error::ApiError;
 use super::{json_reply, respond, with_ctx};
@@ -37,13 +37,13 @@ pub struct PageQuery {
 pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     let list = warp::path!("v1" / "conversations")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Read))
         .and(warp::query::<ConversationQuery>())
         .and(with_ctx(ctx.clone()))
         .then(|p, q, ctx| respond(list(p, q, ctx)));
     let messages = warp::path!("v1" / "conversations" / Uuid / "messages")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Read))
         .and(warp::query::<PageQuery>())
         .and(with_ctx(ctx))
         .then(|id, p, q, ctx| respond(messages(id, p, q, ctx)));

@@ -18,6 +18,9 @@ pub enum ApiError {
     Unauthorized { code: &'static str, message: String },
     #[error("{0}")]
     Forbidden(String),
+    /// The key is valid but lacks the scope the route needs.
+    #[error("{0}")]
+    InsufficientScope(String),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
@@ -26,6 +29,9 @@ pub enum ApiError {
     Unprocessable { code: &'static str, message: String },
     #[error("too many requests")]
     RateLimited { retry_after: Duration },
+    /// The request body passed the route's cap (refused as soon as it did).
+    #[error("request body is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
     #[error("{0}")]
     Unavailable(String),
     /// Logged with its cause; the client only learns that something failed.
@@ -69,11 +75,12 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -86,6 +93,8 @@ impl ApiError {
             | ApiError::Conflict { code, .. }
             | ApiError::Unprocessable { code, .. } => code,
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::InsufficientScope(_) => "insufficient_scope",
+            ApiError::TooLarge { .. } => "body_too_large",
             ApiError::NotFound(_) => "not_found",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
@@ -158,7 +167,7 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
         return Ok(plain(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            "body_too_large",
             "request body is too large",
         ));
     } else if rejection.find::<reject::MethodNotAllowed>().is_some() {
@@ -214,6 +223,8 @@ fn clone_error(e: &ApiError) -> ApiError {
             message: message.clone(),
         },
         ApiError::Forbidden(m) => ApiError::Forbidden(m.clone()),
+        ApiError::InsufficientScope(m) => ApiError::InsufficientScope(m.clone()),
+        ApiError::TooLarge { limit } => ApiError::TooLarge { limit: *limit },
         ApiError::NotFound(what) => ApiError::NotFound(what),
         ApiError::Conflict { code, message } => ApiError::Conflict {
             code,

@@ -4,7 +4,8 @@
 //! `?state=all` includes replayed ones. `POST /v1/inbound/{id}/replay` drains the item's inbox
 //! row again once the cause is fixed (202); an item that fails again leaves a new letter.
 
-use super::auth::principal;
+use super::audit;
+use super::auth::{self, Need};
 use super::cursor;
 use super::error::ApiError;
 use super::{json_reply, respond, with_ctx};
@@ -32,15 +33,23 @@ pub struct ListQuery {
 pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     let list = warp::path!("v1" / "inbound" / "dead-letter")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Read))
         .and(warp::query::<ListQuery>())
         .and(with_ctx(ctx.clone()))
         .then(|p, q, ctx| respond(list(p, q, ctx)));
     let replay = warp::path!("v1" / "inbound" / Uuid / "replay")
         .and(warp::post())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Send))
         .and(with_ctx(ctx))
-        .then(|id, p, ctx| respond(replay(id, p, ctx)));
+        .then(|id: Uuid, p: Principal, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "inbound.replay",
+                Some(id.to_string()),
+                replay(id, p, ctx),
+            )
+        });
     list.or(replay).unify().boxed()
 }
 
@@ -82,20 +91,6 @@ async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Respon
 async fn replay(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let mut client = ctx.pool.get().await?;
     let result = dead_letter::replay(&mut client, scope(&p), id).await;
-    let outcome = match &result {
-        Ok(_) => "replaying",
-        Err(ReplayError::NotFound) => "not_found",
-        Err(ReplayError::AlreadyReplayed) => "already_replayed",
-        Err(ReplayError::Store(_)) => "error",
-    };
-    super::audit::record(
-        &ctx,
-        &p,
-        "inbound.replay",
-        Some(id.to_string()),
-        json!({"outcome": outcome}),
-    )
-    .await;
     match result {
         Ok(inbox_id) => {
             inbox::wake(&ctx.shared);

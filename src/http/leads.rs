@@ -1,7 +1,8 @@
 //! `GET /v1/leads` (newest first, `?phone=` filter, cursor-paginated) and `GET /v1/leads/{id}`.
 //! Scoped to the key's user: another user's lead is a 404, never a 403.
 
-use super::auth::principal;
+use super::audit;
+use super::auth::{self, Need};
 use super::cursor;
 use super::error::ApiError;
 use super::{json_reply, respond, with_ctx};
@@ -29,20 +30,28 @@ pub struct LeadQuery {
 pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     let list = warp::path!("v1" / "leads")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Read))
         .and(warp::query::<LeadQuery>())
         .and(with_ctx(ctx.clone()))
         .then(|p, q, ctx| respond(list(p, q, ctx)));
     let one = warp::path!("v1" / "leads" / Uuid)
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Read))
         .and(with_ctx(ctx.clone()))
         .then(|id, p, ctx| respond(get(id, p, ctx)));
     let merge = warp::path!("v1" / "leads" / "merge-duplicates")
         .and(warp::post())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Send))
         .and(with_ctx(ctx))
-        .then(|p, ctx| respond(merge(p, ctx)));
+        .then(|p: Principal, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "lead.merge_duplicates",
+                None,
+                merge(p, ctx),
+            )
+        });
     list.or(one).unify().or(merge).unify().boxed()
 }
 
@@ -147,15 +156,9 @@ async fn merge(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError>
         .map_err(ApiError::internal)?;
     match asked {
         ractor::rpc::CallResult::Success(Ok(merged)) => {
-            super::audit::record(
-                &ctx,
-                &p,
-                "lead.merge_duplicates",
-                None,
-                json!({"merged": merged}),
-            )
-            .await;
-            Ok(json_reply(StatusCode::OK, &json!({"merged": merged})))
+            let mut resp = json_reply(StatusCode::OK, &json!({"merged": merged}));
+            resp = audit::note(resp, p.usuario_id, json!({"merged": merged}));
+            Ok(resp)
         }
         ractor::rpc::CallResult::Success(Err(e)) => Err(ApiError::internal(e)),
         _ => Err(ApiError::Unavailable(

@@ -6,7 +6,8 @@
 //! The tables are the source of truth for what the API shows (statuses, the QR being shown);
 //! the LiteSupervisor is asked only to start, stop or reach a session's actor.
 
-use super::auth::principal;
+use super::audit;
+use super::auth::{self, Need};
 use super::error::ApiError;
 use super::{json_body, json_reply, respond, with_ctx};
 use crate::context::AppContext;
@@ -78,47 +79,75 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     let limit = ctx.config.max_body_bytes;
     let create = warp::path!("v1" / "lite" / "sessions")
         .and(warp::post())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Sessions))
         .and(optional_json::<NewSession>(limit))
         .and(with_ctx(ctx.clone()))
-        .then(|p, body, ctx| respond(create(p, body, ctx)));
+        .then(|p: Principal, body, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "lite.session.start",
+                None,
+                create(p, body, ctx),
+            )
+        });
     let list = warp::path!("v1" / "lite" / "sessions")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::ReadOrSessions))
         .and(with_ctx(ctx.clone()))
         .then(|p, ctx| respond(list(p, ctx)));
     let one = warp::path!("v1" / "lite" / "sessions" / Uuid)
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::ReadOrSessions))
         .and(with_ctx(ctx.clone()))
         .then(|id, p, ctx| respond(get(id, p, ctx)));
     let delete = warp::path!("v1" / "lite" / "sessions" / Uuid)
         .and(warp::delete())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Sessions))
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(with_ctx(ctx.clone()))
-        .then(|id, p, q: String, ctx| respond(delete(id, p, q, ctx)));
+        .then(|id: Uuid, p: Principal, q: String, ctx: Arc<AppContext>| {
+            let action = match delete_query(&q) {
+                Ok(DeleteQuery { logout: Some(true) }) => "lite.session.logout",
+                _ => "lite.session.stop",
+            };
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                action,
+                Some(id.to_string()),
+                delete(id, p, q, ctx),
+            )
+        });
     let qr_raw = warp::path!("v1" / "lite" / "sessions" / Uuid / "qr")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Sessions))
         .and(with_ctx(ctx.clone()))
         .then(|id, p, ctx| respond(qr_json(id, p, ctx)));
     let qr_png = warp::path!("v1" / "lite" / "sessions" / Uuid / "qr.png")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Sessions))
         .and(with_ctx(ctx.clone()))
         .then(|id, p, ctx| respond(qr_image(id, p, ctx, Format::Png)));
     let qr_svg = warp::path!("v1" / "lite" / "sessions" / Uuid / "qr.svg")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Sessions))
         .and(with_ctx(ctx.clone()))
         .then(|id, p, ctx| respond(qr_image(id, p, ctx, Format::Svg)));
     let pairing = warp::path!("v1" / "lite" / "sessions" / Uuid / "pairing-code")
         .and(warp::post())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Sessions))
         .and(json_body::<PairingRequest>(limit))
         .and(with_ctx(ctx))
-        .then(|id, p, body, ctx| respond(pairing_code(id, p, body, ctx)));
+        .then(|id: Uuid, p: Principal, body, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "lite.session.pairing_code",
+                Some(id.to_string()),
+                pairing_code(id, p, body, ctx),
+            )
+        });
     create
         .or(list)
         .unify()
@@ -138,33 +167,22 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
 }
 
 /// A JSON body that may be absent or empty (then `T::default()`): a bare `POST` creates a
-/// session. A declared length above `limit` is refused before the body is read.
+/// session. Read through the streaming cap: 413 `body_too_large` as soon as it passes `limit`,
+/// declared or chunked.
 fn optional_json<T: serde::de::DeserializeOwned + Default + Send>(
     limit: u64,
 ) -> impl Filter<Extract = (T,), Error = warp::Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and_then(move |len: Option<u64>| async move {
-            match len {
-                Some(n) if n > limit => Err(warp::reject::custom(ApiError::bad_request(
-                    "body_too_large",
-                    format!("request body is larger than {limit} bytes"),
-                ))),
-                _ => Ok(()),
-            }
+    super::capped::bytes(limit).and_then(|bytes: Bytes| async move {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        serde_json::from_slice::<T>(&bytes).map_err(|e| {
+            warp::reject::custom(ApiError::bad_request(
+                "invalid_body",
+                format!("request body is not valid: {e}"),
+            ))
         })
-        .untuple_one()
-        .and(warp::body::bytes())
-        .and_then(|bytes: Bytes| async move {
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                return Ok(T::default());
-            }
-            serde_json::from_slice::<T>(&bytes).map_err(|e| {
-                warp::reject::custom(ApiError::bad_request(
-                    "invalid_body",
-                    format!("request body is not valid: {e}"),
-                ))
-            })
-        })
+    })
 }
 
 fn supervisor(ctx: &AppContext) -> Result<ractor::ActorRef<LiteSupervisorMessage>, ApiError> {
@@ -256,7 +274,11 @@ async fn create(
     } else {
         StatusCode::OK
     };
-    Ok(json_reply(status, &row.to_json()))
+    Ok(audit::note(
+        json_reply(status, &row.to_json()),
+        row.id,
+        json!({"created": created}),
+    ))
 }
 
 async fn list(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {

@@ -1,7 +1,8 @@
 //! `GET /v1/me` and `PATCH /v1/me`: the key's user and its settings (the default region used
 //! to read phone numbers written without a country code).
 
-use super::auth::principal;
+use super::audit;
+use super::auth::{self, Need};
 use super::error::ApiError;
 use super::{json_body, json_reply, respond, with_ctx};
 use crate::context::AppContext;
@@ -25,15 +26,23 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     let limit = ctx.config.max_body_bytes;
     let get = warp::path!("v1" / "me")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Read))
         .and(with_ctx(ctx.clone()))
         .then(|p, ctx| respond(me(p, ctx)));
     let patch = warp::path!("v1" / "me")
         .and(warp::patch())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Full))
         .and(json_body::<MePatch>(limit))
         .and(with_ctx(ctx))
-        .then(|p, body, ctx| respond(update(p, body, ctx)));
+        .then(|p: Principal, body, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "user.update",
+                Some(p.usuario_id.to_string()),
+                update(p, body, ctx),
+            )
+        });
     get.or(patch).unify().boxed()
 }
 
@@ -73,13 +82,10 @@ async fn update(p: Principal, body: MePatch, ctx: Arc<AppContext>) -> Result<Res
             &[&p.usuario_id, &region],
         )
         .await?;
-    super::audit::record(
-        &ctx,
-        &p,
-        "user.update",
-        Some(p.usuario_id.to_string()),
+    let id = p.usuario_id;
+    Ok(audit::note(
+        me(p, ctx).await?,
+        id,
         json!({"default_region": region}),
-    )
-    .await;
-    me(p, ctx).await
+    ))
 }

@@ -4,7 +4,8 @@
 //! attempted, `GET /v1/messages/dead-letter` lists failed and uncertain ones and
 //! `POST /v1/messages/{id}/requeue` sends one of them again. Message content is never logged.
 
-use super::auth::principal;
+use super::audit;
+use super::auth::{self, Need};
 use super::cursor;
 use super::error::ApiError;
 use super::{json_body, json_reply, respond, with_ctx};
@@ -12,6 +13,7 @@ use crate::context::AppContext;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sincro_actors::connection::ConnectionKind;
+use sincro_actors::net_guard::FetchError;
 use sincro_actors::outbound::enqueue::{self, Enqueued, NewMessage, Prior};
 use sincro_actors::outbound::query::{self, ChangeError, MessageView};
 use sincro_actors::outbound::validate::{self, Invalid};
@@ -35,32 +37,56 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     let limit = ctx.config.max_body_bytes;
     let create = warp::path!("v1" / "messages")
         .and(warp::post())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Send))
         .and(warp::header::optional::<String>("idempotency-key"))
         .and(json_body::<Value>(limit))
         .and(with_ctx(ctx.clone()))
-        .then(|p, key, body, ctx| respond(create(p, key, body, ctx)));
+        .then(|p: Principal, key, body, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "message.queue",
+                None,
+                create(p, key, body, ctx),
+            )
+        });
     let dead = warp::path!("v1" / "messages" / "dead-letter")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Read))
         .and(warp::query::<DeadLetterQuery>())
         .and(with_ctx(ctx.clone()))
         .then(|p, q, ctx| respond(dead_letters(p, q, ctx)));
     let one = warp::path!("v1" / "messages" / Uuid)
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Read))
         .and(with_ctx(ctx.clone()))
         .then(|id, p, ctx| respond(get(id, p, ctx)));
     let cancel = warp::path!("v1" / "messages" / Uuid / "cancel")
         .and(warp::post())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Send))
         .and(with_ctx(ctx.clone()))
-        .then(|id, p, ctx| respond(change(id, p, ctx, Change::Cancel)));
+        .then(|id: Uuid, p: Principal, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "message.cancel",
+                Some(id.to_string()),
+                change(id, p, ctx, Change::Cancel),
+            )
+        });
     let requeue = warp::path!("v1" / "messages" / Uuid / "requeue")
         .and(warp::post())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Send))
         .and(with_ctx(ctx))
-        .then(|id, p, ctx| respond(change(id, p, ctx, Change::Requeue)));
+        .then(|id: Uuid, p: Principal, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "message.requeue",
+                Some(id.to_string()),
+                change(id, p, ctx, Change::Requeue),
+            )
+        });
     create
         .or(dead)
         .unify()
@@ -147,6 +173,12 @@ async fn create(
         )
     })?;
     validate::check_kind(&req, kind).map_err(|e| invalid(e, StatusCode::UNPROCESSABLE_ENTITY))?;
+    if let Some(link) = req.body[&req.kind]["link"].as_str() {
+        ctx.shared
+            .media_fetcher
+            .check_static(link)
+            .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
+    }
     let region = enqueue::user_region(&client, p.usuario_id)
         .await?
         .or_else(|| ctx.config.default_region.clone());
@@ -185,6 +217,7 @@ async fn create(
             ));
         }
     }
+    let req = media_link(&ctx, &client, &p, conn.id, kind, req).await?;
     let outcome = enqueue::enqueue(
         &mut client,
         &ctx.sealer,
@@ -212,11 +245,76 @@ async fn create(
             let view = query::get(&client, p.usuario_id, message_id)
                 .await?
                 .ok_or_else(|| ApiError::internal("queued message not found"))?;
-            Ok(accepted(&view, false))
+            Ok(audit::note(
+                accepted(&view, false),
+                message_id,
+                json!({"connection_id": conn.id, "type": req.kind.to_string()}),
+            ))
         }
         Enqueued::Existing(id) => replay(&client, &p, id).await,
         Enqueued::KeyReused => Err(key_reused()),
     }
+}
+
+/// A media `link` goes through the SSRF guard ([`sincro_actors::net_guard`]), refused with
+/// 422 `link_not_allowed` when it points at a non-public address. Lite sessions send files
+/// themselves, so for them the link is fetched now, through the guard (resolved, every
+/// address and every redirect checked, 16 MB, 30 s), and stored sealed like an upload: the
+/// queued message names the stored file, and no link is fetched later at send time. Business
+/// numbers pass the link to Meta, which fetches it: only the URL itself is checked.
+async fn media_link(
+    ctx: &AppContext,
+    client: &deadpool_postgres::Client,
+    p: &Principal,
+    connection_id: Uuid,
+    kind: ConnectionKind,
+    mut req: validate::SendRequest,
+) -> Result<validate::SendRequest, ApiError> {
+    let media_kind = req.kind.clone();
+    let Some(link) = req.body[&media_kind]["link"].as_str().map(String::from) else {
+        return Ok(req);
+    };
+    let refused = |e: FetchError| ApiError::unprocessable(e.code(), e.to_string());
+    let fetcher = &ctx.shared.media_fetcher;
+    if kind != ConnectionKind::Lite {
+        // Checked with the request already (see `create`).
+        return Ok(req);
+    }
+    let fetched = fetcher.fetch(&link).await.map_err(refused)?;
+    if fetched.bytes.is_empty() {
+        return Err(ApiError::unprocessable(
+            "link_unavailable",
+            "the media link answered an empty file",
+        ));
+    }
+    let mime = fetched
+        .mime_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let filename = req.body[&media_kind]["filename"].as_str().map(String::from);
+    let row = sincro_actors::business::media::store(
+        client,
+        &ctx.sealer,
+        &ctx.config.data_dir,
+        sincro_actors::business::media::NewMedia {
+            usuario_id: p.usuario_id,
+            connection_id: Some(connection_id),
+            direction: "outbound",
+            mime_type: &mime,
+            filename: filename.as_deref(),
+            provider_id: None,
+            message_id: None,
+        },
+        &fetched.bytes,
+    )
+    .await
+    .map_err(super::business::business_error)?;
+    let obj = req.body[&media_kind]
+        .as_object_mut()
+        .ok_or_else(|| ApiError::internal("validated media is not an object"))?;
+    obj.remove("link");
+    obj.insert("id".into(), json!(row.id));
+    Ok(req)
 }
 
 async fn replay(
@@ -227,7 +325,11 @@ async fn replay(
     let view = query::get(client, p.usuario_id, id)
         .await?
         .ok_or(ApiError::NotFound("message"))?;
-    Ok(accepted(&view, true))
+    Ok(audit::note(
+        accepted(&view, true),
+        id,
+        json!({"idempotent_replay": true}),
+    ))
 }
 
 async fn get(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {

@@ -10,12 +10,14 @@ pub mod cursor;
 pub mod error;
 pub mod health;
 pub mod inbound;
+pub mod keys;
 pub mod leads;
 pub mod lite;
 pub mod me;
 pub mod media;
 pub mod messages;
 pub mod phone;
+pub mod preauth;
 pub mod status;
 pub mod stream;
 pub mod templates;
@@ -60,6 +62,8 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(inbound::routes(ctx.clone()))
         .unify()
+        .or(keys::routes(ctx.clone()))
+        .unify()
         .boxed();
     api.recover(error::recover)
         .unify()
@@ -86,20 +90,19 @@ where
     fut.await.unwrap_or_else(ApiError::into_response)
 }
 
-/// A JSON body of at most `limit` bytes, parsed with a clear 400 on bad JSON.
+/// A JSON body of at most `limit` bytes (streamed, 413 `body_too_large` as soon as it is
+/// longer), parsed with a clear 400 on bad JSON.
 pub fn json_body<T: DeserializeOwned + Send>(
     limit: u64,
 ) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(limit)
-        .and(warp::body::bytes())
-        .and_then(|bytes: bytes::Bytes| async move {
-            serde_json::from_slice::<T>(&bytes).map_err(|e| {
-                warp::reject::custom(ApiError::bad_request(
-                    "invalid_body",
-                    format!("request body is not valid: {e}"),
-                ))
-            })
+    capped::bytes(limit).and_then(|bytes: bytes::Bytes| async move {
+        serde_json::from_slice::<T>(&bytes).map_err(|e| {
+            warp::reject::custom(ApiError::bad_request(
+                "invalid_body",
+                format!("request body is not valid: {e}"),
+            ))
         })
+    })
 }
 
 /// `reply::json` with a status, as a `Response`.

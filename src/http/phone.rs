@@ -2,7 +2,7 @@
 //! its E.164 form and country. An invalid number is a normal answer (`valid: false`); a
 //! malformed request or an unknown region is a 4xx.
 
-use super::auth::principal;
+use super::auth::{self, Need};
 use super::error::ApiError;
 use super::{json_body, json_reply, respond, with_ctx};
 use crate::context::AppContext;
@@ -26,7 +26,7 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     let limit = ctx.config.max_body_bytes;
     warp::path!("v1" / "phone-numbers" / "validate")
         .and(warp::post())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Read))
         .and(json_body::<ValidateRequest>(limit))
         .and(with_ctx(ctx))
         .then(|p, body, ctx| respond(validate(p, body, ctx)))

@@ -1,6 +1,6 @@
 //! `GET /v1/status`: the live supervision tree (admin keys only).
 
-use super::auth::{principal, require_admin};
+use super::auth::{self, Need, require_admin};
 use super::error::ApiError;
 use super::{json_reply, respond, with_ctx};
 use crate::context::AppContext;
@@ -15,7 +15,7 @@ use warp::reply::Response;
 pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     warp::path!("v1" / "status")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Admin))
         .and(with_ctx(ctx))
         .then(|p: Principal, ctx: Arc<AppContext>| respond(status(p, ctx)))
         .boxed()

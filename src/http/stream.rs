@@ -32,7 +32,7 @@
 //! and the replay continues from the oldest stored event. Bad `since`/`types`, a `since` ahead
 //! of the user's newest event, a missing or invalid key: JSON errors before the upgrade.
 
-use super::auth::principal;
+use super::auth::{self, Need};
 use super::error::ApiError;
 use super::{respond, with_ctx};
 use crate::context::AppContext;
@@ -77,7 +77,7 @@ const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     warp::path!("v1" / "stream")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal_or_query_token(ctx.clone(), Need::Read))
         .and(stream_query())
         .and(websocket_required())
         .and(warp::ws())

@@ -4,7 +4,8 @@
 //! `POST /v1/templates/sync` (re-read from Meta). `connection_id` may be left out when the user
 //! has exactly one Business number.
 
-use super::auth::principal;
+use super::audit;
+use super::auth::{self, Need};
 use super::business::{ask_number, business_error, number_actor, resolve_connection};
 use super::error::ApiError;
 use super::{json_body, json_reply, respond, with_ctx};
@@ -59,33 +60,60 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     let limit = ctx.config.max_body_bytes;
     let list = warp::path!("v1" / "templates")
         .and(warp::get())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Read))
         .and(warp::query::<ListQuery>())
         .and(with_ctx(ctx.clone()))
         .then(|p, q, ctx| respond(list(p, q, ctx)));
     let create = warp::path!("v1" / "templates")
         .and(warp::post())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Send))
         .and(json_body::<NewTemplate>(limit))
         .and(with_ctx(ctx.clone()))
-        .then(|p, body, ctx| respond(create(p, body, ctx)));
+        .then(|p: Principal, body, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "template.create",
+                None,
+                create(p, body, ctx),
+            )
+        });
     let sync = warp::path!("v1" / "templates" / "sync")
         .and(warp::post())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Send))
         .and(super::capped::body(limit))
         .and(with_ctx(ctx.clone()))
-        .then(move |p, body: Option<bytes::Bytes>, ctx| async move {
-            match body {
-                None => super::capped::too_large(limit),
-                Some(body) => respond(sync(p, body, ctx)).await,
-            }
-        });
+        .then(
+            move |p: Principal, body: Option<bytes::Bytes>, ctx: Arc<AppContext>| async move {
+                match body {
+                    None => super::capped::too_large(limit),
+                    Some(body) => {
+                        audit::respond(
+                            ctx.clone(),
+                            p.clone(),
+                            "template.sync",
+                            None,
+                            sync(p, body, ctx),
+                        )
+                        .await
+                    }
+                }
+            },
+        );
     let delete = warp::path!("v1" / "templates" / String)
         .and(warp::delete())
-        .and(principal(ctx.clone()))
+        .and(auth::principal(ctx.clone(), Need::Send))
         .and(warp::query::<DeleteQuery>())
         .and(with_ctx(ctx))
-        .then(|name, p, q, ctx| respond(remove(name, p, q, ctx)));
+        .then(|name: String, p: Principal, q, ctx: Arc<AppContext>| {
+            audit::respond(
+                ctx.clone(),
+                p.clone(),
+                "template.delete",
+                Some(name.clone()),
+                remove(name, p, q, ctx),
+            )
+        });
     list.or(create)
         .unify()
         .or(sync)
@@ -162,15 +190,11 @@ async fn create(
         CALL_TIMEOUT,
     )
     .await?;
-    super::audit::record(
-        &ctx,
-        &p,
-        "template.create",
-        Some(name),
+    Ok(audit::note(
+        json_reply(StatusCode::CREATED, &created),
+        name,
         json!({"connection_id": connection_id}),
-    )
-    .await;
-    Ok(json_reply(StatusCode::CREATED, &created))
+    ))
 }
 
 async fn remove(
@@ -212,16 +236,12 @@ async fn remove(
         CALL_TIMEOUT,
     )
     .await?;
-    super::audit::record(
-        &ctx,
-        &p,
-        "template.delete",
-        Some(name),
-        json!({"connection_id": connection_id, "language": q.language}),
-    )
-    .await;
     use warp::Reply;
-    Ok(warp::reply::with_status(warp::reply::reply(), StatusCode::NO_CONTENT).into_response())
+    Ok(audit::note(
+        warp::reply::with_status(warp::reply::reply(), StatusCode::NO_CONTENT).into_response(),
+        name,
+        json!({"connection_id": connection_id, "language": q.language}),
+    ))
 }
 
 /// Syncs one number, or every number of the user when none is named.

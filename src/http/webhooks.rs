@@ -31,19 +31,39 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
         .and(warp::query::<HashMap<String, String>>())
         .and(with_ctx(ctx.clone()))
         .then(|q, ctx| async move { verify(q, ctx).await.unwrap_or_else(ApiError::into_response) });
+    // An IP whose signatures keep failing is refused in memory before its body is read or
+    // anything is looked up (Meta's own posts always verify, so they never fill the bucket;
+    // the general per-IP API rate does not apply here: Meta posts bursts from few addresses).
     let receive = warp::path!("webhooks" / "whatsapp")
         .and(warp::post())
+        .and(warp::addr::remote())
+        .and(with_ctx(ctx.clone()))
+        .and_then(|remote: Option<std::net::SocketAddr>, ctx: Arc<AppContext>| async move {
+            let ip = remote.map(|a| a.ip());
+            match ctx.preauth.check(ip) {
+                Ok(()) => Ok(ip),
+                Err(e) => Err(warp::reject::custom(e)),
+            }
+        })
         .and(warp::header::optional::<String>("x-hub-signature-256"))
         .and(super::capped::body(MAX_WEBHOOK_BYTES))
         .and(with_ctx(ctx))
-        .then(|sig, body: Option<Bytes>, ctx| async move {
-            match body {
-                None => super::capped::too_large(MAX_WEBHOOK_BYTES),
-                Some(body) => receive(sig, body, ctx)
-                    .await
-                    .unwrap_or_else(ApiError::into_response),
-            }
-        });
+        .then(
+            |ip: Option<std::net::IpAddr>, sig, body: Option<Bytes>, ctx: Arc<AppContext>| async move {
+                match body {
+                    None => super::capped::too_large(MAX_WEBHOOK_BYTES),
+                    Some(body) => match receive(sig, body, ctx.clone()).await {
+                        Ok(resp) => resp,
+                        Err(e) => {
+                            if let (Some(ip), ApiError::Unauthorized { .. }) = (ip, &e) {
+                                ctx.preauth.failed(ip);
+                            }
+                            e.into_response()
+                        }
+                    },
+                }
+            },
+        );
     verify.or(receive).unify().boxed()
 }
 

@@ -184,7 +184,7 @@ async fn status_needs_an_admin_key() {
     let (_, user_key) = app.user("user@example.com", false).await;
     let (_, admin_key) = app.user("admin@example.com", true).await;
     let resp = app.get("/v1/status", &user_key).send().await.unwrap();
-    expect_error(resp, 403, "forbidden").await;
+    expect_error(resp, 403, "insufficient_scope").await;
     let resp = app.get("/v1/status", &admin_key).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     app.shutdown().await;

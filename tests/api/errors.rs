@@ -32,7 +32,7 @@ async fn unknown_routes_methods_and_bodies() {
         .send()
         .await
         .unwrap();
-    expect_error(resp, 413, "payload_too_large").await;
+    expect_error(resp, 413, "body_too_large").await;
     let resp = app
         .post("/v1/phone-numbers/validate", &key)
         .json(&serde_json::json!({"phone": "+5511987654321", "unexpected": 1}))

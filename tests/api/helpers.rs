@@ -60,6 +60,12 @@ pub fn base_env(database_url: &str, data_dir: &std::path::Path) -> HashMap<Strin
         ("SHUTDOWN_TIMEOUT_SECS".to_string(), "10".to_string()),
         // Many daemons run at once in this process; PostgreSQL allows 100 connections.
         ("DB_POOL_SIZE".to_string(), "6".to_string()),
+        // The simulators and the tests' file servers listen on loopback, which media links
+        // may not reach otherwise.
+        (
+            "MEDIA_FETCH_ALLOW".to_string(),
+            "127.0.0.1/32,::1".to_string(),
+        ),
     ])
 }
 
@@ -128,7 +134,10 @@ impl TestApp {
         let (created, _) = users::create_with_key(&mut client, email, None, admin)
             .await
             .unwrap();
-        (created.usuario_id, created.key.plaintext)
+        (
+            created.usuario_id,
+            created.key.plaintext.expose().to_string(),
+        )
     }
 
     pub fn get(&self, path: &str, key: &str) -> reqwest::RequestBuilder {

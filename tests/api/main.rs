@@ -19,6 +19,7 @@ mod ownership;
 mod process;
 mod queue;
 mod sealing;
+mod security;
 mod shutdown;
 mod stream;
 mod supervision;

@@ -63,9 +63,9 @@ pub async fn connect(
     let creds = Credentials {
         phone_number_id: text("phone_number_id"),
         waba_id: text("waba_id"),
-        access_token: text("access_token"),
-        app_secret: text("app_secret"),
-        verify_token: text("verify_token"),
+        access_token: text("access_token").into(),
+        app_secret: text("app_secret").into(),
+        verify_token: text("verify_token").into(),
     };
     let settings = GraphSettings {
         base: shared.settings.graph_api_base.clone(),
@@ -89,15 +89,19 @@ pub async fn connect(
             "the demo number's actor did not start".into(),
         ));
     }
-    GraphClient::new(&settings.base, &settings.version, &creds.access_token)?
-        .subscribe_app(
-            &creds.waba_id,
-            Some((
-                &format!("{daemon_base}/webhooks/whatsapp"),
-                &creds.verify_token,
-            )),
-        )
-        .await?;
+    GraphClient::new(
+        &settings.base,
+        &settings.version,
+        creds.access_token.expose(),
+    )?
+    .subscribe_app(
+        &creds.waba_id,
+        Some((
+            &format!("{daemon_base}/webhooks/whatsapp"),
+            creds.verify_token.expose(),
+        )),
+    )
+    .await?;
     Ok(DemoNumber {
         connection_id,
         phone_number_id: creds.phone_number_id,

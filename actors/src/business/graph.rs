@@ -8,6 +8,7 @@
 //! may have reached Meta (a lost answer must not be resent blindly: Meta has no idempotency
 //! key).
 
+use crate::secret::Secret;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -173,7 +174,7 @@ pub struct GraphClient {
     http: reqwest::Client,
     base: String,
     version: String,
-    token: String,
+    token: Secret,
 }
 
 impl GraphClient {
@@ -187,7 +188,7 @@ impl GraphClient {
             http,
             base: base.trim_end_matches('/').to_string(),
             version: version.to_string(),
-            token: token.to_string(),
+            token: Secret::new(token),
         })
     }
 
@@ -207,7 +208,7 @@ impl GraphClient {
         timeout: Duration,
     ) -> Result<Value, GraphError> {
         let resp = req
-            .bearer_auth(&self.token)
+            .bearer_auth(self.token.expose())
             .timeout(timeout)
             .send()
             .await
@@ -333,7 +334,7 @@ impl GraphClient {
         let mut resp = self
             .http
             .get(url)
-            .bearer_auth(&self.token)
+            .bearer_auth(self.token.expose())
             .timeout(MEDIA_TIMEOUT)
             .send()
             .await
@@ -443,7 +444,7 @@ impl GraphClient {
         let req = self
             .http
             .get(self.url("debug_token"))
-            .query(&[("input_token", self.token.as_str())]);
+            .query(&[("input_token", self.token.expose())]);
         self.call(req, MANAGEMENT_TIMEOUT).await
     }
 

@@ -183,6 +183,20 @@ pub async fn get(
     Ok(row.as_ref().map(from_row))
 }
 
+/// A media row by id alone, whoever owns it (a signed link names it).
+pub async fn get_by_id(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<MediaRow>, BusinessError> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM media WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    Ok(row.as_ref().map(from_row))
+}
+
 /// The media already stored for an inbound message, if any (fetching is idempotent).
 pub async fn for_message(
     client: &impl GenericClient,

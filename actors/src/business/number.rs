@@ -493,7 +493,11 @@ impl Actor for BusinessNumber {
             base: shared.settings.graph_api_base.clone(),
             version: shared.settings.graph_api_version.clone(),
         };
-        let client = GraphClient::new(&settings.base, &settings.version, &record.access_token)?;
+        let client = GraphClient::new(
+            &settings.base,
+            &settings.version,
+            record.access_token.expose(),
+        )?;
         let halted = (record.status != status::CONNECTED).then(|| record.status.clone());
         shared.connections.register(
             record.connection_id,

@@ -15,6 +15,7 @@
 
 use super::BusinessError;
 use crate::seal::{Purpose, Sealer};
+use crate::secret::Secret;
 use crate::store::events;
 use deadpool_postgres::GenericClient;
 use serde_json::{Value, json};
@@ -34,7 +35,7 @@ pub mod status {
 const ACTIVE: &str = "activo AND configuracion->>'tipo_conexion' = 'business'";
 
 /// A number with its secrets opened, for the actor that owns it.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct NumberRecord {
     pub connection_id: Uuid,
     pub usuario_id: Uuid,
@@ -42,26 +43,17 @@ pub struct NumberRecord {
     pub waba_id: String,
     pub display_phone_number: Option<String>,
     pub status: String,
-    pub access_token: String,
-}
-
-impl std::fmt::Debug for NumberRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NumberRecord")
-            .field("connection_id", &self.connection_id)
-            .field("phone_number_id", &self.phone_number_id)
-            .field("status", &self.status)
-            .finish_non_exhaustive()
-    }
+    pub access_token: Secret,
 }
 
 /// Credentials as the API received them, already validated against the Graph API.
+#[derive(Debug)]
 pub struct Credentials {
     pub phone_number_id: String,
     pub waba_id: String,
-    pub access_token: String,
-    pub app_secret: String,
-    pub verify_token: String,
+    pub access_token: Secret,
+    pub app_secret: Secret,
+    pub verify_token: Secret,
 }
 
 /// What Meta told us about the number during validation.
@@ -86,10 +78,10 @@ fn business_config(sealer: &Sealer, c: &Credentials, info: &NumberInfo) -> Value
         "display_phone_number": info.display_phone_number,
         "verified_name": info.verified_name,
         "quality_rating": info.quality_rating,
-        "access_token": sealer.seal_str(Purpose::Secret, &c.access_token),
-        "app_secret": sealer.seal_str(Purpose::Secret, &c.app_secret),
-        "verify_token": sealer.seal_str(Purpose::Secret, &c.verify_token),
-        "verify_token_sha256": sha256_hex(&c.verify_token),
+        "access_token": sealer.seal_str(Purpose::Secret, c.access_token.expose()),
+        "app_secret": sealer.seal_str(Purpose::Secret, c.app_secret.expose()),
+        "verify_token": sealer.seal_str(Purpose::Secret, c.verify_token.expose()),
+        "verify_token_sha256": sha256_hex(c.verify_token.expose()),
     })
 }
 
@@ -205,7 +197,7 @@ pub async fn load(
     let config: Value = row.get(1);
     let bc = &config["business_config"];
     let text = |k: &str| bc.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let token = sealer.open_str(Purpose::Secret, &text("access_token"))?;
+    let token = Secret::new(sealer.open_str(Purpose::Secret, &text("access_token"))?);
     Ok(Some(NumberRecord {
         connection_id,
         usuario_id: row.get(0),
@@ -243,7 +235,7 @@ pub async fn active(client: &impl GenericClient) -> Result<Vec<(Uuid, String)>, 
 }
 
 /// Where webhook events of a phone_number_id or WABA go.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Route {
     pub connection_id: Uuid,
     pub usuario_id: Uuid,
@@ -251,6 +243,22 @@ pub struct Route {
     pub waba_id: String,
     /// The app secret, opened (only filled by [`routes`] with `with_secret`).
     pub app_secret: Option<String>,
+}
+
+/// The app secret is never shown.
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("connection_id", &self.connection_id)
+            .field("usuario_id", &self.usuario_id)
+            .field("phone_number_id", &self.phone_number_id)
+            .field("waba_id", &self.waba_id)
+            .field(
+                "app_secret",
+                &self.app_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 /// The active numbers named by phone_number_id or WABA id.
@@ -453,7 +461,7 @@ pub async fn credentials(
     let Some(row) = row else { return Ok(None) };
     let bc: Value = row.get(0);
     let text = |k: &str| bc.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let open = |k: &str| sealer.open_str(Purpose::Secret, &text(k));
+    let open = |k: &str| sealer.open_str(Purpose::Secret, &text(k)).map(Secret::new);
     Ok(Some(Credentials {
         phone_number_id: text("phone_number_id"),
         waba_id: text("waba_id"),

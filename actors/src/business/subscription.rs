@@ -32,7 +32,7 @@ pub async fn release(
         return Ok(Released::Kept);
     }
     let result = async {
-        GraphClient::new(&graph.base, &graph.version, &number.access_token)?
+        GraphClient::new(&graph.base, &graph.version, number.access_token.expose())?
             .unsubscribe_app(&number.waba_id)
             .await
     }

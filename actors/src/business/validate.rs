@@ -41,7 +41,7 @@ pub async fn validate(
     settings: &GraphSettings,
     c: &Credentials,
 ) -> Result<NumberInfo, ValidationError> {
-    let client = GraphClient::new(&settings.base, &settings.version, &c.access_token)
+    let client = GraphClient::new(&settings.base, &settings.version, c.access_token.expose())
         .map_err(|e| ValidationError::Unreachable(e.to_string()))?;
 
     let debug = client

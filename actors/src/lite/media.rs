@@ -3,11 +3,11 @@
 //! from there (Cloud API `{"id": ...}`) or fetched from a link (`{"link": ...}`), 16 MB at most.
 
 use super::LiteError;
+use crate::net_guard::MediaFetcher;
 use crate::seal::{Purpose, Sealer};
 use deadpool_postgres::Pool;
 use sha2::{Digest, Sha256};
 use std::path::Path;
-use std::time::Duration;
 use uuid::Uuid;
 
 /// The largest file WhatsApp (and the seed design) accepts.
@@ -101,41 +101,27 @@ pub async fn load(
     Ok((bytes, row.get(1), row.get(2)))
 }
 
-/// Downloads a media link (http/https), at most [`MAX_MEDIA_BYTES`], within 30 s.
+/// Downloads a media link with no exceptions to the public-address rule. Prefer
+/// [`fetch_link_with`] and the node's configured fetcher (`Shared::media_fetcher`), which
+/// honours `MEDIA_FETCH_ALLOW`.
 pub async fn fetch_link(url: &str) -> Result<(Vec<u8>, Option<String>), LiteError> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(LiteError::Invalid("media link must be http(s)".into()));
-    }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| LiteError::Invalid(e.to_string()))?;
-    let mut res = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| LiteError::Page(format!("media link: {e}")))?;
-    if !res.status().is_success() {
-        return Err(LiteError::Invalid(format!(
-            "media link answered HTTP {}",
-            res.status().as_u16()
-        )));
-    }
-    let mime = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
-    let mut out = Vec::new();
-    while let Some(chunk) = res
-        .chunk()
-        .await
-        .map_err(|e| LiteError::Page(format!("media link: {e}")))?
-    {
-        out.extend_from_slice(&chunk);
-        if out.len() > MAX_MEDIA_BYTES {
-            return Err(LiteError::Invalid("media is larger than 16 MB".into()));
+    fetch_link_with(MediaFetcher::strict(), url).await
+}
+
+/// Downloads a media link through the SSRF guard ([`crate::net_guard`]): public addresses
+/// only (checked after resolution and on every redirect), at most [`MAX_MEDIA_BYTES`], within
+/// 30 s. A refused, invalid, oversized or client-error link is a permanent failure
+/// ([`LiteError::Invalid`]); a network failure may be retried.
+pub async fn fetch_link_with(
+    fetcher: &MediaFetcher,
+    url: &str,
+) -> Result<(Vec<u8>, Option<String>), LiteError> {
+    match fetcher.fetch(url).await {
+        Ok(f) if f.bytes.len() > MAX_MEDIA_BYTES => {
+            Err(LiteError::Invalid("media is larger than 16 MB".into()))
         }
+        Ok(f) => Ok((f.bytes, f.mime_type)),
+        Err(e) if e.is_permanent() => Err(LiteError::Invalid(e.to_string())),
+        Err(e) => Err(LiteError::Page(e.to_string())),
     }
-    Ok((out, mime))
 }

@@ -887,7 +887,9 @@ impl SessionState {
                         Err(_) => Err(LiteError::Invalid(format!("media id {id:?} is not ours"))),
                     }
                 } else if let Some(link) = obj["link"].as_str() {
-                    media::fetch_link(link).await.map(|(b, m)| (b, m, None))
+                    media::fetch_link_with(&self.args.shared.media_fetcher, link)
+                        .await
+                        .map(|(b, m)| (b, m, None))
                 } else {
                     Err(LiteError::Invalid(format!(
                         "{}.id or {}.link is required",

@@ -355,7 +355,7 @@ async fn queue_sim_kill_9_mid_backlog_sends_each_once() {
             .await
             .unwrap()
     };
-    let key = created.key.plaintext;
+    let key = created.key.plaintext.expose().to_string();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
