@@ -129,7 +129,7 @@ async function main() {
   const authenticated = waitFor('authenticated', (resolve) => client.once('authenticated', resolve));
   const ready = waitFor('ready', (resolve) => client.once('ready', resolve));
   const failed = new Promise((_, reject) => client.once('auth_failure', (m) => reject(new Error('auth_failure: ' + m))));
-  failed.catch(() => {});
+  for (const p of [qr, authenticated, ready, failed]) p.catch(() => {});
   client.initialize().catch((e) => log('initialize failed:', e && (e.stack || e.message || e)));
   const qrText = await Promise.race([qr, failed]);
   if (qrText.split(',').length !== 5) throw new Error('QR is not five fields: ' + qrText);

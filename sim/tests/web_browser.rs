@@ -128,7 +128,7 @@ const BUILD_QR: &str = r#"(async () => {
     const info = await reg.waSignalStore.getRegistrationInfo();
     const noise = await reg.waNoiseInfo.get();
     const b64 = R('WABase64');
-    const adv = await reg.getADVSecretKey();
+    const adv = R('WAWebUserPrefsMultiDevice').getADVSecretKey();
     const ref = R('WAWebConnModel').Conn.ref;
     return ref + ',' + b64.encodeB64(noise.staticKeyPair.pubKey) + ',' +
         b64.encodeB64(info.identityKeyPair.pubKey) + ',' + adv + ',' + reg.DEVICE_PLATFORM;
