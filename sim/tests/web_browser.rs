@@ -274,6 +274,28 @@ async fn scenario(
         version.as_str().unwrap().starts_with("2.3000."),
         "{version}"
     );
+    // The module registry behaves like the real page's: modules defined through __d are served
+    // by require (factory run once, on first use), and an unknown name throws.
+    let registry = eval(
+        &page,
+        r#"(() => {
+        let runs = 0;
+        window.__d('SincroProbe', ['WAWebWidFactory'], (g, r, iD, iN, rL, module, exports, W) => {
+            runs++; module.exports = { wid: W.createWid('1@c.us')._serialized };
+        }, 1);
+        const a = window.require('SincroProbe'), b = window.require('SincroProbe');
+        let unknown = null;
+        try { window.require('WAWebNoSuchModule'); } catch (e) { unknown = e.message; }
+        return { wid: a.wid, same: a === b, runs, unknown,
+                 adv: typeof window.require('WAWebUserPrefsMultiDevice').getADVSecretKey() };
+    })()"#,
+    )
+    .await?;
+    assert_eq!(
+        registry,
+        json!({"wid": "1@c.us", "same": true, "runs": 1,
+               "unknown": "Requiring unknown module \"WAWebNoSuchModule\"", "adv": "string"})
+    );
     eval(&page, RECORD).await?;
     wait_eval(
         &page,
