@@ -174,6 +174,53 @@ async function main() {
   await control(base, 'POST', 'sim/acks', { id: onServer.id, ack: 3 });
   await acked;
   pass(5, 'read');
+
+  await extras(client, base, msg.from);
+}
+
+// Beyond the six stages, checked as well (a failure fails the run): media upload, lookups, and
+// which of the modules the driver's code names the page defines (a report, not a check: most
+// of them serve features the simulator does not have, such as groups or channels).
+async function extras(client, base, to) {
+  const { MessageMedia } = wwebjs;
+  const pdf = Buffer.from('%PDF-1.4 conformance').toString('base64');
+  const sent = await client.sendMessage(to, new MessageMedia('application/pdf', pdf, 'c.pdf'), { caption: 'doc' });
+  const onServer = await waitFor('the media on the server', (resolve) => {
+    const poll = async () => {
+      const list = await control(base, 'GET', `sim/sent?account=${ACCOUNT}`).catch(() => []);
+      const found = (list || []).find((s) => s.id === sent.id.id);
+      if (found) resolve(found); else setTimeout(poll, 200);
+    };
+    poll();
+  });
+  if (!onServer.media || onServer.media.filename !== 'c.pdf' || onServer.media.size !== 20) {
+    throw new Error('media on the server: ' + JSON.stringify(onServer));
+  }
+  log('extra media sent: ok (' + onServer.media.mimetype + ', ' + onServer.media.size + ' bytes)');
+
+  const contact = await client.getContactById(to);
+  if (!contact || contact.id._serialized !== to || contact.isMe) throw new Error('getContactById: ' + JSON.stringify(contact && contact.id));
+  const numberId = await client.getNumberId(CONTACT);
+  if (!numberId || numberId._serialized !== to) throw new Error('getNumberId: ' + JSON.stringify(numberId));
+  const pic = await client.getProfilePicUrl(to);
+  const state = await client.getState();
+  if (state !== 'CONNECTED') throw new Error('getState: ' + state);
+  const chats = await client.getChats();
+  if (!chats.some((c) => c.id._serialized === to)) throw new Error('getChats misses ' + to);
+  log(`extra lookups: ok (contact ${contact.pushname || contact.number}, number id, picture ${pic === undefined ? 'hidden' : pic}, state ${state}, ${chats.length} chat(s))`);
+
+  const names = new Set();
+  const src = path.join(modules, 'whatsapp-web.js', 'src');
+  const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => {
+    const f = path.join(d, e.name);
+    if (e.isDirectory()) walk(f);
+    else if (f.endsWith('.js')) for (const m of fs.readFileSync(f, 'utf8').matchAll(/require\(\s*'(WA[A-Za-z0-9]+)'\s*\)/g)) names.add(m[1]);
+  });
+  walk(src);
+  const missing = await client.pupPage.evaluate((list) => list.filter((n) => {
+    try { window.require(n); return false; } catch (e) { return true; }
+  }), [...names].sort());
+  log(`modules named by the driver: ${names.size - missing.length} of ${names.size} defined by the page; not defined: ${missing.join(' ')}`);
 }
 
 let failure = null;

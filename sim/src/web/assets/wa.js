@@ -540,6 +540,7 @@
     constructor(blob, type) { hidden(this, '_blob', blob); this.type = type || blob.type; this.size = blob.size; hidden(this, '_url', null); }
     url() { if (!this._url) this._url = URL.createObjectURL(this._blob); return this._url; }
     forceToBlob() { return this._blob; }
+    formData() { return this._blob; }
     arrayBuffer() { return this._blob.arrayBuffer(); }
     autorelease() { }
     retain() { return this; }
@@ -726,9 +727,15 @@
     },
     WAWebMmsMediaTypes: {
       msgToMediaType: function (o) { o = o || {}; return o.isGif ? 'gif' : (o.type || 'document'); },
+      // Media types of the upload protocol (MMS v4): the message types, with voice notes as audio.
+      castToV4: function (t) { return t === 'ptt' ? 'audio' : t; },
     },
     WAWebMediaMmsV4Upload: { uploadMedia: uploadMedia },
-    WAWebMediaDataUtils: {},
+    // Whether a media type's blob is kept in the in-memory cache while it uploads (here:
+    // images, stickers and videos; documents and audio are read from the media object).
+    WAWebMediaDataUtils: {
+      shouldUseMediaCache: function (v4type) { return ['image', 'sticker', 'video', 'gif'].indexOf(String(v4type)) >= 0; },
+    },
     WAWebMediaInMemoryBlobCache: { InMemoryMediaBlobCache: InMemoryMediaBlobCache },
     WAWebDownloadManager: { downloadManager: { downloadAndMaybeDecrypt: downloadAndMaybeDecrypt } },
     WAWebAddonReactionTableMode: { reactionTableMode: { bulkUpsert: function (rows) { return Promise.resolve(rows); } } },
