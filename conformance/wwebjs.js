@@ -226,7 +226,7 @@ async function extras(client, base, to) {
 let failure = null;
 main().catch((e) => { failure = e; }).finally(async () => {
   for (const c of cleanups) { try { await c(); } catch (e) { /* best effort */ } }
-  if (failure) log('failed:', failure.message || failure);
+  if (failure) log('failed' + (passed.length === STAGES.length ? ' after the six stages' : '') + ':', failure.message || failure);
   console.log(`${passed.length} of ${STAGES.length} stages passed${passed.length ? ': ' + passed.join(', ') : ''}`);
-  process.exit(passed.length === STAGES.length ? 0 : 1);
+  process.exit(passed.length === STAGES.length && !failure ? 0 : 1);
 });

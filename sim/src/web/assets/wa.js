@@ -539,6 +539,10 @@
   class OpaqueData {
     constructor(blob, type) { hidden(this, '_blob', blob); this.type = type || blob.type; this.size = blob.size; hidden(this, '_url', null); }
     url() { if (!this._url) this._url = URL.createObjectURL(this._blob); return this._url; }
+    static createFromData(data, mimetype) {
+      var blob = data instanceof Blob ? data : new Blob([data], { type: mimetype });
+      return Promise.resolve(new OpaqueData(blob, mimetype || blob.type));
+    }
     forceToBlob() { return this._blob; }
     formData() { return this._blob; }
     arrayBuffer() { return this._blob.arrayBuffer(); }
@@ -695,12 +699,9 @@
     WAWebGetEphemeralFieldsMsgActionsUtils: { getEphemeralFields: function () { return {}; } },
     WALinkify: Linkify,
     WAWebMsgReply: {},
-    WAWebMediaOpaqueData: {
-      createFromData: function (data, mimetype) {
-        var blob = data instanceof Blob ? data : new Blob([data], { type: mimetype });
-        return Promise.resolve(new OpaqueData(blob, mimetype || blob.type));
-      },
-    },
+    // The module's export is the OpaqueData class itself (drivers test `instanceof` against
+    // it), with createFromData as a static.
+    WAWebMediaOpaqueData: OpaqueData,
     WAWebPrepRawMedia: {
       prepRawMedia: function (opaque, params) {
         var prep = (async function () {
