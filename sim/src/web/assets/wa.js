@@ -1,7 +1,7 @@
 /* wa.js: runtime of the simulated WhatsApp Web page (sincro-sim web).
  *
- * Owns the surface browser drivers rely on (reference/whatsapp-web.md §3A):
- *   window.Debug.VERSION, window.require(name) with the WAWeb* modules, the Socket/Conn/Cmd state
+ * Owns the surface browser drivers rely on in the real page (WhatsApp Web 2.3000.x):
+ *   window.Debug.VERSION, the __d/require module registry with the WAWeb* modules, the Socket/Conn/Cmd state
  *   machine, Backbone-like collections (Msg, Chat, Contact, ...) and their events, sending, acks,
  *   media upload/download, pairing codes, logout and conflict; the legacy DOM (div[data-ref]).
  * Talks to the simulator server over the WebSocket at sim/ws (protocol in socket.rs) and keeps
