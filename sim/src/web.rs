@@ -1,8 +1,10 @@
-//! WhatsApp Web simulator (DESIGN.md section 7; contract: reference/whatsapp-web.md §3A).
+//! WhatsApp Web simulator: the page as browser drivers see it (WhatsApp Web 2.3000.x, Comet),
+//! and the phone and server behind it.
 //!
 //! One local HTTP server plays both sides of WhatsApp Web:
 //! - the **page** (`GET /`): a self-contained web app that imitates the surface browser drivers
-//!   rely on: `window.Debug.VERSION`, `window.require(name)` modules, the Socket/Conn/Cmd state
+//!   rely on: `window.Debug.VERSION`, modules defined through `__d` and served by
+//!   `window.require(name)` under the real modules' names, the Socket/Conn/Cmd state
 //!   machine with rotating QR refs, the Backbone-like `Msg`/`Chat`/`Contact` collections, sending,
 //!   acks, media, logout and conflict. It keeps its device token, keys and login in the browser
 //!   profile (localStorage), so a restarted browser on the same user-data-dir comes back logged in;

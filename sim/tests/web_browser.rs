@@ -128,7 +128,7 @@ const BUILD_QR: &str = r#"(async () => {
     const info = await reg.waSignalStore.getRegistrationInfo();
     const noise = await reg.waNoiseInfo.get();
     const b64 = R('WABase64');
-    const adv = await reg.getADVSecretKey();
+    const adv = R('WAWebUserPrefsMultiDevice').getADVSecretKey();
     const ref = R('WAWebConnModel').Conn.ref;
     return ref + ',' + b64.encodeB64(noise.staticKeyPair.pubKey) + ',' +
         b64.encodeB64(info.identityKeyPair.pubKey) + ',' + adv + ',' + reg.DEVICE_PLATFORM;
@@ -273,6 +273,28 @@ async fn scenario(
     assert!(
         version.as_str().unwrap().starts_with("2.3000."),
         "{version}"
+    );
+    // The module registry behaves like the real page's: modules defined through __d are served
+    // by require (factory run once, on first use), and an unknown name throws.
+    let registry = eval(
+        &page,
+        r#"(() => {
+        let runs = 0;
+        window.__d('SincroProbe', ['WAWebWidFactory'], (g, r, iD, iN, rL, module, exports, W) => {
+            runs++; module.exports = { wid: W.createWid('1@c.us')._serialized };
+        }, 1);
+        const a = window.require('SincroProbe'), b = window.require('SincroProbe');
+        let unknown = null;
+        try { window.require('WAWebNoSuchModule'); } catch (e) { unknown = e.message; }
+        return { wid: a.wid, same: a === b, runs, unknown,
+                 adv: typeof window.require('WAWebUserPrefsMultiDevice').getADVSecretKey() };
+    })()"#,
+    )
+    .await?;
+    assert_eq!(
+        registry,
+        json!({"wid": "1@c.us", "same": true, "runs": 1,
+               "unknown": "Requiring unknown module \"WAWebNoSuchModule\"", "adv": "string"})
     );
     eval(&page, RECORD).await?;
     wait_eval(

@@ -166,7 +166,9 @@ async fn web_page_is_served_self_contained() {
         .unwrap();
     assert!(html.contains("window.Debug.VERSION = VERSION"));
     assert!(html.contains("var VERSION = '2.3000."));
-    assert!(html.contains("window.require = function"));
+    // Modules are defined through the page's __d registry and served by require.
+    assert!(html.contains("window.__d = defineModule"));
+    assert!(html.contains("window.require = requireModule"));
     assert!(!html.contains("__WA_JS__") && !html.contains("__WA_VERSION__"));
     assert!(!html.contains("src=\"http"), "no external resources");
     let (status, body) = get(&sim, "sim/nope").await;

@@ -69,7 +69,8 @@
     var b64 = R('WABase64');
     var noise = await R('WAWebUserPrefsInfoStore').waNoiseInfo.get();
     var info = await R('WAWebSignalStoreApi').waSignalStore.getRegistrationInfo();
-    var adv = await R('WAWebAdvSignatureApi').getADVSecretKey();
+    // The ADV secret is kept in the user prefs and read synchronously (WAWebUserPrefsMultiDevice).
+    var adv = R('WAWebUserPrefsMultiDevice').getADVSecretKey();
     var platform = R('WAWebCompanionRegClientUtils').DEVICE_PLATFORM;
     if (Conn.ref !== ref) return null; // rotated meanwhile; the next change:ref reports it
     return [ref, b64.encodeB64(noise.staticKeyPair.pubKey), b64.encodeB64(info.identityKeyPair.pubKey), adv, platform].join(',');

@@ -519,6 +519,18 @@ impl Sim {
                         "message": e.to_string()})),
                 }
             }
+            // The "is this number on WhatsApp" query (the real page's usync query behind
+            // WAWebQueryExistsJob): every well-formed phone number is an account here.
+            "exists" => {
+                let rid = msg.get("rid").cloned().unwrap_or(Value::Null);
+                let wid = msg.get("wid").and_then(Value::as_str).unwrap_or_default();
+                let (user, server) = wid.split_once('@').unwrap_or((wid, "c.us"));
+                let known =
+                    matches!(server, "c.us" | "s.whatsapp.net") && normalize_phone(user).is_ok();
+                let page = inner.pages.get_mut(&page_id).expect("checked");
+                page.push(json!({"t": "exists_result", "rid": rid, "exists": known,
+                    "wid": known.then(|| format!("{user}@c.us"))}));
+            }
             "send" => {
                 let m = msg.get("msg").cloned().unwrap_or(Value::Null);
                 self.page_send(&mut inner, page_id, m);

@@ -1,7 +1,7 @@
 /* wa.js: runtime of the simulated WhatsApp Web page (sincro-sim web).
  *
- * Owns the surface browser drivers rely on (reference/whatsapp-web.md §3A):
- *   window.Debug.VERSION, window.require(name) with the WAWeb* modules, the Socket/Conn/Cmd state
+ * Owns the surface browser drivers rely on in the real page (WhatsApp Web 2.3000.x):
+ *   window.Debug.VERSION, the __d/require module registry with the WAWeb* modules, the Socket/Conn/Cmd state
  *   machine, Backbone-like collections (Msg, Chat, Contact, ...) and their events, sending, acks,
  *   media upload/download, pairing codes, logout and conflict; the legacy DOM (div[data-ref]).
  * Talks to the simulator server over the WebSocket at sim/ws (protocol in socket.rs) and keeps
@@ -14,6 +14,54 @@
   'use strict';
 
   var VERSION = '__WA_VERSION__';
+
+  // ------------------------------------------------------------------ the module registry
+  // The real page (2.3000.x, Meta's "Comet" build) ships its code as bundles of calls to a global
+  // `__d(name, dependencies, factory, flags)`; `require(name)` runs a module's factory on first
+  // use and returns its `module.exports`, and throws `Requiring unknown module "X"` for a name
+  // nobody defined. Drivers call `window.require('WAWeb…')`; some hook `__d` before the app
+  // starts to see each module as it is defined. So the simulated page defines every module it
+  // has through `__d` too, and serves them through the same `require`. Factories get
+  // (global, require, importDefault, importNamespace, requireLazy, module, exports, ...deps).
+  // A registry already on the page (a driver's shim) is used as it is.
+  var registry = Object.create(null);
+  function defineModule(name, deps, factory, flags) {
+    if (registry[name]) return; // the real __d ignores a second definition
+    registry[name] = { deps: deps || [], factory: factory, flags: flags || 0, module: null };
+  }
+  function requireModule(name) {
+    var rec = registry[name];
+    if (!rec) throw new Error('Requiring unknown module "' + name + '"');
+    if (!rec.module) {
+      var module = { exports: {} };
+      rec.module = module; // set first: a cycle sees the exports filled so far, as in the real one
+      var deps = rec.deps.map(function (d) { return requireModule(d); });
+      var ret = rec.factory.apply(null, [window, requireModule, importDefault, importNamespace, requireLazy, module, module.exports].concat(deps));
+      if (ret !== undefined && module.exports && Object.keys(module.exports).length === 0) module.exports = ret;
+    }
+    return rec.module.exports;
+  }
+  function importDefault(name) {
+    var m = requireModule(name);
+    return m && m.__esModule ? m['default'] : m;
+  }
+  function importNamespace(name) { return requireModule(name); }
+  function requireLazy(names, cb) {
+    setTimeout(function () { cb.apply(null, names.map(requireModule)); }, 0);
+  }
+  if (typeof window.__d !== 'function') window.__d = defineModule;
+  if (typeof window.require !== 'function') window.require = requireModule;
+  if (typeof window.importDefault !== 'function') window.importDefault = importDefault;
+  if (typeof window.importNamespace !== 'function') window.importNamespace = importNamespace;
+  if (typeof window.requireLazy !== 'function') window.requireLazy = requireLazy;
+  // Shorthand for this file: a module whose factory builds its exports from its dependencies.
+  function define(name, deps, build) {
+    window.__d(name, deps, function (g, r, iD, iN, rL, module) {
+      module.exports = build.apply(null, Array.prototype.slice.call(arguments, 7));
+    }, 1);
+  }
+
+  // WAWebDebug-like global: drivers read window.Debug.VERSION first (`2.3000.<n>`).
   window.Debug = window.Debug || {};
   window.Debug.VERSION = VERSION;
 
@@ -144,7 +192,8 @@
       super();
       this.modelClass = modelClass || Model;
       this.models = [];
-      hidden(this, '_byId', new Map());
+      // Enumerable, as the real one's index: drivers look for the Map among its keys.
+      this._index = new Map();
     }
     get length() { return this.models.length; }
     _key(id) {
@@ -154,19 +203,19 @@
       if (id.id !== undefined && id.id !== id) return this._key(id.id);
       return String(id);
     }
-    get(id) { return this._byId.get(this._key(id)); }
-    has(id) { return this._byId.has(this._key(id)); }
+    get(id) { return this._index.get(this._key(id)); }
+    has(id) { return this._index.has(this._key(id)); }
     add(input, options) {
       var list = Array.isArray(input) ? input : [input], added = [], all = [];
       list.forEach(function (m) {
         if (!(m instanceof Model)) m = new this.modelClass(m);
-        var key = this._key(m.id), existing = this._byId.get(key);
+        var key = this._key(m.id), existing = this._index.get(key);
         if (existing) {
           if (options && options.merge && existing !== m) existing.set(plain(m));
           all.push(existing);
           return;
         }
-        this._byId.set(key, m);
+        this._index.set(key, m);
         this.models.push(m);
         m._collections.push(this);
         added.push(m);
@@ -182,7 +231,7 @@
       list.forEach(function (x) {
         var m = this.get(x && x.id !== undefined ? x.id : x);
         if (!m) return;
-        this._byId.delete(this._key(m.id));
+        this._index.delete(this._key(m.id));
         this.models = this.models.filter(function (y) { return y !== m; });
         m._collections.splice(m._collections.indexOf(this), 1);
         removed.push(m);
@@ -314,6 +363,9 @@
     Label: new Collection(Model),
     GroupMetadata: new Collection(Model),
     Call: new Collection(Model),
+    Blocklist: new Collection(Model),
+    BusinessProfile: new Collection(Model),
+    Status: new Collection(Model),
     Presence: new Collection(Model),
   };
 
@@ -487,7 +539,12 @@
   class OpaqueData {
     constructor(blob, type) { hidden(this, '_blob', blob); this.type = type || blob.type; this.size = blob.size; hidden(this, '_url', null); }
     url() { if (!this._url) this._url = URL.createObjectURL(this._blob); return this._url; }
+    static createFromData(data, mimetype) {
+      var blob = data instanceof Blob ? data : new Blob([data], { type: mimetype });
+      return Promise.resolve(new OpaqueData(blob, mimetype || blob.type));
+    }
     forceToBlob() { return this._blob; }
+    formData() { return this._blob; }
     arrayBuffer() { return this._blob.arrayBuffer(); }
     autorelease() { }
     retain() { return this; }
@@ -569,11 +626,20 @@
       pairingType: null,
       setPairingType: function (t) { MODULES.WAWebAltDeviceLinkingApi.pairingType = t; return Promise.resolve(); },
       initializeAltDeviceLinking: function () { return Promise.resolve(); },
+      initializeQRLinking: function () { MODULES.WAWebAltDeviceLinkingApi.pairingType = 'QR'; return Promise.resolve(); },
       startAltLinkingFlow: function (phone, showNotification) { return rpc({ t: 'pair_request', phone: String(phone), notify: !!showNotification }); },
     },
     WABase64: { encodeB64: encodeB64, decodeB64: decodeB64 },
     WAWebCompanionRegClientUtils: { DEVICE_PLATFORM: DEVICE_PLATFORM },
-    WAWebAdvSignatureApi: { getADVSecretKey: function () { return Promise.resolve(profile.keys.adv); } },
+    // WAWebAdvSignatureApi signs and checks the account's ADV device identity; the secret key
+    // itself lives in the user prefs (WAWebUserPrefsMultiDevice), read synchronously.
+    WAWebAdvSignatureApi: {
+      signDeviceIdentity: function () { return Promise.reject(new Error('ADV signing is done by the server in the simulator')); },
+    },
+    WAWebUserPrefsMultiDevice: {
+      getADVSecretKey: function () { return profile.keys.adv; },
+      setADVSecretKey: function (k) { profile.keys.adv = String(k); saveProfile(); },
+    },
     WAWebUserPrefsInfoStore: {
       waNoiseInfo: { get: function () { return Promise.resolve({ staticKeyPair: { pubKey: decodeB64(profile.keys.noise), privKey: new ArrayBuffer(32) } }); } },
     },
@@ -601,9 +667,17 @@
       },
     },
     WAWebCollections: Collections,
-    WAWebCallCollection: { CallCollection: Collections.Call },
+    // The call collection module's export is the collection itself.
+    WAWebCallCollection: Collections.Call,
     WAWebWidFactory: {
       createWid: createWid,
+      createWidFromWidLike: createWid,
+      asUserWidOrThrow: function (w) {
+        var x = createWid(w);
+        if (!x.isUser()) throw new Error('asUserWidOrThrow: ' + x._serialized + ' is not a user');
+        return x;
+      },
+      toUserWidOrThrow: function (w) { return MODULES.WAWebWidFactory.asUserWidOrThrow(w); },
       createUserWid: function (user, server) { return createWid(String(user) + '@' + (server || 'c.us')); },
       toUserWid: function (w) { return createWid(w); },
       isWidlike: function (w) { return typeof w === 'string' ? w.indexOf('@') > 0 : !!(w && w._serialized); },
@@ -625,12 +699,9 @@
     WAWebGetEphemeralFieldsMsgActionsUtils: { getEphemeralFields: function () { return {}; } },
     WALinkify: Linkify,
     WAWebMsgReply: {},
-    WAWebMediaOpaqueData: {
-      createFromData: function (data, mimetype) {
-        var blob = data instanceof Blob ? data : new Blob([data], { type: mimetype });
-        return Promise.resolve(new OpaqueData(blob, mimetype || blob.type));
-      },
-    },
+    // The module's export is the OpaqueData class itself (drivers test `instanceof` against
+    // it), with createFromData as a static.
+    WAWebMediaOpaqueData: OpaqueData,
     WAWebPrepRawMedia: {
       prepRawMedia: function (opaque, params) {
         var prep = (async function () {
@@ -657,9 +728,15 @@
     },
     WAWebMmsMediaTypes: {
       msgToMediaType: function (o) { o = o || {}; return o.isGif ? 'gif' : (o.type || 'document'); },
+      // Media types of the upload protocol (MMS v4): the message types, with voice notes as audio.
+      castToV4: function (t) { return t === 'ptt' ? 'audio' : t; },
     },
     WAWebMediaMmsV4Upload: { uploadMedia: uploadMedia },
-    WAWebMediaDataUtils: {},
+    // Whether a media type's blob is kept in the in-memory cache while it uploads (here:
+    // images, stickers and videos; documents and audio are read from the media object).
+    WAWebMediaDataUtils: {
+      shouldUseMediaCache: function (v4type) { return ['image', 'sticker', 'video', 'gif'].indexOf(String(v4type)) >= 0; },
+    },
     WAWebMediaInMemoryBlobCache: { InMemoryMediaBlobCache: InMemoryMediaBlobCache },
     WAWebDownloadManager: { downloadManager: { downloadAndMaybeDecrypt: downloadAndMaybeDecrypt } },
     WAWebAddonReactionTableMode: { reactionTableMode: { bulkUpsert: function (rows) { return Promise.resolve(rows); } } },
@@ -668,10 +745,108 @@
     WAWebE2EProtoUtils: { typeAttributeFromProtobuf: function () { return 'text'; } },
   };
 
-  window.require = function (name) {
-    if (Object.prototype.hasOwnProperty.call(MODULES, name)) return MODULES[name];
-    throw new Error('Requiring unknown module "' + name + '"');
-  };
+  // Every module of the table above is defined like the page's own (lazily, through __d).
+  Object.keys(MODULES).forEach(function (name) {
+    define(name, [], function () { return MODULES[name]; });
+  });
+
+  // Getters the real page keeps apart from the models (WAWebChatGetters, WAWebContactGetters,
+  // WAWebFrontendContactGetters): drivers read chats and contacts through them.
+  define('WAWebChatGetters', ['WAWebWidFactory'], function (W) {
+    function wid(chat) { return W.createWid(chat && chat.id ? chat.id : chat); }
+    return {
+      getIsGroup: function (chat) { return wid(chat).isGroup(); },
+      getIsNewsletter: function (chat) { return wid(chat).isNewsletter(); },
+      getIsBroadcast: function (chat) { return wid(chat).isBroadcast(); },
+      getIsUser: function (chat) { return wid(chat).isUser(); },
+      getFormattedTitle: function (chat) { return chat.formattedTitle; },
+      getUnreadCount: function (chat) { return chat.unreadCount; },
+      getArchive: function (chat) { return !!chat.archive; },
+    };
+  });
+  define('WAWebContactGetters', ['WAWebWidFactory', 'WAWebUserPrefsMeUser'], function (W, Me) {
+    function wid(c) { return W.createWid(c.id); }
+    return {
+      getIsMe: function (c) { var me = Me.getMaybeMePnUser(); return !!me && me.equals(wid(c)); },
+      getIsUser: function (c) { return wid(c).isUser(); },
+      getIsGroup: function (c) { return wid(c).isGroup(); },
+      getIsWAContact: function (c) { return c.isWAContact !== false; },
+      getUserid: function (c) { return wid(c).user; },
+      getVerifiedName: function (c) { return c.verifiedName; },
+      getVerifiedLevel: function (c) { return c.verifiedLevel; },
+      getStatusMute: function (c) { return !!c.statusMute; },
+      getName: function (c) { return c.name; },
+      getShortName: function (c) { return c.shortName; },
+      getPushname: function (c) { return c.pushname; },
+      getIsEnterprise: function (c) { return !!c.isEnterprise; },
+      getIsBusiness: function (c) { return !!c.isBusiness; },
+      getFormattedName: function (c) { return c.name || c.pushname || '+' + wid(c).user; },
+    };
+  });
+  define('WAWebFrontendContactGetters', [], function () {
+    return { getIsMyContact: function (c) { return !!c.isMyContact; } };
+  });
+  // Phone number ↔ LID mapping of contacts (WAWebApiContact). The simulator addresses every
+  // contact by phone number, so a contact has no other id.
+  define('WAWebApiContact', ['WAWebWidFactory'], function (W) {
+    return {
+      getAlternateUserWid: function () { return null; },
+      getCurrentLid: function (w) { return W.createWid(w).isLid() ? W.createWid(w) : null; },
+      getPhoneNumber: function (w) { var x = W.createWid(w); return x.isLid() ? null : x; },
+    };
+  });
+  define('WAWebLidMigrationUtils', ['WAWebWidFactory'], function (W) {
+    return {
+      toPn: function (w) { var x = W.createWid(w); return x.isLid() ? null : x; },
+      toLid: function (w) { var x = W.createWid(w); return x.isLid() ? x : null; },
+    };
+  });
+  // The "is this number on WhatsApp" query (usync): answered by the server.
+  define('WAWebQueryExistsJob', ['WAWebWidFactory'], function (W) {
+    return {
+      queryWidExists: function (w) {
+        var wid = W.createWid(w);
+        return rpc({ t: 'exists', wid: wid._serialized }).then(function (r) {
+          return r && r.exists ? { wid: W.createWid(r.wid || wid), biz: false } : null;
+        }, function () { return null; });
+      },
+    };
+  });
+  define('WAWebContactProfilePicThumbBridge', ['WAWebWidFactory'], function (W) {
+    return {
+      // The simulator's contacts have no pictures: the server answers 404 like WhatsApp does
+      // for a contact whose privacy hides it.
+      requestProfilePicFromServer: function () {
+        var e = new Error('item-not-found');
+        e.name = 'ServerStatusCodeError';
+        e.statusCode = 404;
+        return Promise.reject(e);
+      },
+      profilePicResync: function () { return Promise.resolve(); },
+    };
+  });
+  // Feature gates the real page reads at run time; drivers flip some of them.
+  define('WAWebSyncGatingUtils', [], function () {
+    return { isPlaceholderMessageResendEnabled: function () { return false; } };
+  });
+  define('WAWebNonMessageDataRequestPlaceholderMessageResendUtils', [], function () {
+    return { handlePlaceholderMsgsSeen: function () { return Promise.resolve(); } };
+  });
+  define('WAWebPresenceChatAction', [], function () {
+    return {
+      sendPresenceAvailable: function () { return Stream.markAvailable(); },
+      sendPresenceUnavailable: function () { return Stream.markUnavailable(); },
+    };
+  });
+  define('WAWebLaunchSocketUtils', [], function () {
+    return { refreshQR: function () { return Cmd.refreshQR(); } };
+  });
+  define('WAWebSetPushnameConnAction', [], function () {
+    return { setPushname: function (name) { Conn.set('pushname', String(name)); return Promise.resolve(true); } };
+  });
+  define('WAWebPhoneUtils', [], function () {
+    return { formatPhone: function (s) { return '+' + String(s).replace(/\D/g, ''); } };
+  });
 
   // ------------------------------------------------------------------ sending and seen
   function chatOf(chat) {
@@ -830,6 +1005,11 @@
         if (!r) break;
         rpcs.delete(m.rid);
         if (m.t === 'pair_code') { pairingCode = m.code; r.resolve(m.code); render(); } else r.reject(new Error(m.message));
+        break;
+      }
+      case 'exists_result': {
+        var q = rpcs.get(m.rid);
+        if (q) { rpcs.delete(m.rid); q.resolve(m); }
         break;
       }
       case 'pairing':
