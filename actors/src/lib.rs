@@ -17,6 +17,7 @@ pub mod net_guard;
 pub mod outbound;
 pub mod ownership;
 pub mod phone;
+pub mod private_fs;
 pub mod rate_limiter;
 pub mod seal;
 pub mod secret;

@@ -358,3 +358,41 @@ async fn inbound_template_updates_only_move_forward() {
         "DELETED"
     );
 }
+
+#[tokio::test]
+async fn inbound_forged_webhook_flood_writes_nothing() {
+    // Arrange: a connected number; an attacker who knows its ids but not its app secret.
+    let (app, sim) = spawn_business_app(GraphSimConfig::default()).await;
+    let (_, key) = app.user("flood@example.com", false).await;
+    let n = app.business_number(&sim.base_url(), &key).await;
+    let body = messages_body(&n, &["wamid.forged".to_string()]);
+
+    // Act: a flood of forged posts from one address.
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        statuses.push(post_signed(&app, &body, "not-the-app-secret").await);
+    }
+
+    // Assert: refused (401, then 429 with Retry-After once the address's failures are used
+    // up), and nothing written anywhere.
+    let codes: Vec<u16> = statuses.iter().map(|r| r.status().as_u16()).collect();
+    assert!(codes.iter().all(|c| *c == 401 || *c == 429), "{codes:?}");
+    let limited = statuses
+        .iter()
+        .find(|r| r.status().as_u16() == 429)
+        .expect("the flood is rate limited");
+    assert!(limited.headers().contains_key("retry-after"));
+    for table in [
+        "webhook_inbox",
+        "inbound_dead_letters",
+        "mensajes_conversacion",
+        "alerts",
+    ] {
+        assert_eq!(
+            app.count(&format!("SELECT count(*) FROM {table}"), &[])
+                .await,
+            0,
+            "{table}"
+        );
+    }
+}

@@ -94,7 +94,7 @@ pub async fn store(
         .map_err(|e| BusinessError::Io(format!("media directory: {e}")))?;
     let sealed = sealer.seal(Purpose::Media, data);
     let tmp = dir.join(format!("{id}.tmp"));
-    tokio::fs::write(&tmp, sealed.as_bytes())
+    crate::private_fs::write(&tmp, sealed.as_bytes())
         .await
         .map_err(|e| BusinessError::Io(format!("write media file: {e}")))?;
     tokio::fs::rename(&tmp, data_dir.join(&relative))

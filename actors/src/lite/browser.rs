@@ -199,6 +199,8 @@ impl Chromium {
                 if libc::getppid() == 1 {
                     libc::_exit(1);
                 }
+                // The profile holds the login: files Chromium writes are the user's alone.
+                libc::umask(0o077);
                 place_in_child(devtools_read, devtools_write)
             });
         }

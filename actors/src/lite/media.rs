@@ -46,7 +46,7 @@ pub async fn store_inbound(
     }
     let sealed = sealer.seal(Purpose::Media, bytes);
     let tmp = path.with_extension("part");
-    tokio::fs::write(&tmp, sealed.as_bytes()).await?;
+    crate::private_fs::write(&tmp, sealed.as_bytes()).await?;
     tokio::fs::rename(&tmp, &path).await?;
     let sha256 = hex(&Sha256::digest(bytes));
     let size = bytes.len();

@@ -122,7 +122,7 @@ pub fn unpack(archive: &[u8], profile: &Path) -> io::Result<usize> {
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&dest, &r[..n])?;
+        crate::private_fs::write_sync(&dest, &r[..n])?;
         r = &r[n..];
         count += 1;
     }
