@@ -89,8 +89,7 @@ pub async fn store(
     let id = Uuid::now_v7();
     let relative = format!("media/{id}");
     let dir = data_dir.join("media");
-    tokio::fs::create_dir_all(&dir)
-        .await
+    crate::private_fs::create_dir_all(&dir)
         .map_err(|e| BusinessError::Io(format!("media directory: {e}")))?;
     let sealed = sealer.seal(Purpose::Media, data);
     let tmp = dir.join(format!("{id}.tmp"));

@@ -42,7 +42,7 @@ pub async fn store_inbound(
     let rel = format!("media/{usuario_id}/{id}");
     let path = data_dir.join(&rel);
     if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent).await?;
+        crate::private_fs::create_dir_all(parent)?;
     }
     let sealed = sealer.seal(Purpose::Media, bytes);
     let tmp = path.with_extension("part");

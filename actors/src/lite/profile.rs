@@ -97,7 +97,7 @@ pub fn unpack(archive: &[u8], profile: &Path) -> io::Result<usize> {
     }
     let tmp = profile.with_extension("restoring");
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
+    crate::private_fs::create_dir_all(&tmp)?;
     let mut count = 0;
     while !r.is_empty() {
         let mut len4 = [0u8; 4];
@@ -120,7 +120,7 @@ pub fn unpack(archive: &[u8], profile: &Path) -> io::Result<usize> {
         }
         let dest = tmp.join(&rel);
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)?;
+            crate::private_fs::create_dir_all(parent)?;
         }
         crate::private_fs::write_sync(&dest, &r[..n])?;
         r = &r[n..];

@@ -366,7 +366,7 @@ impl SessionState {
                     .map_err(|e| LiteError::Invalid(e.to_string()))??;
                 tracing::info!(session = %self.id(), files, "profile restored from its snapshot");
             } else {
-                std::fs::create_dir_all(&profile_dir)?;
+                crate::private_fs::create_dir_all(&profile_dir)?;
             }
         }
         let spec = LaunchSpec::with_mode(
