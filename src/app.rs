@@ -179,6 +179,7 @@ impl Application {
             metrics: metrics_handle(),
             preauth: http::preauth::PreAuthLimiter::new(config.auth_failures_per_ip_per_minute),
             key_lookups: Default::default(),
+            webhook_routes: Default::default(),
             config: Arc::new(config),
         });
         let (stop_http, stopped) = oneshot::channel::<()>();

@@ -20,4 +20,6 @@ pub struct AppContext {
     pub preauth: crate::http::preauth::PreAuthLimiter,
     /// API keys looked up in the store since start (a flood refused early does not add).
     pub key_lookups: std::sync::atomic::AtomicU64,
+    /// The numbers webhook bodies name, cached a few seconds (floods cost one lookup each).
+    pub webhook_routes: crate::http::webhook_routes::RouteCache,
 }

@@ -21,6 +21,7 @@ pub mod preauth;
 pub mod status;
 pub mod stream;
 pub mod templates;
+pub mod webhook_routes;
 pub mod webhooks;
 
 use crate::context::AppContext;

@@ -120,15 +120,16 @@ async fn receive(
     let (_, named) = webhook::envelope(&body)
         .map_err(|e| ApiError::bad_request("invalid_payload", e.to_string()))?;
     let client = ctx.pool.get().await?;
-    let routes = store::routes(
-        &client,
-        &ctx.sealer,
-        &named.phone_number_ids,
-        &named.waba_ids,
-        true,
-    )
-    .await
-    .map_err(super::business::business_error)?;
+    let routes = ctx
+        .webhook_routes
+        .routes(
+            &client,
+            &ctx.sealer,
+            &named.phone_number_ids,
+            &named.waba_ids,
+        )
+        .await
+        .map_err(super::business::business_error)?;
     // The users whose numbers' app secrets verify the signature. Unknown numbers and a bad
     // signature answer alike, so the route does not tell who is connected here. The drain
     // applies the body only to those users' numbers.
