@@ -37,6 +37,8 @@ pub enum StartError {
     Tree(String),
     #[error("listener: {0}")]
     Listener(std::io::Error),
+    #[error("{0}")]
+    Identity(#[from] crate::node_identity::IdentityError),
 }
 
 /// Knobs that are not environment variables: tests set them.
@@ -63,6 +65,8 @@ pub struct Application {
     stop_http: oneshot::Sender<()>,
     tree: JoinHandle<()>,
     database: Database,
+    /// The lock on DATA_DIR, held until the daemon has stopped.
+    identity: crate::node_identity::NodeIdentity,
 }
 
 /// The process-wide Prometheus recorder: installed by the first application of the process.
@@ -115,7 +119,7 @@ fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
 
 impl Application {
     pub async fn build(
-        config: Config,
+        mut config: Config,
         listener: TcpListener,
         options: Options,
     ) -> Result<Application, StartError> {
@@ -126,6 +130,11 @@ impl Application {
             path: config.data_dir.display().to_string(),
             error,
         })?;
+        let identity = crate::node_identity::acquire(
+            &config.data_dir,
+            config.node_id_set.then_some(config.node_id.as_str()),
+        )?;
+        config.node_id = identity.node_id.clone();
         let sealer = Arc::new(sealer(&config)?);
         let database = Database::open(&config).await?;
         let shared = Arc::new(Shared {
@@ -191,6 +200,7 @@ impl Application {
             stop_http,
             tree,
             database,
+            identity,
         })
     }
 
@@ -231,6 +241,7 @@ impl Application {
             );
         }
         self.database.close().await;
+        drop(self.identity);
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "shutdown complete"

@@ -58,6 +58,9 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_filter: String,
     pub node_id: String,
+    /// Whether `NODE_ID` was set; unset, the daemon uses the name kept in `DATA_DIR/node-id`
+    /// (generated once) in place of `node_id`'s `<hostname>-<pid>` placeholder.
+    pub node_id_set: bool,
     /// How long a node's lease on a connection lasts unless renewed (`NODE_LEASE_SECS`).
     pub node_lease: Duration,
     pub shutdown_timeout: Duration,
@@ -224,6 +227,7 @@ impl Config {
                 "LOG_LEVEL/RUST_LOG={log_filter:?} is not a log filter (e.g. info, debug)"
             ));
         }
+        let node_id_set = r.get("NODE_ID").is_some();
         let node_id = r.get("NODE_ID").unwrap_or_else(default_node_id);
         if node_id.len() > 64 || !node_id.chars().all(|c| c.is_ascii_graphic()) {
             r.errors
@@ -425,6 +429,7 @@ impl Config {
             log_format,
             log_filter,
             node_id,
+            node_id_set,
             node_lease,
             shutdown_timeout,
             max_body_bytes,

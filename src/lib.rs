@@ -11,3 +11,4 @@ pub mod demo;
 pub mod embedded_pg;
 pub mod http;
 pub mod logging;
+pub mod node_identity;

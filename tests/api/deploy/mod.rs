@@ -1,0 +1,3 @@
+//! Deploying for real: a stable node name kept in DATA_DIR and one daemon per DATA_DIR.
+
+mod identity;
