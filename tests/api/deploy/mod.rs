@@ -1,3 +1,5 @@
-//! Deploying for real: a stable node name kept in DATA_DIR and one daemon per DATA_DIR.
+//! Deploying for real: a stable node name kept in DATA_DIR and one daemon per DATA_DIR; TLS
+//! to PostgreSQL.
 
 mod identity;
+mod tls;
