@@ -79,7 +79,7 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 
 /// The sealer from ENCRYPTION_KEY; with the embedded default and no key, a key file made once
 /// under DATA_DIR (mode 0600) so a new install needs no setup.
-fn sealer(config: &Config) -> Result<Sealer, StartError> {
+pub(crate) fn sealer(config: &Config) -> Result<Sealer, StartError> {
     if let Some(key) = &config.encryption_key {
         return Ok(Sealer::from_env_value(key.expose())?);
     }
@@ -173,6 +173,10 @@ impl Application {
                 }
             };
         let addr = listener.local_addr().map_err(StartError::Listener)?;
+        let chromium_missing = crate::chromium::locate(config.chromium_path.as_deref()).err();
+        if let Some(why) = &chromium_missing {
+            tracing::warn!("Lite sessions will be refused: {why}");
+        }
         let ctx = Arc::new(AppContext {
             config: Arc::new(config),
             pool: database.pool.clone(),
@@ -180,6 +184,7 @@ impl Application {
             actors,
             shared,
             metrics: metrics_handle(),
+            chromium_missing,
         });
         let (stop_http, stopped) = oneshot::channel::<()>();
         let routes = http::routes(ctx.clone());

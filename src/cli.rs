@@ -41,6 +41,9 @@ pub enum Command {
     },
     /// Run the daemon with both simulators and a demo user, and print where everything is.
     Demo,
+    /// Check the configuration, PostgreSQL (TLS, LISTEN), Chromium, DATA_DIR, the Graph API
+    /// and PUBLIC_URL; one line per check, non-zero exit when one fails.
+    Doctor,
     /// Run one simulator alone.
     Sim {
         #[command(subcommand)]
@@ -155,6 +158,17 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Demo => {
             let config = config()?;
             crate::demo::run(config).await
+        }
+        Command::Doctor => {
+            let checks = crate::doctor::run(&std::env::vars().collect()).await;
+            let failed = checks
+                .iter()
+                .filter(|c| c.outcome == crate::doctor::Outcome::Fail)
+                .count();
+            if failed > 0 {
+                anyhow::bail!("{failed} check(s) failed");
+            }
+            Ok(())
         }
         Command::Sim { which } => {
             logging::init(LogFormat::Text, "info");

@@ -41,6 +41,9 @@ pub struct EnvBusinessNumber {
     pub verify_token: Option<Secret>,
     pub app_secret: Option<Secret>,
     pub waba_id: Option<String>,
+    /// `WHATSAPP_BUSINESS_USER_EMAIL`: the user the number is connected for (created if
+    /// missing).
+    pub user_email: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +83,9 @@ pub struct Config {
     pub chromium_path: Option<PathBuf>,
     pub chromium_args: Vec<String>,
     pub business_from_env: Option<EnvBusinessNumber>,
+    /// `PUBLIC_URL`: where Meta reaches this daemon (no trailing slash); connecting a number
+    /// subscribes the app with `PUBLIC_URL/webhooks/whatsapp` as its callback.
+    pub public_url: Option<String>,
     /// The outbound queue: default send limits, retries, leases, polling (issue 5).
     pub outbound: sincro_actors::outbound::OutboundSettings,
     /// Lite sessions: limits, memory recycling, snapshots (issue 6); page URL, browser and
@@ -298,6 +304,7 @@ impl Config {
                 verify_token: r.get("WHATSAPP_BUSINESS_VERIFY_TOKEN").map(Secret::new),
                 app_secret: r.get("WHATSAPP_BUSINESS_APP_SECRET").map(Secret::new),
                 waba_id: r.get("WHATSAPP_BUSINESS_WABA_ID"),
+                user_email: r.get("WHATSAPP_BUSINESS_USER_EMAIL"),
             }),
             (None, None) => None,
             _ => {
@@ -307,6 +314,17 @@ impl Config {
                 None
             }
         };
+        if let Some(email) = r.get("WHATSAPP_BUSINESS_USER_EMAIL")
+            && (!email.contains('@') || email.len() > 254)
+        {
+            r.errors.push(format!(
+                "WHATSAPP_BUSINESS_USER_EMAIL={email:?} is not an e-mail address"
+            ));
+        }
+        let public_url = r
+            .get("PUBLIC_URL")
+            .is_some()
+            .then(|| r.url("PUBLIC_URL", ""));
         let outbound = {
             let d = sincro_actors::outbound::OutboundSettings::default();
             let secs = |r: &mut Reader, name: &str, default: Duration| {
@@ -445,6 +463,7 @@ impl Config {
             chromium_path,
             chromium_args,
             business_from_env,
+            public_url,
             outbound,
             lite,
             notices,

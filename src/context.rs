@@ -16,4 +16,6 @@ pub struct AppContext {
     pub shared: Arc<sincro_actors::Shared>,
     /// The process-wide Prometheus recorder (None if another recorder was installed first).
     pub metrics: Option<PrometheusHandle>,
+    /// Why Lite sessions cannot start on this machine (no Chromium), found once at start.
+    pub chromium_missing: Option<String>,
 }

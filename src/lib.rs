@@ -3,11 +3,13 @@
 //! command line; tests build an [`app::Application`] on port 0.
 
 pub mod app;
+pub mod chromium;
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod database;
 pub mod demo;
+pub mod doctor;
 pub mod embedded_pg;
 pub mod http;
 pub mod logging;

@@ -1,5 +1,6 @@
 //! Deploying for real: a stable node name kept in DATA_DIR and one daemon per DATA_DIR; TLS
 //! to PostgreSQL.
 
+mod doctor;
 mod identity;
 mod tls;
