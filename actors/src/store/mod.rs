@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod api_keys;
 pub mod events;
+pub mod install;
 pub mod leads;
 pub mod migrate;
 pub mod tls;

@@ -3,4 +3,5 @@
 
 mod doctor;
 mod identity;
+mod install;
 mod tls;
