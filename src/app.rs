@@ -39,6 +39,8 @@ pub enum StartError {
     Listener(std::io::Error),
     #[error("{0}")]
     Identity(#[from] crate::node_identity::IdentityError),
+    #[error("{0}")]
+    EnvNumber(crate::env_number::EnvNumberError),
 }
 
 /// Knobs that are not environment variables: tests set them.
@@ -162,6 +164,7 @@ impl Application {
                 data_dir: config.data_dir.clone(),
                 outbound: config.outbound.clone(),
                 lite: config.lite.clone(),
+                public_url: config.public_url.clone(),
             },
         });
         let (actors, tree) =
@@ -197,8 +200,7 @@ impl Application {
                 .run()
                 .await;
         });
-        tracing::info!(%addr, node = %ctx.config.node_id, "listening");
-        Ok(Application {
+        let app = Application {
             ctx,
             addr,
             server,
@@ -206,7 +208,22 @@ impl Application {
             tree,
             database,
             identity,
-        })
+        };
+        // After the HTTP server is up: with PUBLIC_URL, Meta checks the callback on subscribe.
+        if let Some(number) = &app.ctx.config.business_from_env {
+            let installed = crate::env_number::install(
+                &app.ctx.shared,
+                &app.ctx.actors.children.business,
+                number,
+            )
+            .await;
+            if let Err(e) = installed {
+                app.shutdown().await;
+                return Err(StartError::EnvNumber(e));
+            }
+        }
+        tracing::info!(%addr, node = %app.ctx.config.node_id, "listening");
+        Ok(app)
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -11,6 +11,7 @@ pub mod database;
 pub mod demo;
 pub mod doctor;
 pub mod embedded_pg;
+pub mod env_number;
 pub mod http;
 pub mod logging;
 pub mod node_identity;
