@@ -190,6 +190,18 @@ impl PgConnect {
     }
 }
 
+/// The connector of `sslmode=prefer` (encrypt when offered, no certificate check), for a
+/// [`tokio_postgres::Config`] built without a URL.
+pub fn prefer_connector() -> MakeRustlsConnect {
+    static PREFER: OnceLock<MakeRustlsConnect> = OnceLock::new();
+    PREFER
+        .get_or_init(|| {
+            connector(SslMode::Prefer, &Roots::System)
+                .expect("the default TLS configuration is valid")
+        })
+        .clone()
+}
+
 /// Splits `url` into everything but its parameters and the parameters themselves (decoded).
 fn split_params(url: &str) -> (String, Vec<(String, String)>) {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
