@@ -214,12 +214,17 @@ async fn postgres(r: &mut Report, c: &Config) -> Option<deadpool_postgres::Pool>
             {
                 why = format!("{why}: {source}");
             }
-            let hint = if c.database_url.is_none() {
-                " (DATABASE_URL unset: `serve` would start a private cluster under DATA_DIR)"
-            } else {
-                ""
-            };
-            r.fail("postgres.reachable", format!("{why}{hint}"));
+            if c.database_url.is_none() {
+                // The embedded default: `serve` starts a private cluster instead.
+                r.skip(
+                    "postgres.reachable",
+                    format!(
+                        "DATABASE_URL unset and no server at LOCAL_PG_URL ({why}): serve starts a private cluster under DATA_DIR/postgres"
+                    ),
+                );
+                return None;
+            }
+            r.fail("postgres.reachable", why);
             return None;
         }
         Err(_) => {
