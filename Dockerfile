@@ -24,9 +24,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/sincro-whatsapp --create-home sincro
 COPY --from=build /usr/local/bin/sincro-whatsapp /usr/local/bin/sincro-whatsapp
+# Chromium's own sandbox needs user namespaces, which Docker's default seccomp profile
+# refuses; the container is the browser's sandbox here.
 ENV BIND_ADDR=0.0.0.0:8080 \
     DATA_DIR=/var/lib/sincro-whatsapp \
     CHROMIUM_PATH=/usr/bin/chromium \
+    CHROMIUM_ARGS=--no-sandbox \
     LOG_FORMAT=json
 VOLUME ["/var/lib/sincro-whatsapp"]
 WORKDIR /var/lib/sincro-whatsapp
