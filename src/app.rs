@@ -37,6 +37,10 @@ pub enum StartError {
     Tree(String),
     #[error("listener: {0}")]
     Listener(std::io::Error),
+    #[error("{0}")]
+    Identity(#[from] crate::node_identity::IdentityError),
+    #[error("{0}")]
+    EnvNumber(crate::env_number::EnvNumberError),
 }
 
 /// Knobs that are not environment variables: tests set them.
@@ -63,6 +67,8 @@ pub struct Application {
     stop_http: oneshot::Sender<()>,
     tree: JoinHandle<()>,
     database: Database,
+    /// The lock on DATA_DIR, held until the daemon has stopped.
+    identity: crate::node_identity::NodeIdentity,
 }
 
 /// The process-wide Prometheus recorder: installed by the first application of the process.
@@ -75,7 +81,7 @@ fn metrics_handle() -> Option<PrometheusHandle> {
 
 /// The sealer from ENCRYPTION_KEY; with the embedded default and no key, a key file made once
 /// under DATA_DIR (mode 0600) so a new install needs no setup.
-fn sealer(config: &Config) -> Result<Sealer, StartError> {
+pub(crate) fn sealer(config: &Config) -> Result<Sealer, StartError> {
     if let Some(key) = &config.encryption_key {
         return Ok(Sealer::from_env_value(key.expose())?);
     }
@@ -115,7 +121,7 @@ fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
 
 impl Application {
     pub async fn build(
-        config: Config,
+        mut config: Config,
         listener: TcpListener,
         options: Options,
     ) -> Result<Application, StartError> {
@@ -126,6 +132,11 @@ impl Application {
             path: config.data_dir.display().to_string(),
             error,
         })?;
+        let identity = crate::node_identity::acquire(
+            &config.data_dir,
+            config.node_id_set.then_some(config.node_id.as_str()),
+        )?;
+        config.node_id = identity.node_id.clone();
         let sealer = Arc::new(sealer(&config)?);
         let database = Database::open(&config).await?;
         crate::data_dir::harden(&config.data_dir).map_err(|error| StartError::DataDir {
@@ -157,6 +168,7 @@ impl Application {
                 data_dir: config.data_dir.clone(),
                 outbound: config.outbound.clone(),
                 lite: config.lite.clone(),
+                public_url: config.public_url.clone(),
             },
             media_fetcher: Arc::new(sincro_actors::net_guard::MediaFetcher::new(
                 config.media_fetch_allow.clone(),
@@ -171,6 +183,10 @@ impl Application {
                 }
             };
         let addr = listener.local_addr().map_err(StartError::Listener)?;
+        let chromium_missing = crate::chromium::locate(config.chromium_path.as_deref()).err();
+        if let Some(why) = &chromium_missing {
+            tracing::warn!("Lite sessions will be refused: {why}");
+        }
         let ctx = Arc::new(AppContext {
             pool: database.pool.clone(),
             sealer,
@@ -181,6 +197,7 @@ impl Application {
             key_lookups: Default::default(),
             webhook_routes: Default::default(),
             config: Arc::new(config),
+            chromium_missing,
         });
         let (stop_http, stopped) = oneshot::channel::<()>();
         let routes = http::routes(ctx.clone());
@@ -193,15 +210,30 @@ impl Application {
                 .run()
                 .await;
         });
-        tracing::info!(%addr, node = %ctx.config.node_id, "listening");
-        Ok(Application {
+        let app = Application {
             ctx,
             addr,
             server,
             stop_http,
             tree,
             database,
-        })
+            identity,
+        };
+        // After the HTTP server is up: with PUBLIC_URL, Meta checks the callback on subscribe.
+        if let Some(number) = &app.ctx.config.business_from_env {
+            let installed = crate::env_number::install(
+                &app.ctx.shared,
+                &app.ctx.actors.children.business,
+                number,
+            )
+            .await;
+            if let Err(e) = installed {
+                app.shutdown().await;
+                return Err(StartError::EnvNumber(e));
+            }
+        }
+        tracing::info!(%addr, node = %app.ctx.config.node_id, "listening");
+        Ok(app)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -241,6 +273,7 @@ impl Application {
             );
         }
         self.database.close().await;
+        drop(self.identity);
         tracing::info!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "shutdown complete"

@@ -46,6 +46,9 @@ pub enum Command {
     },
     /// Run the daemon with both simulators and a demo user, and print where everything is.
     Demo,
+    /// Check the configuration, PostgreSQL (TLS, LISTEN), Chromium, DATA_DIR, the Graph API
+    /// and PUBLIC_URL; one line per check, non-zero exit when one fails.
+    Doctor,
     /// Run one simulator alone.
     Sim {
         #[command(subcommand)]
@@ -87,13 +90,19 @@ pub enum SimCommand {
     },
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled: `serve` calls it before the daemon starts, so a signal that comes
+/// while it starts (a service manager stopping it at once) stops it gracefully once started
+/// instead of killing it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
 
@@ -191,6 +200,17 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Demo => {
             let config = config()?;
             crate::demo::run(config).await
+        }
+        Command::Doctor => {
+            let checks = crate::doctor::run(&std::env::vars().collect()).await;
+            let failed = checks
+                .iter()
+                .filter(|c| c.outcome == crate::doctor::Outcome::Fail)
+                .count();
+            if failed > 0 {
+                anyhow::bail!("{failed} check(s) failed");
+            }
+            Ok(())
         }
         Command::Sim { which } => {
             logging::init(LogFormat::Text, "info");

@@ -25,6 +25,9 @@ pub struct EnvBusinessNumber {
     pub verify_token: Option<Secret>,
     pub app_secret: Option<Secret>,
     pub waba_id: Option<String>,
+    /// `WHATSAPP_BUSINESS_USER_EMAIL`: the user the number is connected for (created if
+    /// missing).
+    pub user_email: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +45,9 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_filter: String,
     pub node_id: String,
+    /// Whether `NODE_ID` was set; unset, the daemon uses the name kept in `DATA_DIR/node-id`
+    /// (generated once) in place of `node_id`'s `<hostname>-<pid>` placeholder.
+    pub node_id_set: bool,
     /// How long a node's lease on a connection lasts unless renewed (`NODE_LEASE_SECS`).
     pub node_lease: Duration,
     pub shutdown_timeout: Duration,
@@ -72,6 +78,9 @@ pub struct Config {
     pub chromium_path: Option<PathBuf>,
     pub chromium_args: Vec<String>,
     pub business_from_env: Option<EnvBusinessNumber>,
+    /// `PUBLIC_URL`: where Meta reaches this daemon (no trailing slash); connecting a number
+    /// subscribes the app with `PUBLIC_URL/webhooks/whatsapp` as its callback.
+    pub public_url: Option<String>,
     /// The outbound queue: default send limits, retries, leases, polling (issue 5).
     pub outbound: sincro_actors::outbound::OutboundSettings,
     /// Lite sessions: limits, memory recycling, snapshots (issue 6); page URL, browser and
@@ -219,6 +228,7 @@ impl Config {
                 "LOG_LEVEL/RUST_LOG={log_filter:?} is not a log filter (e.g. info, debug)"
             ));
         }
+        let node_id_set = r.get("NODE_ID").is_some();
         let node_id = r.get("NODE_ID").unwrap_or_else(default_node_id);
         if node_id.len() > 64 || !node_id.chars().all(|c| c.is_ascii_graphic()) {
             r.errors
@@ -310,6 +320,7 @@ impl Config {
                 verify_token: r.get("WHATSAPP_BUSINESS_VERIFY_TOKEN").map(Secret::new),
                 app_secret: r.get("WHATSAPP_BUSINESS_APP_SECRET").map(Secret::new),
                 waba_id: r.get("WHATSAPP_BUSINESS_WABA_ID"),
+                user_email: r.get("WHATSAPP_BUSINESS_USER_EMAIL"),
             }),
             (None, None) => None,
             _ => {
@@ -319,6 +330,17 @@ impl Config {
                 None
             }
         };
+        if let Some(email) = r.get("WHATSAPP_BUSINESS_USER_EMAIL")
+            && (!email.contains('@') || email.len() > 254)
+        {
+            r.errors.push(format!(
+                "WHATSAPP_BUSINESS_USER_EMAIL={email:?} is not an e-mail address"
+            ));
+        }
+        let public_url = r
+            .get("PUBLIC_URL")
+            .is_some()
+            .then(|| r.url("PUBLIC_URL", ""));
         let outbound = {
             let d = sincro_actors::outbound::OutboundSettings::default();
             let secs = |r: &mut Reader, name: &str, default: Duration| {
@@ -441,6 +463,7 @@ impl Config {
             log_format,
             log_filter,
             node_id,
+            node_id_set,
             node_lease,
             shutdown_timeout,
             max_body_bytes,
@@ -460,6 +483,7 @@ impl Config {
             chromium_path,
             chromium_args,
             business_from_env,
+            public_url,
             outbound,
             lite,
             notices,

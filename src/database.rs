@@ -12,6 +12,9 @@ pub enum DatabaseError {
     Embedded(#[from] embedded_pg::EmbeddedPgError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The server's certificate was refused: what was wrong and what to set.
+    #[error("database: {0}")]
+    Tls(String),
 }
 
 /// An open database: the pool and, for the private cluster, the guard that stops it.
@@ -61,7 +64,10 @@ impl Database {
                 if let Some(guard) = embedded {
                     guard.stop().await;
                 }
-                Err(e.into())
+                match store::tls::store_certificate_problem(&e) {
+                    Some(why) => Err(DatabaseError::Tls(why)),
+                    None => Err(e.into()),
+                }
             }
         }
     }

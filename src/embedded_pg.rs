@@ -23,9 +23,10 @@ mod cluster;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sincro_actors::store::tls::{MakeRustlsConnect, PgConnect};
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 use tracing::{info, warn};
 
 pub use binaries::BinarySearch;
@@ -207,12 +208,10 @@ impl EmbeddedPgError {
 /// still works there. The reason is logged.
 pub async fn resolve(opts: &EmbeddedPgOptions) -> Result<DatabaseSource, EmbeddedPgError> {
     // A typo in a configured URL must not silently turn into a private cluster.
-    let config: Config = opts
-        .default_server_url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| EmbeddedPgError::InvalidUrl(error_chain(&e)))?;
+    let target = PgConnect::parse(&opts.default_server_url)
+        .map_err(|e| EmbeddedPgError::InvalidUrl(e.to_string()))?;
     let server = describe_url(&opts.default_server_url);
-    let reason = match use_server(config, &opts.default_server_url, &opts.database).await {
+    let reason = match use_server(target, &opts.default_server_url, &opts.database).await {
         Ok(url) => {
             info!(server = %server, database = %opts.database, "using the PostgreSQL server");
             return Ok(DatabaseSource::Server { url });
@@ -250,12 +249,12 @@ struct ServerUnusable {
 }
 
 async fn use_server(
-    mut config: Config,
+    mut target: PgConnect,
     server_url: &str,
     database: &str,
 ) -> Result<String, ServerUnusable> {
-    config.dbname("postgres");
-    let client = connect(&config, SERVER_PROBE_TIMEOUT)
+    target.config.dbname("postgres");
+    let client = connect_with(&target.config, target.tls.clone(), SERVER_PROBE_TIMEOUT)
         .await
         .map_err(|(answered, reason)| ServerUnusable { answered, reason })?;
     ensure_database(&client, database)
@@ -267,12 +266,21 @@ async fn use_server(
     Ok(with_database(server_url, database))
 }
 
-/// Connects without TLS (loopback servers), bounded by `limit`. On failure returns whether the
-/// server answered at all, and why it failed.
+/// Connects with `sslmode=prefer` (the private cluster runs without TLS: plain text), bounded
+/// by `limit`. On failure returns whether the server answered at all, and why it failed.
 pub(crate) async fn connect(config: &Config, limit: Duration) -> Result<Client, (bool, String)> {
+    connect_with(config, sincro_actors::store::tls::prefer_connector(), limit).await
+}
+
+/// As [`connect`], through `tls` (the connector `sslmode` in the server's URL asks for).
+async fn connect_with(
+    config: &Config,
+    tls: MakeRustlsConnect,
+    limit: Duration,
+) -> Result<Client, (bool, String)> {
     let mut config = config.clone();
     config.connect_timeout(limit);
-    match tokio::time::timeout(limit, config.connect(NoTls)).await {
+    match tokio::time::timeout(limit, config.connect(tls)).await {
         Ok(Ok((client, connection))) => {
             tokio::spawn(async move {
                 // Ends when the client is dropped; errors here only mean the server went away.

@@ -3,12 +3,16 @@
 //! command line; tests build an [`app::Application`] on port 0.
 
 pub mod app;
+pub mod chromium;
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod data_dir;
 pub mod database;
 pub mod demo;
+pub mod doctor;
 pub mod embedded_pg;
+pub mod env_number;
 pub mod http;
 pub mod logging;
+pub mod node_identity;

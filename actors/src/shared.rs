@@ -30,6 +30,8 @@ pub struct ActorSettings {
     pub outbound: crate::outbound::OutboundSettings,
     /// Lite sessions: page URL, Chromium, limits, snapshots (issue 6).
     pub lite: crate::lite::LiteSettings,
+    /// `PUBLIC_URL`: connecting a number subscribes the app with its webhook callback.
+    pub public_url: Option<String>,
 }
 
 impl Default for ActorSettings {
@@ -47,6 +49,7 @@ impl Default for ActorSettings {
             data_dir: "./data".into(),
             outbound: Default::default(),
             lite: Default::default(),
+            public_url: None,
         }
     }
 }

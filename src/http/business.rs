@@ -13,13 +13,12 @@ use crate::context::AppContext;
 use ractor::ActorRef;
 use serde::Deserialize;
 use serde_json::json;
+use sincro_actors::business::connect::{self, ConnectError, Target};
 use sincro_actors::business::number::BusinessNumberMessage;
 use sincro_actors::business::store::{self, Credentials};
 use sincro_actors::business::subscription;
-use sincro_actors::business::validate::{self, ValidationError};
 use sincro_actors::business::{BusinessError, GraphSettings, graph::GraphError};
 use sincro_actors::business_supervisor::BusinessSupervisorMessage;
-use sincro_actors::membership::{Control, broadcast};
 use sincro_actors::secret::Secret;
 use sincro_actors::store::api_keys::Principal;
 use std::sync::Arc;
@@ -213,79 +212,21 @@ pub async fn ask_number<T: Send + 'static>(
     }
 }
 
-fn check_id(what: &'static str, v: &str) -> Result<(), ApiError> {
-    if v.is_empty() || v.len() > 32 || !v.chars().all(|c| c.is_ascii_digit()) {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
-            format!("{what} must be Meta's numeric id"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_secret(what: &'static str, v: &Secret) -> Result<(), ApiError> {
-    let v = v.expose();
-    if v.trim().is_empty() || v.len() > 4096 || v.chars().any(char::is_control) {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
-            format!("{what} must be a non-empty string without control characters"),
-        ));
-    }
-    Ok(())
-}
-
-fn validation_error(e: ValidationError) -> ApiError {
+fn connect_error(e: ConnectError) -> ApiError {
     match e {
-        ValidationError::Refused(m) => ApiError::unprocessable(
-            "credentials_rejected",
-            format!("the credentials were not accepted: {m}"),
-        ),
-        ValidationError::Unreachable(m) => {
-            ApiError::Unavailable(format!("could not validate the credentials: {m}"))
-        }
-    }
-}
-
-async fn start_actor(ctx: &AppContext, connection_id: Uuid) {
-    let Ok(sup) = supervisor(ctx) else { return };
-    let asked = sup
-        .call(
-            |reply| BusinessSupervisorMessage::Connect {
-                connection_id,
-                reply,
-            },
-            Some(Duration::from_secs(15)),
-        )
-        .await;
-    if !matches!(asked, Ok(ractor::rpc::CallResult::Success(Ok(())))) {
-        tracing::error!(%connection_id, "business number actor did not start; the supervisor retries at its next start");
-    }
-    reload_elsewhere(ctx, connection_id).await;
-}
-
-/// Tells the other nodes to reload the number (new credentials, or removed).
-async fn reload_elsewhere(ctx: &AppContext, connection_id: Uuid) {
-    let control = Control::BusinessReload {
-        from: ctx.shared.node_id.clone(),
-        id: connection_id,
-    };
-    let sent = match ctx.pool.get().await {
-        Ok(client) => broadcast(&client, &control)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = sent {
-        tracing::warn!(%connection_id, error = %e, "could not tell the other nodes about the number");
+        ConnectError::Invalid(m) => ApiError::unprocessable("invalid_field", m),
+        ConnectError::AlreadyConnected(_) => ApiError::Conflict {
+            code: "number_already_connected",
+            message: e.to_string(),
+        },
+        ConnectError::Rejected(_) => ApiError::unprocessable("credentials_rejected", e.to_string()),
+        ConnectError::Unreachable(_) => ApiError::Unavailable(e.to_string()),
+        ConnectError::NotFound => ApiError::NotFound("business number"),
+        ConnectError::Business(b) => business_error(b),
     }
 }
 
 async fn create(p: Principal, body: NewNumber, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
-    check_id("phone_number_id", &body.phone_number_id)?;
-    check_id("waba_id", &body.waba_id)?;
-    check_secret("access_token", &body.access_token)?;
-    check_secret("app_secret", &body.app_secret)?;
-    check_secret("verify_token", &body.verify_token)?;
     let creds = Credentials {
         phone_number_id: body.phone_number_id,
         waba_id: body.waba_id,
@@ -293,39 +234,29 @@ async fn create(p: Principal, body: NewNumber, ctx: Arc<AppContext>) -> Result<R
         app_secret: body.app_secret,
         verify_token: body.verify_token,
     };
-    let taken = |id: &str| ApiError::Conflict {
-        code: "number_already_connected",
-        message: format!("phone number id {id} is already connected"),
-    };
-    {
-        let client = ctx.pool.get().await?;
-        if store::phone_taken(&client, &creds.phone_number_id)
-            .await
-            .map_err(business_error)?
-        {
-            return Err(taken(&creds.phone_number_id));
-        }
-    }
-    let info = validate::validate(&graph_settings(&ctx), &creds)
-        .await
-        .map_err(validation_error)?;
+    let done = connect::connect(
+        &ctx.shared,
+        &ctx.actors.children.business,
+        p.usuario_id,
+        &creds,
+        Target::New,
+    )
+    .await
+    .map_err(connect_error)?;
+    let id = done.connection_id;
     let client = ctx.pool.get().await?;
-    let id = match store::insert(&client, &ctx.sealer, p.usuario_id, &creds, &info).await {
-        Ok(id) => id,
-        Err(BusinessError::Store(e)) if e.is_unique_violation() => {
-            return Err(taken(&creds.phone_number_id));
-        }
-        Err(e) => return Err(business_error(e)),
-    };
-    start_actor(&ctx, id).await;
-    let number = store::get_for_user(&client, p.usuario_id, id)
+    let mut number = store::get_for_user(&client, p.usuario_id, id)
         .await
         .map_err(business_error)?
         .ok_or(ApiError::NotFound("business number"))?;
+    let details = json!({"phone_number_id": creds.phone_number_id, "waba_id": creds.waba_id, "webhooks": done.webhooks});
+    if let Some(w) = done.webhooks {
+        number["webhooks"] = w;
+    }
     Ok(audit::note(
         json_reply(StatusCode::CREATED, &number),
         id,
-        json!({"phone_number_id": creds.phone_number_id, "waba_id": creds.waba_id}),
+        details,
     ))
 }
 
@@ -342,10 +273,24 @@ async fn list(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> 
 
 async fn get(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
-    let number = store::get_for_user(&client, p.usuario_id, id)
+    let mut number = store::get_for_user(&client, p.usuario_id, id)
         .await
         .map_err(business_error)?
         .ok_or(ApiError::NotFound("business number"))?;
+    // What Meta reports about the account's webhooks, asked with the number's token.
+    if let Some(record) = store::load(&client, &ctx.sealer, id)
+        .await
+        .map_err(business_error)?
+    {
+        let expected = ctx.config.public_url.as_deref().map(connect::callback_uri);
+        number["webhook_configuration"] = connect::webhook_configuration(
+            &graph_settings(&ctx),
+            record.access_token.expose(),
+            &record.waba_id,
+            expected.as_deref(),
+        )
+        .await;
+    }
     Ok(json_reply(StatusCode::OK, &number))
 }
 
@@ -355,13 +300,6 @@ async fn patch(
     body: NumberPatch,
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
-    check_secret("access_token", &body.access_token)?;
-    if let Some(s) = &body.app_secret {
-        check_secret("app_secret", s)?;
-    }
-    if let Some(s) = &body.verify_token {
-        check_secret("verify_token", s)?;
-    }
     let client = ctx.pool.get().await?;
     let mut creds = store::credentials(&client, &ctx.sealer, p.usuario_id, id)
         .await
@@ -374,16 +312,16 @@ async fn patch(
     if let Some(s) = body.verify_token {
         creds.verify_token = s;
     }
-    let info = validate::validate(&graph_settings(&ctx), &creds)
-        .await
-        .map_err(validation_error)?;
-    if !store::replace_credentials(&client, &ctx.sealer, p.usuario_id, id, &creds, &info)
-        .await
-        .map_err(business_error)?
-    {
-        return Err(ApiError::NotFound("business number"));
-    }
-    start_actor(&ctx, id).await;
+    drop(client);
+    connect::connect(
+        &ctx.shared,
+        &ctx.actors.children.business,
+        p.usuario_id,
+        &creds,
+        Target::Existing(id),
+    )
+    .await
+    .map_err(connect_error)?;
     get(id, p, ctx).await
 }
 
@@ -414,7 +352,7 @@ async fn remove(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response
     {
         return Err(ApiError::NotFound("business number"));
     }
-    reload_elsewhere(&ctx, id).await;
+    connect::reload_elsewhere(&ctx.shared, id).await;
     let webhooks = subscription::release(&client, &graph_settings(&ctx), &record)
         .await
         .map_err(business_error)?;

@@ -216,6 +216,12 @@ async fn create(
     body: NewSession,
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
+    if let Some(why) = &ctx.chromium_missing {
+        return Err(ApiError::Conflict {
+            code: "chromium_missing",
+            message: format!("Lite sessions need Chromium on this machine: {why}"),
+        });
+    }
     let name = match body.name.as_deref().map(str::trim) {
         None => None,
         Some("") => {

@@ -4,6 +4,7 @@ mod auth;
 mod business;
 mod cli;
 mod config;
+mod deploy;
 mod embedded_pg;
 mod errors;
 mod helpers;

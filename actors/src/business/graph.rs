@@ -439,6 +439,19 @@ impl GraphClient {
             .unwrap_or_default())
     }
 
+    /// `GET /{waba_id}/subscribed_apps`: the apps receiving the account's webhooks, each with
+    /// its `override_callback_uri` when one was given.
+    pub async fn subscribed_apps(&self, waba_id: &str) -> Result<Vec<Value>, GraphError> {
+        let req = self
+            .http
+            .get(self.url(&format!("{waba_id}/subscribed_apps")));
+        let v = self.call(req, MANAGEMENT_TIMEOUT).await?;
+        Ok(v.get("data")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
     /// `GET /debug_token?input_token=<own token>`: validity and scopes of the token.
     pub async fn debug_token(&self) -> Result<Value, GraphError> {
         let req = self

@@ -6,6 +6,7 @@
 //! connected numbers ([`store`]). The supervisor is `crate::business_supervisor`.
 
 pub mod classify;
+pub mod connect;
 pub mod demo;
 pub mod graph;
 pub mod inbox;

@@ -9,11 +9,10 @@ use super::HubMessage;
 use crate::store::events::{self, CHANNEL};
 use futures::StreamExt;
 use ractor::ActorRef;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -43,13 +42,14 @@ impl Drop for Listener {
 impl Listener {
     /// Connects (the URL is never logged), starts polling, and issues the LISTEN.
     pub async fn start(database_url: &str, hub: ActorRef<HubMessage>) -> Result<Self, ListenError> {
-        let mut cfg =
-            tokio_postgres::Config::from_str(database_url).map_err(|_| ListenError::BadUrl)?;
+        let mut target =
+            crate::store::tls::PgConnect::parse(database_url).map_err(|_| ListenError::BadUrl)?;
+        let cfg = &mut target.config;
         cfg.connect_timeout(Duration::from_secs(5));
         cfg.keepalives(true);
         cfg.keepalives_idle(Duration::from_secs(30));
         cfg.application_name("sincro-whatsapp-hub");
-        let (client, mut connection) = cfg.connect(NoTls).await?;
+        let (client, mut connection) = target.connect().await?;
         let task = tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
             let reason = loop {

@@ -5,12 +5,11 @@
 //! and the owners reconnect on their next tick.
 
 use futures::StreamExt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 /// The LISTEN session; dropping it closes the session.
 pub struct Listener {
@@ -32,12 +31,16 @@ impl Listener {
         channel: &'static str,
         on_notify: impl Fn(&str) + Send + 'static,
     ) -> Result<Listener, String> {
-        let mut cfg = tokio_postgres::Config::from_str(database_url)
+        let mut target = crate::store::tls::PgConnect::parse(database_url)
             .map_err(|_| "DATABASE_URL is not valid".to_string())?;
+        let cfg = &mut target.config;
         cfg.connect_timeout(Duration::from_secs(5));
         cfg.keepalives(true);
         cfg.application_name(format!("sincro-whatsapp-{channel}"));
-        let (client, mut connection) = cfg.connect(NoTls).await.map_err(|e| e.to_string())?;
+        let (client, mut connection) = target
+            .connect()
+            .await
+            .map_err(|e| crate::store::tls::explain(&e))?;
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
         let task = tokio::spawn(async move {

@@ -129,6 +129,7 @@ async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, StoreError
         });
     }
     let mut newly = Vec::new();
+    let mut install_report = None;
     for m in MIGRATIONS {
         let sum = checksum(m.sql);
         if let Some((_, name, existing)) = applied.iter().find(|a| a.0 == m.version) {
@@ -141,6 +142,10 @@ async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, StoreError
             continue;
         }
         let tx = client.transaction().await?;
+        if m.version == 1 {
+            // A CRM's own tables may hold what 0001's constraints refuse (see install.rs).
+            install_report = super::install::prepare(&tx).await?;
+        }
         tx.batch_execute(m.sql).await?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
@@ -150,6 +155,15 @@ async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, StoreError
         tx.commit().await?;
         tracing::info!(version = m.version, name = m.name, "migration applied");
         newly.push(m.version);
+    }
+    if let Some(details) = install_report {
+        client
+            .execute(
+                "INSERT INTO audit_log (action, target, details)
+                 VALUES ('install.crm_tables_adapted', 'leads', $1)",
+                &[&details],
+            )
+            .await?;
     }
     Ok(MigrateReport {
         applied: newly,

@@ -5,12 +5,13 @@ pub mod alerts;
 pub mod api_keys;
 pub mod clean;
 pub mod events;
+pub mod install;
 pub mod leads;
 pub mod migrate;
+pub mod tls;
 pub mod users;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use std::str::FromStr;
 use std::time::Duration;
 
 pub use deadpool_postgres::{Client, Transaction};
@@ -69,15 +70,18 @@ impl StoreError {
 /// Builds the pool. Connections are made lazily, each with a connect timeout, so a database
 /// that is down makes calls fail fast instead of hanging.
 pub fn connect_pool(url: &str, max_size: usize) -> Result<Pool, StoreError> {
-    let mut cfg =
-        tokio_postgres::Config::from_str(url).map_err(|e| StoreError::BadUrl(e.to_string()))?;
+    let tls::PgConnect {
+        config: mut cfg,
+        tls,
+        ..
+    } = tls::PgConnect::parse(url)?;
     cfg.connect_timeout(Duration::from_secs(5));
     if cfg.get_application_name().is_none() {
         cfg.application_name("sincro-whatsapp");
     }
     let manager = Manager::from_config(
         cfg,
-        tokio_postgres::NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

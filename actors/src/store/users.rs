@@ -46,3 +46,34 @@ pub async fn create_with_key(
     tx.commit().await?;
     Ok((CreatedUser { usuario_id, key }, created))
 }
+
+/// The user with this e-mail (the oldest, as [`create_with_key`] picks), created without an
+/// API key when there is none; whether it was created.
+pub async fn find_or_create(client: &mut Client, email: &str) -> Result<(Uuid, bool), StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('usuarios:' || lower($1)))",
+        &[&email],
+    )
+    .await?;
+    let existing = tx
+        .query_opt(
+            "SELECT id FROM usuarios WHERE lower(email) = lower($1) ORDER BY created_at LIMIT 1",
+            &[&email],
+        )
+        .await?;
+    let found = match existing {
+        Some(row) => (row.get(0), false),
+        None => {
+            let id = Uuid::now_v7();
+            tx.execute(
+                "INSERT INTO usuarios (id, email) VALUES ($1, $2)",
+                &[&id, &email],
+            )
+            .await?;
+            (id, true)
+        }
+    };
+    tx.commit().await?;
+    Ok(found)
+}
