@@ -1,4 +1,4 @@
-//! Dispatch benchmark (issue 5): the real Dispatcher of a full daemon (claims under lease,
+//! Dispatch benchmark: the real Dispatcher of a full daemon (claims under lease,
 //! RateLimiter permits, in-flight marking, outcome recording with events) draining a backlog
 //! spread over 50 Business connections into fake connection actors that keep each message's
 //! departure (its slot, spacing and window cap, as the real actors do) and then accept it at

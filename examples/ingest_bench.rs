@@ -1,4 +1,4 @@
-//! Ingest throughput harness (issue 3): messages per second through the real one-transaction
+//! Ingest throughput harness: messages per second through the real one-transaction
 //! batch (lead find-or-create, conversation upsert, sealed message insert, events), against a
 //! baseline measured in the same run: a plain batched INSERT of the same rows (no leads, no
 //! conversations, no sealing, no events) into a scratch table of the same shape.

@@ -1,4 +1,4 @@
-//! WhatsApp Lite benchmark (issue 6): the real daemon (in-process, real HTTP, real PostgreSQL)
+//! WhatsApp Lite benchmark: the real daemon (in-process, real HTTP, real PostgreSQL)
 //! driving real Chromium against the WhatsApp Web simulator.
 //!
 //! Measures, in one run:

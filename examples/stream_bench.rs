@@ -1,4 +1,4 @@
-//! Load harness for the WebSocket event stream (issue 3): a daemon in-process on loopback,
+//! Load harness for the WebSocket event stream: a daemon in-process on loopback,
 //! 1,000 WebSocket clients, events appended at a steady rate, and the delivery latency from
 //! the append's commit to the frame arriving at each client (p50/p99/max), checked for loss,
 //! duplicates and order. Two scenarios: clients spread over many users, and all on one hot user.

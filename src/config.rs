@@ -1,4 +1,4 @@
-//! Configuration from environment variables (DESIGN.md section 10), read once at start from a
+//! Configuration from environment variables (docs/ARCHITECTURE.md §10), read once at start from a
 //! map so tests never touch the process environment. Every bad value is reported, one line
 //! each; secrets are wrapped in [`Secret`] so Debug output and logs never show them.
 
@@ -81,9 +81,9 @@ pub struct Config {
     /// `PUBLIC_URL`: where Meta reaches this daemon (no trailing slash); connecting a number
     /// subscribes the app with `PUBLIC_URL/webhooks/whatsapp` as its callback.
     pub public_url: Option<String>,
-    /// The outbound queue: default send limits, retries, leases, polling (issue 5).
+    /// The outbound queue: default send limits, retries, leases, polling.
     pub outbound: sincro_actors::outbound::OutboundSettings,
-    /// Lite sessions: limits, memory recycling, snapshots (issue 6); page URL, browser and
+    /// Lite sessions: limits, memory recycling, snapshots; page URL, browser and
     /// DATA_DIR come from the fields above.
     pub lite: sincro_actors::lite::LiteSettings,
     /// Notices about seed variables that are set but not used; logged once at start.

@@ -1,4 +1,4 @@
-//! The root supervisor. It starts the seven children of DESIGN.md section 1, after the
+//! The root supervisor. It starts children drawn in docs/ARCHITECTURE.md §1, after the
 //! Membership (this node's heartbeat and leases, section 9), in `pre_start`, linked to itself, restarts them by the [`RestartPolicy`], answers the status RPC behind
 //! `GET /v1/status`, and stops them children-first on shutdown.
 

@@ -1,4 +1,4 @@
-//! Dispatcher: drains the durable outbox (DESIGN.md section 3, Outbound). One lane per
+//! Dispatcher: drains the durable outbox (docs/ARCHITECTURE.md §4, Outbound). One lane per
 //! connection running on this node ([`crate::outbound::lane`]) claims that connection's due
 //! rows under this incarnation's lease, takes RateLimiter permits, marks attempts in flight and
 //! hands messages to the connection actor; outcomes are written in batches

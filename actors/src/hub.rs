@@ -1,5 +1,5 @@
-//! Hub: fans events out to the WebSocket subscribers of their user, on every node (DESIGN.md
-//! sections 1, 5 and 9).
+//! Hub: fans events out to the WebSocket subscribers of their user, on every node (docs/ARCHITECTURE.md
+//! §1, §4 and §5).
 //!
 //! Every append to the event log `pg_notify`s `sincro_events` with `<usuario_id>:<seq>` at
 //! commit, and every node's Hub LISTENs on its own connection ([`listen`]), so an event written

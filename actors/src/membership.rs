@@ -1,5 +1,5 @@
-//! Membership: this node's place among the nodes sharing one PostgreSQL (DESIGN.md section
-//! 9). Every [`Ownership::renew_every`] it heartbeats and renews the node's leases in one
+//! Membership: this node's place among the nodes sharing one PostgreSQL (docs/ARCHITECTURE.md
+//! §5). Every [`Ownership::renew_every`] it heartbeats and renews the node's leases in one
 //! round ([`crate::ownership`]), then has the LiteSupervisor reconcile (stop sessions whose
 //! lease was lost, take over free ones). It also holds the `LISTEN sincro_control` session:
 //! commands one node sends another, such as "stop this Lite session" for a session whose

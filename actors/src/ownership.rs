@@ -1,4 +1,4 @@
-//! Which node runs which connection (DESIGN.md section 9). Nodes sharing one PostgreSQL
+//! Which node runs which connection (docs/ARCHITECTURE.md §5). Nodes sharing one PostgreSQL
 //! heartbeat in `nodes`; a Lite session (`lite:<id>`) or a Business number (`business:<id>`)
 //! is run by the node holding its row in `leases`, which expires unless renewed. A node takes
 //! a free or expired lease (a stopped or dead node's) only up to its fair share of the live

@@ -26,9 +26,9 @@ pub struct ActorSettings {
     pub graph_api_version: String,
     /// `DATA_DIR`: sealed media files live under `media/`.
     pub data_dir: std::path::PathBuf,
-    /// The outbound queue: default limits, retries, leases (issue 5).
+    /// The outbound queue: default limits, retries, leases.
     pub outbound: crate::outbound::OutboundSettings,
-    /// Lite sessions: page URL, Chromium, limits, snapshots (issue 6).
+    /// Lite sessions: page URL, Chromium, limits, snapshots.
     pub lite: crate::lite::LiteSettings,
     /// `PUBLIC_URL`: connecting a number subscribes the app with its webhook callback.
     pub public_url: Option<String>,
@@ -64,7 +64,7 @@ pub struct Shared {
     pub database_url: String,
     pub sealer: Arc<Sealer>,
     pub node_id: String,
-    /// This node's leases on connections (DESIGN.md section 9).
+    /// This node's leases on connections (docs/ARCHITECTURE.md §5).
     pub ownership: Arc<crate::ownership::Ownership>,
     /// Wakes this node's inbox drain once a new inbox row is committed
     /// ([`crate::ingest::inbox::wake`]); the drain also polls, so a lost wake only delays.

@@ -1,4 +1,4 @@
-//! Meta Graph API simulator (see DESIGN.md section 7): a strict local imitation of the
+//! Meta Graph API simulator (docs/ARCHITECTURE.md §6): a strict local imitation of the
 //! WhatsApp Business Cloud API, for the daemon's integration tests (in-process) and for
 //! `sincro-whatsapp demo` / `sincro-whatsapp sim graph --bind ADDR`.
 //!

@@ -1,5 +1,5 @@
 //! The one API error type. Every error leaves as `{"error":{"code","message"}}` with a fitting
-//! status (DESIGN.md section 4); internal causes are logged, never sent to the client. warp's
+//! status (the README's HTTP API); internal causes are logged, never sent to the client. warp's
 //! own rejections (unknown route, wrong method, oversized body...) get the same shape.
 
 use serde::Serialize;

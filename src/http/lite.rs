@@ -1,4 +1,4 @@
-//! Lite sessions (DESIGN.md section 4): `POST/GET /v1/lite/sessions`, `GET/DELETE
+//! Lite sessions (the README's HTTP API): `POST/GET /v1/lite/sessions`, `GET/DELETE
 //! /v1/lite/sessions/{id}` (`?logout=true` unlinks the device and wipes the profile),
 //! `GET /v1/lite/sessions/{id}/qr` (the raw string) and `qr.png` / `qr.svg`, and
 //! `POST /v1/lite/sessions/{id}/pairing-code`. Another user's session is a 404.

@@ -1,4 +1,4 @@
-//! The outbound API (DESIGN.md section 4): `POST /v1/messages` validates and queues a message
+//! The outbound API (the README's HTTP API): `POST /v1/messages` validates and queues a message
 //! (202 with its id; `Idempotency-Key` honoured per user), `GET /v1/messages/{id}` shows its
 //! state, attempts and last error, `POST /v1/messages/{id}/cancel` cancels one not yet
 //! attempted, `GET /v1/messages/dead-letter` lists failed and uncertain ones and

@@ -1,4 +1,4 @@
-//! `GET /v1/stream`: the WebSocket event stream (DESIGN.md section 5).
+//! `GET /v1/stream`: the WebSocket event stream (docs/ARCHITECTURE.md §4, Stream).
 //!
 //! `?since=<seq>` replays what the client missed, then the stream goes live; `?types=a,b`
 //! (exact names, or `prefix.*`) filters; the key comes by `Authorization: Bearer` or

@@ -1,4 +1,4 @@
-//! Lite sessions across two nodes on one database (DESIGN.md section 9), with real Chromium:
+//! Lite sessions across two nodes on one database (docs/ARCHITECTURE.md §5), with real Chromium:
 //! one browser per session, on the node holding its lease; a stop asked on the other node is
 //! carried out by the one running it; a session started again elsewhere comes back from its
 //! sealed profile snapshot without a QR; a node that stops hands its sessions to the other; a

@@ -1,4 +1,4 @@
-//! Node ownership (DESIGN.md section 9) against real PostgreSQL: leases are exclusive, expire
+//! Node ownership (docs/ARCHITECTURE.md §5) against real PostgreSQL: leases are exclusive, expire
 //! into another node's hands, split by fair share, come back on a graceful stop; a node whose
 //! lease was taken stops sending for that connection at once and takes it back when free.
 

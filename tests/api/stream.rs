@@ -1,4 +1,4 @@
-//! WebSocket event stream tests (issue 3): replay then live with no gap and no duplicate at the
+//! WebSocket event stream tests: replay then live with no gap and no duplicate at the
 //! seam, the `types` filter, slow consumers closed with 4008 and resumed with `since`, delivery
 //! through other nodes (in-process and a separate process), isolation between users, errors
 //! before the upgrade, Hub restarts, retention gaps and shutdown.

@@ -1,4 +1,4 @@
-//! What a failed Graph send means for the message and the number: reference section 2's table
+//! What a failed Graph send means for the message and the number: Meta's error code table
 //! as one pure function, so every row is unit-tested. Classified by Meta's `code`, never by
 //! the HTTP status (190 sometimes comes over 400).
 

@@ -3,7 +3,7 @@
 //! own timeout, and Meta's error object parsed into [`GraphError`]. Only the BusinessNumber
 //! actor that owns a client uses it (credential validation builds a short-lived one).
 //!
-//! Errors keep what the classification of reference section 2 needs: Meta's `code` (never the
+//! Errors keep what the classification of Meta's Cloud API documentation needs: Meta's `code` (never the
 //! HTTP status: 190 sometimes comes over 400), `error_data.details`, and whether the request
 //! may have reached Meta (a lost answer must not be resent blindly: Meta has no idempotency
 //! key).

@@ -13,7 +13,7 @@ use uuid::Uuid;
 /// Largest file the daemon takes or fetches (seed design: 16 MB).
 pub const MAX_MEDIA_BYTES: usize = 16 * 1024 * 1024;
 
-/// The message type a MIME type is sent as, and its limit (reference section 4, capped at
+/// The message type a MIME type is sent as, and its limit (Meta's Cloud API documentation, capped at
 /// 16 MB). None: WhatsApp does not take this type.
 pub fn kind_of(mime: &str) -> Option<(&'static str, usize)> {
     const MB: usize = 1024 * 1024;

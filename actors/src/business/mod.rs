@@ -1,4 +1,4 @@
-//! WhatsApp Business Cloud API numbers (issue 4): the Graph client ([`graph`]) and what its
+//! WhatsApp Business Cloud API numbers: the Graph client ([`graph`]) and what its
 //! errors mean ([`classify`]), the BusinessNumber actor that owns one client per connected
 //! phone_number_id ([`number`]), credential validation before a number is stored
 //! ([`validate`]), webhook envelopes → inbound items ([`webhook`]) drained from the durable

@@ -1,4 +1,4 @@
-//! The checks and shaping before a Business send (issue 4, item 7): the recipient is E.164,
+//! The checks and shaping before a Business send: the recipient is E.164,
 //! free-form messages only inside the contact's 24 h window (else a clear error suggesting a
 //! template), templates only when approved, and the Cloud API body built from the API's
 //! message (`messaging_product`, `recipient_type`, `to` added; unknown top-level keys dropped).

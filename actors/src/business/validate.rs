@@ -1,4 +1,4 @@
-//! Credential validation before a number is stored (reference section 6's recipe): the token
+//! Credential validation before a number is stored (Meta's documented steps): the token
 //! is valid with the WhatsApp scopes and reaches the WABA (`debug_token`), the phone number
 //! exists for this token and belongs to the WABA, and the app is subscribed to the WABA's
 //! webhooks (`POST /{waba_id}/subscribed_apps`). A short-lived client of its own: no actor

@@ -1,4 +1,4 @@
-//! Meta's webhook envelopes (reference section 3): the X-Hub-Signature-256 check over the raw
+//! Meta's webhook envelopes (Meta's Cloud API documentation): the X-Hub-Signature-256 check over the raw
 //! bytes, the ids a payload names (to find the app secret before anything is stored), and the
 //! walk over every entry × change × message / status / template update into [`Change`]s.
 //! Unknown fields and message types become `Desconocido` messages or are skipped with a count;

@@ -1,7 +1,7 @@
 /* bridge.js: injected by sincro-whatsapp into every document of a Lite session's page
  * (Page.addScriptToEvaluateOnNewDocument), before the page's own scripts run.
  *
- * Uses only the module surface of reference/whatsapp-web.md §3A (window.Debug.VERSION,
+ * Uses only the module surface of the real WhatsApp Web page (window.Debug.VERSION,
  * window.require('WAWeb...')), never the DOM, and reports to the daemon through the CDP binding
  * named __BINDING__: one JSON object per call, {"t": kind, ...}:
  *   ready {version, url, state, synced, post_logout}  the modules are there (once per document)

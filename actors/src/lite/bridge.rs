@@ -2,7 +2,7 @@
 //! (`bridge.js`), the events it reports through the CDP binding, and the calls the session
 //! makes into it (`window.__sincro.*`), each with a timeout.
 //!
-//! The script relies only on the module surface drivers use (reference/whatsapp-web.md §3A:
+//! The script relies only on the module surface drivers use (the real WhatsApp Web page:
 //! `window.Debug.VERSION`, `window.require('WAWeb…')`), never on the DOM, so the same bridge
 //! works against WhatsApp Web and against the simulator.
 

@@ -1,5 +1,5 @@
 //! WhatsApp Lite: the user's own WhatsApp account linked as a device through WhatsApp Web, one
-//! headless Chromium per session (DESIGN.md sections 1 and 3, issue 6).
+//! headless Chromium per session (docs/ARCHITECTURE.md §1, §4).
 //!
 //! ```text
 //! LiteSupervisor (lite_supervisor.rs) ── LiteSession × N (session.rs)
@@ -13,7 +13,7 @@
 //!   whole tree in its own process group, ask the kernel to kill it if the daemon dies, and reap
 //!   it: stop, logout, restart and crashes leave no zombie or orphan.
 //! - [`bridge`] is the script injected into every document of the page. It uses only the module
-//!   surface of reference/whatsapp-web.md §3A and reports through a CDP binding.
+//!   surface of the real WhatsApp Web page and reports through a CDP binding.
 //! - [`session`] is the actor: statuses, QR, pairing code, inbound, sends, acks, logout,
 //!   memory recycling, snapshots. It is the only owner of its browser and CDP connection; when
 //!   it fails or stops, they die with it.

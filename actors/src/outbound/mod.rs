@@ -1,4 +1,4 @@
-//! The durable outbound queue (DESIGN.md section 3, Outbound; issue 5). PostgreSQL's `outbox`
+//! The durable outbound queue (docs/ARCHITECTURE.md §4, Outbound). PostgreSQL's `outbox`
 //! table is the queue: the API writes a message and its outbox row in one transaction
 //! ([`enqueue`]), the Dispatcher claims due rows per connection under an expiring lease
 //! ([`claim`], [`lease`]), takes a RateLimiter permit, marks the attempt in flight

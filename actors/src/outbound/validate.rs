@@ -1,5 +1,5 @@
-//! Validation of `POST /v1/messages` bodies (DESIGN.md section 4): the message object shaped
-//! like Meta's Cloud API request (reference/meta-cloud-api.md section 1) with its documented
+//! Validation of `POST /v1/messages` bodies (the README's HTTP API): the message object shaped
+//! like Meta's Cloud API request (Meta's Cloud API message reference) with its documented
 //! sizes, plus our `connection_id`, `priority` and `send_at`. Pure: the checks that need the
 //! database (connection owner, 24 h window, template approval) are in [`super::enqueue`].
 //! Unknown fields are refused, as Meta refuses them (code 100), so a typo never sends something

@@ -1,4 +1,4 @@
-//! The per-user event log behind the WebSocket stream (DESIGN.md section 5). `seq` is gapless
+//! The per-user event log behind the WebSocket stream (docs/ARCHITECTURE.md §4, Stream). `seq` is gapless
 //! per user: a counter row per user is bumped in the same transaction that writes the event,
 //! so events commit in seq order per user and a rolled-back transaction leaves no hole. The
 //! payload is sealed (it may quote message content). Each append also `pg_notify`s

@@ -1,4 +1,4 @@
-//! The supervision tree (DESIGN.md section 1):
+//! The supervision tree (docs/ARCHITECTURE.md §1):
 //!
 //! ```text
 //! Daemon (root supervisor)                       daemon.rs

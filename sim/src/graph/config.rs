@@ -1,5 +1,5 @@
 //! Configuration of the Graph simulator: every knob that changes how strict, fast or faulty it
-//! is. Defaults follow Meta's documented behaviour (reference/meta-cloud-api.md) where Meta
+//! is. Defaults follow Meta's documented behaviour (Meta's Cloud API documentation) where Meta
 //! documents one, and are short where Meta's real timing would only slow tests down.
 
 use std::time::Duration;
@@ -47,7 +47,7 @@ pub struct GraphSimConfig {
     /// 1-s window: no interval of one second ever holds more accepted sends than this.
     pub throughput_per_sec: u32,
     /// Whether inbound messages (`/sim/inbound`) use up the number's throughput too, as Meta
-    /// says they do (on by default: reference/meta-cloud-api.md, "counting inbound and
+    /// says they do (on by default: Meta's Cloud API documentation, "counting inbound and
     /// outbound").
     pub throughput_counts_inbound: bool,
     /// Pair rate: messages to one recipient may burst up to this many at once...

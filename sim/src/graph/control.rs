@@ -1,4 +1,4 @@
-//! The `/sim/*` control routes (DESIGN.md section 7): create accounts (after Meta's
+//! The `/sim/*` control routes (docs/ARCHITECTURE.md §6): create accounts (after Meta's
 //! verification handshake), register contacts' WhatsApp accounts, inject inbound messages and
 //! Business app echoes, read what was sent, inject faults, shape webhook delivery and emit
 //! chosen statuses. JSON in and out; errors are `{"error":{"code":"snake_case","message"}}`

@@ -9,7 +9,7 @@ use warp::reply::Response;
 
 use super::ids;
 
-/// Title Meta puts after `(#code)` and the HTTP status it answers with (reference section 2;
+/// Title Meta puts after `(#code)` and the HTTP status it answers with (Meta's Cloud API documentation;
 /// statuses Meta does not document are the reference's best guess, and callers may override).
 pub fn code_info(code: i64) -> (&'static str, u16) {
     match code {

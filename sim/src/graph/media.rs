@@ -66,7 +66,7 @@ fn base_mime(mime: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Which message type a MIME type belongs to and its size limit (reference section 4).
+/// Which message type a MIME type belongs to and its size limit (Meta's Cloud API documentation).
 pub fn mime_kind(mime: &str) -> Option<(&'static str, usize)> {
     Some(match base_mime(mime).as_str() {
         "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" => ("audio", 16 * MB),

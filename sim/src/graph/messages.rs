@@ -1,5 +1,5 @@
 //! Validation of a `POST /{phone_number_id}/messages` body on its own (no state): every message
-//! type of reference section 1 with Meta's documented limits, and mark-as-read. Unknown keys
+//! type of Meta's Cloud API documentation with Meta's documented limits, and mark-as-read. Unknown keys
 //! are refused with code 100 (Meta rejects unexpected parameters), missing required ones with
 //! 131008 and bad values with 131009. What needs state (media ids, templates, window, limits) is
 //! checked afterwards in `send.rs`.

@@ -1,4 +1,4 @@
-//! Control routes of the WhatsApp Web simulator (DESIGN.md section 7): the "phone" side that
+//! Control routes of the WhatsApp Web simulator (docs/ARCHITECTURE.md §6): the "phone" side that
 //! tests and `demo` drive. JSON in and out; errors are
 //! `{"error":{"code":"snake_case","message":"..."}}` with a 4xx status.
 //!

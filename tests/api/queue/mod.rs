@@ -1,4 +1,4 @@
-//! The durable outbound queue (issue 5): the API (validation, idempotency, cancel, dead
+//! The durable outbound queue: the API (validation, idempotency, cancel, dead
 //! letters), the Dispatcher against fake connection actors (priorities, scheduling, retries,
 //! leases, fairness, pacing, limits, two nodes), and against the Graph simulator.
 
