@@ -160,11 +160,19 @@ async fn connect_demo_business(app: &Application, base: &str, key: &str, sim: &s
             .await?;
         Ok::<uuid::Uuid, anyhow::Error>(row.get(0))
     };
-    let (Ok(user), Some(supervisor)) = (found.await, ctx.actors.children.business.get()) else {
+    let (Ok(user), Some(_)) = (found.await, ctx.actors.children.business.get()) else {
         println!("WhatsApp Business: the demo number could not be set up (see the logs)");
         return;
     };
-    match sincro_actors::business::demo::connect(&ctx.shared, &supervisor, user, sim, base).await {
+    match sincro_actors::business::demo::connect(
+        &ctx.shared,
+        &ctx.actors.children.business,
+        user,
+        sim,
+        base,
+    )
+    .await
+    {
         Ok(n) => {
             let contact = "+5511988887777";
             println!(

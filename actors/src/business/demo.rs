@@ -1,16 +1,18 @@
 //! `sincro-whatsapp demo`'s Business number: an account on the in-process Graph simulator,
-//! connected for the demo user exactly as `POST /v1/business/numbers` does (validated, sealed,
-//! actor started), then the simulator's webhooks pointed at the daemon (the simulator first
-//! performs Meta's handshake against it). Numbers left by an earlier demo run (whose simulator
-//! is gone) are removed first.
+//! connected for the demo user through the same sequence as `POST /v1/business/numbers`
+//! ([`super::connect::connect`]: validated, sealed, actor started, other nodes told), then the
+//! simulator's webhooks pointed at the daemon (the simulator first performs Meta's handshake
+//! against it). Numbers left by an earlier demo run (whose simulator is gone) are removed first.
 
+use super::connect::{self, Target};
 use super::graph::GraphClient;
 use super::store::{self, Credentials};
-use super::{BusinessError, GraphSettings, validate};
+use super::{BusinessError, GraphSettings};
 use crate::business_supervisor::BusinessSupervisorMessage;
 use crate::shared::Shared;
-use ractor::ActorRef;
+use crate::supervision::Slot;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -24,13 +26,16 @@ pub struct DemoNumber {
 
 /// Creates, connects and subscribes the demo account. `daemon_base`: `http://host:port`.
 pub async fn connect(
-    shared: &Shared,
-    supervisor: &ActorRef<BusinessSupervisorMessage>,
+    shared: &Arc<Shared>,
+    supervisor_slot: &Slot<BusinessSupervisorMessage>,
     usuario_id: Uuid,
     sim_base: &str,
     daemon_base: &str,
 ) -> Result<DemoNumber, BusinessError> {
     let client = shared.pool.get().await?;
+    let supervisor = supervisor_slot
+        .get()
+        .ok_or_else(|| BusinessError::Io("the business supervisor is restarting".into()))?;
     for old in store::list_for_user(&client, usuario_id).await? {
         if let Some(id) = old["id"].as_str().and_then(|s| s.parse::<Uuid>().ok()) {
             let _ = supervisor
@@ -71,24 +76,10 @@ pub async fn connect(
         base: shared.settings.graph_api_base.clone(),
         version: shared.settings.graph_api_version.clone(),
     };
-    let info = validate::validate(&settings, &creds)
+    let connection_id = connect::connect(shared, supervisor_slot, usuario_id, &creds, Target::New)
         .await
-        .map_err(|e| BusinessError::Invalid(e.to_string()))?;
-    let connection_id = store::insert(&client, &shared.sealer, usuario_id, &creds, &info).await?;
-    let started = supervisor
-        .call(
-            |reply| BusinessSupervisorMessage::Connect {
-                connection_id,
-                reply,
-            },
-            Some(Duration::from_secs(15)),
-        )
-        .await;
-    if !matches!(started, Ok(ractor::rpc::CallResult::Success(Ok(())))) {
-        return Err(BusinessError::Io(
-            "the demo number's actor did not start".into(),
-        ));
-    }
+        .map_err(|e| BusinessError::Invalid(e.to_string()))?
+        .connection_id;
     GraphClient::new(
         &settings.base,
         &settings.version,
