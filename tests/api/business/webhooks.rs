@@ -230,13 +230,19 @@ async fn business_webhook_every_fixture_message_lands() {
         .unwrap()
         .get(0);
     assert_eq!(name.as_deref(), Some("Test Name"));
-    let inbox = app
-        .count(
+    // A row is marked drained when the drain's transaction commits, just after the messages
+    // it stored became visible: wait for it.
+    let drained = eventually(Duration::from_secs(10), || async {
+        (app.count(
             "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
             &[],
         )
-        .await;
-    assert_eq!(inbox, 0, "every inbox row drained");
+        .await
+            == 0)
+            .then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "every inbox row drained");
     let raw: String = client
         .query_one("SELECT body FROM webhook_inbox LIMIT 1", &[])
         .await
