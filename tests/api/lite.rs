@@ -1161,7 +1161,7 @@ async fn lite_message_through_the_queue_is_sent_once_and_acked() {
     // Assert: sent once, with the page's id, then the read ack moves it forward.
     let sent = eventually(Duration::from_secs(60), || async {
         let v = view(mid.clone()).await;
-        (v["estado"] == "sent").then_some(v)
+        crate::queue::reached(v["estado"].as_str().unwrap_or(""), "sent").then_some(v)
     })
     .await
     .expect("sent through the queue");

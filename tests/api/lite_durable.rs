@@ -243,7 +243,7 @@ async fn lite_phone_sent_messages_are_saliente_and_own_sends_are_not_duplicated(
                 .json()
                 .await
                 .unwrap();
-            (v["estado"] == "sent").then_some(())
+            crate::queue::reached(v["estado"].as_str().unwrap_or(""), "sent").then_some(())
         })
         .await
         .expect("own send sent");
