@@ -1,4 +1,4 @@
--- The CRM's own tables (DESIGN.md section 2). The CRM may already have them: every statement
+-- The CRM's own tables (docs/ARCHITECTURE.md §3). The CRM may already have them: every statement
 -- creates only what is absent, and columns we add to existing tables are nullable or defaulted.
 
 CREATE TABLE IF NOT EXISTS usuarios (

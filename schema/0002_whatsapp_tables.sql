@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE INDEX IF NOT EXISTS api_keys_usuario_idx ON api_keys (usuario_id);
 
--- Durable outbound queue: one row per message to send (DESIGN.md section 3, Outbound).
+-- Durable outbound queue: one row per message to send (docs/ARCHITECTURE.md §4, Outbound).
 CREATE TABLE IF NOT EXISTS outbox (
     message_id     uuid PRIMARY KEY REFERENCES mensajes_conversacion (id) ON DELETE CASCADE,
     usuario_id     uuid NOT NULL REFERENCES usuarios (id) ON DELETE CASCADE,
@@ -147,7 +147,7 @@ CREATE TABLE IF NOT EXISTS nodes (
     stopped_at    timestamptz
 );
 
--- Which node owns a Lite session or Business number right now (DESIGN.md section 9).
+-- Which node owns a Lite session or Business number right now (docs/ARCHITECTURE.md §5).
 CREATE TABLE IF NOT EXISTS leases (
     resource    text PRIMARY KEY,                       -- e.g. 'lite:<uuid>', 'business:<uuid>'
     node_id     text NOT NULL REFERENCES nodes (id) ON DELETE CASCADE,

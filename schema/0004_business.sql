@@ -1,4 +1,4 @@
--- Business numbers, webhooks, templates and media (issue 4).
+-- Business numbers, webhooks, templates and media.
 --
 -- A Business number is a configuracion_mensajeria_usuario row with
 -- configuracion->>'tipo_conexion' = 'business'; its Meta ids live in clear in

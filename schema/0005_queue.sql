@@ -1,4 +1,4 @@
--- Tables and columns for the durable outbound queue and rate limiting (issue 5).
+-- Tables and columns for the durable outbound queue and rate limiting.
 --
 -- The outbox row of a message moves pending → sending (claimed under a lease) → sent | failed |
 -- cancelled | uncertain. `inflight_at` is set, committed, just before an attempt's request may

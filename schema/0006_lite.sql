@@ -1,4 +1,4 @@
--- Tables and columns for WhatsApp Lite sessions (issue 6).
+-- Tables and columns for WhatsApp Lite sessions.
 
 -- Whether the session should run: set when it reaches WORKING, cleared when it is stopped on
 -- purpose, logged out or FAILED. A starting daemon starts these again (a session restarting

@@ -1,4 +1,4 @@
--- Leases on claimed outbox rows move from every row to their owner (issue 5): a row in
+-- Leases on claimed outbox rows move from every row to their owner: a row in
 -- `sending` names the Dispatcher incarnation that claimed it (lease_owner), and that
 -- incarnation's one row here says until when it is alive. Renewing is then one row, not
 -- every held row: renewing thousands of rows locked them against the marking and recording

@@ -119,6 +119,42 @@ async fn a_changed_migration_is_refused() {
 }
 
 #[tokio::test]
+async fn a_checksum_stored_by_an_earlier_release_is_moved_to_the_current_one() {
+    // Arrange: a database migrated by a release that checksummed the whole text of 0001
+    // (comments included), as its row says.
+    let url = fresh_database().await;
+    let mut client = connect(&url).await;
+    migrate::migrate(&mut client).await.unwrap();
+    let current: String = client
+        .query_one(
+            "SELECT checksum FROM schema_migrations WHERE version = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .execute(
+            "UPDATE schema_migrations SET checksum = '1ed74a33121bd2750e121349fff65c65570e3d8db1ad8c5eaba437255ff79e55' WHERE version = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    // Act
+    migrate::migrate(&mut client).await.unwrap();
+    // Assert
+    let now: String = client
+        .query_one(
+            "SELECT checksum FROM schema_migrations WHERE version = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(now, current);
+}
+
+#[tokio::test]
 async fn a_newer_schema_is_refused() {
     let url = fresh_database().await;
     let mut client = connect(&url).await;

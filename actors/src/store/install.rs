@@ -16,7 +16,7 @@
 //!   (the column becomes NULL, or a spelling with a letter suffix where the CRM made it NOT
 //!   NULL), so no row and no value is lost.
 //!
-//! 0001's text stays as it was applied everywhere (its checksum guards it), so installs that
+//! 0001's statements stay as they were applied everywhere (its checksum guards them), so installs that
 //! already applied it are untouched and new ones get the same schema. What was done is logged
 //! and returned; [`super::migrate`] writes it to `audit_log` once that table exists.
 

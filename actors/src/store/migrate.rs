@@ -77,12 +77,58 @@ pub struct MigrateReport {
     pub current: i32,
 }
 
+/// The checksum that guards an applied migration: its statements, not its comments. Lines
+/// that are only a `--` comment are left out, so a comment may be reworded after release
+/// (saying the reason better, no longer pointing outside the repository) while any change to
+/// what the migration does is still refused.
 fn checksum(sql: &str) -> String {
-    Sha256::digest(sql.as_bytes())
+    let statements: Vec<&str> = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect();
+    hex_sha256(&statements.join("\n"))
+}
+
+fn hex_sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Checksums of the whole text (comments included) that releases before [`checksum`] left
+/// comments out stored for these migrations. A database that stored one of them has exactly
+/// these statements; its row is moved to the current checksum.
+const SHIPPED: &[(i32, &str)] = &[
+    (
+        1,
+        "1ed74a33121bd2750e121349fff65c65570e3d8db1ad8c5eaba437255ff79e55",
+    ),
+    (
+        2,
+        "80bb777cc68a14d6a0877690773e3282e4792397023547003478f631674cfcd0",
+    ),
+    (
+        3,
+        "35f6e740d7344f43f34dff3d03f4efa0096b623c276fd79f531de056f96d31e8",
+    ),
+    (
+        4,
+        "7f360a854ea347e37b70cca2b8b2a69017a65594894260aa08364374aa0f73cc",
+    ),
+    (
+        5,
+        "3fd58b9fa1f8c820272719a7c36a32c6fde3d2814b745462b69674aacda2b8be",
+    ),
+    (
+        6,
+        "cf053ace51909e1eaf8ff61873f7ac8a2d30746173a3a3e4a1e1599c956795b3",
+    ),
+    (
+        7,
+        "f73dfb04a4328cf4d5024e29241487773845e61fe7b0e1c41370ae7cefbdf201",
+    ),
+];
 
 /// The newest version this build knows.
 pub fn latest_version() -> i32 {
@@ -133,13 +179,22 @@ async fn migrate_locked(client: &mut Client) -> Result<MigrateReport, StoreError
     for m in MIGRATIONS {
         let sum = checksum(m.sql);
         if let Some((_, name, existing)) = applied.iter().find(|a| a.0 == m.version) {
-            if *existing != sum {
-                return Err(StoreError::MigrationChanged {
-                    version: m.version,
-                    name: name.clone(),
-                });
+            if *existing == sum {
+                continue;
             }
-            continue;
+            if SHIPPED.contains(&(m.version, existing.as_str())) {
+                client
+                    .execute(
+                        "UPDATE schema_migrations SET checksum = $2 WHERE version = $1",
+                        &[&m.version, &sum],
+                    )
+                    .await?;
+                continue;
+            }
+            return Err(StoreError::MigrationChanged {
+                version: m.version,
+                name: name.clone(),
+            });
         }
         let tx = client.transaction().await?;
         if m.version == 1 {
@@ -190,6 +245,18 @@ pub async fn is_current(client: &Client) -> Result<bool, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comments_do_not_count_statements_do() {
+        let sql = "-- why\nCREATE TABLE t (a int);\n  -- more\nCREATE INDEX i ON t (a);\n";
+        let reworded =
+            "-- the reason, said better\nCREATE TABLE t (a int);\nCREATE INDEX i ON t (a);\n";
+        assert_eq!(checksum(sql), checksum(reworded));
+        assert_ne!(
+            checksum(sql),
+            checksum("CREATE TABLE t (a bigint);\nCREATE INDEX i ON t (a);\n")
+        );
+    }
 
     #[test]
     fn embedded_list_matches_schema_directory() {
