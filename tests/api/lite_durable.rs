@@ -6,6 +6,7 @@
 
 use crate::helpers::eventually;
 use crate::lite::{ACCOUNT, CHROMIUM, CONTACT, Lite, lite_app, zombie_children};
+use crate::queue::wait_estado;
 use serde_json::{Value, json};
 use sincro_actors::lite::browser;
 use std::time::Duration;
@@ -233,20 +234,8 @@ async fn lite_phone_sent_messages_are_saliente_and_own_sends_are_not_duplicated(
         );
     }
     for mid in &own {
-        eventually(Duration::from_secs(60), || async {
-            let v: Value = lite
-                .app
-                .get(&format!("/v1/messages/{mid}"), &lite.key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            crate::queue::reached(v["estado"].as_str().unwrap_or(""), "sent").then_some(())
-        })
-        .await
-        .expect("own send sent");
+        let mid: Uuid = mid.parse().unwrap();
+        wait_estado(&lite.app, &lite.key, mid, "sent", Duration::from_secs(60)).await;
     }
 
     // The phone's message is in the conversation as saliente; its ack moves it forward.
@@ -313,20 +302,8 @@ async fn lite_phone_sent_messages_are_saliente_and_own_sends_are_not_duplicated(
         assert_eq!(status, 200, "{body}");
     }
     for mid in &own {
-        eventually(Duration::from_secs(30), || async {
-            let v: Value = lite
-                .app
-                .get(&format!("/v1/messages/{mid}"), &lite.key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (v["estado"] == "read").then_some(())
-        })
-        .await
-        .expect("own send read");
+        let mid: Uuid = mid.parse().unwrap();
+        wait_estado(&lite.app, &lite.key, mid, "read", Duration::from_secs(30)).await;
     }
     let rows: i64 = client
         .query_one(
