@@ -3,8 +3,8 @@
 //! parsing an already-E.164 number) so figures read as ratios.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sincro_actors::phone;
-use sincro_actors::seal::{Purpose, Sealer};
+use sincro_core::phone;
+use sincro_core::seal::{Purpose, Sealer};
 use std::hint::black_box;
 
 fn sealing(c: &mut Criterion) {

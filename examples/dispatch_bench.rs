@@ -16,10 +16,10 @@
 //! It creates and drops its own database.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use sincro_actors::connection::{
+use sincro_core::connection::{
     ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome,
 };
-use sincro_actors::seal::{Purpose, Sealer};
+use sincro_core::seal::{Purpose, Sealer};
 use sincro_whatsapp::app::{Application, Options};
 use sincro_whatsapp::config::Config;
 use std::collections::HashMap;

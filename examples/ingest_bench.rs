@@ -9,10 +9,10 @@
 //! database and stops by itself.
 
 use serde_json::json;
-use sincro_actors::ingest::batch::ingest_batch;
-use sincro_actors::ingest::{InboundItem, InboundMessage, MessageKind};
-use sincro_actors::seal::Sealer;
-use sincro_actors::store::{self, migrate};
+use sincro_core::ingest::batch::ingest_batch;
+use sincro_core::ingest::{InboundItem, InboundMessage, MessageKind};
+use sincro_core::seal::Sealer;
+use sincro_core::store::{self, migrate};
 use std::time::Instant;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -178,9 +178,9 @@ async fn run_batches(
     items: &[InboundItem],
     batch: usize,
     concurrency: usize,
-) -> Result<Vec<sincro_actors::ingest::IngestReport>, Box<dyn std::error::Error>> {
+) -> Result<Vec<sincro_core::ingest::IngestReport>, Box<dyn std::error::Error>> {
     use futures::StreamExt;
-    let results: Vec<Result<_, sincro_actors::store::StoreError>> =
+    let results: Vec<Result<_, sincro_core::store::StoreError>> =
         futures::stream::iter(items.chunks(batch))
             .map(|chunk| async move {
                 let mut attempt = 0;

@@ -18,7 +18,7 @@
 //! stops by itself.
 
 use serde_json::{Value, json};
-use sincro_actors::lite::browser::{self, Chromium, LaunchSpec};
+use sincro_core::lite::browser::{self, Chromium, LaunchSpec};
 use sincro_sim::web::{self, WebSimConfig, WebSimHandle};
 use sincro_whatsapp::app::{Application, Options};
 use sincro_whatsapp::config::Config;
@@ -195,7 +195,7 @@ async fn run(database_url: &str, data_dir: &Path, max: usize) -> Res<()> {
         ("DATABASE_URL".to_string(), database_url.to_string()),
         (
             "ENCRYPTION_KEY".to_string(),
-            sincro_actors::seal::Sealer::generate_env_value("b1"),
+            sincro_core::seal::Sealer::generate_env_value("b1"),
         ),
         ("DATA_DIR".to_string(), data_dir.display().to_string()),
         ("WHATSAPP_WEB_URL".to_string(), sim.base_url()),
@@ -231,7 +231,7 @@ async fn run(database_url: &str, data_dir: &Path, max: usize) -> Res<()> {
     .await?;
     let key = {
         let mut client = app.context().pool.get().await?;
-        sincro_actors::store::users::create_with_key(&mut client, "bench@example.com", None, false)
+        sincro_core::store::users::create_with_key(&mut client, "bench@example.com", None, false)
             .await?
             .0
             .key
@@ -246,7 +246,7 @@ async fn run(database_url: &str, data_dir: &Path, max: usize) -> Res<()> {
             .timeout(Duration::from_secs(60))
             .build()?,
         sim,
-        lite_dir: sincro_actors::lite::absolute(data_dir).join("lite"),
+        lite_dir: sincro_core::lite::absolute(data_dir).join("lite"),
         next_phone: 0,
     };
     let daemon_before = my_pss();
@@ -389,7 +389,7 @@ async fn waha_memory(b: &mut Bench, data_dir: &Path, max: usize) -> Res<Vec<(usi
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let root = sincro_actors::lite::absolute(data_dir).join("waha");
+    let root = sincro_core::lite::absolute(data_dir).join("waha");
     let mut running = Vec::new();
     let mut out = Vec::new();
     for n in [1usize, 5, 10].into_iter().filter(|&n| n <= max) {

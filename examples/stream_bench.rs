@@ -18,8 +18,8 @@
 
 use futures::StreamExt;
 use serde_json::json;
-use sincro_actors::hub::HubMessage;
-use sincro_actors::store::{events, users};
+use sincro_core::hub::HubMessage;
+use sincro_core::store::{events, users};
 use sincro_whatsapp::app::{Application, Options};
 use sincro_whatsapp::config::Config;
 use std::collections::HashMap;
@@ -129,7 +129,7 @@ async fn bench(
         ("DATABASE_URL".to_string(), url.clone()),
         (
             "ENCRYPTION_KEY".to_string(),
-            sincro_actors::seal::Sealer::generate_env_value("b1"),
+            sincro_core::seal::Sealer::generate_env_value("b1"),
         ),
         (
             "DATA_DIR".to_string(),

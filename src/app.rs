@@ -7,9 +7,9 @@ use crate::context::AppContext;
 use crate::database::{Database, DatabaseError};
 use crate::http;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use sincro_actors::seal::{SealError, Sealer};
-use sincro_actors::supervision::RestartPolicy;
-use sincro_actors::{ActorSettings, Shared};
+use sincro_core::seal::{SealError, Sealer};
+use sincro_core::supervision::RestartPolicy;
+use sincro_core::{ActorSettings, Shared};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -150,7 +150,7 @@ impl Application {
             database_url: database.url.clone(),
             sealer: sealer.clone(),
             node_id: config.node_id.clone(),
-            ownership: Arc::new(sincro_actors::ownership::Ownership::new(
+            ownership: Arc::new(sincro_core::nodes::ownership::Ownership::new(
                 config.node_id.clone(),
                 config.node_lease,
             )),
@@ -170,12 +170,12 @@ impl Application {
                 lite: config.lite.clone(),
                 public_url: config.public_url.clone(),
             },
-            media_fetcher: Arc::new(sincro_actors::net_guard::MediaFetcher::new(
+            media_fetcher: Arc::new(sincro_core::net_guard::MediaFetcher::new(
                 config.media_fetch_allow.clone(),
             )),
         });
         let (actors, tree) =
-            match sincro_actors::start_tree(shared.clone(), options.restart_policy).await {
+            match sincro_core::start_tree(shared.clone(), options.restart_policy).await {
                 Ok(started) => started,
                 Err(e) => {
                     database.close().await;

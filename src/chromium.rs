@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 pub const INSTALL_HINT: &str = "install it with `apt-get install chromium` (Debian/Ubuntu) or set CHROMIUM_PATH to the browser's executable";
 
 /// The executable Lite sessions start: `CHROMIUM_PATH`, else `chromium` on `PATH` (as
-/// `actors/src/lite/browser.rs` does). Err says what was looked for.
+/// `core/src/lite/browser.rs` does). Err says what was looked for.
 pub fn locate(configured: Option<&Path>) -> Result<PathBuf, String> {
     let wanted = configured.unwrap_or(Path::new("chromium"));
     if wanted.components().count() > 1 || wanted.is_absolute() {
@@ -41,8 +41,8 @@ fn is_executable(path: &Path) -> bool {
 
 /// Starts the browser once, headless with the daemon's flags, on a throw-away profile, and
 /// stops it again; how long it took to come up.
-pub async fn try_start(lite: &sincro_actors::lite::LiteSettings) -> Result<Duration, String> {
-    use sincro_actors::lite::browser::{Chromium, LaunchSpec};
+pub async fn try_start(lite: &sincro_core::lite::LiteSettings) -> Result<Duration, String> {
+    use sincro_core::lite::browser::{Chromium, LaunchSpec};
     let exe = locate(lite.chromium_path.as_deref())?;
     let dir = tempfile::tempdir().map_err(|e| format!("temporary profile: {e}"))?;
     let spec = LaunchSpec::with_mode(

@@ -7,8 +7,8 @@ use crate::database::Database;
 use crate::logging;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sincro_actors::seal::Sealer;
-use sincro_actors::store::users;
+use sincro_core::seal::Sealer;
+use sincro_core::store::users;
 use std::net::SocketAddr;
 
 #[derive(Debug, Parser)]
@@ -137,7 +137,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| start_error(e.into()))?;
             println!(
                 "schema is current (version {})",
-                sincro_actors::store::migrate::latest_version()
+                sincro_core::store::migrate::latest_version()
             );
             db.close().await;
             Ok(())
@@ -177,7 +177,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| start_error(e.into()))?;
             let revoked = async {
                 let client = db.pool.get().await?;
-                sincro_actors::store::api_keys::revoke(&client, None, id).await
+                sincro_core::store::api_keys::revoke(&client, None, id).await
             }
             .await;
             db.close().await;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// A value that must never be printed (one type for the whole daemon, kept with the actors).
-pub use sincro_actors::secret::Secret;
+pub use sincro_core::secret::Secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -65,7 +65,7 @@ pub struct Config {
     pub public_base_url: Option<String>,
     /// `MEDIA_FETCH_ALLOW`: addresses (CIDRs) and host names the media fetcher may reach
     /// although they are not public (on-premise file servers, the simulators).
-    pub media_fetch_allow: sincro_actors::net_guard::AllowList,
+    pub media_fetch_allow: sincro_core::net_guard::AllowList,
     pub event_retention_hours: u32,
     pub stream_buffer: usize,
     /// DEFAULT_REGION: ISO 3166 region for national-format numbers of users without one.
@@ -82,10 +82,10 @@ pub struct Config {
     /// subscribes the app with `PUBLIC_URL/webhooks/whatsapp` as its callback.
     pub public_url: Option<String>,
     /// The outbound queue: default send limits, retries, leases, polling.
-    pub outbound: sincro_actors::outbound::OutboundSettings,
+    pub outbound: sincro_core::outbound::OutboundSettings,
     /// Lite sessions: limits, memory recycling, snapshots; page URL, browser and
     /// DATA_DIR come from the fields above.
-    pub lite: sincro_actors::lite::LiteSettings,
+    pub lite: sincro_core::lite::LiteSettings,
     /// Notices about seed variables that are set but not used; logged once at start.
     pub notices: Vec<String>,
 }
@@ -200,7 +200,7 @@ impl Config {
             .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432".into());
         let encryption_key = r.get("ENCRYPTION_KEY").map(Secret::new);
         if let Some(key) = &encryption_key
-            && let Err(e) = sincro_actors::seal::Sealer::from_env_value(key.expose())
+            && let Err(e) = sincro_core::seal::Sealer::from_env_value(key.expose())
         {
             r.errors.push(e.to_string());
         }
@@ -236,7 +236,7 @@ impl Config {
         }
         let node_lease = Duration::from_secs(r.positive(
             "NODE_LEASE_SECS",
-            sincro_actors::ownership::DEFAULT_TTL.as_secs(),
+            sincro_core::nodes::ownership::DEFAULT_TTL.as_secs(),
             "a number of seconds",
         ));
         if node_lease < Duration::from_secs(3) {
@@ -263,7 +263,7 @@ impl Config {
             .get("PUBLIC_BASE_URL")
             .is_some()
             .then(|| r.url("PUBLIC_BASE_URL", ""));
-        let media_fetch_allow = match sincro_actors::net_guard::AllowList::parse(
+        let media_fetch_allow = match sincro_core::net_guard::AllowList::parse(
             &r.get("MEDIA_FETCH_ALLOW").unwrap_or_default(),
         ) {
             Ok(list) => list,
@@ -277,7 +277,7 @@ impl Config {
         let stream_buffer = r.positive("STREAM_BUFFER", 1024, "a number of frames") as usize;
         let default_region = r.get("DEFAULT_REGION").map(|v| v.to_ascii_uppercase());
         if let Some(region) = &default_region
-            && sincro_actors::phone::parse_region(region).is_err()
+            && sincro_core::phone::parse_region(region).is_err()
         {
             r.errors.push(format!(
                 "DEFAULT_REGION={region:?} is not an ISO 3166 alpha-2 region such as BR"
@@ -342,7 +342,7 @@ impl Config {
             .is_some()
             .then(|| r.url("PUBLIC_URL", ""));
         let outbound = {
-            let d = sincro_actors::outbound::OutboundSettings::default();
+            let d = sincro_core::outbound::OutboundSettings::default();
             let secs = |r: &mut Reader, name: &str, default: Duration| {
                 Duration::from_secs(r.positive(name, default.as_secs(), "a number of seconds"))
             };
@@ -353,7 +353,7 @@ impl Config {
                     "a number of milliseconds",
                 ))
             };
-            sincro_actors::outbound::OutboundSettings {
+            sincro_core::outbound::OutboundSettings {
                 business_per_second: r.positive(
                     "BUSINESS_SEND_RATE_PER_SECOND",
                     d.business_per_second as u64,
@@ -397,8 +397,8 @@ impl Config {
             ));
         }
         let lite = {
-            let d = sincro_actors::lite::LiteSettings::default();
-            sincro_actors::lite::LiteSettings {
+            let d = sincro_core::lite::LiteSettings::default();
+            sincro_core::lite::LiteSettings {
                 web_url: whatsapp_web_url.clone(),
                 chromium_path: chromium_path.clone(),
                 chromium_args: Vec::<String>::clone(&chromium_args),

@@ -3,8 +3,8 @@
 use crate::config::Config;
 use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sincro_actors::Actors;
-use sincro_actors::seal::Sealer;
+use sincro_core::Actors;
+use sincro_core::seal::Sealer;
 use std::sync::Arc;
 
 pub struct AppContext {
@@ -13,7 +13,7 @@ pub struct AppContext {
     pub sealer: Arc<Sealer>,
     pub actors: Actors,
     /// What the actors share (connections registry, settings).
-    pub shared: Arc<sincro_actors::Shared>,
+    pub shared: Arc<sincro_core::Shared>,
     /// The process-wide Prometheus recorder (None if another recorder was installed first).
     pub metrics: Option<PrometheusHandle>,
     /// Failed authentications per client IP, checked before any key is looked up.

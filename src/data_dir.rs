@@ -1,7 +1,7 @@
 //! `DATA_DIR` kept private: browser profiles (a linked WhatsApp login), sealed media and
 //! snapshots live there, so no other local user may read or enter them. The directories
 //! holding sessions and media are 0700, even when an older install created them wider; the
-//! files in them are written 0600 (`sincro_actors::private_fs`, and Chromium runs with umask
+//! files in them are written 0600 (`sincro_core::private_fs`, and Chromium runs with umask
 //! 077). `DATA_DIR` itself stays as the operator made it: the private PostgreSQL cluster under
 //! it runs as another user, in a 0700 directory of its own. The process umask is left alone:
 //! tests run several daemons and other code in one process.

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::embedded_pg::{self, DatabaseSource, EmbeddedPgOptions, EmbeddedPostgres};
 use deadpool_postgres::Pool;
-use sincro_actors::store::{self, StoreError, migrate};
+use sincro_core::store::{self, StoreError, migrate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {

@@ -5,7 +5,7 @@ use crate::app::{Application, Options};
 use crate::cli::{SimCommand, shutdown_signal};
 use crate::config::Config;
 use anyhow::Context;
-use sincro_actors::store::users;
+use sincro_core::store::users;
 use sincro_sim::{graph, web};
 use tokio::net::TcpListener;
 
@@ -134,7 +134,7 @@ async fn print_lite_qrs(pool: deadpool_postgres::Pool, sim: String) {
             if shown.get(&id) == Some(&qr) {
                 continue;
             }
-            if let Ok(text) = sincro_actors::lite::qr::terminal(&qr) {
+            if let Ok(text) = sincro_core::lite::qr::terminal(&qr) {
                 println!("\nLite session {id}: scan this QR\n{text}");
             }
             println!(
@@ -164,7 +164,7 @@ async fn connect_demo_business(app: &Application, base: &str, key: &str, sim: &s
         println!("WhatsApp Business: the demo number could not be set up (see the logs)");
         return;
     };
-    match sincro_actors::business::demo::connect(
+    match sincro_core::business::demo::connect(
         &ctx.shared,
         &ctx.actors.children.business,
         user,

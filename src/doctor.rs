@@ -7,7 +7,7 @@
 //! LISTEN silently never delivers, fails here).
 
 use crate::config::Config;
-use sincro_actors::store::tls::{PgConnect, explain};
+use sincro_core::store::tls::{PgConnect, explain};
 use std::fmt;
 use std::time::Duration;
 use tokio_postgres::AsyncMessage;
@@ -284,7 +284,7 @@ async fn postgres(r: &mut Report, c: &Config) -> Option<deadpool_postgres::Pool>
             format!(
                 "not encrypted (sslmode={}{})",
                 target.mode.as_str(),
-                if target.mode == sincro_actors::store::tls::SslMode::Prefer {
+                if target.mode == sincro_core::store::tls::SslMode::Prefer {
                     ": the server offers no TLS"
                 } else {
                     ""
@@ -310,7 +310,7 @@ async fn postgres(r: &mut Report, c: &Config) -> Option<deadpool_postgres::Pool>
         Err(e) => r.fail("postgres.version", e.to_string()),
     }
 
-    let latest = sincro_actors::store::migrate::latest_version();
+    let latest = sincro_core::store::migrate::latest_version();
     let applied = async {
         let exists: bool = client
             .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
@@ -343,7 +343,7 @@ async fn postgres(r: &mut Report, c: &Config) -> Option<deadpool_postgres::Pool>
 
     listen(r, &target, &client).await;
     drop(client);
-    sincro_actors::store::connect_pool(&url, 2).ok()
+    sincro_core::store::connect_pool(&url, 2).ok()
 }
 
 /// LISTEN on a second session and NOTIFY from the first: the notification must arrive (it
@@ -418,7 +418,7 @@ async fn chromium(r: &mut Report, c: &Config) {
 }
 
 async fn graph(r: &mut Report, c: &Config, pool: Option<&deadpool_postgres::Pool>) {
-    use sincro_actors::business::graph::GraphClient;
+    use sincro_core::business::graph::GraphClient;
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -467,7 +467,7 @@ async fn graph(r: &mut Report, c: &Config, pool: Option<&deadpool_postgres::Pool
         r.skip("graph.tokens", "no database connection");
         return;
     };
-    let numbers = match sincro_actors::business::store::active(&client).await {
+    let numbers = match sincro_core::business::store::active(&client).await {
         Ok(n) => n,
         Err(e) => {
             r.skip("graph.tokens", format!("cannot list the numbers: {e}"));
@@ -480,7 +480,7 @@ async fn graph(r: &mut Report, c: &Config, pool: Option<&deadpool_postgres::Pool
     }
     let mut failed = Vec::new();
     for (id, phone_number_id) in &numbers {
-        let record = match sincro_actors::business::store::load(&client, &sealer, *id).await {
+        let record = match sincro_core::business::store::load(&client, &sealer, *id).await {
             Ok(Some(rec)) => rec,
             Ok(None) => continue,
             Err(e) => {
@@ -494,10 +494,8 @@ async fn graph(r: &mut Report, c: &Config, pool: Option<&deadpool_postgres::Pool
             record.access_token.expose(),
         ) {
             Ok(g) => match g.debug_token().await {
-                Ok(debug) => {
-                    sincro_actors::business::validate::check_token(&debug, &record.waba_id)
-                        .map_err(|e| e.to_string())
-                }
+                Ok(debug) => sincro_core::business::validate::check_token(&debug, &record.waba_id)
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             },
             Err(e) => Err(e.to_string()),

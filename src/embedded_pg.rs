@@ -23,7 +23,7 @@ mod cluster;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sincro_actors::store::tls::{MakeRustlsConnect, PgConnect};
+use sincro_core::store::tls::{MakeRustlsConnect, PgConnect};
 use tokio_postgres::config::Host;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
@@ -269,7 +269,7 @@ async fn use_server(
 /// Connects with `sslmode=prefer` (the private cluster runs without TLS: plain text), bounded
 /// by `limit`. On failure returns whether the server answered at all, and why it failed.
 pub(crate) async fn connect(config: &Config, limit: Duration) -> Result<Client, (bool, String)> {
-    connect_with(config, sincro_actors::store::tls::prefer_connector(), limit).await
+    connect_with(config, sincro_core::store::tls::prefer_connector(), limit).await
 }
 
 /// As [`connect`], through `tls` (the connector `sslmode` in the server's URL asks for).

@@ -1,16 +1,16 @@
 //! Single-number installs: the Business number named by `WHATSAPP_BUSINESS_*` is connected (or
 //! its credentials updated) at start for the user `WHATSAPP_BUSINESS_USER_EMAIL` (created when
 //! missing), through the same sequence as `POST /v1/business/numbers`
-//! ([`sincro_actors::business::connect`]): a refusal by Meta stops the start with what Meta
+//! ([`sincro_core::business::connect`]): a refusal by Meta stops the start with what Meta
 //! said.
 
 use crate::config::EnvBusinessNumber;
-use sincro_actors::Shared;
-use sincro_actors::business::connect::{self, ConnectError, Target};
-use sincro_actors::business::store::{self, Credentials};
-use sincro_actors::business_supervisor::BusinessSupervisorMessage;
-use sincro_actors::secret::Secret;
-use sincro_actors::supervision::Slot;
+use sincro_core::Shared;
+use sincro_core::business::connect::{self, ConnectError, Target};
+use sincro_core::business::store::{self, Credentials};
+use sincro_core::business::supervisor::BusinessSupervisorMessage;
+use sincro_core::secret::Secret;
+use sincro_core::supervision::Slot;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -69,10 +69,9 @@ pub async fn install(
         .get()
         .await
         .map_err(|e| store_err(e.to_string()))?;
-    let (usuario_id, user_created) =
-        sincro_actors::store::users::find_or_create(&mut client, email)
-            .await
-            .map_err(|e| store_err(e.to_string()))?;
+    let (usuario_id, user_created) = sincro_core::store::users::find_or_create(&mut client, email)
+        .await
+        .map_err(|e| store_err(e.to_string()))?;
     if user_created {
         tracing::info!(%usuario_id, "created the user of WHATSAPP_BUSINESS_USER_EMAIL (give it an API key with `sincro-whatsapp user create --email ...`)");
     }

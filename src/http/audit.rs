@@ -8,7 +8,7 @@
 use super::error::ApiError;
 use crate::context::AppContext;
 use serde_json::Value;
-use sincro_actors::store::api_keys::Principal;
+use sincro_core::store::api_keys::Principal;
 use std::future::Future;
 use std::sync::Arc;
 use warp::reply::Response;
@@ -100,7 +100,7 @@ async fn write(
                 ],
             )
             .await?;
-        Ok::<_, sincro_actors::store::StoreError>(())
+        Ok::<_, sincro_core::store::StoreError>(())
     };
     if let Err(e) = write.await {
         tracing::error!(error = %e, action, "could not write the audit log");

@@ -9,8 +9,8 @@
 
 use super::error::ApiError;
 use crate::context::AppContext;
-use sincro_actors::rate_limiter::RateLimiterMessage;
-use sincro_actors::store::api_keys::{self, Lookup, Principal, Scopes};
+use sincro_core::rate_limiter::RateLimiterMessage;
+use sincro_core::store::api_keys::{self, Lookup, Principal, Scopes};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

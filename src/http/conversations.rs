@@ -9,8 +9,8 @@ use super::{json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sincro_actors::seal::Purpose;
-use sincro_actors::store::api_keys::Principal;
+use sincro_core::seal::Purpose;
+use sincro_core::store::api_keys::Principal;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -184,7 +184,7 @@ async fn messages(
 /// Opens a sealed body; a value this daemon cannot open (foreign key, CRM plaintext) is
 /// returned as stored only when it was never sealed, else marked unreadable.
 fn open_or_mark(ctx: &AppContext, value: &str) -> String {
-    if !sincro_actors::seal::Sealer::looks_sealed(value) {
+    if !sincro_core::seal::Sealer::looks_sealed(value) {
         return value.to_string();
     }
     ctx.sealer

@@ -3,7 +3,7 @@
 //! own rejections (unknown route, wrong method, oversized body...) get the same shape.
 
 use serde::Serialize;
-use sincro_actors::store::StoreError;
+use sincro_core::store::StoreError;
 use std::convert::Infallible;
 use std::time::Duration;
 use warp::http::StatusCode;

@@ -4,7 +4,7 @@
 use super::{json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde_json::json;
-use sincro_actors::store::migrate;
+use sincro_core::store::migrate;
 use std::sync::Arc;
 use std::time::Duration;
 use warp::http::StatusCode;

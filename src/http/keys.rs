@@ -11,7 +11,7 @@ use super::{json_body, json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
 use serde_json::json;
-use sincro_actors::store::api_keys::{self, Principal, Scopes};
+use sincro_core::store::api_keys::{self, Principal, Scopes};
 use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;

@@ -9,8 +9,8 @@ use super::{json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sincro_actors::phone;
-use sincro_actors::store::api_keys::Principal;
+use sincro_core::phone;
+use sincro_core::store::api_keys::Principal;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -137,7 +137,7 @@ async fn get(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, A
 
 /// Merges the user's leads whose phones are one number (LeadSync).
 async fn merge(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
-    use sincro_actors::lead_sync::LeadSyncMessage;
+    use sincro_core::leads::sync::LeadSyncMessage;
     let lead_sync = ctx
         .actors
         .children

@@ -12,13 +12,13 @@ use super::{json_body, json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sincro_actors::connection::ConnectionKind;
-use sincro_actors::net_guard::FetchError;
-use sincro_actors::outbound::enqueue::{self, Enqueued, NewMessage, Prior};
-use sincro_actors::outbound::query::{self, ChangeError, MessageView};
-use sincro_actors::outbound::validate::{self, Invalid};
-use sincro_actors::phone;
-use sincro_actors::store::api_keys::Principal;
+use sincro_core::connection::ConnectionKind;
+use sincro_core::net_guard::FetchError;
+use sincro_core::outbound::enqueue::{self, Enqueued, NewMessage, Prior};
+use sincro_core::outbound::query::{self, ChangeError, MessageView};
+use sincro_core::outbound::validate::{self, Invalid};
+use sincro_core::phone;
+use sincro_core::store::api_keys::Principal;
 use std::sync::Arc;
 use uuid::Uuid;
 use warp::Filter;
@@ -256,7 +256,7 @@ async fn create(
     }
 }
 
-/// A media `link` goes through the SSRF guard ([`sincro_actors::net_guard`]), refused with
+/// A media `link` goes through the SSRF guard ([`sincro_core::net_guard`]), refused with
 /// 422 `link_not_allowed` when it points at a non-public address. Lite sessions send files
 /// themselves, so for them the link is fetched now, through the guard (resolved, every
 /// address and every redirect checked, 16 MB, 30 s), and stored sealed like an upload: the
@@ -292,11 +292,11 @@ async fn media_link(
         .clone()
         .unwrap_or_else(|| "application/octet-stream".into());
     let filename = req.body[&media_kind]["filename"].as_str().map(String::from);
-    let row = sincro_actors::business::media::store(
+    let row = sincro_core::business::media::store(
         client,
         &ctx.sealer,
         &ctx.config.data_dir,
-        sincro_actors::business::media::NewMedia {
+        sincro_core::business::media::NewMedia {
             usuario_id: p.usuario_id,
             connection_id: Some(connection_id),
             direction: "outbound",

@@ -5,7 +5,7 @@ use super::error::ApiError;
 use super::{json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde_json::json;
-use sincro_actors::store::api_keys::Principal;
+use sincro_core::store::api_keys::Principal;
 use std::sync::Arc;
 use std::time::Duration;
 use warp::Filter;

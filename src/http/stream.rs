@@ -41,11 +41,11 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use serde_json::json;
-use sincro_actors::hub::{
+use sincro_core::hub::{
     Ended, Frame, HubMessage, Subscribed, TypeFilter, filter::allows, subscription,
 };
-use sincro_actors::store::api_keys::Principal;
-use sincro_actors::store::events;
+use sincro_core::store::api_keys::Principal;
+use sincro_core::store::events;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -625,7 +625,7 @@ impl Out {
     async fn feed(
         &mut self,
         message: Message,
-        closing: Option<&mut sincro_actors::hub::ClosingSignal>,
+        closing: Option<&mut sincro_core::hub::ClosingSignal>,
     ) -> Result<(), Step> {
         self.wait(closing, |sink, cx| sink.poll_ready_unpin(cx))
             .await?;
@@ -638,7 +638,7 @@ impl Out {
     /// (whatever was fed still goes out before anything sent later).
     async fn flush(
         &mut self,
-        closing: Option<&mut sincro_actors::hub::ClosingSignal>,
+        closing: Option<&mut sincro_core::hub::ClosingSignal>,
     ) -> Result<(), Step> {
         self.wait(closing, |sink, cx| sink.poll_flush_unpin(cx))
             .await
@@ -646,7 +646,7 @@ impl Out {
 
     async fn wait<F>(
         &mut self,
-        mut closing: Option<&mut sincro_actors::hub::ClosingSignal>,
+        mut closing: Option<&mut sincro_core::hub::ClosingSignal>,
         mut poll: F,
     ) -> Result<(), Step>
     where

@@ -6,9 +6,9 @@
 //! Meta retries.
 
 use deadpool_postgres::GenericClient;
-use sincro_actors::business::BusinessError;
-use sincro_actors::business::store::{self, Route};
-use sincro_actors::seal::Sealer;
+use sincro_core::business::BusinessError;
+use sincro_core::business::store::{self, Route};
+use sincro_core::seal::Sealer;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

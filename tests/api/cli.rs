@@ -14,7 +14,7 @@ async fn user_create_prints_a_working_key() {
         ("DATABASE_URL".to_string(), url.clone()),
         (
             "ENCRYPTION_KEY".to_string(),
-            sincro_actors::seal::Sealer::generate_env_value("c1"),
+            sincro_core::seal::Sealer::generate_env_value("c1"),
         ),
     ]);
     // Act
@@ -56,8 +56,8 @@ async fn user_create_prints_a_working_key() {
         !row.get::<_, String>(2)
             .contains(key.rsplit('_').next().unwrap())
     );
-    let found = sincro_actors::store::api_keys::authenticate(
-        &sincro_actors::store::connect_pool(&url, 1)
+    let found = sincro_core::store::api_keys::authenticate(
+        &sincro_core::store::connect_pool(&url, 1)
             .unwrap()
             .get()
             .await

@@ -62,7 +62,7 @@ fn every_bad_value_is_reported_once() {
 
 #[test]
 fn secrets_are_redacted_in_debug_output() {
-    let key = sincro_actors::seal::Sealer::generate_env_value("k9");
+    let key = sincro_core::seal::Sealer::generate_env_value("k9");
     let c = Config::from_map(&env(&[
         ("DATABASE_URL", "postgres://u:hunter2@db/x"),
         ("ENCRYPTION_KEY", &key),

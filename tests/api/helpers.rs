@@ -2,8 +2,8 @@
 //! restarts and fault injection on; plus users, keys and polling helpers. Logs only with
 //! TEST_LOG set.
 
-use sincro_actors::store::users;
-use sincro_actors::supervision::RestartPolicy;
+use sincro_core::store::users;
+use sincro_core::supervision::RestartPolicy;
 use sincro_whatsapp::app::{Application, Options};
 use sincro_whatsapp::config::{Config, LogFormat};
 use std::collections::HashMap;
@@ -50,7 +50,7 @@ pub fn base_env(database_url: &str, data_dir: &std::path::Path) -> HashMap<Strin
         ("DATABASE_URL".to_string(), database_url.to_string()),
         (
             "ENCRYPTION_KEY".to_string(),
-            sincro_actors::seal::Sealer::generate_env_value("t1"),
+            sincro_core::seal::Sealer::generate_env_value("t1"),
         ),
         ("DATA_DIR".to_string(), data_dir.display().to_string()),
         (
@@ -241,9 +241,9 @@ impl TestApp {
     /// Sends a batch through the running Ingest actor and waits for its commit.
     pub async fn ingest(
         &self,
-        items: Vec<sincro_actors::ingest::InboundItem>,
-    ) -> sincro_actors::ingest::IngestReport {
-        use sincro_actors::ingest::IngestMessage;
+        items: Vec<sincro_core::ingest::InboundItem>,
+    ) -> sincro_core::ingest::IngestReport {
+        use sincro_core::ingest::IngestMessage;
         let ingest = self
             .app()
             .context()
@@ -371,7 +371,7 @@ impl TestApp {
         if let Some(secret) = app_secret {
             req = req.header(
                 "x-hub-signature-256",
-                sincro_actors::business::webhook::sign(secret, body),
+                sincro_core::business::webhook::sign(secret, body),
             );
         }
         req.send().await.unwrap()
@@ -385,7 +385,7 @@ impl TestApp {
         to: &str,
         body: serde_json::Value,
         attempt: u32,
-    ) -> sincro_actors::connection::SendOutcome {
+    ) -> sincro_core::connection::SendOutcome {
         let conn = eventually(Duration::from_secs(10), || async {
             self.app()
                 .context()
@@ -397,7 +397,7 @@ impl TestApp {
         .expect("the number's actor registered");
         let kind = body["type"].as_str().unwrap_or("read").to_string();
         conn.send(
-            sincro_actors::connection::OutboundMessage {
+            sincro_core::connection::OutboundMessage {
                 message_id: Uuid::now_v7(),
                 usuario_id,
                 connection_id: number.connection_id,

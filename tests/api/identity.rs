@@ -6,7 +6,7 @@
 
 use crate::helpers::{BusinessNumber, TestApp, eventually, spawn_business_app};
 use serde_json::{Value, json};
-use sincro_actors::ingest::{InboundItem, InboundMessage, MessageKind};
+use sincro_core::ingest::{InboundItem, InboundMessage, MessageKind};
 use sincro_sim::graph::GraphSimConfig;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -427,11 +427,11 @@ async fn nul_in_contact_text_is_stored_and_the_batch_goes_on() {
     );
 
     // A document's file name with NUL is stored in clear too.
-    let row = sincro_actors::business::media::store(
+    let row = sincro_core::business::media::store(
         &client,
         &app.app().context().shared.sealer,
         &app.app().context().shared.settings.data_dir,
-        sincro_actors::business::media::NewMedia {
+        sincro_core::business::media::NewMedia {
             usuario_id: a,
             connection_id: Some(conn_a),
             direction: "inbound",

@@ -6,7 +6,7 @@
 use crate::helpers::{BusinessNumber, TestApp, eventually, expect_error, spawn_business_app};
 use crate::ingest::text;
 use serde_json::{Value, json};
-use sincro_actors::ingest::inbox;
+use sincro_core::ingest::inbox;
 use sincro_sim::graph::GraphSimConfig;
 use std::time::Duration;
 use uuid::Uuid;

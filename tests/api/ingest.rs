@@ -3,7 +3,7 @@
 
 use crate::helpers::{TestApp, expect_error, spawn_app};
 use serde_json::{Value, json};
-use sincro_actors::ingest::{Estado, InboundItem, InboundMessage, MessageKind, StatusUpdate};
+use sincro_core::ingest::{Estado, InboundItem, InboundMessage, MessageKind, StatusUpdate};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -38,7 +38,7 @@ fn status(user: Uuid, conn: Uuid, id: &str, estado: Estado) -> InboundItem {
 
 async fn events(app: &TestApp, user: Uuid) -> Vec<(i64, String, Value)> {
     let client = app.pool().get().await.unwrap();
-    let evs = sincro_actors::store::events::read_after(
+    let evs = sincro_core::store::events::read_after(
         &client,
         &app.app().context().sealer,
         user,

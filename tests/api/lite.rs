@@ -7,8 +7,8 @@
 
 use crate::helpers::{TestApp, eventually, expect_error, spawn_app_with};
 use serde_json::{Value, json};
-use sincro_actors::connection::{OutboundMessage, SendOutcome};
-use sincro_actors::lite::browser;
+use sincro_core::connection::{OutboundMessage, SendOutcome};
+use sincro_core::lite::browser;
 use sincro_sim::web::{self, WebSimConfig, WebSimHandle};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -88,7 +88,7 @@ pub async fn lite_app_with(
 
 impl Lite {
     pub fn lite_dir(&self) -> PathBuf {
-        sincro_actors::lite::absolute(&self.data_dir).join("lite")
+        sincro_core::lite::absolute(&self.data_dir).join("lite")
     }
 
     pub async fn create(&self) -> Value {
@@ -590,7 +590,7 @@ async fn lite_inbound_outbound_media_and_acks() {
 
     // Outbound document by media id.
     let pdf = b"%PDF-1.4 sincro lite document".to_vec();
-    let stored = sincro_actors::lite::media::store_inbound(
+    let stored = sincro_core::lite::media::store_inbound(
         lite.app.pool(),
         &lite.app.app().context().sealer,
         &lite.data_dir,
@@ -932,7 +932,7 @@ async fn lite_reaper_kills_chromium_left_by_a_killed_daemon() {
     let _turn = CHROMIUM.lock().await;
     let Some(exe) = chromium() else { return };
     let data_dir = tempfile::tempdir().unwrap();
-    let lite_dir = sincro_actors::lite::absolute(data_dir.path()).join("lite");
+    let lite_dir = sincro_core::lite::absolute(data_dir.path()).join("lite");
     // A browser as a killed daemon would leave it: own group, no parent to stop it.
     let spec = browser::LaunchSpec::new(
         Some(exe),
@@ -995,7 +995,7 @@ async fn lite_daemon_killed_and_restarted_comes_back_working_without_qr() {
     let sim = web::start(listener, WebSimConfig::fast()).await.unwrap();
     let database_url = fresh_database().await;
     let data_dir = tempfile::tempdir().unwrap();
-    let lite_dir = sincro_actors::lite::absolute(data_dir.path()).join("lite");
+    let lite_dir = sincro_core::lite::absolute(data_dir.path()).join("lite");
     let mut env = base_env(&database_url, data_dir.path());
     lite_env(&mut env, &sim);
     env.insert("LOG_LEVEL".into(), "info".into());

@@ -8,7 +8,7 @@ use crate::helpers::eventually;
 use crate::lite::{ACCOUNT, CHROMIUM, CONTACT, Lite, lite_app, zombie_children};
 use crate::queue::wait_estado;
 use serde_json::{Value, json};
-use sincro_actors::lite::browser;
+use sincro_core::lite::browser;
 use std::time::Duration;
 use uuid::Uuid;
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn lite_dir(app: &TestApp) -> PathBuf {
-    sincro_actors::lite::absolute(std::path::Path::new(&app.env["DATA_DIR"])).join("lite")
+    sincro_core::lite::absolute(std::path::Path::new(&app.env["DATA_DIR"])).join("lite")
 }
 
 #[tokio::test]

@@ -2,8 +2,8 @@
 //! refusal of a migration edited after it was applied.
 
 use crate::helpers::{connect, fresh_database};
-use sincro_actors::store::StoreError;
-use sincro_actors::store::migrate::{self, MIGRATIONS, latest_version};
+use sincro_core::store::StoreError;
+use sincro_core::store::migrate::{self, MIGRATIONS, latest_version};
 
 const TABLES: &[&str] = &[
     "usuarios",

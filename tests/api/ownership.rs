@@ -6,8 +6,8 @@ use crate::helpers::{eventually, spawn_app, spawn_app_with};
 use crate::queue::fake::{self, accept};
 use crate::queue::{backlog, dispatcher_stats, outbox_states, user_with_connection};
 use serde_json::json;
-use sincro_actors::connection::ConnectionKind;
-use sincro_actors::ownership::Ownership;
+use sincro_core::connection::ConnectionKind;
+use sincro_core::nodes::ownership::Ownership;
 use std::time::Duration;
 use uuid::Uuid;
 

@@ -2,7 +2,7 @@
 //! keys (also after rotation), and a tampered row is an error.
 
 use crate::helpers::spawn_app;
-use sincro_actors::seal::{Purpose, SealError, Sealer};
+use sincro_core::seal::{Purpose, SealError, Sealer};
 use uuid::Uuid;
 
 #[tokio::test]

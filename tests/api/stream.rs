@@ -7,10 +7,10 @@ use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_sharing, spawn_ap
 use crate::process;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use sincro_actors::daemon::DaemonMessage;
-use sincro_actors::hub::{HubMessage, HubStats};
-use sincro_actors::seal::Sealer;
-use sincro_actors::store::events;
+use sincro_core::daemon::DaemonMessage;
+use sincro_core::hub::{HubMessage, HubStats};
+use sincro_core::seal::Sealer;
+use sincro_core::store::events;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;

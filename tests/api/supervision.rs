@@ -3,7 +3,7 @@
 
 use crate::helpers::{eventually, spawn_app};
 use serde_json::Value;
-use sincro_actors::daemon::DaemonMessage;
+use sincro_core::daemon::DaemonMessage;
 use std::time::Duration;
 
 const CHILDREN: &[&str] = &[

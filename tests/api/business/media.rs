@@ -5,7 +5,7 @@
 use crate::helpers::{eventually, expect_error, spawn_business_app};
 use base64::Engine;
 use serde_json::{Value, json};
-use sincro_actors::connection::SendOutcome;
+use sincro_core::connection::SendOutcome;
 use sincro_sim::graph::GraphSimConfig;
 use std::time::Duration;
 

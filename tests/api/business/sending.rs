@@ -5,7 +5,7 @@
 
 use crate::helpers::{BusinessNumber, TestApp, eventually, spawn_business_app};
 use serde_json::{Value, json};
-use sincro_actors::connection::SendOutcome;
+use sincro_core::connection::SendOutcome;
 use sincro_sim::graph::GraphSimConfig;
 use std::time::Duration;
 use uuid::Uuid;

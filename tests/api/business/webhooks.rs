@@ -432,7 +432,7 @@ async fn business_webhook_bad_requests_store_nothing() {
     )
     .await;
     // Signed correctly, then altered (re-serialised with a space): the raw bytes differ.
-    let signed = sincro_actors::business::webhook::sign(&n.app_secret, &body);
+    let signed = sincro_core::business::webhook::sign(&n.app_secret, &body);
     let mut altered = body.clone();
     altered.insert(1, b' ');
     let resp = app

@@ -73,7 +73,7 @@ fn view(app: &Application, db: &str, env: &HashMap<String, String>) -> TestApp {
 
 async fn key_for(app: &Application, email: &str) -> String {
     let mut client = app.context().pool.get().await.unwrap();
-    sincro_actors::store::users::create_with_key(&mut client, email, None, false)
+    sincro_core::store::users::create_with_key(&mut client, email, None, false)
         .await
         .unwrap()
         .0
@@ -142,7 +142,7 @@ async fn a_number_from_the_environment_is_connected_at_start_and_updated_on_the_
         let sup = app.context().actors.children.business.get()?;
         match sup
             .call(
-                |reply| sincro_actors::business_supervisor::BusinessSupervisorMessage::Number {
+                |reply| sincro_core::business::supervisor::BusinessSupervisorMessage::Number {
                     connection_id: conn,
                     reply,
                 },

@@ -60,7 +60,7 @@ async fn doctor_passes_its_postgres_checks_on_the_test_database() {
     assert!(
         line(&report, "postgres.migrations").contains(&format!(
             "version {}",
-            sincro_actors::store::migrate::latest_version()
+            sincro_core::store::migrate::latest_version()
         )),
         "{report}"
     );

@@ -46,10 +46,10 @@ async fn kill_9_and_restart_resumes_sending_within_2_s() {
     let first_node = node_of(&first.log()).expect("node in the listening line");
     let kept = std::fs::read_to_string(data.path().join("node-id")).unwrap();
     assert_eq!(kept.trim(), first_node);
-    let pool = sincro_actors::store::connect_pool(&db, 2).unwrap();
+    let pool = sincro_core::store::connect_pool(&db, 2).unwrap();
     let key = {
         let mut client = pool.get().await.unwrap();
-        sincro_actors::store::users::create_with_key(&mut client, "id@deploy.test", None, false)
+        sincro_core::store::users::create_with_key(&mut client, "id@deploy.test", None, false)
             .await
             .unwrap()
             .0

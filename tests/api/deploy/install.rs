@@ -4,7 +4,7 @@
 //! the audit log.
 
 use crate::helpers::{connect, fresh_database};
-use sincro_actors::store::migrate;
+use sincro_core::store::migrate;
 use uuid::Uuid;
 
 const U1: &str = "00000000-0000-0000-0000-000000000001";

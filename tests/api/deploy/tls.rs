@@ -3,7 +3,7 @@
 //! sessions (pool, migrations, each LISTEN) encrypted.
 
 use crate::helpers::{base_env, eventually, fast_restarts};
-use sincro_actors::store::tls::{PgConnect, SslMode, explain};
+use sincro_core::store::tls::{PgConnect, SslMode, explain};
 use sincro_whatsapp::embedded_pg::{EmbeddedPgOptions, EmbeddedPostgres, start_private};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -249,7 +249,7 @@ async fn a_daemon_over_verify_full_encrypts_every_session() {
         "{seen:?}"
     );
     assert!(seen.iter().all(|(_, ssl)| *ssl), "{seen:?}");
-    let current = sincro_actors::store::migrate::is_current(&client)
+    let current = sincro_core::store::migrate::is_current(&client)
         .await
         .unwrap();
     assert!(current);

@@ -6,7 +6,7 @@ use super::fake::{self, accept};
 use super::{open_window, outbox_states, send, text, user_with_connection, wait_estado};
 use crate::helpers::{expect_error, spawn_app};
 use serde_json::{Value, json};
-use sincro_actors::connection::ConnectionKind;
+use sincro_core::connection::ConnectionKind;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -202,19 +202,14 @@ async fn queue_send_get_and_events() {
         .unwrap();
     assert!(!row.get::<_, String>(0).contains("hello"));
     // Events: queued then sent.
-    let statuses: Vec<String> = sincro_actors::store::events::read_after(
-        &client,
-        &app.app().context().sealer,
-        user,
-        0,
-        100,
-    )
-    .await
-    .unwrap()
-    .into_iter()
-    .filter(|e| e.kind == "message.status" && e.data["message_id"] == id.to_string())
-    .map(|e| e.data["status"].as_str().unwrap().to_string())
-    .collect();
+    let statuses: Vec<String> =
+        sincro_core::store::events::read_after(&client, &app.app().context().sealer, user, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "message.status" && e.data["message_id"] == id.to_string())
+            .map(|e| e.data["status"].as_str().unwrap().to_string())
+            .collect();
     assert_eq!(statuses, ["queued", "sent"]);
     // Another user sees nothing.
     let (_, other, _) = user_with_connection(&app, "business", json!({})).await;

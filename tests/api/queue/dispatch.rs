@@ -10,7 +10,7 @@ use super::{
 };
 use crate::helpers::{eventually, spawn_app, spawn_app_sharing, spawn_app_with};
 use serde_json::{Value, json};
-use sincro_actors::connection::{ConnectionKind, OutboundMessage, SendOutcome};
+use sincro_core::connection::{ConnectionKind, OutboundMessage, SendOutcome};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -294,7 +294,7 @@ async fn queue_expired_leases_come_back() {
     let sweep = || async {
         dispatcher
             .call(
-                sincro_actors::dispatcher::DispatcherMessage::Sweep,
+                sincro_core::outbound::dispatcher::DispatcherMessage::Sweep,
                 Some(Duration::from_secs(10)),
             )
             .await

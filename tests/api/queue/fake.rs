@@ -4,7 +4,7 @@
 //! outcome, after an optional delay.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use sincro_actors::connection::{
+use sincro_core::connection::{
     ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome,
 };
 use std::sync::{Arc, Mutex};
@@ -110,7 +110,7 @@ impl Actor for FakeActor {
 
 /// Starts a fake for `connection_id` and registers it in `shared`'s registry.
 pub async fn register(
-    shared: &sincro_actors::Shared,
+    shared: &sincro_core::Shared,
     connection_id: Uuid,
     kind: ConnectionKind,
     script: Script,

@@ -145,7 +145,9 @@ pub async fn backlog(app: &TestApp, key: &str, conn: Uuid, n: usize, priority: &
 }
 
 /// The daemon's running Dispatcher.
-pub fn dispatcher(app: &TestApp) -> ractor::ActorRef<sincro_actors::dispatcher::DispatcherMessage> {
+pub fn dispatcher(
+    app: &TestApp,
+) -> ractor::ActorRef<sincro_core::outbound::dispatcher::DispatcherMessage> {
     app.app()
         .context()
         .actors
@@ -156,10 +158,10 @@ pub fn dispatcher(app: &TestApp) -> ractor::ActorRef<sincro_actors::dispatcher::
 }
 
 /// What the daemon's Dispatcher holds now (its lanes, sends in flight).
-pub async fn dispatcher_stats(app: &TestApp) -> sincro_actors::dispatcher::DispatcherStats {
+pub async fn dispatcher_stats(app: &TestApp) -> sincro_core::outbound::dispatcher::DispatcherStats {
     match dispatcher(app)
         .call(
-            sincro_actors::dispatcher::DispatcherMessage::Stats,
+            sincro_core::outbound::dispatcher::DispatcherMessage::Stats,
             Some(Duration::from_secs(5)),
         )
         .await

@@ -348,10 +348,10 @@ async fn queue_sim_kill_9_mid_backlog_sends_each_once() {
     env.insert("OUTBOX_LEASE_SECS".into(), "10".into());
     env.insert("SEND_TIMEOUT_SECS".into(), "5".into());
     let mut first = process::serve(env.clone()).await;
-    let pool = sincro_actors::store::connect_pool(&db, 4).unwrap();
+    let pool = sincro_core::store::connect_pool(&db, 4).unwrap();
     let (created, _) = {
         let mut client = pool.get().await.unwrap();
-        sincro_actors::store::users::create_with_key(&mut client, "kill@queue.test", None, false)
+        sincro_core::store::users::create_with_key(&mut client, "kill@queue.test", None, false)
             .await
             .unwrap()
     };
@@ -427,7 +427,7 @@ async fn queue_sim_kill_9_mid_backlog_sends_each_once() {
         )
         .await
         .unwrap();
-    let sealer = sincro_actors::seal::Sealer::from_env_value(&env["ENCRYPTION_KEY"]).unwrap();
+    let sealer = sincro_core::seal::Sealer::from_env_value(&env["ENCRYPTION_KEY"]).unwrap();
     let sent = sim.sent(Some(&n.phone_number_id));
     let counts = by_body(&sent);
     let mut uncertain = 0;
@@ -435,7 +435,7 @@ async fn queue_sim_kill_9_mid_backlog_sends_each_once() {
         let state: String = r.get(0);
         let body = sealer
             .open_str(
-                sincro_actors::seal::Purpose::MessageBody,
+                sincro_core::seal::Purpose::MessageBody,
                 &r.get::<_, String>(1),
             )
             .unwrap();

@@ -5,9 +5,9 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use sincro_actors::business::webhook;
-use sincro_actors::lite::bridge::BridgeEvent;
-use sincro_actors::outbound::validate;
+use sincro_core::business::webhook;
+use sincro_core::lite::bridge::BridgeEvent;
+use sincro_core::outbound::validate;
 use sincro_whatsapp::http::cursor;
 use uuid::Uuid;
 

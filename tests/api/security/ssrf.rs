@@ -187,7 +187,7 @@ async fn allowed_links_are_fetched_once_and_stored() {
         .get(0);
     let opened: Value = serde_json::from_str(
         &ctx.sealer
-            .open_str(sincro_actors::seal::Purpose::MessageBody, &payload)
+            .open_str(sincro_core::seal::Purpose::MessageBody, &payload)
             .unwrap(),
     )
     .unwrap();

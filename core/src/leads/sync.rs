@@ -1,12 +1,12 @@
 //! LeadSync: phone → lead. Normalises numbers to E.164 (see [`crate::phone`]) and merges the
 //! leads of a user whose phones normalise to the same number. Ingest resolves leads inside its
-//! own batch transaction with the same store functions ([`crate::store::leads`]); this actor
+//! own batch transaction with the same store functions ([`crate::leads::store`]); this actor
 //! serves the API's requests.
 
+use super::store as leads;
 use crate::phone::{self, NormalizedPhone, PhoneError};
 use crate::shared::Shared;
 use crate::store::events::{self, NewEvent};
-use crate::store::leads;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use uuid::Uuid;

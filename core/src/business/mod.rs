@@ -3,7 +3,7 @@
 //! phone_number_id ([`number`]), credential validation before a number is stored
 //! ([`validate`]), webhook envelopes → inbound items ([`webhook`]) drained from the durable
 //! inbox ([`inbox`]), templates ([`templates`]), sealed media files ([`media`]) and the rows of
-//! connected numbers ([`store`]). The supervisor is `crate::business_supervisor`.
+//! connected numbers ([`store`]). The supervisor is `crate::business::supervisor`.
 
 pub mod classify;
 pub mod connect;
@@ -15,6 +15,7 @@ pub mod number;
 mod send;
 pub mod store;
 pub mod subscription;
+pub mod supervisor;
 pub mod templates;
 pub mod validate;
 pub mod webhook;

@@ -6,7 +6,6 @@ pub mod api_keys;
 pub mod clean;
 pub mod events;
 pub mod install;
-pub mod leads;
 pub mod migrate;
 pub mod tls;
 pub mod users;

@@ -8,7 +8,7 @@ use super::connect::{self, Target};
 use super::graph::GraphClient;
 use super::store::{self, Credentials};
 use super::{BusinessError, GraphSettings};
-use crate::business_supervisor::BusinessSupervisorMessage;
+use crate::business::supervisor::BusinessSupervisorMessage;
 use crate::shared::Shared;
 use crate::supervision::Slot;
 use serde_json::{Value, json};

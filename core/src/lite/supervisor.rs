@@ -11,7 +11,7 @@
 //!   `final:` reason and is forgotten, not restarted.
 //! - On stop it stops its sessions first (each closes its browser and stays wanted, so the
 //!   next start resumes it).
-//! - A session runs only on the node holding its lease ([`crate::ownership`]): taken before
+//! - A session runs only on the node holding its lease ([`crate::nodes::ownership`]): taken before
 //!   the browser starts, given back when the session ends on purpose or FAILED. After each
 //!   heartbeat it takes over wanted sessions whose lease is free (a stopped or dead node's),
 //!   within its fair share, restoring their profiles from the sealed snapshot; every second it
@@ -23,8 +23,8 @@ use crate::lite::session::FINAL;
 use crate::lite::{
     LiteSession, LiteSessionMessage, SessionArgs, Status, profile, reaper, reason, store,
 };
-use crate::membership::{Control, broadcast};
-use crate::ownership::Ownership;
+use crate::nodes::control::{Control, broadcast};
+use crate::nodes::ownership::Ownership;
 use crate::shared::Shared;
 use crate::store::alerts::{NewAlert, Severity};
 use crate::supervision::{ChildSpec, Children, Decision, RestartPolicy, Slot, StatusNode, react};

@@ -3,19 +3,15 @@
 //! and phone normalisation ([`phone`]).
 
 pub mod business;
-pub mod business_supervisor;
 pub mod connection;
 pub mod daemon;
-pub mod dispatcher;
 pub mod hub;
 pub mod ingest;
-pub mod lead_sync;
+pub mod leads;
 pub mod lite;
-pub mod lite_supervisor;
-pub mod membership;
 pub mod net_guard;
+pub mod nodes;
 pub mod outbound;
-pub mod ownership;
 pub mod phone;
 pub mod private_fs;
 pub mod rate_limiter;

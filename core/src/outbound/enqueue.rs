@@ -7,11 +7,11 @@
 use super::CHANNEL;
 use super::validate::SendRequest;
 use crate::connection::ConnectionKind;
+use crate::leads::store::{self as leads, Contact};
 use crate::phone::NormalizedPhone;
 use crate::seal::{Purpose, Sealer};
 use crate::store::StoreError;
 use crate::store::events::{self, NewEvent};
-use crate::store::leads::{self, Contact};
 use deadpool_postgres::GenericClient;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};

@@ -6,12 +6,12 @@
 //! before the commit.
 
 use super::model::{InboundItem, InboundMessage, IngestReport, StatusUpdate};
+use crate::leads::store::{self as leads, Contact};
 use crate::phone;
 use crate::seal::{Purpose, Sealer};
 use crate::store::StoreError;
 use crate::store::clean;
 use crate::store::events::{self, NewEvent};
-use crate::store::leads::{self, Contact};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use time::OffsetDateTime;

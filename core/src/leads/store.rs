@@ -4,9 +4,9 @@
 //! leads of one user whose phones are the same number (a CRM lead typed as "(11) 98765-4321",
 //! a WhatsApp contact 5511987654321 and an old account 551187654321 are one person).
 
-use super::StoreError;
-use super::clean;
 use crate::phone;
+use crate::store::StoreError;
+use crate::store::clean;
 use deadpool_postgres::GenericClient;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};

@@ -1,53 +1,21 @@
 //! Membership: this node's place among the nodes sharing one PostgreSQL (docs/ARCHITECTURE.md
 //! §5). Every [`Ownership::renew_every`] it heartbeats and renews the node's leases in one
-//! round ([`crate::ownership`]), then has the LiteSupervisor reconcile (stop sessions whose
+//! round ([`crate::nodes::ownership`]), then has the LiteSupervisor reconcile (stop sessions whose
 //! lease was lost, take over free ones). It also holds the `LISTEN sincro_control` session:
 //! commands one node sends another, such as "stop this Lite session" for a session whose
 //! browser runs on another node, or "reload this Business number" after its credentials
 //! changed. Started first and stopped last, so on a graceful stop it hands every lease back
 //! after the sessions and lanes have ended, and other nodes take over at once.
 
-use crate::business_supervisor::BusinessSupervisorMessage;
-use crate::lite_supervisor::LiteSupervisorMessage;
+use super::control::{CONTROL_CHANNEL, Control};
+use crate::business::supervisor::BusinessSupervisorMessage;
+use crate::lite::supervisor::LiteSupervisorMessage;
 use crate::outbound::listen::Listener;
 use crate::shared::Shared;
 use crate::supervision::Slot;
-use deadpool_postgres::GenericClient;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
-use uuid::Uuid;
-
-/// The NOTIFY channel of commands between nodes.
-pub const CONTROL_CHANNEL: &str = "sincro_control";
-
-/// A command between nodes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Control {
-    /// Stop a Lite session; only `node`, which runs its browser, acts on it.
-    LiteStop {
-        node: String,
-        id: Uuid,
-        logout: bool,
-    },
-    /// A Business number was connected, changed or removed on node `from`: every other node
-    /// reloads its actor from the store.
-    BusinessReload { from: String, id: Uuid },
-}
-
-/// Sends a command to the other nodes (and this one) at commit.
-pub async fn broadcast(
-    client: &impl GenericClient,
-    control: &Control,
-) -> Result<(), tokio_postgres::Error> {
-    let payload = serde_json::to_string(control).expect("control serializes");
-    client
-        .execute("SELECT pg_notify($1, $2)", &[&CONTROL_CHANNEL, &payload])
-        .await?;
-    Ok(())
-}
 
 pub enum MembershipMessage {
     /// Heartbeat, renew leases, reconcile; sent to itself every renewal period.

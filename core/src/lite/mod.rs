@@ -32,6 +32,7 @@ pub mod qr;
 pub mod reaper;
 pub mod session;
 pub mod store;
+pub mod supervisor;
 
 use std::path::PathBuf;
 use std::time::Duration;

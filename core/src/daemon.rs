@@ -2,13 +2,13 @@
 //! Membership (this node's heartbeat and leases, section 9), in `pre_start`, linked to itself, restarts them by the [`RestartPolicy`], answers the status RPC behind
 //! `GET /v1/status`, and stops them children-first on shutdown.
 
-use crate::business_supervisor::{BusinessSupervisor, BusinessSupervisorMessage};
-use crate::dispatcher::{Dispatcher, DispatcherMessage};
+use crate::business::supervisor::{BusinessSupervisor, BusinessSupervisorMessage};
 use crate::hub::{Hub, HubMessage};
 use crate::ingest::{Ingest, IngestMessage};
-use crate::lead_sync::{LeadSync, LeadSyncMessage};
-use crate::lite_supervisor::{LiteSupervisor, LiteSupervisorArgs, LiteSupervisorMessage};
-use crate::membership::{Membership, MembershipArgs, MembershipMessage};
+use crate::leads::sync::{LeadSync, LeadSyncMessage};
+use crate::lite::supervisor::{LiteSupervisor, LiteSupervisorArgs, LiteSupervisorMessage};
+use crate::nodes::membership::{Membership, MembershipArgs, MembershipMessage};
+use crate::outbound::dispatcher::{Dispatcher, DispatcherMessage};
 use crate::rate_limiter::{RateLimiter, RateLimiterMessage};
 use crate::shared::Shared;
 use crate::supervision::{ChildSpec, ChildState, Children, RestartPolicy, Slot, StatusNode, react};

@@ -11,6 +11,7 @@
 
 pub mod backoff;
 pub mod claim;
+pub mod dispatcher;
 pub mod enqueue;
 pub mod fairness;
 pub mod inflight;

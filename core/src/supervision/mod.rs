@@ -2,14 +2,14 @@
 //!
 //! ```text
 //! Daemon (root supervisor)                       daemon.rs
-//! ├── Membership (heartbeat, leases, control)    membership.rs, ownership.rs
+//! ├── Membership (heartbeat, leases, control)    nodes/
 //! ├── RateLimiter                                rate_limiter.rs
-//! ├── LeadSync                                   lead_sync.rs
-//! ├── Hub                                        hub.rs
-//! ├── Ingest                                     ingest.rs
-//! ├── BusinessSupervisor ── BusinessNumber × M   business_supervisor.rs
-//! ├── LiteSupervisor ────── LiteSession × N      lite_supervisor.rs
-//! └── Dispatcher                                 dispatcher.rs
+//! ├── LeadSync                                   leads/sync.rs
+//! ├── Hub                                        hub/
+//! ├── Ingest                                     ingest/
+//! ├── BusinessSupervisor ── BusinessNumber × M   business/supervisor.rs
+//! ├── LiteSupervisor ────── LiteSession × N      lite/supervisor.rs
+//! └── Dispatcher                                 outbound/dispatcher.rs
 //! ```
 //!
 //! Every child is linked to its supervisor when spawned (in the supervisor's `pre_start` or

@@ -65,7 +65,7 @@ pub struct Shared {
     pub sealer: Arc<Sealer>,
     pub node_id: String,
     /// This node's leases on connections (docs/ARCHITECTURE.md §5).
-    pub ownership: Arc<crate::ownership::Ownership>,
+    pub ownership: Arc<crate::nodes::ownership::Ownership>,
     /// Wakes this node's inbox drain once a new inbox row is committed
     /// ([`crate::ingest::inbox::wake`]); the drain also polls, so a lost wake only delays.
     pub inbox_wake: Arc<tokio::sync::Notify>,

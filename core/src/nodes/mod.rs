@@ -1,0 +1,8 @@
+//! The nodes sharing one PostgreSQL: which node runs which connection (lease rows, fair shares,
+//! fencing: [`ownership`]), the Membership actor that heartbeats and renews them
+//! ([`membership`]), and the control channel commands between nodes travel on ([`control`]).
+//! docs/ARCHITECTURE.md §5 explains the model.
+
+pub mod control;
+pub mod membership;
+pub mod ownership;
