@@ -2,21 +2,26 @@
 //! Membership (this node's heartbeat and leases, section 9), in `pre_start`, linked to itself, restarts them by the [`RestartPolicy`], answers the status RPC behind
 //! `GET /v1/status`, and stops them children-first on shutdown.
 
+use crate::business::handle::BusinessSupervisorHandle;
 use crate::business::supervisor::{BusinessSupervisor, BusinessSupervisorMessage};
-use crate::hub::{Hub, HubMessage};
-use crate::ingest::{Ingest, IngestMessage};
+use crate::hub::{Hub, HubHandle, HubMessage};
+use crate::ingest::{Ingest, IngestHandle, IngestMessage};
+use crate::leads::handle::LeadSyncHandle;
 use crate::leads::sync::{LeadSync, LeadSyncMessage};
+use crate::lite::LiteSupervisorHandle;
 use crate::lite::supervisor::{LiteSupervisor, LiteSupervisorArgs, LiteSupervisorMessage};
 use crate::nodes::membership::{Membership, MembershipArgs, MembershipMessage};
 use crate::outbound::dispatcher::{Dispatcher, DispatcherMessage};
-use crate::rate_limiter::{RateLimiter, RateLimiterMessage};
+use crate::outbound::handle::DispatcherHandle;
+use crate::rate_limiter::{RateLimiter, RateLimiterHandle, RateLimiterMessage};
 use crate::shared::Shared;
 use crate::supervision::{ChildSpec, ChildState, Children, RestartPolicy, Slot, StatusNode, react};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Typed handles to the current incarnation of each child, for the HTTP layer.
+/// The current incarnation of each child; the `*_handle` methods give the typed handles the
+/// HTTP layer calls them through.
 #[derive(Clone, Default)]
 pub struct ChildSlots {
     pub membership: Slot<MembershipMessage>,
@@ -27,6 +32,30 @@ pub struct ChildSlots {
     pub dispatcher: Slot<DispatcherMessage>,
     pub business: Slot<BusinessSupervisorMessage>,
     pub lite: Slot<LiteSupervisorMessage>,
+}
+
+impl ChildSlots {
+    pub fn lite_handle(&self) -> LiteSupervisorHandle {
+        LiteSupervisorHandle::new(self.lite.clone())
+    }
+    pub fn business_handle(&self) -> BusinessSupervisorHandle {
+        BusinessSupervisorHandle::new(self.business.clone())
+    }
+    pub fn lead_sync_handle(&self) -> LeadSyncHandle {
+        LeadSyncHandle::new(self.lead_sync.clone())
+    }
+    pub fn rate_limiter_handle(&self) -> RateLimiterHandle {
+        RateLimiterHandle::new(self.rate_limiter.clone())
+    }
+    pub fn hub_handle(&self) -> HubHandle {
+        HubHandle::new(self.hub.clone())
+    }
+    pub fn ingest_handle(&self) -> IngestHandle {
+        IngestHandle::new(self.ingest.clone())
+    }
+    pub fn dispatcher_handle(&self) -> DispatcherHandle {
+        DispatcherHandle::new(self.dispatcher.clone())
+    }
 }
 
 /// The running tree as the rest of the daemon sees it.
@@ -126,8 +155,8 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
     // lanes that used them have ended.
     let args = MembershipArgs {
         shared: shared.clone(),
-        business: slots.business.clone(),
-        lite: slots.lite.clone(),
+        business: slots.business_handle(),
+        lite: slots.lite_handle(),
     };
     let membership = ChildSpec::new("membership", false, slots.membership.clone(), move || {
         (Membership, args.clone())

@@ -28,6 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+pub mod handle;
+pub use handle::{RateLimiterError, RateLimiterHandle};
+
 pub enum RateLimiterMessage {
     /// Take one API request permit for the user and for the client IP; replies with how long
     /// to wait when either bucket is empty.

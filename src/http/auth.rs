@@ -9,12 +9,11 @@
 
 use super::error::ApiError;
 use crate::context::AppContext;
-use sincro_core::rate_limiter::RateLimiterMessage;
+use sincro_core::rate_limiter::RateLimiterError;
 use sincro_core::store::api_keys::{self, Lookup, Principal, Scopes};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use uuid::Uuid;
 use warp::{Filter, Rejection};
 
@@ -207,20 +206,16 @@ async fn ask_limiter(
     user: Option<Uuid>,
     ip: Option<IpAddr>,
 ) -> Result<(), ApiError> {
-    let Some(limiter) = ctx.actors.children.rate_limiter.get() else {
-        return Ok(()); // restarting: fail open rather than refuse every request
-    };
-    let asked = limiter
-        .call(
-            |reply| RateLimiterMessage::CheckApi { user, ip, reply },
-            Some(Duration::from_secs(2)),
-        )
-        .await;
-    match asked {
-        Ok(ractor::rpc::CallResult::Success(Err(retry_after))) => {
-            Err(ApiError::RateLimited { retry_after })
-        }
-        _ => Ok(()),
+    match ctx
+        .actors
+        .children
+        .rate_limiter_handle()
+        .check_api(user, ip)
+        .await
+    {
+        Err(e @ RateLimiterError::Limited { .. }) => Err(e.into()),
+        // Restarting or stuck: fail open rather than refuse every request.
+        Err(RateLimiterError::NotRunning | RateLimiterError::TimedOut(_)) | Ok(()) => Ok(()),
     }
 }
 

@@ -3,26 +3,23 @@
 //! and one), `PATCH /v1/business/numbers/{id}` (new credentials, validated again; the actor is
 //! replaced) and `DELETE` (actor stopped, secrets dropped, history kept). Another user's
 //! number is a 404. Also the helpers the template and media routes share: reaching a number's
-//! actor, and turning Business errors into API errors.
+//! actor and resolving the connection a route acts on.
 
 use super::audit;
 use super::auth::{self, Need};
 use super::error::ApiError;
 use super::{json_body, json_reply, respond, with_ctx};
 use crate::context::AppContext;
-use ractor::ActorRef;
 use serde::Deserialize;
 use serde_json::json;
-use sincro_core::business::connect::{self, ConnectError, Target};
-use sincro_core::business::number::BusinessNumberMessage;
+use sincro_core::business::GraphSettings;
+use sincro_core::business::connect::{self, Target};
+use sincro_core::business::handle::{BusinessNumberHandle, BusinessSupervisorError};
 use sincro_core::business::store::{self, Credentials};
 use sincro_core::business::subscription;
-use sincro_core::business::supervisor::BusinessSupervisorMessage;
-use sincro_core::business::{BusinessError, GraphSettings, graph::GraphError};
 use sincro_core::secret::Secret;
 use sincro_core::store::api_keys::Principal;
 use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
 use warp::Filter;
 use warp::http::StatusCode;
@@ -111,29 +108,6 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// Business errors as API errors: what Meta said is a 422 naming it; a dead token a 409.
-pub fn business_error(e: BusinessError) -> ApiError {
-    match e {
-        BusinessError::Store(s) => s.into(),
-        BusinessError::Graph(GraphError::Api(m)) => ApiError::unprocessable(
-            "graph_error",
-            format!("Meta refused the request: {}", m.describe()),
-        ),
-        BusinessError::Graph(other) => {
-            ApiError::Unavailable(format!("the Graph API could not be reached: {other}"))
-        }
-        BusinessError::NeedsCredentials(m) => ApiError::Conflict {
-            code: "needs_credentials",
-            message: format!(
-                "{m}; replace the access token with PATCH /v1/business/numbers/{{id}}"
-            ),
-        },
-        BusinessError::Invalid(m) => ApiError::unprocessable("invalid_request", m),
-        BusinessError::NotFound => ApiError::NotFound("resource"),
-        other => ApiError::internal(other),
-    }
-}
-
 fn graph_settings(ctx: &AppContext) -> GraphSettings {
     GraphSettings {
         base: ctx.config.graph_api_base.clone(),
@@ -141,40 +115,22 @@ fn graph_settings(ctx: &AppContext) -> GraphSettings {
     }
 }
 
-fn supervisor(ctx: &AppContext) -> Result<ActorRef<BusinessSupervisorMessage>, ApiError> {
-    ctx.actors
-        .children
-        .business
-        .get()
-        .ok_or_else(|| ApiError::Unavailable("the business supervisor is restarting; retry".into()))
-}
-
 /// The running actor of the user's number `connection_id` (404 for another user's).
 pub async fn number_actor(
     ctx: &AppContext,
     p: &Principal,
     connection_id: Uuid,
-) -> Result<ActorRef<BusinessNumberMessage>, ApiError> {
+) -> Result<BusinessNumberHandle, ApiError> {
     let client = ctx.pool.get().await?;
     store::get_for_user(&client, p.usuario_id, connection_id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("business number"))?;
-    let asked = supervisor(ctx)?
-        .call(
-            |reply| BusinessSupervisorMessage::Number {
-                connection_id,
-                reply,
-            },
-            Some(Duration::from_secs(5)),
-        )
-        .await;
-    match asked {
-        Ok(ractor::rpc::CallResult::Success(Some(actor))) => Ok(actor),
-        _ => Err(ApiError::Unavailable(
-            "this number's actor is not running right now; retry".into(),
-        )),
-    }
+    Ok(ctx
+        .actors
+        .children
+        .business_handle()
+        .number(connection_id)
+        .await?)
 }
 
 /// The connection a route acts on: the one given, else the user's only number.
@@ -188,42 +144,13 @@ pub async fn resolve_connection(
     }
     let client = ctx.pool.get().await?;
     store::only_number(&client, p.usuario_id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or_else(|| {
             ApiError::unprocessable(
                 "connection_id_required",
                 "give connection_id: the user has no Business number or more than one",
             )
         })
-}
-
-/// Calls a number's actor and unwraps the answer.
-pub async fn ask_number<T: Send + 'static>(
-    actor: &ActorRef<BusinessNumberMessage>,
-    make: impl FnOnce(ractor::RpcReplyPort<Result<T, BusinessError>>) -> BusinessNumberMessage,
-    timeout: Duration,
-) -> Result<T, ApiError> {
-    match actor.call(make, Some(timeout)).await {
-        Ok(ractor::rpc::CallResult::Success(r)) => r.map_err(business_error),
-        _ => Err(ApiError::Unavailable(
-            "the number did not answer in time; retry".into(),
-        )),
-    }
-}
-
-fn connect_error(e: ConnectError) -> ApiError {
-    match e {
-        ConnectError::Invalid(m) => ApiError::unprocessable("invalid_field", m),
-        ConnectError::AlreadyConnected(_) => ApiError::Conflict {
-            code: "number_already_connected",
-            message: e.to_string(),
-        },
-        ConnectError::Rejected(_) => ApiError::unprocessable("credentials_rejected", e.to_string()),
-        ConnectError::Unreachable(_) => ApiError::Unavailable(e.to_string()),
-        ConnectError::NotFound => ApiError::NotFound("business number"),
-        ConnectError::Business(b) => business_error(b),
-    }
 }
 
 async fn create(p: Principal, body: NewNumber, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
@@ -241,13 +168,11 @@ async fn create(p: Principal, body: NewNumber, ctx: Arc<AppContext>) -> Result<R
         &creds,
         Target::New,
     )
-    .await
-    .map_err(connect_error)?;
+    .await?;
     let id = done.connection_id;
     let client = ctx.pool.get().await?;
     let mut number = store::get_for_user(&client, p.usuario_id, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("business number"))?;
     let details = json!({"phone_number_id": creds.phone_number_id, "waba_id": creds.waba_id, "webhooks": done.webhooks});
     if let Some(w) = done.webhooks {
@@ -262,9 +187,7 @@ async fn create(p: Principal, body: NewNumber, ctx: Arc<AppContext>) -> Result<R
 
 async fn list(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
-    let items = store::list_for_user(&client, p.usuario_id)
-        .await
-        .map_err(business_error)?;
+    let items = store::list_for_user(&client, p.usuario_id).await?;
     Ok(json_reply(
         StatusCode::OK,
         &json!({"items": items, "next_cursor": null}),
@@ -274,14 +197,10 @@ async fn list(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> 
 async fn get(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
     let mut number = store::get_for_user(&client, p.usuario_id, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("business number"))?;
     // What Meta reports about the account's webhooks, asked with the number's token.
-    if let Some(record) = store::load(&client, &ctx.sealer, id)
-        .await
-        .map_err(business_error)?
-    {
+    if let Some(record) = store::load(&client, &ctx.sealer, id).await? {
         let expected = ctx.config.public_url.as_deref().map(connect::callback_uri);
         number["webhook_configuration"] = connect::webhook_configuration(
             &graph_settings(&ctx),
@@ -302,8 +221,7 @@ async fn patch(
 ) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
     let mut creds = store::credentials(&client, &ctx.sealer, p.usuario_id, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("business number"))?;
     creds.access_token = body.access_token;
     if let Some(s) = body.app_secret {
@@ -320,42 +238,31 @@ async fn patch(
         &creds,
         Target::Existing(id),
     )
-    .await
-    .map_err(connect_error)?;
+    .await?;
     get(id, p, ctx).await
 }
 
 async fn remove(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
     store::get_for_user(&client, p.usuario_id, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("business number"))?;
     // Loaded before the secrets are dropped: the token unsubscribes the app afterwards.
     let record = store::load(&client, &ctx.sealer, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("business number"))?;
-    let sup = supervisor(&ctx)?;
-    let _ = sup
-        .call(
-            |reply| BusinessSupervisorMessage::Disconnect {
-                connection_id: id,
-                reply,
-            },
-            Some(Duration::from_secs(15)),
-        )
-        .await;
-    if !store::deactivate(&client, p.usuario_id, id)
-        .await
-        .map_err(business_error)?
+    // A number whose actor did not confirm its stop is removed all the same (its actor reads
+    // the row anew on restart); only a supervisor that is restarting is worth a retry.
+    if let Err(e @ BusinessSupervisorError::NotRunning) =
+        ctx.actors.children.business_handle().disconnect(id).await
     {
+        return Err(e.into());
+    }
+    if !store::deactivate(&client, p.usuario_id, id).await? {
         return Err(ApiError::NotFound("business number"));
     }
     connect::reload_elsewhere(&ctx.shared, id).await;
-    let webhooks = subscription::release(&client, &graph_settings(&ctx), &record)
-        .await
-        .map_err(business_error)?;
+    let webhooks = subscription::release(&client, &graph_settings(&ctx), &record).await?;
     Ok(audit::note(
         json_reply(
             StatusCode::OK,

@@ -1,8 +1,19 @@
 //! The one API error type. Every error leaves as `{"error":{"code","message"}}` with a fitting
 //! status (the README's HTTP API); internal causes are logged, never sent to the client. warp's
-//! own rejections (unknown route, wrong method, oversized body...) get the same shape.
+//! own rejections (unknown route, wrong method, oversized body...) get the same shape. Each
+//! actor's error enum becomes an `ApiError` here (`From`), so handlers call actors with `?`.
 
 use serde::Serialize;
+use sincro_core::business::BusinessError;
+use sincro_core::business::connect::ConnectError;
+use sincro_core::business::graph::GraphError;
+use sincro_core::business::handle::BusinessSupervisorError;
+use sincro_core::hub::HubError;
+use sincro_core::ingest::IngestError;
+use sincro_core::leads::handle::LeadSyncError;
+use sincro_core::lite::{LiteSessionError, LiteSupervisorError};
+use sincro_core::outbound::handle::DispatcherError;
+use sincro_core::rate_limiter::RateLimiterError;
 use sincro_core::store::StoreError;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -34,6 +45,12 @@ pub enum ApiError {
     TooLarge { limit: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// Something this daemon drives (a Lite session's page) answered with an error.
+    #[error("{message}")]
+    BadGateway { code: &'static str, message: String },
+    /// Something this daemon drives (a Lite session's page) did not answer in time.
+    #[error("{0}")]
+    GatewayTimeout(String),
     /// Logged with its cause; the client only learns that something failed.
     #[error("internal error")]
     Internal(String),
@@ -82,6 +99,8 @@ impl ApiError {
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -91,13 +110,15 @@ impl ApiError {
             ApiError::BadRequest { code, .. }
             | ApiError::Unauthorized { code, .. }
             | ApiError::Conflict { code, .. }
-            | ApiError::Unprocessable { code, .. } => code,
+            | ApiError::Unprocessable { code, .. }
+            | ApiError::BadGateway { code, .. } => code,
             ApiError::Forbidden(_) => "forbidden",
             ApiError::InsufficientScope(_) => "insufficient_scope",
             ApiError::TooLarge { .. } => "body_too_large",
             ApiError::NotFound(_) => "not_found",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::GatewayTimeout(_) => "timeout",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -153,6 +174,149 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
         StoreError::from(e).into()
+    }
+}
+
+/// A call to an actor got no answer: the client may retry (the message says what to).
+fn unanswered(what: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("{what}; retry shortly"))
+}
+
+/// What Meta said is a 422 naming it; a dead token a 409; a number not running here a 503.
+impl From<BusinessError> for ApiError {
+    fn from(e: BusinessError) -> Self {
+        match e {
+            BusinessError::Store(s) => s.into(),
+            BusinessError::Graph(GraphError::Api(m)) => ApiError::unprocessable(
+                "graph_error",
+                format!("Meta refused the request: {}", m.describe()),
+            ),
+            BusinessError::Graph(other) => {
+                ApiError::Unavailable(format!("the Graph API could not be reached: {other}"))
+            }
+            BusinessError::NeedsCredentials(m) => ApiError::Conflict {
+                code: "needs_credentials",
+                message: format!(
+                    "{m}; replace the access token with PATCH /v1/business/numbers/{{id}}"
+                ),
+            },
+            BusinessError::Invalid(m) => ApiError::unprocessable("invalid_request", m),
+            BusinessError::NotFound => ApiError::NotFound("resource"),
+            e @ (BusinessError::NotRunning | BusinessError::TimedOut(_)) => unanswered(e),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<BusinessSupervisorError> for ApiError {
+    fn from(e: BusinessSupervisorError) -> Self {
+        unanswered(e)
+    }
+}
+
+impl From<ConnectError> for ApiError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Invalid(m) => ApiError::unprocessable("invalid_field", m),
+            ConnectError::AlreadyConnected(_) => ApiError::Conflict {
+                code: "number_already_connected",
+                message: e.to_string(),
+            },
+            ConnectError::Rejected(_) => {
+                ApiError::unprocessable("credentials_rejected", e.to_string())
+            }
+            ConnectError::Unreachable(_) => ApiError::Unavailable(e.to_string()),
+            ConnectError::NotFound => ApiError::NotFound("business number"),
+            ConnectError::Business(b) => b.into(),
+        }
+    }
+}
+
+impl From<LiteSupervisorError> for ApiError {
+    fn from(e: LiteSupervisorError) -> Self {
+        match e {
+            LiteSupervisorError::Store(s) => s.into(),
+            LiteSupervisorError::Spawn(why) => {
+                tracing::error!(error = %why, "could not start a Lite session");
+                unanswered("the session could not be started")
+            }
+            other => unanswered(other),
+        }
+    }
+}
+
+/// A session that is not in the state the request needs is a 409; a page that failed a 502,
+/// one that did not answer a 504.
+impl From<LiteSessionError> for ApiError {
+    fn from(e: LiteSessionError) -> Self {
+        match e {
+            LiteSessionError::NotRunning | LiteSessionError::TimedOut(_) => unanswered(e),
+            LiteSessionError::Stopping => ApiError::Conflict {
+                code: "session_stopping",
+                message: e.to_string(),
+            },
+            LiteSessionError::AlreadyLinked
+            | LiteSessionError::BrowserStarting
+            | LiteSessionError::NotWaitingForQr => ApiError::Conflict {
+                code: "pairing_not_available",
+                message: e.to_string(),
+            },
+            LiteSessionError::PhoneInvalid(_) => {
+                ApiError::unprocessable("invalid_phone", e.to_string())
+            }
+            LiteSessionError::PageTimedOut(_) => ApiError::GatewayTimeout(e.to_string()),
+            LiteSessionError::PageFailed(_) => ApiError::BadGateway {
+                code: "page_failed",
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<LeadSyncError> for ApiError {
+    fn from(e: LeadSyncError) -> Self {
+        match e {
+            LeadSyncError::Store(s) => s.into(),
+            LeadSyncError::Phone(p) => ApiError::unprocessable("invalid_phone", p.to_string()),
+            other => unanswered(other),
+        }
+    }
+}
+
+impl From<RateLimiterError> for ApiError {
+    fn from(e: RateLimiterError) -> Self {
+        match e {
+            RateLimiterError::Limited { retry_after } => ApiError::RateLimited { retry_after },
+            other => unanswered(other),
+        }
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> Self {
+        match e {
+            HubError::Store(s) => s.into(),
+            e @ (HubError::NotRunning | HubError::TimedOut(_)) => unanswered(e),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Refused(_) => ApiError::internal(e),
+            other => unanswered(other),
+        }
+    }
+}
+
+impl From<DispatcherError> for ApiError {
+    fn from(e: DispatcherError) -> Self {
+        match e {
+            DispatcherError::Store(s) => s.into(),
+            other => unanswered(other),
+        }
     }
 }
 
@@ -238,6 +402,11 @@ fn clone_error(e: &ApiError) -> ApiError {
             retry_after: *retry_after,
         },
         ApiError::Unavailable(m) => ApiError::Unavailable(m.clone()),
+        ApiError::BadGateway { code, message } => ApiError::BadGateway {
+            code,
+            message: message.clone(),
+        },
+        ApiError::GatewayTimeout(m) => ApiError::GatewayTimeout(m.clone()),
         ApiError::Internal(m) => ApiError::Internal(m.clone()),
     }
 }

@@ -137,32 +137,12 @@ async fn get(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, A
 
 /// Merges the user's leads whose phones are one number (LeadSync).
 async fn merge(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
-    use sincro_core::leads::sync::LeadSyncMessage;
-    let lead_sync = ctx
+    let merged = ctx
         .actors
         .children
-        .lead_sync
-        .get()
-        .ok_or_else(|| ApiError::Unavailable("lead sync is restarting; retry".into()))?;
-    let asked = lead_sync
-        .call(
-            |reply| LeadSyncMessage::MergeDuplicates {
-                usuario_id: p.usuario_id,
-                reply,
-            },
-            Some(std::time::Duration::from_secs(30)),
-        )
-        .await
-        .map_err(ApiError::internal)?;
-    match asked {
-        ractor::rpc::CallResult::Success(Ok(merged)) => {
-            let mut resp = json_reply(StatusCode::OK, &json!({"merged": merged}));
-            resp = audit::note(resp, p.usuario_id, json!({"merged": merged}));
-            Ok(resp)
-        }
-        ractor::rpc::CallResult::Success(Err(e)) => Err(ApiError::internal(e)),
-        _ => Err(ApiError::Unavailable(
-            "lead sync did not answer in time".into(),
-        )),
-    }
+        .lead_sync_handle()
+        .merge_duplicates(p.usuario_id)
+        .await?;
+    let resp = json_reply(StatusCode::OK, &json!({"merged": merged}));
+    Ok(audit::note(resp, p.usuario_id, json!({"merged": merged})))
 }

@@ -16,13 +16,11 @@ use serde::Deserialize;
 use serde_json::json;
 use sincro_core::connection::ConnectionKind;
 use sincro_core::lite::store::{self, ActivateError, SessionRow};
-use sincro_core::lite::supervisor::LiteSupervisorMessage;
-use sincro_core::lite::{LiteSessionMessage, Status, qr};
+use sincro_core::lite::{LiteSupervisorError, LiteSupervisorHandle, Status, qr};
 use sincro_core::nodes::ownership::Ownership;
 use sincro_core::phone;
 use sincro_core::store::api_keys::Principal;
 use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
 use warp::Filter;
 use warp::http::StatusCode;
@@ -185,12 +183,13 @@ fn optional_json<T: serde::de::DeserializeOwned + Default + Send>(
     })
 }
 
-fn supervisor(ctx: &AppContext) -> Result<ractor::ActorRef<LiteSupervisorMessage>, ApiError> {
-    ctx.actors
-        .children
-        .lite
-        .get()
-        .ok_or_else(|| ApiError::Unavailable("Lite sessions are restarting; retry shortly".into()))
+fn supervisor(ctx: &AppContext) -> Result<LiteSupervisorHandle, ApiError> {
+    let handle = ctx.actors.children.lite_handle();
+    // Checked before anything is stored, so a restarting supervisor leaves no row behind.
+    if !handle.is_running() {
+        return Err(LiteSupervisorError::NotRunning.into());
+    }
+    Ok(handle)
 }
 
 async fn find(ctx: &AppContext, p: &Principal, id: Uuid) -> Result<SessionRow, ApiError> {
@@ -255,25 +254,9 @@ async fn create(
         }
     };
     if started || body.id.is_some() {
-        let asked = sup
-            .call(
-                |reply| LiteSupervisorMessage::Start {
-                    id: row.id,
-                    usuario_id: p.usuario_id,
-                    reply,
-                },
-                Some(Duration::from_secs(10)),
-            )
-            .await;
-        match asked {
-            Ok(ractor::rpc::CallResult::Success(Ok(()))) => {}
-            other => {
-                tracing::error!(session = %row.id, outcome = ?other.map(|r| format!("{r:?}")), "could not start a Lite session");
-                return Err(ApiError::Unavailable(
-                    "the session could not be started; retry shortly".into(),
-                ));
-            }
-        }
+        sup.start(row.id, p.usuario_id).await.inspect_err(|e| {
+            tracing::error!(session = %row.id, error = %e, "could not start a Lite session");
+        })?;
     }
     let status = if created {
         StatusCode::CREATED
@@ -312,18 +295,7 @@ async fn delete(
     let row = find(&ctx, &p, id).await?;
     let logout = q.logout.unwrap_or(false);
     if row.status.is_active() || logout {
-        let sup = supervisor(&ctx)?;
-        let asked = sup
-            .call(
-                |reply| LiteSupervisorMessage::Stop { id, logout, reply },
-                Some(Duration::from_secs(40)),
-            )
-            .await;
-        if !matches!(asked, Ok(ractor::rpc::CallResult::Success(()))) {
-            return Err(ApiError::Unavailable(
-                "the session did not stop in time; retry".into(),
-            ));
-        }
+        supervisor(&ctx)?.stop(id, logout).await?;
     }
     let row = find(&ctx, &p, id).await?;
     Ok(json_reply(StatusCode::OK, &row.to_json()))
@@ -419,16 +391,9 @@ async fn pairing_code(
             ),
         });
     }
-    let sup = supervisor(&ctx)?;
-    let session = match sup
-        .call(
-            |reply| LiteSupervisorMessage::Session { id, reply },
-            Some(Duration::from_secs(5)),
-        )
-        .await
-    {
-        Ok(ractor::rpc::CallResult::Success(Some(s))) => s,
-        _ => {
+    let session = match supervisor(&ctx)?.session(id).await {
+        Ok(s) => s,
+        Err(_) => {
             let client = ctx.pool.get().await?;
             let owner = Ownership::owner(&client, ConnectionKind::Lite, id)
                 .await
@@ -449,26 +414,9 @@ async fn pairing_code(
         }
     };
     let digits: String = n.e164.chars().filter(char::is_ascii_digit).collect();
-    let asked = session
-        .call(
-            |reply| LiteSessionMessage::PairingCode {
-                phone: digits,
-                reply,
-            },
-            Some(Duration::from_secs(30)),
-        )
-        .await;
-    match asked {
-        Ok(ractor::rpc::CallResult::Success(Ok(code))) => Ok(json_reply(
-            StatusCode::OK,
-            &json!({"code": code, "phone": n.e164}),
-        )),
-        Ok(ractor::rpc::CallResult::Success(Err(why))) => Err(ApiError::Conflict {
-            code: "pairing_not_available",
-            message: why,
-        }),
-        _ => Err(ApiError::Unavailable(
-            "the session did not answer in time; retry".into(),
-        )),
-    }
+    let code = session.pairing_code(digits).await?;
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({"code": code, "phone": n.e164}),
+    ))
 }

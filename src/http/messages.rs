@@ -307,8 +307,7 @@ async fn media_link(
         },
         &fetched.bytes,
     )
-    .await
-    .map_err(super::business::business_error)?;
+    .await?;
     let obj = req.body[&media_kind]
         .as_object_mut()
         .ok_or_else(|| ApiError::internal("validated media is not an object"))?;

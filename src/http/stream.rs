@@ -38,11 +38,9 @@ use super::{respond, with_ctx};
 use crate::context::AppContext;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
-use ractor::ActorRef;
-use ractor::rpc::CallResult;
 use serde_json::json;
 use sincro_core::hub::{
-    Ended, Frame, HubMessage, Subscribed, TypeFilter, filter::allows, subscription,
+    Ended, Frame, HubSubscriber, Subscribed, TypeFilter, filter::allows, subscription,
 };
 use sincro_core::store::api_keys::Principal;
 use sincro_core::store::events;
@@ -258,17 +256,12 @@ impl From<Outcome> for Step {
 /// A live subscription; unsubscribes when dropped.
 struct Live {
     rx: Subscribed,
-    hub: ActorRef<HubMessage>,
-    id: u64,
-    usuario_id: Uuid,
+    subscriber: HubSubscriber,
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
-        let _ = self.hub.cast(HubMessage::Unsubscribe {
-            usuario_id: self.usuario_id,
-            id: self.id,
-        });
+        self.subscriber.unsubscribe();
     }
 }
 
@@ -356,29 +349,16 @@ impl Connection {
     async fn subscribe(&mut self, out: &mut Out) -> Result<Live, Outcome> {
         let until = Instant::now() + SUBSCRIBE_WAIT;
         loop {
-            if let Some(hub) = self.ctx.actors.children.hub.get() {
+            let hub = self.ctx.actors.children.hub_handle();
+            if hub.is_running() {
                 let (subscription, rx) = subscription(
                     self.usuario_id,
                     self.filter.clone(),
                     self.known_seq,
                     self.stream_buffer(),
                 );
-                let asked = hub
-                    .call(
-                        |reply| HubMessage::Subscribe {
-                            subscription,
-                            reply,
-                        },
-                        Some(Duration::from_secs(5)),
-                    )
-                    .await;
-                if let Ok(CallResult::Success(id)) = asked {
-                    return Ok(Live {
-                        rx,
-                        hub,
-                        id,
-                        usuario_id: self.usuario_id,
-                    });
+                if let Ok(subscriber) = hub.subscribe(subscription).await {
+                    return Ok(Live { rx, subscriber });
                 }
             }
             if out.is_gone() {

@@ -6,23 +6,20 @@
 
 use super::audit;
 use super::auth::{self, Need};
-use super::business::{ask_number, business_error, number_actor, resolve_connection};
+use super::business::{number_actor, resolve_connection};
 use super::error::ApiError;
 use super::{json_body, json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sincro_core::business::number::BusinessNumberMessage;
 use sincro_core::business::{store, templates};
 use sincro_core::store::api_keys::Principal;
 use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
 use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const CATEGORIES: &[&str] = &["MARKETING", "UTILITY", "AUTHENTICATION"];
 
 #[derive(Debug, Deserialize)]
@@ -133,9 +130,8 @@ fn valid_name(name: &str) -> bool {
 
 async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
-    let items = templates::list(&client, p.usuario_id, q.connection_id, q.status.as_deref())
-        .await
-        .map_err(business_error)?;
+    let items =
+        templates::list(&client, p.usuario_id, q.connection_id, q.status.as_deref()).await?;
     Ok(json_reply(
         StatusCode::OK,
         &json!({"items": items, "next_cursor": null}),
@@ -184,12 +180,7 @@ async fn create(
         meta["parameter_format"] = json!(f);
     }
     let name = body.name.clone();
-    let created = ask_number(
-        &actor,
-        |reply| BusinessNumberMessage::CreateTemplate { body: meta, reply },
-        CALL_TIMEOUT,
-    )
-    .await?;
+    let created = actor.create_template(meta).await?;
     Ok(audit::note(
         json_reply(StatusCode::CREATED, &created),
         name,
@@ -211,8 +202,7 @@ async fn remove(
     {
         let client = ctx.pool.get().await?;
         let known = templates::list(&client, p.usuario_id, Some(connection_id), None)
-            .await
-            .map_err(business_error)?
+            .await?
             .iter()
             .any(|t| {
                 t["name"] == name.as_str()
@@ -226,16 +216,7 @@ async fn remove(
     }
     let language = q.language.clone();
     let n = name.clone();
-    ask_number(
-        &actor,
-        |reply| BusinessNumberMessage::DeleteTemplate {
-            name: n,
-            language,
-            reply,
-        },
-        CALL_TIMEOUT,
-    )
-    .await?;
+    actor.delete_template(n, language).await?;
     use warp::Reply;
     Ok(audit::note(
         warp::reply::with_status(warp::reply::reply(), StatusCode::NO_CONTENT).into_response(),
@@ -262,8 +243,7 @@ async fn sync(
         None => {
             let client = ctx.pool.get().await?;
             store::list_for_user(&client, p.usuario_id)
-                .await
-                .map_err(business_error)?
+                .await?
                 .iter()
                 .filter_map(|n| n["id"].as_str().and_then(|s| s.parse().ok()))
                 .collect()
@@ -272,7 +252,7 @@ async fn sync(
     let mut results = Vec::new();
     for id in ids {
         let actor = number_actor(&ctx, &p, id).await?;
-        let report = ask_number(&actor, BusinessNumberMessage::SyncTemplates, CALL_TIMEOUT).await?;
+        let report = actor.sync_templates().await?;
         results.push(json!({"connection_id": id, "report": report}));
     }
     Ok(json_reply(StatusCode::OK, &json!({"items": results})))

@@ -7,6 +7,7 @@
 //! nodes are told to reload it.
 
 use super::graph::GraphClient;
+use super::handle::{BusinessSupervisorError, BusinessSupervisorHandle};
 use super::store::{self, Credentials};
 use super::validate::{self, ValidationError};
 use super::{BusinessError, GraphSettings};
@@ -16,7 +17,6 @@ use crate::shared::Shared;
 use crate::supervision::Slot;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
 
 /// Why a number was not connected.
@@ -204,23 +204,16 @@ pub async fn start(
     supervisor: &Slot<BusinessSupervisorMessage>,
     connection_id: Uuid,
 ) {
-    match supervisor.get() {
-        Some(sup) => {
-            let asked = sup
-                .call(
-                    |reply| BusinessSupervisorMessage::Connect {
-                        connection_id,
-                        reply,
-                    },
-                    Some(Duration::from_secs(15)),
-                )
-                .await;
-            if !matches!(asked, Ok(ractor::rpc::CallResult::Success(Ok(())))) {
-                tracing::error!(%connection_id, "business number actor did not start; the supervisor retries at its next start");
-            }
-        }
-        None => {
+    match BusinessSupervisorHandle::new(supervisor.clone())
+        .connect(connection_id)
+        .await
+    {
+        Ok(()) => {}
+        Err(BusinessSupervisorError::NotRunning) => {
             tracing::error!(%connection_id, "the business supervisor is restarting; it starts the number when it loads the numbers")
+        }
+        Err(e) => {
+            tracing::error!(%connection_id, error = %e, "business number actor did not start; the supervisor retries at its next start");
         }
     }
     reload_elsewhere(shared, connection_id).await;

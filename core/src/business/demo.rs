@@ -6,6 +6,7 @@
 
 use super::connect::{self, Target};
 use super::graph::GraphClient;
+use super::handle::BusinessSupervisorHandle;
 use super::store::{self, Credentials};
 use super::{BusinessError, GraphSettings};
 use crate::business::supervisor::BusinessSupervisorMessage;
@@ -33,20 +34,17 @@ pub async fn connect(
     daemon_base: &str,
 ) -> Result<DemoNumber, BusinessError> {
     let client = shared.pool.get().await?;
-    let supervisor = supervisor_slot
-        .get()
-        .ok_or_else(|| BusinessError::Io("the business supervisor is restarting".into()))?;
+    if supervisor_slot.get().is_none() {
+        return Err(BusinessError::Io(
+            "the business supervisor is restarting".into(),
+        ));
+    }
+    let supervisor = BusinessSupervisorHandle::new(supervisor_slot.clone());
     for old in store::list_for_user(&client, usuario_id).await? {
         if let Some(id) = old["id"].as_str().and_then(|s| s.parse::<Uuid>().ok()) {
-            let _ = supervisor
-                .call(
-                    |reply| BusinessSupervisorMessage::Disconnect {
-                        connection_id: id,
-                        reply,
-                    },
-                    Some(Duration::from_secs(15)),
-                )
-                .await;
+            if let Err(e) = supervisor.disconnect(id).await {
+                tracing::warn!(connection = %id, error = %e, "the old demo number's actor did not confirm its stop");
+            }
             store::deactivate(&client, usuario_id, id).await?;
         }
     }

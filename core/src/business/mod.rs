@@ -3,12 +3,14 @@
 //! phone_number_id ([`number`]), credential validation before a number is stored
 //! ([`validate`]), webhook envelopes → inbound items ([`webhook`]) drained from the durable
 //! inbox ([`inbox`]), templates ([`templates`]), sealed media files ([`media`]) and the rows of
-//! connected numbers ([`store`]). The supervisor is `crate::business::supervisor`.
+//! connected numbers ([`store`]). The supervisor is `crate::business::supervisor`; the rest of
+//! the daemon calls it and its numbers through [`handle`].
 
 pub mod classify;
 pub mod connect;
 pub mod demo;
 pub mod graph;
+pub mod handle;
 pub mod inbox;
 pub mod media;
 pub mod number;
@@ -42,6 +44,12 @@ pub enum BusinessError {
     NotFound,
     #[error("{0}")]
     Io(String),
+    /// The number's actor does not run (replaced, restarting or removed) or stopped meanwhile.
+    #[error("the number's actor is not running")]
+    NotRunning,
+    /// The number's actor did not answer in time.
+    #[error("the number did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 impl From<tokio_postgres::Error> for BusinessError {

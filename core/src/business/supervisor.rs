@@ -4,6 +4,7 @@
 //! replace or stop a number, and for a number's actor when they need its Graph client.
 //! Restarts follow the daemon's [`RestartPolicy`]; on stop it stops its children first.
 
+use crate::business::handle::BusinessSupervisorError;
 use crate::business::inbox::MediaToFetch;
 use crate::business::number::{BusinessNumber, BusinessNumberArgs, BusinessNumberMessage};
 use crate::business::store;
@@ -29,7 +30,7 @@ pub enum BusinessSupervisorMessage {
     /// Start the number's actor, or replace it (new credentials): it reads its row anew.
     Connect {
         connection_id: Uuid,
-        reply: RpcReplyPort<Result<(), String>>,
+        reply: RpcReplyPort<Result<(), BusinessSupervisorError>>,
     },
     /// Stop the number's actor for good (the number was removed).
     Disconnect {
@@ -72,7 +73,7 @@ impl BusinessSupervisorState {
         &mut self,
         connection_id: Uuid,
         myself: &ActorRef<BusinessSupervisorMessage>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BusinessSupervisorError> {
         self.stop_number(connection_id).await;
         let name = child_name(connection_id);
         let slot: Slot<BusinessNumberMessage> = Slot::default();
@@ -93,7 +94,7 @@ impl BusinessSupervisorState {
             }
             Err(e) => {
                 self.children.forget(&name);
-                Err(e.to_string())
+                Err(BusinessSupervisorError::Spawn(e.to_string()))
             }
         }
     }

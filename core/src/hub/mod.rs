@@ -19,12 +19,16 @@
 //! The Hub also purges events older than `event_retention_hours` every [`PURGE_EVERY`]
 //! ([`HubMessage::Purge`], also callable on demand), and probes its LISTEN connection every
 //! [`PROBE_EVERY`]: a lost LISTEN fails the Hub so its supervisor restarts it.
+//!
+//! Connections and tests reach it through [`HubHandle`].
 
 pub mod filter;
+pub mod handle;
 pub mod listen;
 pub mod subscription;
 
 pub use filter::{FilterError, TypeFilter};
+pub use handle::{HubHandle, HubSubscriber};
 pub use subscription::{
     Closing, ClosingSignal, Ended, Frame, Subscribed, Subscription, subscription,
 };
@@ -56,6 +60,12 @@ pub enum HubError {
     Listen(#[from] listen::ListenError),
     #[error("the LISTEN connection was lost: {0}")]
     ListenLost(String),
+    #[error("the hub is restarting")]
+    NotRunning,
+    #[error("the hub did not answer within {0:?}")]
+    TimedOut(Duration),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 pub enum HubMessage {
@@ -84,7 +94,7 @@ pub enum HubMessage {
     Probe,
     /// Delete events older than the retention; replies with how many (sent to itself every
     /// [`PURGE_EVERY`] without a reply port).
-    Purge(Option<RpcReplyPort<Result<u64, String>>>),
+    Purge(Option<RpcReplyPort<Result<u64, HubError>>>),
     /// How many users and subscribers this Hub serves (status, tests, benchmarks).
     Stats(RpcReplyPort<HubStats>),
     /// Fault injection: panic in the handler (supervision tests).
@@ -261,11 +271,13 @@ impl Actor for Hub {
     }
 }
 
-async fn purge(shared: &Shared) -> Result<u64, String> {
-    let client = shared.pool.get().await.map_err(|e| e.to_string())?;
-    events::purge_older_than(&client, shared.settings.event_retention_hours)
+async fn purge(shared: &Shared) -> Result<u64, HubError> {
+    let client = shared
+        .pool
+        .get()
         .await
-        .map_err(|e| e.to_string())
+        .map_err(crate::store::StoreError::from)?;
+    Ok(events::purge_older_than(&client, shared.settings.event_retention_hours).await?)
 }
 
 impl HubState {

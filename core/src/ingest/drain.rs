@@ -214,7 +214,11 @@ pub async fn store_isolated(
             .collect();
         match super::run(shared, &batch).await {
             Ok(r) => report.add(&r),
-            Err(e @ IngestError::Unavailable(_)) => return Err(e),
+            Err(
+                e @ (IngestError::Unavailable(_)
+                | IngestError::NotRunning
+                | IngestError::TimedOut(_)),
+            ) => return Err(e),
             Err(IngestError::Refused(why)) if range.len() == 1 => {
                 dead.push(items[range.start].dead_letter(why));
             }

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod dead_letter;
 pub mod drain;
+pub mod handle;
 pub mod inbox;
 pub mod model;
 
@@ -18,13 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
+pub use handle::IngestHandle;
 pub use model::*;
 
 pub enum IngestMessage {
     /// Store a batch in one transaction; replies once it committed (or with why it did not).
     Batch {
         items: Vec<InboundItem>,
-        reply: RpcReplyPort<Result<IngestReport, String>>,
+        reply: RpcReplyPort<Result<IngestReport, IngestError>>,
     },
     /// Fault injection: panic in the handler (supervision tests).
     Panic,
@@ -63,7 +65,7 @@ impl Actor for Ingest {
                 let permit = state.slots.clone().acquire_owned().await?;
                 let shared = state.shared.clone();
                 tokio::spawn(async move {
-                    let result = run(&shared, &items).await.map_err(|e| e.to_string());
+                    let result = run(&shared, &items).await;
                     if let Err(e) = &result {
                         tracing::error!(error = %e, items = items.len(), "ingest batch failed");
                     }
@@ -98,7 +100,15 @@ pub enum IngestError {
     /// fails the same way every time, so the item at fault must be found and set aside.
     #[error("store refused the batch: {0}")]
     Refused(String),
+    /// Asked through [`IngestHandle`]: no Ingest runs (it is restarting).
+    #[error("ingest is restarting")]
+    NotRunning,
+    /// Asked through [`IngestHandle`]: the batch did not commit within the call's timeout (it
+    /// may still commit; batches are idempotent, so sending it again is safe).
+    #[error("ingest did not answer within {0:?}")]
+    TimedOut(Duration),
 }
+crate::unanswered_into!(IngestError);
 
 impl IngestError {
     fn from_store(e: &StoreError) -> IngestError {

@@ -1,8 +1,9 @@
 //! LeadSync: phone → lead. Normalises numbers to E.164 (see [`crate::phone`]) and merges the
 //! leads of a user whose phones normalise to the same number. Ingest resolves leads inside its
 //! own batch transaction with the same store functions ([`crate::leads::store`]); this actor
-//! serves the API's requests.
+//! serves the API's requests, through [`super::handle::LeadSyncHandle`].
 
+use super::handle::LeadSyncError;
 use super::store as leads;
 use crate::phone::{self, NormalizedPhone, PhoneError};
 use crate::shared::Shared;
@@ -22,7 +23,7 @@ pub enum LeadSyncMessage {
     /// number of leads merged away.
     MergeDuplicates {
         usuario_id: Uuid,
-        reply: RpcReplyPort<Result<usize, String>>,
+        reply: RpcReplyPort<Result<usize, LeadSyncError>>,
     },
     /// Fault injection: panic in the handler (supervision tests).
     Panic,
@@ -59,7 +60,7 @@ impl Actor for LeadSync {
                 let _ = reply.send(phone::normalize(&phone, region.as_deref()));
             }
             LeadSyncMessage::MergeDuplicates { usuario_id, reply } => {
-                let _ = reply.send(merge(shared, usuario_id).await.map_err(|e| e.to_string()));
+                let _ = reply.send(merge(shared, usuario_id).await.map_err(Into::into));
             }
             LeadSyncMessage::Panic => panic!("fault injection in lead_sync"),
         }

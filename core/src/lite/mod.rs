@@ -19,11 +19,14 @@
 //!   it fails or stops, they die with it.
 //! - [`store`] keeps `whatsapp_lite_sessions` and `configuracion_mensajeria_usuario` in step
 //!   and appends `session.status` / `session.qr` events in the same transaction.
+//! - [`handle`] is how the rest of the daemon calls the supervisor and its sessions: typed
+//!   methods with named timeouts and error enums.
 //! - [`reaper`] kills Chromium trees a killed daemon left behind, at start.
 
 pub mod bridge;
 pub mod browser;
 pub mod devtools_pipe;
+pub mod handle;
 pub mod inbound;
 pub mod login_storage;
 pub mod media;
@@ -37,6 +40,7 @@ pub mod supervisor;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use handle::{LiteSessionError, LiteSessionHandle, LiteSupervisorError, LiteSupervisorHandle};
 pub use session::{LiteSession, LiteSessionMessage, SessionArgs};
 
 /// Knobs of the Lite sessions (environment variables in the daemon's `Config`).

@@ -16,6 +16,7 @@
 
 use super::bridge::{self, BridgeEvent, PageMessage};
 use super::browser::{Chromium, LaunchSpec};
+use super::handle::{LiteSessionError, PAIRING_PAGE_TIMEOUT};
 use super::login_storage::{self, LoginStorage};
 use super::media::{self, MAX_MEDIA_BYTES};
 use super::{LiteError, LiteSettings, Status, inbound, profile, reason, store};
@@ -79,7 +80,7 @@ pub enum LiteSessionMessage {
     /// A pairing code for linking by phone number (digits only); only while SCAN_QR_CODE.
     PairingCode {
         phone: String,
-        reply: RpcReplyPort<Result<String, String>>,
+        reply: RpcReplyPort<Result<String, LiteSessionError>>,
     },
     /// Stop on purpose: close the browser gracefully and keep the profile, or (`logout`)
     /// unlink the device and wipe the profile. Replies once done; the session then ends.
@@ -215,7 +216,7 @@ impl Actor for LiteSession {
                     });
                 }
                 LiteSessionMessage::PairingCode { reply, .. } => {
-                    let _ = reply.send(Err("session is stopping".into()));
+                    let _ = reply.send(Err(LiteSessionError::Stopping));
                 }
                 LiteSessionMessage::Stop { reply, .. } => {
                     let _ = reply.send(());
@@ -833,20 +834,21 @@ impl SessionState {
         }
     }
 
-    async fn pairing_code(&mut self, phone: &str) -> Result<String, String> {
+    async fn pairing_code(&mut self, phone: &str) -> Result<String, LiteSessionError> {
         if self.status == Status::Working {
-            return Err("the session is already linked".into());
+            return Err(LiteSessionError::AlreadyLinked);
         }
         let Some(r) = &self.running else {
-            return Err("the session's browser is starting; retry shortly".into());
+            return Err(LiteSessionError::BrowserStarting);
         };
         if self.status != Status::ScanQrCode {
-            return Err("the session is not waiting for a login yet; retry shortly".into());
+            return Err(LiteSessionError::NotWaitingForQr);
         }
-        match bridge::call(&r.page, "pair", &[json!(phone)], Duration::from_secs(20)).await {
-            Ok(Value::String(code)) => Ok(code),
-            Ok(other) => Err(format!("unexpected answer from the page: {other}")),
-            Err(e) => Err(format!("the page could not make a pairing code: {e}")),
+        match bridge::call(&r.page, "pair", &[json!(phone)], PAIRING_PAGE_TIMEOUT).await? {
+            Value::String(code) => Ok(code),
+            other => Err(LiteSessionError::PageFailed(format!(
+                "unexpected answer: {other}"
+            ))),
         }
     }
 

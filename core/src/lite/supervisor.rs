@@ -21,11 +21,13 @@
 use crate::connection::ConnectionKind;
 use crate::lite::session::FINAL;
 use crate::lite::{
-    LiteSession, LiteSessionMessage, SessionArgs, Status, profile, reaper, reason, store,
+    LiteSession, LiteSessionHandle, LiteSessionMessage, LiteSupervisorError, SessionArgs, Status,
+    profile, reaper, reason, store,
 };
 use crate::nodes::control::{Control, broadcast};
 use crate::nodes::ownership::Ownership;
 use crate::shared::Shared;
+use crate::store::StoreError;
 use crate::store::alerts::{NewAlert, Severity};
 use crate::supervision::{ChildSpec, Children, Decision, RestartPolicy, Slot, StatusNode, react};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -43,7 +45,7 @@ pub enum LiteSupervisorMessage {
     Start {
         id: Uuid,
         usuario_id: Uuid,
-        reply: RpcReplyPort<Result<(), String>>,
+        reply: RpcReplyPort<Result<(), LiteSupervisorError>>,
     },
     /// Stop a session on purpose (`logout`: unlink and wipe its profile); replies when done.
     Stop {
@@ -169,17 +171,17 @@ impl LiteSupervisorState {
         myself: &ActorRef<LiteSupervisorMessage>,
         id: Uuid,
         usuario_id: Uuid,
-    ) -> Result<(), String> {
+    ) -> Result<(), LiteSupervisorError> {
         if self.children.index_by_name(&id.to_string()).is_some() {
             return Ok(());
         }
         let shared = &self.args.shared;
-        let client = shared.pool.get().await.map_err(|e| e.to_string())?;
+        let client = shared.pool.get().await.map_err(StoreError::from)?;
         let got = shared
             .ownership
             .acquire(&client, ConnectionKind::Lite, &[id])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(StoreError::from)?;
         if got.is_empty() {
             // Another live node runs it.
             tracing::info!(session = %id, "Lite session runs on another node");
@@ -197,7 +199,7 @@ impl LiteSupervisorState {
         self.sessions.insert(id, SessionEntry { usuario_id, slot });
         if let Err(e) = self.children.add_and_start(spec, &myself.get_cell()).await {
             self.end(id);
-            return Err(e.to_string());
+            return Err(LiteSupervisorError::Spawn(e.to_string()));
         }
         Ok(())
     }
@@ -261,12 +263,9 @@ impl Actor for LiteSupervisor {
                         // The session closes its browser and ends with a `final:` reason; do
                         // not block this mailbox meanwhile.
                         tokio::spawn(async move {
-                            let _ = session
-                                .call(
-                                    |r| LiteSessionMessage::Stop { logout, reply: r },
-                                    Some(Duration::from_secs(30)),
-                                )
-                                .await;
+                            if let Err(e) = LiteSessionHandle::new(session).stop(logout).await {
+                                tracing::warn!(session = %id, error = %e, "the session did not confirm its stop");
+                            }
                             let _ = reply.send(());
                         });
                     }

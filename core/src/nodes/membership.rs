@@ -8,14 +8,12 @@
 //! after the sessions and lanes have ended, and other nodes take over at once.
 
 use super::control::{CONTROL_CHANNEL, Control};
-use crate::business::supervisor::BusinessSupervisorMessage;
-use crate::lite::supervisor::LiteSupervisorMessage;
+use crate::business::handle::BusinessSupervisorHandle;
+use crate::lite::LiteSupervisorHandle;
 use crate::outbound::listen::Listener;
 use crate::shared::Shared;
-use crate::supervision::Slot;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
-use std::time::Duration;
 
 pub enum MembershipMessage {
     /// Heartbeat, renew leases, reconcile; sent to itself every renewal period.
@@ -30,8 +28,8 @@ crate::supervised_message!(MembershipMessage);
 #[derive(Clone)]
 pub struct MembershipArgs {
     pub shared: Arc<Shared>,
-    pub business: Slot<BusinessSupervisorMessage>,
-    pub lite: Slot<LiteSupervisorMessage>,
+    pub business: BusinessSupervisorHandle,
+    pub lite: LiteSupervisorHandle,
 }
 
 pub struct Membership;
@@ -55,9 +53,7 @@ impl MembershipState {
             },
             Err(e) => tracing::warn!(error = %e, "could not renew this node's leases"),
         }
-        if let Some(lite) = self.args.lite.get() {
-            let _ = lite.cast(LiteSupervisorMessage::Reconcile);
-        }
+        self.args.lite.reconcile();
         if !self.listener.as_ref().is_some_and(Listener::alive) {
             self.listener = listen(shared, myself).await;
         }
@@ -67,21 +63,15 @@ impl MembershipState {
         let me = self.args.shared.node_id.as_str();
         match control {
             Control::LiteStop { node, id, logout } if node == me => {
-                if let Some(lite) = self.args.lite.get() {
-                    tokio::spawn(async move {
-                        let _ = lite
-                            .call(
-                                |reply| LiteSupervisorMessage::Stop { id, logout, reply },
-                                Some(Duration::from_secs(40)),
-                            )
-                            .await;
-                    });
-                }
+                let lite = self.args.lite.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = lite.stop(id, logout).await {
+                        tracing::warn!(session = %id, error = %e, "could not stop the session another node asked to stop");
+                    }
+                });
             }
             Control::BusinessReload { from, id } if from != me => {
-                if let Some(business) = self.args.business.get() {
-                    let _ = business.cast(BusinessSupervisorMessage::Reload(id));
-                }
+                self.args.business.reload(id);
             }
             _ => {}
         }

@@ -8,12 +8,14 @@
 //! callable alone from tests through [`DispatcherMessage::Tick`]).
 
 use crate::connection::ConnectionKind;
+use crate::outbound::handle::DispatcherError;
 use crate::outbound::inflight::{Marker, MarkerTask};
 use crate::outbound::lane::{self, Held, Lane, LaneCtx};
 use crate::outbound::lease::{self, Recovered};
 use crate::outbound::listen::Listener;
 use crate::outbound::record::Recorder;
 use crate::shared::Shared;
+use crate::store::StoreError;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,7 +35,7 @@ pub enum DispatcherMessage {
     /// Sent to itself every [`TICK`].
     Tick,
     /// Recover expired leases now; replies with what came back (tests, operators).
-    Sweep(RpcReplyPort<Result<Recovered, String>>),
+    Sweep(RpcReplyPort<Result<Recovered, DispatcherError>>),
     /// What the Dispatcher holds now.
     Stats(RpcReplyPort<DispatcherStats>),
     /// Fault injection: panic in the handler (supervision tests).
@@ -222,9 +224,9 @@ impl DispatcherState {
     }
 
     /// Recovers expired leases (and, at start, this node's earlier claims).
-    pub async fn sweep(&self, own_node: bool) -> Result<Recovered, String> {
+    pub async fn sweep(&self, own_node: bool) -> Result<Recovered, DispatcherError> {
         let shared = &self.ctx.shared;
-        let mut client = shared.pool.get().await.map_err(|e| e.to_string())?;
+        let mut client = shared.pool.get().await.map_err(StoreError::from)?;
         let prefix = format!("{}/", shared.node_id);
         let recovered = lease::recover(
             &mut client,
@@ -232,8 +234,7 @@ impl DispatcherState {
             own_node.then_some(prefix.as_str()),
             &self.ctx.owner,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         if recovered.returned > 0 || !recovered.uncertain.is_empty() {
             tracing::info!(
                 returned = recovered.returned,

@@ -16,7 +16,7 @@ use super::inflight::Marker;
 use super::record::{Done, Outcome, Recorder};
 use super::settings::{ConnectionLimits, LIMITS_REFRESH};
 use crate::connection::{ConnectionKind, Departure, OutboundMessage, SendOutcome};
-use crate::rate_limiter::{self, LimitScope, Permit, RateLimiterMessage, SendLimit};
+use crate::rate_limiter::{self, LimitScope, Permit, RateLimiterHandle, SendLimit};
 use crate::seal::Purpose;
 use crate::shared::Shared;
 use crate::store::alerts::{NewAlert, Severity};
@@ -460,16 +460,6 @@ impl Lane {
             };
         }
         // Permits first.
-        let Some(limiter) = rate_limiter::find(&self.ctx.shared) else {
-            for row in picked.into_iter().rev() {
-                self.buffer.push_front(row);
-            }
-            return Step::Wait {
-                at_most: Duration::from_millis(100),
-                on_new: false,
-                on_done: false,
-            };
-        };
         let send_limit = SendLimit {
             kind: self.kind,
             per_period: limits.per_period,
@@ -478,20 +468,14 @@ impl Lane {
         };
         let recipients: Vec<String> = picked.iter().map(|r| r.recipient.clone()).collect();
         let connection = self.connection_id;
+        let limiter = RateLimiterHandle::new(self.ctx.shared.rate_limiter.clone());
         let permits = match limiter
-            .call(
-                |reply| RateLimiterMessage::AcquireSend {
-                    connection,
-                    limit: send_limit,
-                    recipients,
-                    reply,
-                },
-                Some(Duration::from_secs(2)),
-            )
+            .acquire_send(connection, send_limit, recipients)
             .await
         {
-            Ok(ractor::rpc::CallResult::Success(p)) => p,
-            _ => {
+            Ok(p) => p,
+            // Restarting or stuck: the messages go back and the lane asks again shortly.
+            Err(_) => {
                 for row in picked.into_iter().rev() {
                     self.buffer.push_front(row);
                 }

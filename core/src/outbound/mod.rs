@@ -7,13 +7,14 @@
 //! ([`backoff`]), failed (dead letter), or uncertain when the provider may have accepted it.
 //! Each connection has its own [`lane`], so one user's backlog never delays another's messages
 //! ([`fairness`]). Request validation is [`validate`]; per-connection limits and pacing are
-//! [`settings`].
+//! [`settings`]. The Dispatcher is called through [`handle`].
 
 pub mod backoff;
 pub mod claim;
 pub mod dispatcher;
 pub mod enqueue;
 pub mod fairness;
+pub mod handle;
 pub mod inflight;
 pub mod lane;
 pub mod lease;

@@ -48,6 +48,11 @@ impl<M: ractor::Message> Slot<M> {
     }
 }
 
+/// How long a supervisor child may take to list its own children for `GET /v1/status`: it
+/// answers from memory, so a longer wait means it is stuck, and the report shows it childless
+/// rather than holding up the whole tree's answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
 type StartFn =
     Arc<dyn Fn(ActorCell) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> + Send + Sync>;
 type CrashFn = Arc<dyn Fn(&ActorCell) -> bool + Send + Sync>;
@@ -95,16 +100,13 @@ impl ChildSpec {
             let f: StatusFn = Arc::new(|cell: ActorCell| {
                 Box::pin(async move {
                     let r = ActorRef::<A::Msg>::from(cell);
-                    let asked = r
-                        .call(
-                            |reply| A::Msg::status_message(reply).expect("supervisor status"),
-                            Some(Duration::from_secs(2)),
-                        )
-                        .await;
-                    match asked {
-                        Ok(ractor::rpc::CallResult::Success(children)) => children,
-                        _ => Vec::new(),
-                    }
+                    super::ask(
+                        &r,
+                        |reply| A::Msg::status_message(reply).expect("supervisor status"),
+                        STATUS_TIMEOUT,
+                    )
+                    .await
+                    .unwrap_or_default()
                 })
             });
             f

@@ -21,11 +21,13 @@
 //! Shutdown stops children last-started-first, each supervisor stopping its own children before
 //! it stops itself, within a deadline; whatever is still running then is reported.
 
+pub mod call;
 pub mod children;
 pub mod policy;
 pub mod react;
 pub mod status;
 
+pub use call::{Unanswered, ask, ask_slot};
 pub use children::{ChildSpec, Children, Decision, Slot, Supervised};
 pub use policy::RestartPolicy;
 pub use react::react;

@@ -1,0 +1,47 @@
+//! The typed way into the Dispatcher ([`DispatcherHandle`]): recover expired leases now, and
+//! what it holds, each with its named timeout; failures are [`DispatcherError`].
+
+use super::dispatcher::{DispatcherMessage, DispatcherStats};
+use super::lease::Recovered;
+use crate::store::StoreError;
+use crate::supervision::{Slot, ask_slot};
+use std::time::Duration;
+
+/// A sweep returns every expired lease in one transaction and records the uncertain ones.
+pub const SWEEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Stats are counted from memory.
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What went wrong asking the Dispatcher.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    #[error("the dispatcher is restarting")]
+    NotRunning,
+    #[error("the dispatcher did not answer within {0:?}")]
+    TimedOut(Duration),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+crate::unanswered_into!(DispatcherError);
+
+/// The Dispatcher of one daemon, whichever incarnation runs now.
+#[derive(Clone)]
+pub struct DispatcherHandle {
+    slot: Slot<DispatcherMessage>,
+}
+
+impl DispatcherHandle {
+    pub fn new(slot: Slot<DispatcherMessage>) -> Self {
+        DispatcherHandle { slot }
+    }
+
+    /// Recovers expired leases now; what came back.
+    pub async fn sweep(&self) -> Result<Recovered, DispatcherError> {
+        ask_slot(&self.slot, DispatcherMessage::Sweep, SWEEP_TIMEOUT).await?
+    }
+
+    /// What the Dispatcher holds now.
+    pub async fn stats(&self) -> Result<DispatcherStats, DispatcherError> {
+        Ok(ask_slot(&self.slot, DispatcherMessage::Stats, STATS_TIMEOUT).await?)
+    }
+}
