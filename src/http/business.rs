@@ -13,12 +13,12 @@ use crate::context::AppContext;
 use ractor::ActorRef;
 use serde::Deserialize;
 use serde_json::json;
-use sincro_core::business::connect::{self, ConnectError, Target};
+use sincro_core::business::connect::{self, Target};
 use sincro_core::business::number::BusinessNumberMessage;
 use sincro_core::business::store::{self, Credentials};
 use sincro_core::business::subscription;
 use sincro_core::business::supervisor::BusinessSupervisorMessage;
-use sincro_core::business::{BusinessError, GraphSettings, graph::GraphError};
+use sincro_core::business::{BusinessError, GraphSettings};
 use sincro_core::secret::Secret;
 use sincro_core::store::api_keys::Principal;
 use std::sync::Arc;
@@ -111,27 +111,9 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// Business errors as API errors: what Meta said is a 422 naming it; a dead token a 409.
+/// Business errors as API errors (see the `From` impl in [`super::error`]); for `map_err`.
 pub fn business_error(e: BusinessError) -> ApiError {
-    match e {
-        BusinessError::Store(s) => s.into(),
-        BusinessError::Graph(GraphError::Api(m)) => ApiError::unprocessable(
-            "graph_error",
-            format!("Meta refused the request: {}", m.describe()),
-        ),
-        BusinessError::Graph(other) => {
-            ApiError::Unavailable(format!("the Graph API could not be reached: {other}"))
-        }
-        BusinessError::NeedsCredentials(m) => ApiError::Conflict {
-            code: "needs_credentials",
-            message: format!(
-                "{m}; replace the access token with PATCH /v1/business/numbers/{{id}}"
-            ),
-        },
-        BusinessError::Invalid(m) => ApiError::unprocessable("invalid_request", m),
-        BusinessError::NotFound => ApiError::NotFound("resource"),
-        other => ApiError::internal(other),
-    }
+    e.into()
 }
 
 fn graph_settings(ctx: &AppContext) -> GraphSettings {
@@ -157,8 +139,7 @@ pub async fn number_actor(
 ) -> Result<ActorRef<BusinessNumberMessage>, ApiError> {
     let client = ctx.pool.get().await?;
     store::get_for_user(&client, p.usuario_id, connection_id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("business number"))?;
     let asked = supervisor(ctx)?
         .call(
@@ -188,8 +169,7 @@ pub async fn resolve_connection(
     }
     let client = ctx.pool.get().await?;
     store::only_number(&client, p.usuario_id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or_else(|| {
             ApiError::unprocessable(
                 "connection_id_required",
@@ -212,20 +192,6 @@ pub async fn ask_number<T: Send + 'static>(
     }
 }
 
-fn connect_error(e: ConnectError) -> ApiError {
-    match e {
-        ConnectError::Invalid(m) => ApiError::unprocessable("invalid_field", m),
-        ConnectError::AlreadyConnected(_) => ApiError::Conflict {
-            code: "number_already_connected",
-            message: e.to_string(),
-        },
-        ConnectError::Rejected(_) => ApiError::unprocessable("credentials_rejected", e.to_string()),
-        ConnectError::Unreachable(_) => ApiError::Unavailable(e.to_string()),
-        ConnectError::NotFound => ApiError::NotFound("business number"),
-        ConnectError::Business(b) => business_error(b),
-    }
-}
-
 async fn create(p: Principal, body: NewNumber, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let creds = Credentials {
         phone_number_id: body.phone_number_id,
@@ -241,13 +207,11 @@ async fn create(p: Principal, body: NewNumber, ctx: Arc<AppContext>) -> Result<R
         &creds,
         Target::New,
     )
-    .await
-    .map_err(connect_error)?;
+    .await?;
     let id = done.connection_id;
     let client = ctx.pool.get().await?;
     let mut number = store::get_for_user(&client, p.usuario_id, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("business number"))?;
     let details = json!({"phone_number_id": creds.phone_number_id, "waba_id": creds.waba_id, "webhooks": done.webhooks});
     if let Some(w) = done.webhooks {
@@ -262,9 +226,7 @@ async fn create(p: Principal, body: NewNumber, ctx: Arc<AppContext>) -> Result<R
 
 async fn list(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
-    let items = store::list_for_user(&client, p.usuario_id)
-        .await
-        .map_err(business_error)?;
+    let items = store::list_for_user(&client, p.usuario_id).await?;
     Ok(json_reply(
         StatusCode::OK,
         &json!({"items": items, "next_cursor": null}),
@@ -274,14 +236,10 @@ async fn list(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> 
 async fn get(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
     let mut number = store::get_for_user(&client, p.usuario_id, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("business number"))?;
     // What Meta reports about the account's webhooks, asked with the number's token.
-    if let Some(record) = store::load(&client, &ctx.sealer, id)
-        .await
-        .map_err(business_error)?
-    {
+    if let Some(record) = store::load(&client, &ctx.sealer, id).await? {
         let expected = ctx.config.public_url.as_deref().map(connect::callback_uri);
         number["webhook_configuration"] = connect::webhook_configuration(
             &graph_settings(&ctx),
@@ -302,8 +260,7 @@ async fn patch(
 ) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
     let mut creds = store::credentials(&client, &ctx.sealer, p.usuario_id, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("business number"))?;
     creds.access_token = body.access_token;
     if let Some(s) = body.app_secret {
@@ -320,21 +277,18 @@ async fn patch(
         &creds,
         Target::Existing(id),
     )
-    .await
-    .map_err(connect_error)?;
+    .await?;
     get(id, p, ctx).await
 }
 
 async fn remove(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
     store::get_for_user(&client, p.usuario_id, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("business number"))?;
     // Loaded before the secrets are dropped: the token unsubscribes the app afterwards.
     let record = store::load(&client, &ctx.sealer, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("business number"))?;
     let sup = supervisor(&ctx)?;
     let _ = sup
@@ -346,16 +300,11 @@ async fn remove(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response
             Some(Duration::from_secs(15)),
         )
         .await;
-    if !store::deactivate(&client, p.usuario_id, id)
-        .await
-        .map_err(business_error)?
-    {
+    if !store::deactivate(&client, p.usuario_id, id).await? {
         return Err(ApiError::NotFound("business number"));
     }
     connect::reload_elsewhere(&ctx.shared, id).await;
-    let webhooks = subscription::release(&client, &graph_settings(&ctx), &record)
-        .await
-        .map_err(business_error)?;
+    let webhooks = subscription::release(&client, &graph_settings(&ctx), &record).await?;
     Ok(audit::note(
         json_reply(
             StatusCode::OK,

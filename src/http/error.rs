@@ -3,7 +3,15 @@
 //! own rejections (unknown route, wrong method, oversized body...) get the same shape.
 
 use serde::Serialize;
+use sincro_core::business::connect::ConnectError;
+use sincro_core::business::{BusinessError, graph::GraphError};
+use sincro_core::ingest::dead_letter::ReplayError;
+use sincro_core::leads::query::LeadQueryError;
+use sincro_core::lite::store::ActivateError;
+use sincro_core::outbound::submit::SubmitError;
 use sincro_core::store::StoreError;
+use sincro_core::store::conversations::ConversationError;
+use sincro_core::store::users::UserError;
 use std::convert::Infallible;
 use std::time::Duration;
 use warp::http::StatusCode;
@@ -153,6 +161,135 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
         StoreError::from(e).into()
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::InvalidRegion(e) => ApiError::unprocessable("invalid_region", e.to_string()),
+            UserError::InvalidPhone(e) => ApiError::unprocessable("invalid_phone", e.to_string()),
+            UserError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<LeadQueryError> for ApiError {
+    fn from(e: LeadQueryError) -> Self {
+        match e {
+            LeadQueryError::InvalidPhone(e) => {
+                ApiError::unprocessable("invalid_phone", e.to_string())
+            }
+            LeadQueryError::NotFound => ApiError::NotFound("lead"),
+            LeadQueryError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        let code = match e {
+            SubmitError::Malformed(i) => return ApiError::bad_request(i.code, i.message),
+            SubmitError::NotForConnection(i) => return ApiError::unprocessable(i.code, i.message),
+            SubmitError::KeyReused => {
+                return ApiError::Conflict {
+                    code: "idempotency_key_reused",
+                    message: e.to_string(),
+                };
+            }
+            SubmitError::ConnectionNotFound => return ApiError::NotFound("connection"),
+            SubmitError::MessageGone => return ApiError::NotFound("message"),
+            SubmitError::Media(b) => return b.into(),
+            SubmitError::Store(s) => return s.into(),
+            SubmitError::Internal(_) => return ApiError::internal(e),
+            SubmitError::Link(ref f) => f.code(),
+            SubmitError::ConnectionInactive => "connection_inactive",
+            SubmitError::ConnectionUnknownKind => "connection_unknown_kind",
+            SubmitError::LinkEmpty => "link_unavailable",
+            SubmitError::InvalidPhone(_) => "invalid_phone",
+            SubmitError::TemplateNotApproved { .. } => "template_not_approved",
+            SubmitError::TemplateNotFound { .. } => "template_not_found",
+            SubmitError::OutsideWindow => "outside_service_window",
+        };
+        ApiError::unprocessable(code, e.to_string())
+    }
+}
+
+/// What Meta said is a 422 naming it; a dead token a 409.
+impl From<BusinessError> for ApiError {
+    fn from(e: BusinessError) -> Self {
+        match e {
+            BusinessError::Store(s) => s.into(),
+            BusinessError::Graph(GraphError::Api(m)) => ApiError::unprocessable(
+                "graph_error",
+                format!("Meta refused the request: {}", m.describe()),
+            ),
+            BusinessError::Graph(other) => {
+                ApiError::Unavailable(format!("the Graph API could not be reached: {other}"))
+            }
+            BusinessError::NeedsCredentials(m) => ApiError::Conflict {
+                code: "needs_credentials",
+                message: format!(
+                    "{m}; replace the access token with PATCH /v1/business/numbers/{{id}}"
+                ),
+            },
+            BusinessError::Invalid(m) => ApiError::unprocessable("invalid_request", m),
+            BusinessError::NotFound => ApiError::NotFound("resource"),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<ConnectError> for ApiError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Invalid(m) => ApiError::unprocessable("invalid_field", m),
+            ConnectError::AlreadyConnected(_) => ApiError::Conflict {
+                code: "number_already_connected",
+                message: e.to_string(),
+            },
+            ConnectError::Rejected(_) => {
+                ApiError::unprocessable("credentials_rejected", e.to_string())
+            }
+            ConnectError::Unreachable(_) => ApiError::Unavailable(e.to_string()),
+            ConnectError::NotFound => ApiError::NotFound("business number"),
+            ConnectError::Business(b) => b.into(),
+        }
+    }
+}
+
+impl From<ActivateError> for ApiError {
+    fn from(e: ActivateError) -> Self {
+        match e {
+            ActivateError::TooMany(_) => ApiError::Conflict {
+                code: "too_many_sessions",
+                message: e.to_string(),
+            },
+            ActivateError::NotFound => ApiError::NotFound("session"),
+            ActivateError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ConversationError> for ApiError {
+    fn from(e: ConversationError) -> Self {
+        match e {
+            ConversationError::NotFound => ApiError::NotFound("conversation"),
+            ConversationError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ReplayError> for ApiError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::NotFound => ApiError::NotFound("dead letter not found"),
+            ReplayError::AlreadyReplayed => ApiError::Conflict {
+                code: "already_replayed",
+                message: e.to_string(),
+            },
+            ReplayError::Store(e) => ApiError::internal(e),
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 
 use super::audit;
 use super::auth::{self, Need};
-use super::business::{ask_number, business_error, number_actor};
+use super::business::{ask_number, number_actor};
 use super::error::ApiError;
 use super::{json_reply, respond, with_ctx};
 use crate::context::AppContext;
@@ -160,8 +160,7 @@ async fn signed_url(
     use base64::Engine;
     let client = ctx.pool.get().await?;
     media::get(&client, p.usuario_id, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("media"))?;
     let now = time::OffsetDateTime::now_utc();
     let expires_at = now + ctx.config.media_url_ttl;
@@ -219,8 +218,7 @@ async fn download_signed(
     }
     let client = ctx.pool.get().await?;
     let row = media::get_by_id(&client, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("media"))?;
     serve(&ctx, &row).await
 }
@@ -312,8 +310,7 @@ async fn upload(
         },
         &body,
     )
-    .await
-    .map_err(business_error)?;
+    .await?;
     if let Some(actor) = actor {
         let media_id = row.id;
         let uploaded = ask_number(
@@ -343,8 +340,7 @@ async fn upload(
 async fn download(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
     let row = media::get(&client, p.usuario_id, id)
-        .await
-        .map_err(business_error)?
+        .await?
         .ok_or(ApiError::NotFound("media"))?;
     serve(&ctx, &row).await
 }
@@ -353,9 +349,7 @@ async fn download(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Respon
 /// allowlist of WhatsApp's media types (anything else `application/octet-stream`), no
 /// sniffing, always an attachment, and a sandbox should it be rendered anyway.
 async fn serve(ctx: &AppContext, row: &MediaRow) -> Result<Response, ApiError> {
-    let data = media::read(&ctx.sealer, &ctx.config.data_dir, row)
-        .await
-        .map_err(business_error)?;
+    let data = media::read(&ctx.sealer, &ctx.config.data_dir, row).await?;
     let mut resp = Response::new(data.into());
     let headers = resp.headers_mut();
     let static_header = |v: &'static str| warp::http::HeaderValue::from_static(v);

@@ -467,20 +467,10 @@ impl Connection {
         Ok(())
     }
 
-    /// The oldest seq still stored, or the next one to come when none is. Both reads share
-    /// one snapshot: read apart, an append between them would look like a purged history.
+    /// Where a replay can start (see [`events::first_available`]).
     async fn first_available(&self) -> Result<i64, ApiError> {
         let mut client = self.ctx.pool.get().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let first = events::first_seq(&tx, self.usuario_id).await?;
-        let next = events::last_seq(&tx, self.usuario_id).await? + 1;
-        tx.commit().await?;
-        Ok(first.unwrap_or(next))
+        Ok(events::first_available(&mut client, self.usuario_id).await?)
     }
 
     /// Sends live events as the Hub hands them over, skipping what the replay already sent.

@@ -6,7 +6,7 @@
 
 use super::audit;
 use super::auth::{self, Need};
-use super::business::{ask_number, business_error, number_actor, resolve_connection};
+use super::business::{ask_number, number_actor, resolve_connection};
 use super::error::ApiError;
 use super::{json_body, json_reply, respond, with_ctx};
 use crate::context::AppContext;
@@ -133,9 +133,8 @@ fn valid_name(name: &str) -> bool {
 
 async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
-    let items = templates::list(&client, p.usuario_id, q.connection_id, q.status.as_deref())
-        .await
-        .map_err(business_error)?;
+    let items =
+        templates::list(&client, p.usuario_id, q.connection_id, q.status.as_deref()).await?;
     Ok(json_reply(
         StatusCode::OK,
         &json!({"items": items, "next_cursor": null}),
@@ -211,8 +210,7 @@ async fn remove(
     {
         let client = ctx.pool.get().await?;
         let known = templates::list(&client, p.usuario_id, Some(connection_id), None)
-            .await
-            .map_err(business_error)?
+            .await?
             .iter()
             .any(|t| {
                 t["name"] == name.as_str()
@@ -262,8 +260,7 @@ async fn sync(
         None => {
             let client = ctx.pool.get().await?;
             store::list_for_user(&client, p.usuario_id)
-                .await
-                .map_err(business_error)?
+                .await?
                 .iter()
                 .filter_map(|n| n["id"].as_str().and_then(|s| s.parse().ok()))
                 .collect()

@@ -92,9 +92,7 @@ async fn verify(q: HashMap<String, String>, ctx: Arc<AppContext>) -> Result<Resp
         .map(|t| store::sha256_hex(t.expose()));
     let known = env_token.is_some_and(|h| h == store::sha256_hex(token)) || {
         let client = ctx.pool.get().await?;
-        store::verify_token_known(&client, token)
-            .await
-            .map_err(super::business::business_error)?
+        store::verify_token_known(&client, token).await?
     };
     if !known {
         return Err(refused());
@@ -128,8 +126,7 @@ async fn receive(
             &named.phone_number_ids,
             &named.waba_ids,
         )
-        .await
-        .map_err(super::business::business_error)?;
+        .await?;
     // The users whose numbers' app secrets verify the signature. Unknown numbers and a bad
     // signature answer alike, so the route does not tell who is connected here. The drain
     // applies the body only to those users' numbers.
