@@ -9,6 +9,7 @@ use super::error::ApiError;
 use crate::context::AppContext;
 use serde_json::Value;
 use sincro_core::store::api_keys::Principal;
+use sincro_core::store::audit;
 use std::future::Future;
 use std::sync::Arc;
 use warp::reply::Response;
@@ -82,26 +83,16 @@ async fn write(
         outcome,
         "audit"
     );
-    let ip = p.ip.map(|ip| ip.to_string());
-    let write = async {
-        let client = ctx.pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO audit_log (usuario_id, api_key_id, ip, action, target, outcome, details)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &p.usuario_id,
-                    &p.api_key_id,
-                    &ip,
-                    &action,
-                    &target,
-                    &outcome,
-                    &details,
-                ],
-            )
-            .await?;
-        Ok::<_, sincro_core::store::StoreError>(())
+    let entry = audit::Entry {
+        usuario_id: p.usuario_id,
+        api_key_id: p.api_key_id,
+        ip: p.ip.map(|ip| ip.to_string()),
+        action,
+        target: target.as_deref(),
+        outcome,
+        details: &details,
     };
+    let write = async { audit::record(&ctx.pool.get().await?, &entry).await };
     if let Err(e) = write.await {
         tracing::error!(error = %e, action, "could not write the audit log");
     }

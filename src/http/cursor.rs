@@ -1,10 +1,16 @@
-//! Opaque cursors for keyset pagination over `(created_at, id)`, newest first.
+//! Opaque cursors for keyset pagination over `(created_at, id)`, newest first, and the page
+//! every listing answers with (`{"items": [...], "next_cursor": ...}`).
 
 use super::error::ApiError;
+use super::json_reply;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
+use warp::http::StatusCode;
+use warp::reply::Response;
 
 pub fn encode(at: OffsetDateTime, id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.unix_timestamp_nanos()))
@@ -30,6 +36,33 @@ pub fn limit(requested: Option<u32>) -> Result<i64, ApiError> {
             "limit must be between 1 and 200",
         )),
     }
+}
+
+/// The `?cursor=` of a listing, decoded: the `(created_at, id)` its page starts after.
+pub fn after(cursor: Option<&str>) -> Result<Option<(OffsetDateTime, Uuid)>, ApiError> {
+    cursor.map(decode).transpose()
+}
+
+/// A listing's answer from the `limit + 1` rows it read: the first `limit` rendered as items,
+/// and a cursor to the next page when the extra row shows there is more. `key` is a row's
+/// `(created_at, id)`.
+pub fn page<T, S: Serialize>(
+    mut rows: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> (OffsetDateTime, Uuid),
+    render: impl FnMut(T) -> S,
+) -> Response {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    let next = more.then(|| {
+        let (at, id) = key(rows.last().expect("non-empty page"));
+        encode(at, id)
+    });
+    let items: Vec<S> = rows.into_iter().map(render).collect();
+    json_reply(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next}),
+    )
 }
 
 pub fn rfc3339(at: OffsetDateTime) -> String {

@@ -10,11 +10,17 @@ use sincro_core::business::graph::GraphError;
 use sincro_core::business::handle::BusinessSupervisorError;
 use sincro_core::hub::HubError;
 use sincro_core::ingest::IngestError;
+use sincro_core::ingest::dead_letter::ReplayError;
 use sincro_core::leads::handle::LeadSyncError;
+use sincro_core::leads::query::LeadQueryError;
+use sincro_core::lite::store::ActivateError;
 use sincro_core::lite::{LiteSessionError, LiteSupervisorError};
 use sincro_core::outbound::handle::DispatcherError;
+use sincro_core::outbound::submit::SubmitError;
 use sincro_core::rate_limiter::RateLimiterError;
 use sincro_core::store::StoreError;
+use sincro_core::store::conversations::ConversationError;
+use sincro_core::store::users::UserError;
 use std::convert::Infallible;
 use std::time::Duration;
 use warp::http::StatusCode;
@@ -182,6 +188,57 @@ fn unanswered(what: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(format!("{what}; retry shortly"))
 }
 
+impl From<UserError> for ApiError {
+    fn from(e: UserError) -> Self {
+        match e {
+            UserError::InvalidRegion(e) => ApiError::unprocessable("invalid_region", e.to_string()),
+            UserError::InvalidPhone(e) => ApiError::unprocessable("invalid_phone", e.to_string()),
+            UserError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<LeadQueryError> for ApiError {
+    fn from(e: LeadQueryError) -> Self {
+        match e {
+            LeadQueryError::InvalidPhone(e) => {
+                ApiError::unprocessable("invalid_phone", e.to_string())
+            }
+            LeadQueryError::NotFound => ApiError::NotFound("lead"),
+            LeadQueryError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        let code = match e {
+            SubmitError::Malformed(i) => return ApiError::bad_request(i.code, i.message),
+            SubmitError::NotForConnection(i) => return ApiError::unprocessable(i.code, i.message),
+            SubmitError::KeyReused => {
+                return ApiError::Conflict {
+                    code: "idempotency_key_reused",
+                    message: e.to_string(),
+                };
+            }
+            SubmitError::ConnectionNotFound => return ApiError::NotFound("connection"),
+            SubmitError::MessageGone => return ApiError::NotFound("message"),
+            SubmitError::Media(b) => return b.into(),
+            SubmitError::Store(s) => return s.into(),
+            SubmitError::Internal(_) => return ApiError::internal(e),
+            SubmitError::Link(ref f) => f.code(),
+            SubmitError::ConnectionInactive => "connection_inactive",
+            SubmitError::ConnectionUnknownKind => "connection_unknown_kind",
+            SubmitError::LinkEmpty => "link_unavailable",
+            SubmitError::InvalidPhone(_) => "invalid_phone",
+            SubmitError::TemplateNotApproved { .. } => "template_not_approved",
+            SubmitError::TemplateNotFound { .. } => "template_not_found",
+            SubmitError::OutsideWindow => "outside_service_window",
+        };
+        ApiError::unprocessable(code, e.to_string())
+    }
+}
+
 /// What Meta said is a 422 naming it; a dead token a 409; a number not running here a 503.
 impl From<BusinessError> for ApiError {
     fn from(e: BusinessError) -> Self {
@@ -316,6 +373,41 @@ impl From<DispatcherError> for ApiError {
         match e {
             DispatcherError::Store(s) => s.into(),
             other => unanswered(other),
+        }
+    }
+}
+
+impl From<ActivateError> for ApiError {
+    fn from(e: ActivateError) -> Self {
+        match e {
+            ActivateError::TooMany(_) => ApiError::Conflict {
+                code: "too_many_sessions",
+                message: e.to_string(),
+            },
+            ActivateError::NotFound => ApiError::NotFound("session"),
+            ActivateError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ConversationError> for ApiError {
+    fn from(e: ConversationError) -> Self {
+        match e {
+            ConversationError::NotFound => ApiError::NotFound("conversation"),
+            ConversationError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ReplayError> for ApiError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::NotFound => ApiError::NotFound("dead letter not found"),
+            ReplayError::AlreadyReplayed => ApiError::Conflict {
+                code: "already_replayed",
+                message: e.to_string(),
+            },
+            ReplayError::Store(e) => ApiError::internal(e),
         }
     }
 }

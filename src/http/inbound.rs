@@ -12,7 +12,7 @@ use super::{json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
 use serde_json::json;
-use sincro_core::ingest::dead_letter::{self, ReplayError, Scope};
+use sincro_core::ingest::dead_letter::{self, Scope};
 use sincro_core::ingest::inbox;
 use sincro_core::store::api_keys::Principal;
 use std::sync::Arc;
@@ -73,37 +73,18 @@ async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Respon
         }
     };
     let limit = cursor::limit(q.limit)?;
-    let after = q.cursor.as_deref().map(cursor::decode).transpose()?;
+    let after = cursor::after(q.cursor.as_deref())?;
     let client = ctx.pool.get().await?;
     let rows = dead_letter::list(&client, scope(&p), include_replayed, after, limit + 1).await?;
-    let more = rows.len() as i64 > limit;
-    let page = &rows[..rows.len().min(limit as usize)];
-    let next = more.then(|| {
-        let last = page.last().expect("non-empty");
-        cursor::encode(last.created_at, last.id)
-    });
-    Ok(json_reply(
-        StatusCode::OK,
-        &json!({"items": page, "next_cursor": next}),
-    ))
+    Ok(cursor::page(rows, limit, |r| (r.created_at, r.id), |r| r))
 }
 
 async fn replay(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let mut client = ctx.pool.get().await?;
-    let result = dead_letter::replay(&mut client, scope(&p), id).await;
-    match result {
-        Ok(inbox_id) => {
-            inbox::wake(&ctx.shared);
-            Ok(json_reply(
-                StatusCode::ACCEPTED,
-                &json!({"id": id, "state": "replaying", "inbox_id": inbox_id}),
-            ))
-        }
-        Err(ReplayError::NotFound) => Err(ApiError::NotFound("dead letter not found")),
-        Err(ReplayError::AlreadyReplayed) => Err(ApiError::Conflict {
-            code: "already_replayed",
-            message: ReplayError::AlreadyReplayed.to_string(),
-        }),
-        Err(ReplayError::Store(e)) => Err(ApiError::internal(e)),
-    }
+    let inbox_id = dead_letter::replay(&mut client, scope(&p), id).await?;
+    inbox::wake(&ctx.shared);
+    Ok(json_reply(
+        StatusCode::ACCEPTED,
+        &json!({"id": id, "state": "replaying", "inbox_id": inbox_id}),
+    ))
 }

@@ -9,11 +9,9 @@ use super::{json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sincro_core::phone;
+use sincro_core::leads::query::{self, Lead};
 use sincro_core::store::api_keys::Principal;
 use std::sync::Arc;
-use time::OffsetDateTime;
-use tokio_postgres::Row;
 use uuid::Uuid;
 use warp::Filter;
 use warp::http::StatusCode;
@@ -55,84 +53,36 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     list.or(one).unify().or(merge).unify().boxed()
 }
 
-const COLUMNS: &str =
-    "id, nombre, telefono, email, origen, metadata, merged_into, created_at, updated_at";
-
-fn lead_json(row: &Row) -> Value {
+fn lead_json(lead: &Lead) -> Value {
     json!({
-        "id": row.get::<_, Uuid>("id"),
-        "nombre": row.get::<_, Option<String>>("nombre"),
-        "telefono": row.get::<_, Option<String>>("telefono"),
-        "email": row.get::<_, Option<String>>("email"),
-        "origen": row.get::<_, Option<String>>("origen"),
-        "metadata": row.get::<_, Value>("metadata"),
-        "merged_into": row.get::<_, Option<Uuid>>("merged_into"),
-        "created_at": cursor::rfc3339(row.get("created_at")),
-        "updated_at": cursor::rfc3339(row.get("updated_at")),
+        "id": lead.id,
+        "nombre": lead.nombre,
+        "telefono": lead.telefono,
+        "email": lead.email,
+        "origen": lead.origen,
+        "metadata": lead.metadata,
+        "merged_into": lead.merged_into,
+        "created_at": cursor::rfc3339(lead.created_at),
+        "updated_at": cursor::rfc3339(lead.updated_at),
     })
 }
 
 async fn list(p: Principal, q: LeadQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let limit = cursor::limit(q.limit)?;
-    let after = q.cursor.as_deref().map(cursor::decode).transpose()?;
+    let after = cursor::after(q.cursor.as_deref())?;
     let client = ctx.pool.get().await?;
-    let phone = match q.phone.as_deref() {
-        None => None,
-        Some(raw) => {
-            let region: Option<String> = client
-                .query_one(
-                    "SELECT default_region FROM usuarios WHERE id = $1",
-                    &[&p.usuario_id],
-                )
-                .await?
-                .get(0);
-            let n = phone::normalize(raw, region.as_deref())
-                .map_err(|e| ApiError::unprocessable("invalid_phone", e.to_string()))?;
-            // Leads are keyed by the contact key (WhatsApp's spellings folded in).
-            Some(phone::contact_key(&n.e164, None).key)
-        }
-    };
-    let (after_at, after_id) = match after {
-        Some((at, id)) => (Some(at), Some(id)),
-        None => (None, None),
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM leads
-         WHERE usuario_id = $1
-           AND ($2::text IS NULL OR telefono = $2)
-           AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
-         ORDER BY created_at DESC, id DESC
-         LIMIT $5"
-    );
-    let rows = client
-        .query(
-            &sql,
-            &[&p.usuario_id, &phone, &after_at, &after_id, &(limit + 1)],
-        )
-        .await?;
-    let more = rows.len() as i64 > limit;
-    let page = &rows[..rows.len().min(limit as usize)];
-    let next = more.then(|| {
-        let last = page.last().expect("non-empty page");
-        cursor::encode(last.get::<_, OffsetDateTime>("created_at"), last.get("id"))
-    });
-    let items: Vec<Value> = page.iter().map(lead_json).collect();
-    Ok(json_reply(
-        StatusCode::OK,
-        &json!({"items": items, "next_cursor": next}),
+    let rows = query::list(&client, p.usuario_id, q.phone.as_deref(), after, limit + 1).await?;
+    Ok(cursor::page(
+        rows,
+        limit,
+        |l| (l.created_at, l.id),
+        |l| lead_json(&l),
     ))
 }
 
 async fn get(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
-    let client = ctx.pool.get().await?;
-    let row = client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM leads WHERE id = $1 AND usuario_id = $2"),
-            &[&id, &p.usuario_id],
-        )
-        .await?
-        .ok_or(ApiError::NotFound("lead"))?;
-    Ok(json_reply(StatusCode::OK, &lead_json(&row)))
+    let lead = query::get(&ctx.pool.get().await?, p.usuario_id, id).await?;
+    Ok(json_reply(StatusCode::OK, &lead_json(&lead)))
 }
 
 /// Merges the user's leads whose phones are one number (LeadSync).

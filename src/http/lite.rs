@@ -15,11 +15,11 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 use sincro_core::connection::ConnectionKind;
-use sincro_core::lite::store::{self, ActivateError, SessionRow};
+use sincro_core::lite::store::{self, SessionRow};
 use sincro_core::lite::{LiteSupervisorError, LiteSupervisorHandle, Status, qr};
 use sincro_core::nodes::ownership::Ownership;
-use sincro_core::phone;
 use sincro_core::store::api_keys::Principal;
+use sincro_core::store::users;
 use std::sync::Arc;
 use uuid::Uuid;
 use warp::Filter;
@@ -199,17 +199,6 @@ async fn find(ctx: &AppContext, p: &Principal, id: Uuid) -> Result<SessionRow, A
         .ok_or(ApiError::NotFound("session"))
 }
 
-fn activate_error(e: ActivateError) -> ApiError {
-    match e {
-        ActivateError::TooMany(max) => ApiError::Conflict {
-            code: "too_many_sessions",
-            message: format!("at most {max} Lite sessions per user can be active; stop one first"),
-        },
-        ActivateError::NotFound => ApiError::NotFound("session"),
-        ActivateError::Store(e) => e.into(),
-    }
-}
-
 async fn create(
     p: Principal,
     body: NewSession,
@@ -241,15 +230,13 @@ async fn create(
     let max = ctx.shared.settings.lite.max_sessions_per_user;
     let (row, created, started) = match body.id {
         Some(id) => {
-            let (row, started) = store::reactivate(&ctx.pool, &ctx.sealer, p.usuario_id, id, max)
-                .await
-                .map_err(activate_error)?;
+            let (row, started) =
+                store::reactivate(&ctx.pool, &ctx.sealer, p.usuario_id, id, max).await?;
             (row, false, started)
         }
         None => {
-            let row = store::create(&ctx.pool, &ctx.sealer, p.usuario_id, name.as_deref(), max)
-                .await
-                .map_err(activate_error)?;
+            let row =
+                store::create(&ctx.pool, &ctx.sealer, p.usuario_id, name.as_deref(), max).await?;
             (row, true, true)
         }
     };
@@ -369,19 +356,14 @@ async fn pairing_code(
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
     let row = find(&ctx, &p, id).await?;
-    let region: Option<String> = ctx
-        .pool
-        .get()
-        .await?
-        .query_one(
-            "SELECT default_region FROM usuarios WHERE id = $1",
-            &[&p.usuario_id],
-        )
-        .await?
-        .get(0);
-    let region = region.or_else(|| ctx.shared.settings.default_region.clone());
-    let n = phone::normalize(&body.phone, region.as_deref())
-        .map_err(|e| ApiError::unprocessable("invalid_phone", e.to_string()))?;
+    let n = users::read_phone(
+        &ctx.pool.get().await?,
+        p.usuario_id,
+        &body.phone,
+        None,
+        ctx.shared.settings.default_region.as_deref(),
+    )
+    .await?;
     if row.status != Status::ScanQrCode {
         return Err(ApiError::Conflict {
             code: "pairing_not_available",

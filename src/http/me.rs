@@ -8,10 +8,9 @@ use super::{json_body, json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
 use serde_json::json;
-use sincro_core::phone;
 use sincro_core::store::api_keys::Principal;
+use sincro_core::store::users;
 use std::sync::Arc;
-use uuid::Uuid;
 use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -47,41 +46,24 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
 }
 
 async fn me(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
-    let row = ctx
-        .pool
-        .get()
-        .await?
-        .query_one(
-            "SELECT id, email, nombre, default_region FROM usuarios WHERE id = $1",
-            &[&p.usuario_id],
-        )
-        .await?;
+    let user = users::profile(&ctx.pool.get().await?, p.usuario_id).await?;
     Ok(json_reply(
         StatusCode::OK,
         &json!({
-            "id": row.get::<_, Uuid>(0),
-            "email": row.get::<_, Option<String>>(1),
-            "nombre": row.get::<_, Option<String>>(2),
-            "default_region": row.get::<_, Option<String>>(3),
+            "id": user.id,
+            "email": user.email,
+            "nombre": user.nombre,
+            "default_region": user.default_region,
             "admin": p.is_admin,
         }),
     ))
 }
 
 async fn update(p: Principal, body: MePatch, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
-    if let Some(region) = &body.default_region {
-        phone::parse_region(region)
-            .map_err(|e| ApiError::unprocessable("invalid_region", e.to_string()))?;
-    }
-    let region = body.default_region.map(|r| r.trim().to_ascii_uppercase());
-    ctx.pool
-        .get()
-        .await?
-        .execute(
-            "UPDATE usuarios SET default_region = $2 WHERE id = $1",
-            &[&p.usuario_id, &region],
-        )
-        .await?;
+    let client = ctx.pool.get().await?;
+    let region =
+        users::set_default_region(&client, p.usuario_id, body.default_region.as_deref()).await?;
+    drop(client);
     let id = p.usuario_id;
     Ok(audit::note(
         me(p, ctx).await?,

@@ -8,8 +8,9 @@ use super::{json_body, json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
 use serde_json::json;
-use sincro_core::phone::{self, PhoneError};
+use sincro_core::phone::PhoneError;
 use sincro_core::store::api_keys::Principal;
+use sincro_core::store::users::{self, UserError};
 use std::sync::Arc;
 use warp::Filter;
 use warp::http::StatusCode;
@@ -38,20 +39,8 @@ async fn validate(
     body: ValidateRequest,
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
-    let region = match body.region {
-        Some(r) => Some(r),
-        None => ctx
-            .pool
-            .get()
-            .await?
-            .query_one(
-                "SELECT default_region FROM usuarios WHERE id = $1",
-                &[&p.usuario_id],
-            )
-            .await?
-            .get(0),
-    };
-    match phone::normalize(&body.phone, region.as_deref()) {
+    let client = ctx.pool.get().await?;
+    match users::read_phone(&client, p.usuario_id, &body.phone, body.region, None).await {
         Ok(n) => Ok(json_reply(
             StatusCode::OK,
             &json!({
@@ -63,13 +52,14 @@ async fn validate(
                 "wa_id": n.e164.trim_start_matches('+'),
             }),
         )),
-        Err(PhoneError::UnknownRegion(r)) => Err(ApiError::unprocessable(
-            "invalid_region",
-            format!("unknown region {r:?}; use an ISO 3166 alpha-2 code such as BR"),
-        )),
-        Err(e) => Ok(json_reply(
+        // An unknown region is the request's fault; a number that does not read is an answer.
+        Err(UserError::InvalidPhone(e @ PhoneError::UnknownRegion(_))) => {
+            Err(UserError::InvalidRegion(e).into())
+        }
+        Err(UserError::InvalidPhone(e)) => Ok(json_reply(
             StatusCode::OK,
             &json!({"valid": false, "reason": e.to_string()}),
         )),
+        Err(e) => Err(e.into()),
     }
 }

@@ -6,7 +6,8 @@
 //! ([`record`]): sent with its external id, retried with jittered exponential backoff
 //! ([`backoff`]), failed (dead letter), or uncertain when the provider may have accepted it.
 //! Each connection has its own [`lane`], so one user's backlog never delays another's messages
-//! ([`fairness`]). Request validation is [`validate`]; per-connection limits and pacing are
+//! ([`fairness`]). Request validation is [`validate`]; the whole of `POST /v1/messages` (the
+//! provider's rules included) is [`submit`]; per-connection limits and pacing are
 //! [`settings`]. The Dispatcher is called through [`handle`].
 
 pub mod backoff;
@@ -22,6 +23,7 @@ pub mod listen;
 pub mod query;
 pub mod record;
 pub mod settings;
+pub mod submit;
 pub mod validate;
 
 pub use settings::{ConnectionLimits, OutboundSettings};

@@ -126,6 +126,25 @@ pub async fn first_seq(
         .get(0))
 }
 
+/// The oldest seq still stored for `usuario_id`, or the next one to come when none is: where
+/// a replay can start. Both reads share one snapshot: read apart, an append between them
+/// would look like a purged history.
+pub async fn first_available(
+    client: &mut deadpool_postgres::Client,
+    usuario_id: Uuid,
+) -> Result<i64, StoreError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let first = first_seq(&tx, usuario_id).await?;
+    let next = last_seq(&tx, usuario_id).await? + 1;
+    tx.commit().await?;
+    Ok(first.unwrap_or(next))
+}
+
 /// Deletes events older than `hours`; returns how many.
 pub async fn purge_older_than(client: &impl GenericClient, hours: u32) -> Result<u64, StoreError> {
     Ok(client

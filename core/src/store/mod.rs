@@ -3,7 +3,9 @@
 
 pub mod alerts;
 pub mod api_keys;
+pub mod audit;
 pub mod clean;
+pub mod conversations;
 pub mod events;
 pub mod install;
 pub mod migrate;

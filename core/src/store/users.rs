@@ -1,6 +1,10 @@
-//! CRM users (`usuarios`): created by `sincro-whatsapp user create` with their first API key.
+//! CRM users (`usuarios`): created by `sincro-whatsapp user create` with their first API key;
+//! their profile and settings as `/v1/me` shows and changes them, and the default region a
+//! user's phone numbers written without a country code are read in.
 
 use super::{Client, StoreError, api_keys};
+use crate::phone::{self, NormalizedPhone, PhoneError};
+use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
 #[derive(Debug)]
@@ -76,4 +80,110 @@ pub async fn find_or_create(client: &mut Client, email: &str) -> Result<(Uuid, b
     };
     tx.commit().await?;
     Ok(found)
+}
+
+/// A user as `GET /v1/me` shows it.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub id: Uuid,
+    pub email: Option<String>,
+    pub nombre: Option<String>,
+    pub default_region: Option<String>,
+}
+
+/// Why a user's settings or a number they typed were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// A region to store is not an ISO 3166 alpha-2 code.
+    #[error(transparent)]
+    InvalidRegion(PhoneError),
+    /// A number does not read as one (or the region it is read in is unknown).
+    #[error(transparent)]
+    InvalidPhone(PhoneError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<tokio_postgres::Error> for UserError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        UserError::Store(e.into())
+    }
+}
+
+/// The user's profile (the key that authenticated names an existing user).
+pub async fn profile(client: &impl GenericClient, usuario_id: Uuid) -> Result<Profile, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT id, email, nombre, default_region FROM usuarios WHERE id = $1",
+            &[&usuario_id],
+        )
+        .await?;
+    Ok(Profile {
+        id: row.get(0),
+        email: row.get(1),
+        nombre: row.get(2),
+        default_region: row.get(3),
+    })
+}
+
+/// Sets (or clears) the user's default region, stored upper-case; returns what was stored.
+pub async fn set_default_region(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+    region: Option<&str>,
+) -> Result<Option<String>, UserError> {
+    if let Some(region) = region {
+        phone::parse_region(region).map_err(UserError::InvalidRegion)?;
+    }
+    let region = region.map(|r| r.trim().to_ascii_uppercase());
+    client
+        .execute(
+            "UPDATE usuarios SET default_region = $2 WHERE id = $1",
+            &[&usuario_id, &region],
+        )
+        .await?;
+    Ok(region)
+}
+
+/// The user's default phone region, if set.
+pub async fn default_region(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    Ok(client
+        .query_opt(
+            "SELECT default_region FROM usuarios WHERE id = $1",
+            &[&usuario_id],
+        )
+        .await?
+        .and_then(|r| r.get(0)))
+}
+
+/// The region a number the user typed is read in: the one the request names, else the
+/// user's default, else `fallback` (the daemon's `DEFAULT_REGION`, where the route uses it).
+/// The store is read only when the request names none.
+pub async fn region_for(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+    given: Option<String>,
+    fallback: Option<&str>,
+) -> Result<Option<String>, StoreError> {
+    Ok(match given {
+        Some(r) => Some(r),
+        None => default_region(client, usuario_id)
+            .await?
+            .or_else(|| fallback.map(str::to_string)),
+    })
+}
+
+/// Reads a number the user typed to E.164 in the region [`region_for`] picks.
+pub async fn read_phone(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+    raw: &str,
+    given: Option<String>,
+    fallback: Option<&str>,
+) -> Result<NormalizedPhone, UserError> {
+    let region = region_for(client, usuario_id, given, fallback).await?;
+    phone::normalize(raw, region.as_deref()).map_err(UserError::InvalidPhone)
 }
