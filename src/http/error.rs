@@ -4,9 +4,11 @@
 
 use serde::Serialize;
 use sincro_core::business::connect::ConnectError;
+use sincro_core::business::templates::TemplateError;
 use sincro_core::business::{BusinessError, graph::GraphError};
 use sincro_core::ingest::dead_letter::ReplayError;
 use sincro_core::leads::query::LeadQueryError;
+use sincro_core::lite::login::LoginError;
 use sincro_core::lite::store::ActivateError;
 use sincro_core::outbound::submit::SubmitError;
 use sincro_core::store::StoreError;
@@ -289,6 +291,31 @@ impl From<ReplayError> for ApiError {
                 message: e.to_string(),
             },
             ReplayError::Store(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<TemplateError> for ApiError {
+    fn from(e: TemplateError) -> Self {
+        let code = match e {
+            TemplateError::InvalidName => "invalid_template_name",
+            TemplateError::InvalidLanguage => "invalid_language",
+            TemplateError::InvalidCategory => "invalid_category",
+            TemplateError::NoComponents => "invalid_components",
+        };
+        ApiError::unprocessable(code, e.to_string())
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        let code = match e {
+            LoginError::NoQr(_) => "qr_not_available",
+            LoginError::NoPairing(_) => "pairing_not_available",
+        };
+        ApiError::Conflict {
+            code,
+            message: e.to_string(),
         }
     }
 }

@@ -19,12 +19,14 @@
 //!   it fails or stops, they die with it.
 //! - [`store`] keeps `whatsapp_lite_sessions` and `configuracion_mensajeria_usuario` in step
 //!   and appends `session.status` / `session.qr` events in the same transaction.
+//! - [`login`] says whether a session can be linked now, by its QR or a pairing code.
 //! - [`reaper`] kills Chromium trees a killed daemon left behind, at start.
 
 pub mod bridge;
 pub mod browser;
 pub mod devtools_pipe;
 pub mod inbound;
+pub mod login;
 pub mod login_storage;
 pub mod media;
 pub mod profile;
