@@ -53,8 +53,7 @@ async fn list(
     q: ConversationQuery,
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
-    let limit = cursor::limit(q.limit)?;
-    let after = cursor::after(q.cursor.as_deref())?;
+    let (limit, after) = cursor::request(q.limit, q.cursor.as_deref())?;
     let client = ctx.pool.get().await?;
     let rows = conversations::list(
         &client,
@@ -93,8 +92,7 @@ async fn messages(
     q: PageQuery,
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
-    let limit = cursor::limit(q.limit)?;
-    let after = cursor::after(q.cursor.as_deref())?;
+    let (limit, after) = cursor::request(q.limit, q.cursor.as_deref())?;
     let client = ctx.pool.get().await?;
     let rows = conversations::messages(
         &client,

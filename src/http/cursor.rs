@@ -38,31 +38,45 @@ pub fn limit(requested: Option<u32>) -> Result<i64, ApiError> {
     }
 }
 
-/// The `?cursor=` of a listing, decoded: the `(created_at, id)` its page starts after.
-pub fn after(cursor: Option<&str>) -> Result<Option<(OffsetDateTime, Uuid)>, ApiError> {
-    cursor.map(decode).transpose()
+/// A listing's `?limit=` and `?cursor=`, checked: the page size and the `(created_at, id)`
+/// the page starts after.
+pub fn request(
+    limit_asked: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<(i64, Option<(OffsetDateTime, Uuid)>), ApiError> {
+    Ok((limit(limit_asked)?, cursor.map(decode).transpose()?))
 }
 
 /// A listing's answer from the `limit + 1` rows it read: the first `limit` rendered as items,
 /// and a cursor to the next page when the extra row shows there is more. `key` is a row's
 /// `(created_at, id)`.
 pub fn page<T, S: Serialize>(
-    mut rows: Vec<T>,
+    rows: Vec<T>,
     limit: i64,
     key: impl Fn(&T) -> (OffsetDateTime, Uuid),
     render: impl FnMut(T) -> S,
 ) -> Response {
+    let (rows, next) = split(rows, limit, key);
+    let items: Vec<S> = rows.into_iter().map(render).collect();
+    json_reply(
+        StatusCode::OK,
+        &json!({"items": items, "next_cursor": next}),
+    )
+}
+
+/// The first `limit` rows, and the cursor after the last of them when more were read.
+fn split<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> (OffsetDateTime, Uuid),
+) -> (Vec<T>, Option<String>) {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit.max(0) as usize);
     let next = more.then(|| {
         let (at, id) = key(rows.last().expect("non-empty page"));
         encode(at, id)
     });
-    let items: Vec<S> = rows.into_iter().map(render).collect();
-    json_reply(
-        StatusCode::OK,
-        &json!({"items": items, "next_cursor": next}),
-    )
+    (rows, next)
 }
 
 pub fn rfc3339(at: OffsetDateTime) -> String {
@@ -82,5 +96,20 @@ mod tests {
         assert!(decode("not a cursor").is_err());
         assert!(limit(Some(0)).is_err());
         assert_eq!(limit(None).unwrap(), 50);
+    }
+
+    #[test]
+    fn a_page_names_its_next_cursor_only_when_more_was_read() {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let rows: Vec<(OffsetDateTime, Uuid)> = (0..3).map(|_| (at, Uuid::now_v7())).collect();
+        let (page, next) = split(rows.clone(), 2, |r| *r);
+        assert_eq!(page, rows[..2]);
+        assert_eq!(decode(&next.expect("a next cursor")).unwrap(), rows[1]);
+        let (page, next) = split(rows.clone(), 3, |r| *r);
+        assert_eq!(page, rows);
+        assert!(next.is_none());
+        assert_eq!(request(None, None).unwrap(), (50, None));
+        assert!(request(Some(201), None).is_err());
+        assert!(request(None, Some("garbage")).is_err());
     }
 }

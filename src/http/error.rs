@@ -10,9 +10,11 @@ use sincro_core::business::graph::GraphError;
 use sincro_core::business::handle::BusinessSupervisorError;
 use sincro_core::hub::HubError;
 use sincro_core::ingest::IngestError;
+use sincro_core::business::templates::TemplateError;
 use sincro_core::ingest::dead_letter::ReplayError;
 use sincro_core::leads::handle::LeadSyncError;
 use sincro_core::leads::query::LeadQueryError;
+use sincro_core::lite::login::LoginError;
 use sincro_core::lite::store::ActivateError;
 use sincro_core::lite::{LiteSessionError, LiteSupervisorError};
 use sincro_core::outbound::handle::DispatcherError;
@@ -408,6 +410,31 @@ impl From<ReplayError> for ApiError {
                 message: e.to_string(),
             },
             ReplayError::Store(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<TemplateError> for ApiError {
+    fn from(e: TemplateError) -> Self {
+        let code = match e {
+            TemplateError::InvalidName => "invalid_template_name",
+            TemplateError::InvalidLanguage => "invalid_language",
+            TemplateError::InvalidCategory => "invalid_category",
+            TemplateError::NoComponents => "invalid_components",
+        };
+        ApiError::unprocessable(code, e.to_string())
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        let code = match e {
+            LoginError::NoQr(_) => "qr_not_available",
+            LoginError::NoPairing(_) => "pairing_not_available",
+        };
+        ApiError::Conflict {
+            code,
+            message: e.to_string(),
         }
     }
 }

@@ -72,8 +72,7 @@ async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Respon
             ));
         }
     };
-    let limit = cursor::limit(q.limit)?;
-    let after = cursor::after(q.cursor.as_deref())?;
+    let (limit, after) = cursor::request(q.limit, q.cursor.as_deref())?;
     let client = ctx.pool.get().await?;
     let rows = dead_letter::list(&client, scope(&p), include_replayed, after, limit + 1).await?;
     Ok(cursor::page(rows, limit, |r| (r.created_at, r.id), |r| r))

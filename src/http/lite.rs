@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sincro_core::connection::ConnectionKind;
 use sincro_core::lite::store::{self, SessionRow};
-use sincro_core::lite::{LiteSupervisorError, LiteSupervisorHandle, Status, qr};
+use sincro_core::lite::{LiteSupervisorError, LiteSupervisorHandle, Status, login, qr};
 use sincro_core::nodes::ownership::Ownership;
 use sincro_core::store::api_keys::Principal;
 use sincro_core::store::users;
@@ -288,32 +288,16 @@ async fn delete(
     Ok(json_reply(StatusCode::OK, &row.to_json()))
 }
 
-/// The QR shown now, or a 409 saying why there is none.
-async fn current_qr(ctx: &AppContext, p: &Principal, id: Uuid) -> Result<SessionRow, ApiError> {
-    let row = find(ctx, p, id).await?;
-    if row.status != Status::ScanQrCode || row.qr.is_none() {
-        let why = match row.status {
-            Status::Working => "the session is already linked".to_string(),
-            Status::Starting => "the session is starting; the QR comes shortly".to_string(),
-            s => format!("the session is {}", s.as_str()),
-        };
-        return Err(ApiError::Conflict {
-            code: "qr_not_available",
-            message: format!("no QR to scan: {why}"),
-        });
-    }
-    Ok(row)
-}
-
 async fn qr_json(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
-    let row = current_qr(&ctx, &p, id).await?;
+    let row = find(&ctx, &p, id).await?;
+    let qr = login::current_qr(&row)?;
     let updated = row.qr_updated_at.and_then(|t| {
         t.format(&time::format_description::well_known::Rfc3339)
             .ok()
     });
     Ok(json_reply(
         StatusCode::OK,
-        &json!({"qr": row.qr, "status": row.status.as_str(), "updated_at": updated}),
+        &json!({"qr": qr, "status": row.status.as_str(), "updated_at": updated}),
     ))
 }
 
@@ -329,8 +313,8 @@ async fn qr_image(
     format: Format,
 ) -> Result<Response, ApiError> {
     use warp::Reply;
-    let row = current_qr(&ctx, &p, id).await?;
-    let data = row.qr.unwrap_or_default();
+    let row = find(&ctx, &p, id).await?;
+    let data = login::current_qr(&row)?;
     let no_store = |r: Response| {
         let mut r = r;
         r.headers_mut()
@@ -339,11 +323,11 @@ async fn qr_image(
     };
     Ok(match format {
         Format::Png => {
-            let png = qr::png(&data).map_err(ApiError::internal)?;
+            let png = qr::png(data).map_err(ApiError::internal)?;
             no_store(warp::reply::with_header(png, "content-type", "image/png").into_response())
         }
         Format::Svg => {
-            let svg = qr::svg(&data).map_err(ApiError::internal)?;
+            let svg = qr::svg(data).map_err(ApiError::internal)?;
             no_store(warp::reply::with_header(svg, "content-type", "image/svg+xml").into_response())
         }
     })
@@ -364,15 +348,7 @@ async fn pairing_code(
         ctx.shared.settings.default_region.as_deref(),
     )
     .await?;
-    if row.status != Status::ScanQrCode {
-        return Err(ApiError::Conflict {
-            code: "pairing_not_available",
-            message: format!(
-                "a pairing code needs a session waiting for login (SCAN_QR_CODE); it is {}",
-                row.status.as_str()
-            ),
-        });
-    }
+    login::check_pairing(&row)?;
     let session = match supervisor(&ctx)?.session(id).await {
         Ok(s) => s,
         Err(_) => {

@@ -215,8 +215,7 @@ async fn dead_letters(
     q: DeadLetterQuery,
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
-    let limit = cursor::limit(q.limit)?;
-    let after = cursor::after(q.cursor.as_deref())?;
+    let (limit, after) = cursor::request(q.limit, q.cursor.as_deref())?;
     let client = ctx.pool.get().await?;
     let rows =
         query::dead_letters(&client, p.usuario_id, q.connection_id, after, limit + 1).await?;

@@ -20,7 +20,6 @@ use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-const CATEGORIES: &[&str] = &["MARKETING", "UTILITY", "AUTHENTICATION"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,14 +119,6 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
         .boxed()
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 512
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
 async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
     let items =
@@ -143,42 +134,15 @@ async fn create(
     body: NewTemplate,
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
-    if !valid_name(&body.name) {
-        return Err(ApiError::unprocessable(
-            "invalid_template_name",
-            "a template name is 1-512 lowercase letters, digits and underscores",
-        ));
-    }
-    if body.language.trim().is_empty() || body.language.len() > 16 {
-        return Err(ApiError::unprocessable(
-            "invalid_language",
-            "language is a code such as en_US or pt_BR",
-        ));
-    }
-    let category = body.category.to_ascii_uppercase();
-    if !CATEGORIES.contains(&category.as_str()) {
-        return Err(ApiError::unprocessable(
-            "invalid_category",
-            "category is MARKETING, UTILITY or AUTHENTICATION",
-        ));
-    }
-    if body.components.is_empty() {
-        return Err(ApiError::unprocessable(
-            "invalid_components",
-            "a template needs components (at least a BODY)",
-        ));
-    }
+    let meta = templates::create_body(&templates::NewTemplate {
+        name: &body.name,
+        language: &body.language,
+        category: &body.category,
+        components: &body.components,
+        parameter_format: body.parameter_format.as_deref(),
+    })?;
     let connection_id = resolve_connection(&ctx, &p, body.connection_id).await?;
     let actor = number_actor(&ctx, &p, connection_id).await?;
-    let mut meta = json!({
-        "name": body.name,
-        "language": body.language,
-        "category": category,
-        "components": body.components,
-    });
-    if let Some(f) = body.parameter_format {
-        meta["parameter_format"] = json!(f);
-    }
     let name = body.name.clone();
     let created = actor.create_template(meta).await?;
     Ok(audit::note(
@@ -194,25 +158,23 @@ async fn remove(
     q: DeleteQuery,
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
-    if !valid_name(&name) {
+    if !templates::valid_name(&name) {
         return Err(ApiError::NotFound("template"));
     }
     let connection_id = resolve_connection(&ctx, &p, q.connection_id).await?;
     let actor = number_actor(&ctx, &p, connection_id).await?;
-    {
-        let client = ctx.pool.get().await?;
-        let known = templates::list(&client, p.usuario_id, Some(connection_id), None)
-            .await?
-            .iter()
-            .any(|t| {
-                t["name"] == name.as_str()
-                    && q.language
-                        .as_ref()
-                        .is_none_or(|l| t["language"] == l.as_str())
-            });
-        if !known {
-            return Err(ApiError::NotFound("template"));
-        }
+    let client = ctx.pool.get().await?;
+    let known = templates::known(
+        &client,
+        p.usuario_id,
+        connection_id,
+        &name,
+        q.language.as_deref(),
+    )
+    .await?;
+    drop(client);
+    if !known {
+        return Err(ApiError::NotFound("template"));
     }
     let language = q.language.clone();
     let n = name.clone();

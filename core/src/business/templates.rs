@@ -1,7 +1,8 @@
 //! Message templates in `whatsapp_templates`, one row per (connection, name, language): kept
 //! in step with Meta by a sync (list → upsert, rows Meta no longer has removed), by the
 //! create/delete routes, and by `message_template_status_update` webhooks. Every status change
-//! appends a `template.status` event for the owning user.
+//! appends a `template.status` event for the owning user. A new template is checked here as
+//! Meta checks it ([`create_body`]) before it is sent to Meta.
 
 use super::BusinessError;
 use super::webhook::TemplateUpdate;
@@ -326,4 +327,138 @@ pub async fn list(
         )
         .await?;
     Ok(rows.iter().map(row_json).collect())
+}
+
+/// Whether the user's number `connection_id` has the template `name` (in `language`, or in any
+/// language when none is given).
+pub async fn known(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+    connection_id: Uuid,
+    name: &str,
+    language: Option<&str>,
+) -> Result<bool, BusinessError> {
+    Ok(list(client, usuario_id, Some(connection_id), None)
+        .await?
+        .iter()
+        .any(|t| t["name"] == name && language.is_none_or(|l| t["language"] == l)))
+}
+
+/// The categories Meta accepts for a new template.
+pub const CATEGORIES: &[&str] = &["MARKETING", "UTILITY", "AUTHENTICATION"];
+
+/// Why a new template was refused before it reached Meta.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("a template name is 1-512 lowercase letters, digits and underscores")]
+    InvalidName,
+    #[error("language is a code such as en_US or pt_BR")]
+    InvalidLanguage,
+    #[error("category is MARKETING, UTILITY or AUTHENTICATION")]
+    InvalidCategory,
+    #[error("a template needs components (at least a BODY)")]
+    NoComponents,
+}
+
+/// A template as the API asks for it.
+#[derive(Debug)]
+pub struct NewTemplate<'a> {
+    pub name: &'a str,
+    pub language: &'a str,
+    pub category: &'a str,
+    pub components: &'a [Value],
+    pub parameter_format: Option<&'a str>,
+}
+
+/// Meta's rule for template names. The Graph simulator checks the same rule on its own side,
+/// on purpose: it stands for Meta and shares no code with the daemon (docs/ARCHITECTURE.md §6).
+pub fn valid_name(name: &str) -> bool {
+    (1..=512).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+}
+
+/// The Graph API body creating `t` (its category upper-cased), or why Meta would refuse it.
+pub fn create_body(t: &NewTemplate<'_>) -> Result<Value, TemplateError> {
+    if !valid_name(t.name) {
+        return Err(TemplateError::InvalidName);
+    }
+    if t.language.trim().is_empty() || t.language.len() > 16 {
+        return Err(TemplateError::InvalidLanguage);
+    }
+    let category = t.category.to_ascii_uppercase();
+    if !CATEGORIES.contains(&category.as_str()) {
+        return Err(TemplateError::InvalidCategory);
+    }
+    if t.components.is_empty() {
+        return Err(TemplateError::NoComponents);
+    }
+    let mut body = json!({
+        "name": t.name,
+        "language": t.language,
+        "category": category,
+        "components": t.components,
+    });
+    if let Some(f) = t.parameter_format {
+        body["parameter_format"] = json!(f);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(name: &str, language: &str, category: &str, components: &[Value]) -> Value {
+        let t = NewTemplate {
+            name,
+            language,
+            category,
+            components,
+            parameter_format: None,
+        };
+        match create_body(&t) {
+            Ok(body) => body,
+            Err(e) => json!({"error": e.to_string()}),
+        }
+    }
+
+    #[test]
+    fn create_body_checks_as_meta_does() {
+        let body = [json!({"type": "BODY", "text": "hi"})];
+        let ok = new("order_update_2", "pt_BR", "utility", &body);
+        assert_eq!(ok["category"], "UTILITY");
+        let refused = |v: Value| v["error"].as_str().map(str::to_string);
+        let cases = [
+            (
+                new("", "en_US", "UTILITY", &body),
+                TemplateError::InvalidName,
+            ),
+            (
+                new("Hello", "en_US", "UTILITY", &body),
+                TemplateError::InvalidName,
+            ),
+            (
+                new(&"a".repeat(513), "en_US", "UTILITY", &body),
+                TemplateError::InvalidName,
+            ),
+            (
+                new("a", " ", "UTILITY", &body),
+                TemplateError::InvalidLanguage,
+            ),
+            (
+                new("a", "en_US", "PROMO", &body),
+                TemplateError::InvalidCategory,
+            ),
+            (
+                new("a", "en_US", "MARKETING", &[]),
+                TemplateError::NoComponents,
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(refused(got), Some(want.to_string()));
+        }
+        assert!(valid_name(&"a".repeat(512)));
+    }
 }

@@ -21,6 +21,7 @@
 //!   and appends `session.status` / `session.qr` events in the same transaction.
 //! - [`handle`] is how the rest of the daemon calls the supervisor and its sessions: typed
 //!   methods with named timeouts and error enums.
+//! - [`login`] says whether a session can be linked now, by its QR or a pairing code.
 //! - [`reaper`] kills Chromium trees a killed daemon left behind, at start.
 
 pub mod bridge;
@@ -28,6 +29,7 @@ pub mod browser;
 pub mod devtools_pipe;
 pub mod handle;
 pub mod inbound;
+pub mod login;
 pub mod login_storage;
 pub mod media;
 pub mod profile;

@@ -5,7 +5,6 @@
 use super::out::{Out, client_gone};
 use super::{BATCH, REPLAY_PAGE, SUBSCRIBE_WAIT};
 use crate::context::AppContext;
-use crate::http::error::ApiError;
 use futures::StreamExt;
 use serde_json::json;
 use sincro_core::hub::{
@@ -147,14 +146,13 @@ impl Connection {
         }
     }
 
+    /// A pooled store connection; failing to get one ends the stream (1011).
+    async fn store(&self) -> Result<deadpool_postgres::Client, Outcome> {
+        self.ctx.pool.get().await.map_err(|_| Outcome::StoreFailed)
+    }
+
     async fn newest(&self) -> Result<i64, Outcome> {
-        let client = self
-            .ctx
-            .pool
-            .get()
-            .await
-            .map_err(|_| Outcome::StoreFailed)?;
-        events::last_seq(&client, self.usuario_id)
+        events::last_seq(&self.store().await?, self.usuario_id)
             .await
             .map_err(|_| Outcome::StoreFailed)
     }
@@ -205,12 +203,7 @@ impl Connection {
             }
             out.ping_if_due().await?;
             let page = {
-                let client = self
-                    .ctx
-                    .pool
-                    .get()
-                    .await
-                    .map_err(|_| Outcome::StoreFailed)?;
+                let client = self.store().await?;
                 events::read_after(
                     &client,
                     &self.ctx.sealer,
@@ -238,10 +231,7 @@ impl Connection {
 
     /// The first frame when events after `since` were already deleted by retention.
     async fn gap_notice(&mut self, out: &mut Out, since: i64) -> Result<(), Step> {
-        let first_available = self
-            .first_available()
-            .await
-            .map_err(|_| Outcome::StoreFailed)?;
+        let first_available = self.first_available().await?;
         if first_available <= since + 1 {
             return Ok(());
         }
@@ -262,9 +252,10 @@ impl Connection {
     }
 
     /// Where a replay can start (see [`events::first_available`]).
-    async fn first_available(&self) -> Result<i64, ApiError> {
-        let mut client = self.ctx.pool.get().await?;
-        Ok(events::first_available(&mut client, self.usuario_id).await?)
+    async fn first_available(&self) -> Result<i64, Outcome> {
+        events::first_available(&mut self.store().await?, self.usuario_id)
+            .await
+            .map_err(|_| Outcome::StoreFailed)
     }
 
     /// Sends live events as the Hub hands them over, skipping what the replay already sent.
