@@ -529,3 +529,150 @@ fn clone_error(e: &ApiError) -> ApiError {
         ApiError::Internal(m) => ApiError::Internal(m.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (what went wrong, the status and code the client gets)
+    fn cases() -> Vec<(ApiError, u16, &'static str)> {
+        let t = Duration::from_secs(5);
+        vec![
+            (LiteSessionError::NotRunning.into(), 503, "unavailable"),
+            (LiteSessionError::TimedOut(t).into(), 503, "unavailable"),
+            (LiteSessionError::Stopping.into(), 409, "session_stopping"),
+            (
+                LiteSessionError::AlreadyLinked.into(),
+                409,
+                "pairing_not_available",
+            ),
+            (
+                LiteSessionError::BrowserStarting.into(),
+                409,
+                "pairing_not_available",
+            ),
+            (
+                LiteSessionError::NotWaitingForQr.into(),
+                409,
+                "pairing_not_available",
+            ),
+            (
+                LiteSessionError::PhoneInvalid("x".into()).into(),
+                422,
+                "invalid_phone",
+            ),
+            (LiteSessionError::PageTimedOut(t).into(), 504, "timeout"),
+            (
+                LiteSessionError::PageFailed("x".into()).into(),
+                502,
+                "page_failed",
+            ),
+            (LiteSupervisorError::NotRunning.into(), 503, "unavailable"),
+            (LiteSupervisorError::TimedOut(t).into(), 503, "unavailable"),
+            (
+                LiteSupervisorError::SessionNotRunning.into(),
+                503,
+                "unavailable",
+            ),
+            (
+                LiteSupervisorError::Spawn("x".into()).into(),
+                503,
+                "unavailable",
+            ),
+            (
+                LiteSupervisorError::Store(StoreError::NotFound).into(),
+                500,
+                "internal_error",
+            ),
+            (BusinessError::NotRunning.into(), 503, "unavailable"),
+            (BusinessError::TimedOut(t).into(), 503, "unavailable"),
+            (
+                BusinessError::NeedsCredentials("x".into()).into(),
+                409,
+                "needs_credentials",
+            ),
+            (
+                BusinessError::Invalid("x".into()).into(),
+                422,
+                "invalid_request",
+            ),
+            (BusinessError::NotFound.into(), 404, "not_found"),
+            (BusinessError::Io("x".into()).into(), 500, "internal_error"),
+            (
+                BusinessSupervisorError::NumberNotRunning.into(),
+                503,
+                "unavailable",
+            ),
+            (
+                BusinessSupervisorError::NotRunning.into(),
+                503,
+                "unavailable",
+            ),
+            (
+                ConnectError::Invalid("x".into()).into(),
+                422,
+                "invalid_field",
+            ),
+            (ConnectError::NotFound.into(), 404, "not_found"),
+            (
+                ConnectError::Business(BusinessError::NotFound).into(),
+                404,
+                "not_found",
+            ),
+            (LeadSyncError::NotRunning.into(), 503, "unavailable"),
+            (LeadSyncError::TimedOut(t).into(), 503, "unavailable"),
+            (
+                RateLimiterError::Limited { retry_after: t }.into(),
+                429,
+                "rate_limited",
+            ),
+            (RateLimiterError::NotRunning.into(), 503, "unavailable"),
+            (HubError::NotRunning.into(), 503, "unavailable"),
+            (
+                HubError::ListenLost("x".into()).into(),
+                500,
+                "internal_error",
+            ),
+            (IngestError::TimedOut(t).into(), 503, "unavailable"),
+            (
+                IngestError::Unavailable("x".into()).into(),
+                503,
+                "unavailable",
+            ),
+            (
+                IngestError::Refused("x".into()).into(),
+                500,
+                "internal_error",
+            ),
+            (DispatcherError::NotRunning.into(), 503, "unavailable"),
+        ]
+    }
+
+    #[test]
+    fn actor_errors_map_to_their_status_and_code() {
+        for (i, (error, status, code)) in cases().into_iter().enumerate() {
+            assert_eq!(
+                (error.status().as_u16(), error.code()),
+                (status, code),
+                "case {i}: {error:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn gateway_errors_keep_their_shape_through_a_rejection() {
+        for e in [
+            ApiError::GatewayTimeout("slow".into()),
+            ApiError::BadGateway {
+                code: "page_failed",
+                message: "boom".into(),
+            },
+        ] {
+            let copy = clone_error(&e);
+            assert_eq!(
+                (copy.status(), copy.code(), copy.to_string()),
+                (e.status(), e.code(), e.to_string())
+            );
+        }
+    }
+}
