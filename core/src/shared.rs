@@ -75,6 +75,17 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The region `usuario_id`'s national-format numbers are read in, `DEFAULT_REGION` when
+    /// the user has none ([`crate::store::users::region`]).
+    pub async fn user_region(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        usuario_id: uuid::Uuid,
+    ) -> Result<Option<String>, crate::store::StoreError> {
+        crate::store::users::region(client, usuario_id, self.settings.default_region.as_deref())
+            .await
+    }
+
     /// Records an alert without blocking the caller; a failure to write it is logged.
     pub fn raise_alert(self: &Arc<Self>, alert: NewAlert) {
         let shared = self.clone();

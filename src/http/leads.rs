@@ -79,13 +79,7 @@ async fn list(p: Principal, q: LeadQuery, ctx: Arc<AppContext>) -> Result<Respon
     let phone = match q.phone.as_deref() {
         None => None,
         Some(raw) => {
-            let region: Option<String> = client
-                .query_one(
-                    "SELECT default_region FROM usuarios WHERE id = $1",
-                    &[&p.usuario_id],
-                )
-                .await?
-                .get(0);
+            let region = ctx.shared.user_region(&client, p.usuario_id).await?;
             let n = phone::normalize(raw, region.as_deref())
                 .map_err(|e| ApiError::unprocessable("invalid_phone", e.to_string()))?;
             // Leads are keyed by the contact key (WhatsApp's spellings folded in).

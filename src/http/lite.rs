@@ -397,17 +397,8 @@ async fn pairing_code(
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
     let row = find(&ctx, &p, id).await?;
-    let region: Option<String> = ctx
-        .pool
-        .get()
-        .await?
-        .query_one(
-            "SELECT default_region FROM usuarios WHERE id = $1",
-            &[&p.usuario_id],
-        )
-        .await?
-        .get(0);
-    let region = region.or_else(|| ctx.shared.settings.default_region.clone());
+    let client = ctx.pool.get().await?;
+    let region = ctx.shared.user_region(&client, p.usuario_id).await?;
     let n = phone::normalize(&body.phone, region.as_deref())
         .map_err(|e| ApiError::unprocessable("invalid_phone", e.to_string()))?;
     if row.status != Status::ScanQrCode {

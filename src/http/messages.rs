@@ -179,9 +179,7 @@ async fn create(
             .check_static(link)
             .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
     }
-    let region = enqueue::user_region(&client, p.usuario_id)
-        .await?
-        .or_else(|| ctx.config.default_region.clone());
+    let region = ctx.shared.user_region(&client, p.usuario_id).await?;
     let phone = phone::normalize(&req.to, region.as_deref()).map_err(|e| {
         ApiError::unprocessable(
             "invalid_phone",

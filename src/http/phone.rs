@@ -40,16 +40,10 @@ async fn validate(
 ) -> Result<Response, ApiError> {
     let region = match body.region {
         Some(r) => Some(r),
-        None => ctx
-            .pool
-            .get()
-            .await?
-            .query_one(
-                "SELECT default_region FROM usuarios WHERE id = $1",
-                &[&p.usuario_id],
-            )
-            .await?
-            .get(0),
+        None => {
+            let client = ctx.pool.get().await?;
+            ctx.shared.user_region(&client, p.usuario_id).await?
+        }
     };
     match phone::normalize(&body.phone, region.as_deref()) {
         Ok(n) => Ok(json_reply(

@@ -61,20 +61,6 @@ pub async fn connection(
     }))
 }
 
-/// The user's default phone region, if set.
-pub async fn user_region(
-    client: &impl GenericClient,
-    usuario_id: Uuid,
-) -> Result<Option<String>, StoreError> {
-    Ok(client
-        .query_opt(
-            "SELECT default_region FROM usuarios WHERE id = $1",
-            &[&usuario_id],
-        )
-        .await?
-        .and_then(|r| r.get(0)))
-}
-
 /// Whether the contact wrote to this connection in the last 24 h (Meta's customer-service
 /// window, inside which free-form messages are allowed). `e164`: any spelling of the number.
 pub async fn window_open(

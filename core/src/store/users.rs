@@ -1,6 +1,9 @@
-//! CRM users (`usuarios`): created by `sincro-whatsapp user create` with their first API key.
+//! CRM users (`usuarios`): created by `sincro-whatsapp user create` with their first API key;
+//! each user's phone region, the one place `DEFAULT_REGION` is applied to it.
 
 use super::{Client, StoreError, api_keys};
+use deadpool_postgres::GenericClient;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 #[derive(Debug)]
@@ -76,4 +79,42 @@ pub async fn find_or_create(client: &mut Client, email: &str) -> Result<(Uuid, b
     };
     tx.commit().await?;
     Ok(found)
+}
+
+/// The region national-format numbers of each of `users` are read in: the user's own
+/// `default_region`, else `fallback` (`DEFAULT_REGION`). Users not found are left out. Every
+/// reader of a user's region comes here, so none forgets the fallback.
+pub async fn regions(
+    client: &impl GenericClient,
+    users: &[Uuid],
+    fallback: Option<&str>,
+) -> Result<HashMap<Uuid, Option<String>>, StoreError> {
+    if users.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = client
+        .query(
+            "SELECT id, default_region FROM usuarios WHERE id = ANY($1)",
+            &[&users],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let own: Option<String> = row.get(1);
+            (row.get(0), own.or_else(|| fallback.map(String::from)))
+        })
+        .collect())
+}
+
+/// [`regions`] for one user (`fallback` when the user has none).
+pub async fn region(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+    fallback: Option<&str>,
+) -> Result<Option<String>, StoreError> {
+    Ok(regions(client, &[usuario_id], fallback)
+        .await?
+        .remove(&usuario_id)
+        .unwrap_or_else(|| fallback.map(String::from)))
 }
