@@ -112,8 +112,8 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
 }
 
 /// Business errors as API errors: what Meta said is a 422 naming it; a dead token a 409.
-pub fn business_error(e: BusinessError) -> ApiError {
-    match e {
+pub fn business_error(e: impl Into<BusinessError>) -> ApiError {
+    match e.into() {
         BusinessError::Store(s) => s.into(),
         BusinessError::Graph(GraphError::Api(m)) => ApiError::unprocessable(
             "graph_error",

@@ -16,8 +16,9 @@ use crate::context::AppContext;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sincro_core::business::media::{self, MAX_MEDIA_BYTES, MediaRow, NewMedia};
+use sincro_core::business::media::kind_of;
 use sincro_core::business::number::BusinessNumberMessage;
+use sincro_core::media_store::{self, MAX_MEDIA_BYTES, MediaRow, NewMedia};
 use sincro_core::store::api_keys::Principal;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -159,7 +160,7 @@ async fn signed_url(
 ) -> Result<Response, ApiError> {
     use base64::Engine;
     let client = ctx.pool.get().await?;
-    media::get(&client, p.usuario_id, id)
+    media_store::get(&client, p.usuario_id, id)
         .await
         .map_err(business_error)?
         .ok_or(ApiError::NotFound("media"))?;
@@ -218,7 +219,7 @@ async fn download_signed(
         ));
     }
     let client = ctx.pool.get().await?;
-    let row = media::get_by_id(&client, id)
+    let row = media_store::get_by_id(&client, id)
         .await
         .map_err(business_error)?
         .ok_or(ApiError::NotFound("media"))?;
@@ -263,7 +264,7 @@ async fn upload(
                 "send the file's type in Content-Type",
             )
         })?;
-    let (kind, max) = media::kind_of(&mime).ok_or_else(|| {
+    let (kind, max) = kind_of(&mime).ok_or_else(|| {
         ApiError::unprocessable(
             "unsupported_media_type",
             format!("{mime} cannot be sent on WhatsApp (images: JPEG/PNG; audio, video, documents, WebP stickers)"),
@@ -297,7 +298,7 @@ async fn upload(
         None => None,
     };
     let client = ctx.pool.get().await?;
-    let mut row = media::store(
+    let mut row = media_store::store(
         &client,
         &ctx.sealer,
         &ctx.config.data_dir,
@@ -326,7 +327,8 @@ async fn upload(
             Ok(provider) => row.provider_id = Some(provider),
             Err(e) => {
                 // Meta refused it: keep nothing of it.
-                if let Err(cleanup) = media::remove(&client, &ctx.config.data_dir, &row).await {
+                if let Err(cleanup) = media_store::remove(&client, &ctx.config.data_dir, &row).await
+                {
                     tracing::error!(error = %cleanup, "could not remove a refused upload");
                 }
                 return Err(e);
@@ -342,7 +344,7 @@ async fn upload(
 
 async fn download(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
-    let row = media::get(&client, p.usuario_id, id)
+    let row = media_store::get(&client, p.usuario_id, id)
         .await
         .map_err(business_error)?
         .ok_or(ApiError::NotFound("media"))?;
@@ -353,7 +355,7 @@ async fn download(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Respon
 /// allowlist of WhatsApp's media types (anything else `application/octet-stream`), no
 /// sniffing, always an attachment, and a sandbox should it be rendered anyway.
 async fn serve(ctx: &AppContext, row: &MediaRow) -> Result<Response, ApiError> {
-    let data = media::read(&ctx.sealer, &ctx.config.data_dir, row)
+    let data = media_store::read(&ctx.sealer, &ctx.config.data_dir, row)
         .await
         .map_err(business_error)?;
     let mut resp = Response::new(data.into());
@@ -390,7 +392,7 @@ pub fn served_type(stored: &str) -> String {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    match media::kind_of(&base) {
+    match kind_of(&base) {
         Some(_) if base == "text/plain" => "text/plain; charset=utf-8".into(),
         Some(_) => base,
         None => "application/octet-stream".into(),

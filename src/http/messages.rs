@@ -290,11 +290,11 @@ async fn media_link(
         .clone()
         .unwrap_or_else(|| "application/octet-stream".into());
     let filename = req.body[&media_kind]["filename"].as_str().map(String::from);
-    let row = sincro_core::business::media::store(
+    let row = sincro_core::media_store::store(
         client,
         &ctx.sealer,
         &ctx.config.data_dir,
-        sincro_core::business::media::NewMedia {
+        sincro_core::media_store::NewMedia {
             usuario_id: p.usuario_id,
             connection_id: Some(connection_id),
             direction: "outbound",

@@ -11,6 +11,7 @@ mod helpers;
 mod identity;
 mod inbound;
 mod ingest;
+mod layout;
 mod lite;
 mod lite_durable;
 mod lite_isolation;

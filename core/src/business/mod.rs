@@ -5,6 +5,7 @@
 //! inbox ([`inbox`]), templates ([`templates`]), sealed media files ([`media`]) and the rows of
 //! connected numbers ([`store`]). The supervisor is `crate::business::supervisor`.
 
+mod callback;
 pub mod classify;
 pub mod connect;
 pub mod demo;
@@ -42,6 +43,17 @@ pub enum BusinessError {
     NotFound,
     #[error("{0}")]
     Io(String),
+}
+
+impl From<crate::media_store::MediaError> for BusinessError {
+    fn from(e: crate::media_store::MediaError) -> Self {
+        use crate::media_store::MediaError;
+        match e {
+            MediaError::Store(s) => BusinessError::Store(s),
+            MediaError::Seal(s) => BusinessError::Seal(s),
+            MediaError::Io(m) => BusinessError::Io(m),
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for BusinessError {

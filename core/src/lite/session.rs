@@ -17,10 +17,11 @@
 use super::bridge::{self, BridgeEvent, PageMessage};
 use super::browser::{Chromium, LaunchSpec};
 use super::login_storage::{self, LoginStorage};
-use super::media::{self, MAX_MEDIA_BYTES};
+use super::media;
 use super::{LiteError, LiteSettings, Status, inbound, profile, reason, store};
 use crate::connection::{ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome};
 use crate::ingest::InboundItem;
+use crate::media_store::MAX_MEDIA_BYTES;
 use crate::seal::Purpose;
 use crate::shared::Shared;
 use base64::Engine as _;

@@ -460,7 +460,7 @@ impl Lane {
             };
         }
         // Permits first.
-        let Some(limiter) = rate_limiter::find(&self.ctx.shared) else {
+        let Some(limiter) = self.ctx.shared.rate_limiter.get() else {
             for row in picked.into_iter().rev() {
                 self.buffer.push_front(row);
             }
