@@ -167,6 +167,16 @@ impl Reader<'_> {
         v
     }
 
+    /// A positive whole number (limits, counts, hours) that fits a `u32`.
+    fn count(&mut self, name: &str, default: u32, what: &str) -> u32 {
+        let v = self.positive(name, default.into(), what);
+        u32::try_from(v).unwrap_or_else(|_| {
+            self.errors
+                .push(format!("{name} must be at most {}", u32::MAX));
+            default
+        })
+    }
+
     fn url(&mut self, name: &str, default: &str) -> String {
         let v = self.get(name).unwrap_or_else(|| default.to_string());
         if !(v.starts_with("http://") || v.starts_with("https://")) {
@@ -250,16 +260,16 @@ impl Config {
         let shutdown_timeout =
             Duration::from_secs(r.positive("SHUTDOWN_TIMEOUT_SECS", 20, "a number of seconds"));
         let max_body_bytes = r.positive("MAX_BODY_BYTES", 1 << 20, "a number of bytes");
-        let api_per_user_per_minute = r.positive(
+        let api_per_user_per_minute = r.count(
             "API_RATE_PER_USER_PER_MINUTE",
-            d.api_per_user_per_minute.into(),
+            d.api_per_user_per_minute,
             "a whole number",
-        ) as u32;
-        let api_per_ip_per_minute = r.positive(
+        );
+        let api_per_ip_per_minute = r.count(
             "API_RATE_PER_IP_PER_MINUTE",
-            d.api_per_ip_per_minute.into(),
+            d.api_per_ip_per_minute,
             "a whole number",
-        ) as u32;
+        );
         let auth_failures_per_ip_per_minute =
             r.positive("AUTH_FAILURES_PER_IP_PER_MINUTE", 30, "a whole number") as u32;
         let media_url_ttl =
@@ -281,11 +291,11 @@ impl Config {
                 Default::default()
             }
         };
-        let event_retention_hours = r.positive(
+        let event_retention_hours = r.count(
             "EVENT_RETENTION_HOURS",
-            d.event_retention_hours.into(),
+            d.event_retention_hours,
             "a number of hours",
-        ) as u32;
+        );
         let stream_buffer = r.positive(
             "STREAM_BUFFER",
             d.stream_buffer as u64,
