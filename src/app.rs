@@ -7,9 +7,9 @@ use crate::context::AppContext;
 use crate::database::{Database, DatabaseError};
 use crate::http;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sincro_core::Shared;
 use sincro_core::seal::{SealError, Sealer};
 use sincro_core::supervision::RestartPolicy;
-use sincro_core::{ActorSettings, Shared};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -148,28 +148,14 @@ impl Application {
             rate_limiter: Default::default(),
             connections: Default::default(),
             database_url: database.url.clone(),
-            sealer: sealer.clone(),
+            sealer,
             node_id: config.node_id.clone(),
             ownership: Arc::new(sincro_core::nodes::ownership::Ownership::new(
                 config.node_id.clone(),
                 config.node_lease,
             )),
             inbox_wake: Default::default(),
-            settings: ActorSettings {
-                fault_injection: options.fault_injection,
-                api_per_user_per_minute: config.api_per_user_per_minute,
-                api_per_ip_per_minute: config.api_per_ip_per_minute,
-                event_retention_hours: config.event_retention_hours,
-                stream_buffer: config.stream_buffer,
-                default_region: config.default_region.clone(),
-                ingest_concurrency: config.ingest_concurrency,
-                graph_api_base: config.graph_api_base.clone(),
-                graph_api_version: config.graph_api_version.clone(),
-                data_dir: config.data_dir.clone(),
-                outbound: config.outbound.clone(),
-                lite: config.lite.clone(),
-                public_url: config.public_url.clone(),
-            },
+            settings: config.actor_settings(options.fault_injection),
             media_fetcher: Arc::new(sincro_core::net_guard::MediaFetcher::new(
                 config.media_fetch_allow.clone(),
             )),
@@ -188,8 +174,6 @@ impl Application {
             tracing::warn!("Lite sessions will be refused: {why}");
         }
         let ctx = Arc::new(AppContext {
-            pool: database.pool.clone(),
-            sealer,
             actors,
             shared,
             metrics: metrics_handle(),
@@ -295,4 +279,20 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutdown requested");
     Ok(app.shutdown().await)
+}
+
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled: `serve` calls it before the daemon starts, so a signal that comes
+/// while it starts (a service manager stopping it at once) stops it gracefully once started
+/// instead of killing it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
 }

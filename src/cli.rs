@@ -4,12 +4,12 @@
 use crate::app::{self, StartError};
 use crate::config::{Config, LogFormat};
 use crate::database::Database;
+use crate::demo::SimCommand;
 use crate::logging;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sincro_core::seal::Sealer;
 use sincro_core::store::users;
-use std::net::SocketAddr;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,36 +76,6 @@ pub enum KeyCommand {
     Revoke { id: uuid::Uuid },
 }
 
-#[derive(Debug, Subcommand)]
-pub enum SimCommand {
-    /// Meta Graph API (WhatsApp Cloud API) simulator.
-    Graph {
-        #[arg(long, default_value = "127.0.0.1:9090")]
-        bind: SocketAddr,
-    },
-    /// WhatsApp Web simulator.
-    Web {
-        #[arg(long, default_value = "127.0.0.1:9091")]
-        bind: SocketAddr,
-    },
-}
-
-/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
-/// future is first polled: `serve` calls it before the daemon starts, so a signal that comes
-/// while it starts (a service manager stopping it at once) stops it gracefully once started
-/// instead of killing it.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
-}
-
 fn config() -> anyhow::Result<Config> {
     let config = Config::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     logging::init(config.log_format, &config.log_filter);
@@ -119,7 +89,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.bind_addr)
                 .await
                 .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
-            let report = app::run(listener, config, shutdown_signal())
+            let report = app::run(listener, config, app::shutdown_signal())
                 .await
                 .map_err(start_error)?;
             if !report.still_running.is_empty() {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sincro_core::ActorSettings;
 /// A value that must never be printed (one type for the whole daemon, kept with the actors).
 pub use sincro_core::secret::Secret;
 
@@ -166,6 +167,16 @@ impl Reader<'_> {
         v
     }
 
+    /// A positive whole number (limits, counts, hours) that fits a `u32`.
+    fn count(&mut self, name: &str, default: u32, what: &str) -> u32 {
+        let v = self.positive(name, default.into(), what);
+        u32::try_from(v).unwrap_or_else(|_| {
+            self.errors
+                .push(format!("{name} must be at most {}", u32::MAX));
+            default
+        })
+    }
+
     fn url(&mut self, name: &str, default: &str) -> String {
         let v = self.get(name).unwrap_or_else(|| default.to_string());
         if !(v.starts_with("http://") || v.starts_with("https://")) {
@@ -209,7 +220,9 @@ impl Config {
             SocketAddr::from(([127, 0, 0, 1], 8080)),
             "an address like 127.0.0.1:8080",
         );
-        let data_dir = PathBuf::from(r.get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        // The actors' defaults, written once in `ActorSettings::default`.
+        let d = ActorSettings::default();
+        let data_dir = r.get("DATA_DIR").map_or(d.data_dir, PathBuf::from);
         let log_format = match r.get("LOG_FORMAT").as_deref() {
             None | Some("text") | Some("pretty") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -247,10 +260,16 @@ impl Config {
         let shutdown_timeout =
             Duration::from_secs(r.positive("SHUTDOWN_TIMEOUT_SECS", 20, "a number of seconds"));
         let max_body_bytes = r.positive("MAX_BODY_BYTES", 1 << 20, "a number of bytes");
-        let api_per_user_per_minute =
-            r.positive("API_RATE_PER_USER_PER_MINUTE", 600, "a whole number") as u32;
-        let api_per_ip_per_minute =
-            r.positive("API_RATE_PER_IP_PER_MINUTE", 1200, "a whole number") as u32;
+        let api_per_user_per_minute = r.count(
+            "API_RATE_PER_USER_PER_MINUTE",
+            d.api_per_user_per_minute,
+            "a whole number",
+        );
+        let api_per_ip_per_minute = r.count(
+            "API_RATE_PER_IP_PER_MINUTE",
+            d.api_per_ip_per_minute,
+            "a whole number",
+        );
         let auth_failures_per_ip_per_minute =
             r.positive("AUTH_FAILURES_PER_IP_PER_MINUTE", 30, "a whole number") as u32;
         let media_url_ttl =
@@ -272,9 +291,16 @@ impl Config {
                 Default::default()
             }
         };
-        let event_retention_hours =
-            r.positive("EVENT_RETENTION_HOURS", 72, "a number of hours") as u32;
-        let stream_buffer = r.positive("STREAM_BUFFER", 1024, "a number of frames") as usize;
+        let event_retention_hours = r.count(
+            "EVENT_RETENTION_HOURS",
+            d.event_retention_hours,
+            "a number of hours",
+        );
+        let stream_buffer = r.positive(
+            "STREAM_BUFFER",
+            d.stream_buffer as u64,
+            "a number of frames",
+        ) as usize;
         let default_region = r.get("DEFAULT_REGION").map(|v| v.to_ascii_uppercase());
         if let Some(region) = &default_region
             && sincro_core::phone::parse_region(region).is_err()
@@ -283,9 +309,13 @@ impl Config {
                 "DEFAULT_REGION={region:?} is not an ISO 3166 alpha-2 region such as BR"
             ));
         }
-        let ingest_concurrency = r.positive("INGEST_CONCURRENCY", 2, "a whole number") as usize;
-        let graph_api_base = r.url("GRAPH_API_BASE", "https://graph.facebook.com");
-        let graph_api_version = r.get("GRAPH_API_VERSION").unwrap_or_else(|| "v23.0".into());
+        let ingest_concurrency = r.positive(
+            "INGEST_CONCURRENCY",
+            d.ingest_concurrency as u64,
+            "a whole number",
+        ) as usize;
+        let graph_api_base = r.url("GRAPH_API_BASE", &d.graph_api_base);
+        let graph_api_version = r.get("GRAPH_API_VERSION").unwrap_or(d.graph_api_version);
         let version_ok = graph_api_version
             .strip_prefix('v')
             .and_then(|v| v.split_once('.'))
@@ -488,6 +518,27 @@ impl Config {
             lite,
             notices,
         })
+    }
+}
+
+impl Config {
+    /// The settings the actors run with: the one place `Config` is turned into them.
+    pub fn actor_settings(&self, fault_injection: bool) -> ActorSettings {
+        ActorSettings {
+            fault_injection,
+            api_per_user_per_minute: self.api_per_user_per_minute,
+            api_per_ip_per_minute: self.api_per_ip_per_minute,
+            event_retention_hours: self.event_retention_hours,
+            stream_buffer: self.stream_buffer,
+            default_region: self.default_region.clone(),
+            ingest_concurrency: self.ingest_concurrency,
+            graph_api_base: self.graph_api_base.clone(),
+            graph_api_version: self.graph_api_version.clone(),
+            data_dir: self.data_dir.clone(),
+            outbound: self.outbound.clone(),
+            lite: self.lite.clone(),
+            public_url: self.public_url.clone(),
+        }
     }
 }
 

@@ -1,19 +1,18 @@
-//! What the HTTP layer shares: configuration, the pool, the sealer and the running tree.
+//! What the HTTP layer shares: configuration, the running tree, what the actors share
+//! (`Shared`: the pool, the sealer, the settings) and the HTTP front's own state.
 
 use crate::config::Config;
-use deadpool_postgres::Pool;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sincro_core::Actors;
-use sincro_core::seal::Sealer;
+use sincro_core::Shared;
 use std::sync::Arc;
 
 pub struct AppContext {
     pub config: Arc<Config>,
-    pub pool: Pool,
-    pub sealer: Arc<Sealer>,
     pub actors: Actors,
-    /// What the actors share (connections registry, settings).
-    pub shared: Arc<sincro_core::Shared>,
+    /// What the actors share (pool, sealer, connections registry, settings); read through
+    /// [`Deref`](std::ops::Deref), so `ctx.pool` is the daemon's one pool, not a copy.
+    pub shared: Arc<Shared>,
     /// The process-wide Prometheus recorder (None if another recorder was installed first).
     pub metrics: Option<PrometheusHandle>,
     /// Failed authentications per client IP, checked before any key is looked up.
@@ -24,4 +23,14 @@ pub struct AppContext {
     pub webhook_routes: crate::http::webhook_routes::RouteCache,
     /// Why Lite sessions cannot start on this machine (no Chromium), found once at start.
     pub chromium_missing: Option<String>,
+}
+
+/// The HTTP context is the daemon's `Shared` plus the HTTP front's own state: handlers read
+/// the shared fields (`ctx.pool`, `ctx.sealer`) through it, so there is one copy of each.
+impl std::ops::Deref for AppContext {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }

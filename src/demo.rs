@@ -1,13 +1,29 @@
 //! `demo`: the daemon with the embedded defaults, both simulators in-process and a demo user,
 //! so a new user can try everything with one command. `sim graph|web` run one simulator alone.
 
-use crate::app::{Application, Options};
-use crate::cli::{SimCommand, shutdown_signal};
+use crate::app::{Application, Options, shutdown_signal};
 use crate::config::Config;
 use anyhow::Context;
+use clap::Subcommand;
 use sincro_core::store::users;
 use sincro_sim::{graph, web};
+use std::net::SocketAddr;
 use tokio::net::TcpListener;
+
+/// The simulators `sim graph|web` runs alone.
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Meta Graph API (WhatsApp Cloud API) simulator.
+    Graph {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        bind: SocketAddr,
+    },
+    /// WhatsApp Web simulator.
+    Web {
+        #[arg(long, default_value = "127.0.0.1:9091")]
+        bind: SocketAddr,
+    },
+}
 
 pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let graph_sim = graph::start(

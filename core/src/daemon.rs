@@ -166,7 +166,7 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
         "rate_limiter",
         false,
         slots.rate_limiter.clone(),
-        move || (RateLimiter, s.clone()),
+        move || (RateLimiter, s.settings.clone()),
     );
     let s = shared.clone();
     let lead_sync = ChildSpec::new("lead_sync", false, slots.lead_sync.clone(), move || {

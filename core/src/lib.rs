@@ -5,10 +5,12 @@
 pub mod business;
 pub mod connection;
 pub mod daemon;
+pub mod digest;
 pub mod hub;
 pub mod ingest;
 pub mod leads;
 pub mod lite;
+pub mod media_store;
 pub mod net_guard;
 pub mod nodes;
 pub mod outbound;
@@ -17,9 +19,11 @@ pub mod private_fs;
 pub mod rate_limiter;
 pub mod seal;
 pub mod secret;
+pub mod settings;
 pub mod shared;
 pub mod store;
 pub mod supervision;
 
 pub use daemon::{Actors, start_tree};
-pub use shared::{ActorSettings, Shared};
+pub use settings::ActorSettings;
+pub use shared::Shared;

@@ -6,18 +6,31 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// Writes `bytes` to `path` (created or truncated) with mode 0600.
-pub async fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut file = tokio::fs::OpenOptions::new()
+/// Opens `path` for writing (created or truncated) with mode 0600.
+async fn create(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .await?;
+        .await
+}
+
+/// Writes `bytes` to `path` (created or truncated) with mode 0600.
+pub async fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = create(path).await?;
     file.write_all(bytes).await?;
     file.flush().await
+}
+
+/// [`write`], then fsync: the bytes are on disk before a rename makes them visible.
+pub async fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = create(path).await?;
+    file.write_all(bytes).await?;
+    file.sync_all().await
 }
 
 /// [`write`] for blocking code.

@@ -17,14 +17,13 @@
 //! governor buckets.
 
 use crate::connection::ConnectionKind;
-use crate::shared::Shared;
+use crate::settings::ActorSettings;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -247,11 +246,6 @@ fn per_minute(n: u32) -> Quota {
     Quota::per_minute(NonZeroU32::new(n.max(1)).expect("n >= 1"))
 }
 
-/// The running RateLimiter of the daemon sharing `shared`, if any.
-pub fn find(shared: &Arc<Shared>) -> Option<ActorRef<RateLimiterMessage>> {
-    shared.rate_limiter.get()
-}
-
 impl RateLimiterState {
     /// Moves the connection's next send slot later by `count` slots (counted from now at
     /// the earliest): the received messages fill the window the sends would have used. For a
@@ -348,20 +342,20 @@ impl RateLimiterState {
 impl Actor for RateLimiter {
     type Msg = RateLimiterMessage;
     type State = RateLimiterState;
-    type Arguments = Arc<Shared>;
+    type Arguments = ActorSettings;
 
     async fn pre_start(
         &self,
         myself: ActorRef<Self::Msg>,
-        shared: Arc<Shared>,
+        settings: ActorSettings,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.send_interval(Duration::from_secs(60), || RateLimiterMessage::Sweep);
-        let outbound = &shared.settings.outbound;
+        let outbound = &settings.outbound;
         let per_recipient = (outbound.pair_burst > 0)
             .then(|| Governor::keyed(quota(outbound.pair_burst, outbound.pair_interval)));
         Ok(RateLimiterState {
-            per_user: Governor::keyed(per_minute(shared.settings.api_per_user_per_minute)),
-            per_ip: Governor::keyed(per_minute(shared.settings.api_per_ip_per_minute)),
+            per_user: Governor::keyed(per_minute(settings.api_per_user_per_minute)),
+            per_ip: Governor::keyed(per_minute(settings.api_per_ip_per_minute)),
             per_connection: HashMap::new(),
             pending_inbound: HashMap::new(),
             per_recipient,

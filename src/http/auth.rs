@@ -231,6 +231,21 @@ async fn check_user_rate(ctx: &AppContext, user: Uuid) -> Result<(), ApiError> {
     ask_limiter(ctx, Some(user), None).await
 }
 
+/// The pre-authentication check as a filter: 429 with `Retry-After` when the client's IP used
+/// up its failed-authentication bucket or its per-IP request rate. Put it before the body.
+pub fn preauth_guard(ctx: Arc<AppContext>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::addr::remote()
+        .and_then(move |remote: Option<SocketAddr>| {
+            let ctx = ctx.clone();
+            async move {
+                let ip = remote.map(|a| a.ip());
+                ctx.preauth.check(ip).map_err(warp::reject::custom)?;
+                check_ip_rate(&ctx, ip).await.map_err(warp::reject::custom)
+            }
+        })
+        .untuple_one()
+}
+
 /// Rejects principals without the admin scope.
 pub fn require_admin(p: &Principal) -> Result<(), ApiError> {
     if p.is_admin {

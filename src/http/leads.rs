@@ -70,7 +70,15 @@ fn lead_json(lead: &Lead) -> Value {
 async fn list(p: Principal, q: LeadQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let (limit, after) = cursor::request(q.limit, q.cursor.as_deref())?;
     let client = ctx.pool.get().await?;
-    let rows = query::list(&client, p.usuario_id, q.phone.as_deref(), after, limit + 1).await?;
+    let rows = query::list(
+        &client,
+        p.usuario_id,
+        q.phone.as_deref(),
+        ctx.shared.settings.default_region.as_deref(),
+        after,
+        limit + 1,
+    )
+    .await?;
     Ok(cursor::page(
         rows,
         limit,

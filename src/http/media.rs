@@ -259,7 +259,7 @@ async fn upload(
                 "send the file's type in Content-Type",
             )
         })?;
-    let (kind, max) = media::kind_of(&mime).ok_or_else(|| {
+    let (kind, max) = kind_of(&mime).ok_or_else(|| {
         ApiError::unprocessable(
             "unsupported_media_type",
             format!("{mime} cannot be sent on WhatsApp (images: JPEG/PNG; audio, video, documents, WebP stickers)"),
@@ -293,7 +293,7 @@ async fn upload(
         None => None,
     };
     let client = ctx.pool.get().await?;
-    let mut row = media::store(
+    let mut row = media_store::store(
         &client,
         &ctx.sealer,
         &ctx.config.data_dir,
@@ -316,7 +316,8 @@ async fn upload(
             Ok(provider) => row.provider_id = Some(provider),
             Err(e) => {
                 // Meta refused it: keep nothing of it.
-                if let Err(cleanup) = media::remove(&client, &ctx.config.data_dir, &row).await {
+                if let Err(cleanup) = media_store::remove(&client, &ctx.config.data_dir, &row).await
+                {
                     tracing::error!(error = %cleanup, "could not remove a refused upload");
                 }
                 return Err(e.into());
@@ -377,7 +378,7 @@ pub fn served_type(stored: &str) -> String {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    match media::kind_of(&base) {
+    match kind_of(&base) {
         Some(_) if base == "text/plain" => "text/plain; charset=utf-8".into(),
         Some(_) => base,
         None => "application/octet-stream".into(),

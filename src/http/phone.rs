@@ -40,7 +40,14 @@ async fn validate(
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
-    match users::read_phone(&client, p.usuario_id, &body.phone, body.region, None).await {
+    match users::read_phone(
+        &client,
+        p.usuario_id,
+        &body.phone,
+        body.region,
+        ctx.shared.settings.default_region.as_deref(),
+    )
+    .await {
         Ok(n) => Ok(json_reply(
             StatusCode::OK,
             &json!({

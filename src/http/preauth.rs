@@ -5,15 +5,14 @@
 //! guessed keys costs no database query. Good requests take nothing from it.
 //!
 //! Any route that authenticates its caller some other way (the webhook's signature) plugs in
-//! with [`guard`] before reading the body and [`PreAuthLimiter::failed`] when the check fails.
+//! with `auth::preauth_guard` before reading the body and [`PreAuthLimiter::failed`] when the
+//! check fails. The limiter knows nothing of the HTTP context, so the context can hold it.
 
 use super::error::ApiError;
-use crate::context::AppContext;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use warp::{Filter, Rejection};
 
 /// Buckets kept at most; past it, full (idle) buckets are forgotten first.
 const MAX_TRACKED: usize = 100_000;
@@ -86,23 +85,6 @@ impl PreAuthLimiter {
             None => Ok(()),
         }
     }
-}
-
-/// The pre-authentication check as a filter: 429 with `Retry-After` when the client's IP used
-/// up its failed-authentication bucket or its per-IP request rate. Put it before the body.
-pub fn guard(ctx: Arc<AppContext>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::addr::remote()
-        .and_then(move |remote: Option<SocketAddr>| {
-            let ctx = ctx.clone();
-            async move {
-                let ip = remote.map(|a| a.ip());
-                ctx.preauth.check(ip).map_err(warp::reject::custom)?;
-                super::auth::check_ip_rate(&ctx, ip)
-                    .await
-                    .map_err(warp::reject::custom)
-            }
-        })
-        .untuple_one()
 }
 
 #[cfg(test)]

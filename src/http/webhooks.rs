@@ -15,6 +15,7 @@ use crate::context::AppContext;
 use bytes::Bytes;
 use sincro_core::business::store;
 use sincro_core::business::webhook;
+use sincro_core::digest::sha256_hex;
 use sincro_core::ingest::inbox;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,8 +90,8 @@ async fn verify(q: HashMap<String, String>, ctx: Arc<AppContext>) -> Result<Resp
         .business_from_env
         .as_ref()
         .and_then(|b| b.verify_token.as_ref())
-        .map(|t| store::sha256_hex(t.expose()));
-    let known = env_token.is_some_and(|h| h == store::sha256_hex(token)) || {
+        .map(|t| sha256_hex(t.expose()));
+    let known = env_token.is_some_and(|h| h == sha256_hex(token)) || {
         let client = ctx.pool.get().await?;
         store::verify_token_known(&client, token).await?
     };

@@ -427,11 +427,11 @@ async fn nul_in_contact_text_is_stored_and_the_batch_goes_on() {
     );
 
     // A document's file name with NUL is stored in clear too.
-    let row = sincro_core::business::media::store(
+    let row = sincro_core::media_store::store(
         &client,
         &app.app().context().shared.sealer,
         &app.app().context().shared.settings.data_dir,
-        sincro_core::business::media::NewMedia {
+        sincro_core::media_store::NewMedia {
             usuario_id: a,
             connection_id: Some(conn_a),
             direction: "inbound",

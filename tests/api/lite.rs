@@ -590,16 +590,20 @@ async fn lite_inbound_outbound_media_and_acks() {
 
     // Outbound document by media id.
     let pdf = b"%PDF-1.4 sincro lite document".to_vec();
-    let stored = sincro_core::lite::media::store_inbound(
-        lite.app.pool(),
+    let stored = sincro_core::media_store::store(
+        &lite.app.pool().get().await.unwrap(),
         &lite.app.app().context().sealer,
         &lite.data_dir,
-        lite.user,
-        conn,
+        sincro_core::media_store::NewMedia {
+            usuario_id: lite.user,
+            connection_id: Some(conn),
+            direction: "inbound",
+            mime_type: "application/pdf",
+            filename: Some("orcamento.pdf"),
+            provider_id: None,
+            message_id: None,
+        },
         &pdf,
-        "application/pdf",
-        Some("orcamento.pdf"),
-        None,
     )
     .await
     .unwrap();

@@ -6,6 +6,7 @@
 //! connected numbers ([`store`]). The supervisor is `crate::business::supervisor`; the rest of
 //! the daemon calls it and its numbers through [`handle`].
 
+mod callback;
 pub mod classify;
 pub mod connect;
 pub mod demo;
@@ -50,6 +51,17 @@ pub enum BusinessError {
     /// The number's actor did not answer in time.
     #[error("the number did not answer within {0:?}")]
     TimedOut(std::time::Duration),
+}
+
+impl From<crate::media_store::MediaError> for BusinessError {
+    fn from(e: crate::media_store::MediaError) -> Self {
+        use crate::media_store::MediaError;
+        match e {
+            MediaError::Store(s) => BusinessError::Store(s),
+            MediaError::Seal(s) => BusinessError::Seal(s),
+            MediaError::Io(m) => BusinessError::Io(m),
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for BusinessError {

@@ -13,13 +13,14 @@
 
 use super::classify::{self, Attempt, Reaction};
 use super::graph::{GraphClient, GraphError};
-use super::media::{self, MAX_MEDIA_BYTES, NewMedia};
+use super::media::digest_matches;
 use super::send;
 use super::store::{self, NumberRecord, status};
 use super::templates::{self, SyncReport};
 use super::{BusinessError, GraphSettings};
 use crate::connection::{ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome};
-use crate::rate_limiter::{self, RateLimiterMessage};
+use crate::media_store::{self, MAX_MEDIA_BYTES, NewMedia};
+use crate::rate_limiter::RateLimiterMessage;
 use crate::shared::Shared;
 use crate::store::alerts::{NewAlert, Severity};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -197,7 +198,7 @@ impl Inner {
                             .or_default() += 1;
                     }
                     Reaction::Throughput => {
-                        if let Some(limiter) = rate_limiter::find(&self.shared) {
+                        if let Some(limiter) = self.shared.rate_limiter.get() {
                             let _ = limiter.cast(RateLimiterMessage::Refused {
                                 connection: self.record.connection_id,
                             });
@@ -262,7 +263,7 @@ impl Inner {
         client: &deadpool_postgres::Client,
         id: Uuid,
     ) -> Result<String, BusinessError> {
-        let row = media::get(client, self.record.usuario_id, id)
+        let row = media_store::get(client, self.record.usuario_id, id)
             .await?
             .ok_or(BusinessError::NotFound)?;
         if let Some(p) = &row.provider_id
@@ -270,7 +271,8 @@ impl Inner {
         {
             return Ok(p.clone());
         }
-        let data = media::read(&self.shared.sealer, &self.shared.settings.data_dir, &row).await?;
+        let data =
+            media_store::read(&self.shared.sealer, &self.shared.settings.data_dir, &row).await?;
         let provider = match self
             .client
             .upload_media(
@@ -284,7 +286,7 @@ impl Inner {
             Ok(p) => p,
             Err(e) => return Err(self.on_error(e).await),
         };
-        media::set_provider_id(client, id, self.record.connection_id, &provider).await?;
+        media_store::set_provider_id(client, id, self.record.connection_id, &provider).await?;
         Ok(provider)
     }
 
@@ -402,7 +404,10 @@ impl Inner {
             return Ok(());
         };
         let message_id: Uuid = row.get(0);
-        if media::for_message(&client, message_id).await?.is_some() {
+        if media_store::for_message(&client, message_id)
+            .await?
+            .is_some()
+        {
             return Ok(());
         }
         let info = match self.client.media_info(media_id, &r.phone_number_id).await {
@@ -419,11 +424,7 @@ impl Inner {
             info.sha256.as_deref(),
             details.get("media_sha256").and_then(Value::as_str),
         ];
-        if expected
-            .iter()
-            .flatten()
-            .any(|d| !media::digest_matches(&data, d))
-        {
+        if expected.iter().flatten().any(|d| !digest_matches(&data, d)) {
             return Err(BusinessError::Invalid(format!(
                 "media {media_id} does not match its SHA-256"
             )));
@@ -438,7 +439,7 @@ impl Inner {
             })
             .or(content_type)
             .unwrap_or_else(|| "application/octet-stream".into());
-        let stored = media::store(
+        let stored = media_store::store(
             &client,
             &self.shared.sealer,
             &self.shared.settings.data_dir,

@@ -3,6 +3,7 @@
 //! template), templates only when approved, and the Cloud API body built from the API's
 //! message (`messaging_product`, `recipient_type`, `to` added; unknown top-level keys dropped).
 
+use super::callback;
 use crate::connection::{OutboundMessage, SendOutcome};
 use crate::phone;
 use deadpool_postgres::GenericClient;
@@ -69,20 +70,8 @@ pub fn request_body(msg: &OutboundMessage) -> Result<Value, SendOutcome> {
     // Meta echoes it on every status of the message: a send whose answer was lost is
     // recognised by its `sent` status (unless the caller set their own).
     out.entry("biz_opaque_callback_data")
-        .or_insert_with(|| json!(callback_data(msg.message_id)));
+        .or_insert_with(|| json!(callback::data(msg.message_id)));
     Ok(Value::Object(out))
-}
-
-const CALLBACK_PREFIX: &str = "sincro:";
-
-/// The `biz_opaque_callback_data` a send of message `id` carries.
-pub fn callback_data(id: Uuid) -> String {
-    format!("{CALLBACK_PREFIX}{id}")
-}
-
-/// The message id in a `biz_opaque_callback_data` this daemon set.
-pub fn callback_message_id(data: &str) -> Option<Uuid> {
-    data.strip_prefix(CALLBACK_PREFIX)?.parse().ok()
 }
 
 /// Whether the contact wrote to this connection within the last 24 hours (`to` in any
@@ -191,10 +180,10 @@ mod tests {
                    "biz_opaque_callback_data":"sincro:00000000-0000-0000-0000-000000000000"})
         );
         assert_eq!(
-            callback_message_id("sincro:00000000-0000-0000-0000-000000000000"),
+            callback::message_id("sincro:00000000-0000-0000-0000-000000000000"),
             Some(Uuid::nil())
         );
-        assert_eq!(callback_message_id("crm-msg-42"), None);
+        assert_eq!(callback::message_id("crm-msg-42"), None);
         // The caller's own callback data is kept (and its sends are not resolved by it).
         let mut own = m.clone();
         own.body["biz_opaque_callback_data"] = json!("crm-msg-42");

@@ -19,7 +19,6 @@ use crate::secret::Secret;
 use crate::store::events;
 use deadpool_postgres::GenericClient;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// `connection_status` values of a Business number.
@@ -64,13 +63,6 @@ pub struct NumberInfo {
     pub quality_rating: Option<String>,
 }
 
-pub fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn business_config(sealer: &Sealer, c: &Credentials, info: &NumberInfo) -> Value {
     json!({
         "phone_number_id": c.phone_number_id,
@@ -81,7 +73,7 @@ fn business_config(sealer: &Sealer, c: &Credentials, info: &NumberInfo) -> Value
         "access_token": sealer.seal_str(Purpose::Secret, c.access_token.expose()),
         "app_secret": sealer.seal_str(Purpose::Secret, c.app_secret.expose()),
         "verify_token": sealer.seal_str(Purpose::Secret, c.verify_token.expose()),
-        "verify_token_sha256": sha256_hex(c.verify_token.expose()),
+        "verify_token_sha256": crate::digest::sha256_hex(c.verify_token.expose()),
     })
 }
 
@@ -313,7 +305,7 @@ pub async fn verify_token_known(
                 "SELECT EXISTS (SELECT 1 FROM configuracion_mensajeria_usuario
                  WHERE {ACTIVE} AND configuracion->'business_config'->>'verify_token_sha256' = $1)"
             ),
-            &[&sha256_hex(token)],
+            &[&crate::digest::sha256_hex(token)],
         )
         .await
         .map_err(crate::store::StoreError::from)?;

@@ -16,7 +16,7 @@ pub fn verify_signature(app_secret: &str, body: &[u8], header: &str) -> bool {
     let Some(hex) = header.trim().strip_prefix("sha256=") else {
         return false;
     };
-    let Some(tag) = decode_hex(hex) else {
+    let Some(tag) = crate::digest::decode_hex(hex).filter(|t| t.len() == 32) else {
         return false;
     };
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes()) else {
@@ -31,20 +31,7 @@ pub fn sign(app_secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes()).expect("any key length");
     mac.update(body);
     let tag = mac.finalize().into_bytes();
-    format!(
-        "sha256={}",
-        tag.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    )
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() != 64 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    format!("sha256={}", crate::digest::hex(&tag))
 }
 
 /// The phone_number_ids (`metadata.phone_number_id`) and WABA ids (`entry[].id`) a payload
@@ -424,7 +411,7 @@ pub fn status_update(usuario_id: Uuid, connection_id: Uuid, s: &Value) -> Option
     let message_id = s
         .get("biz_opaque_callback_data")
         .and_then(Value::as_str)
-        .and_then(crate::business::send::callback_message_id);
+        .and_then(super::callback::message_id);
     Some(StatusUpdate {
         usuario_id,
         connection_id,

@@ -40,22 +40,7 @@ pub async fn ingest_batch(
     let mut users: Vec<Uuid> = messages.iter().map(|m| m.usuario_id).collect();
     users.sort();
     users.dedup();
-    let mut regions: HashMap<Uuid, Option<String>> = HashMap::new();
-    if !users.is_empty() {
-        for row in tx
-            .query(
-                "SELECT id, default_region FROM usuarios WHERE id = ANY($1)",
-                &[&users],
-            )
-            .await?
-        {
-            let region: Option<String> = row.get(1);
-            regions.insert(
-                row.get(0),
-                region.or_else(|| default_region.map(String::from)),
-            );
-        }
-    }
+    let regions = crate::store::users::regions(&tx, &users, default_region).await?;
 
     // Contacts: the sender's WhatsApp id is its identity, whatever libphonenumber thinks of
     // it: no message is left out for its sender's number. WhatsApp ids are international.

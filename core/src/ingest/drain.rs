@@ -15,11 +15,11 @@
 //! is committed ([`super::inbox::wake`]).
 
 use super::dead_letter::{self, NewDeadLetter};
-use super::inbox::{LiteBody, SOURCE_LITE, SOURCE_META};
+use super::inbox::{LiteBody, SOURCE_LITE, SOURCE_META, Tagged};
 use super::{InboundItem, IngestError, IngestReport};
 use crate::business::BusinessError;
 use crate::business::inbox::{self as meta, MediaToFetch, MetaRow};
-use crate::rate_limiter::{self, RateLimiterMessage};
+use crate::rate_limiter::RateLimiterMessage;
 use crate::seal::Purpose;
 use crate::shared::Shared;
 use crate::store::alerts::{NewAlert, Severity};
@@ -33,31 +33,6 @@ use uuid::Uuid;
 pub const BATCH_ROWS: i64 = 100;
 /// How often the poller looks when nobody woke it.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
-
-/// One item with the inbox row it came from.
-#[derive(Debug, Clone)]
-pub struct Tagged {
-    pub inbox_id: i64,
-    pub source: &'static str,
-    pub item: InboundItem,
-}
-
-impl Tagged {
-    fn dead_letter(&self, reason: String) -> NewDeadLetter {
-        let (usuario_id, connection_id, external_id) = match &self.item {
-            InboundItem::Message(m) => (m.usuario_id, m.connection_id, &m.external_id),
-            InboundItem::Status(s) => (s.usuario_id, s.connection_id, &s.external_id),
-        };
-        NewDeadLetter {
-            inbox_id: self.inbox_id,
-            source: self.source.into(),
-            usuario_id: Some(usuario_id),
-            connection_id: Some(connection_id),
-            external_id: Some(external_id.clone()),
-            reason,
-        }
-    }
-}
 
 /// What one step did.
 #[derive(Debug, Default)]
@@ -322,7 +297,7 @@ impl Actor for InboxPoller {
 /// fetch, and one alert per user whose items were dead-lettered.
 fn after_step(shared: &Arc<Shared>, media: &MediaSink, r: DrainReport) {
     if !r.recent_inbound.is_empty()
-        && let Some(limiter) = rate_limiter::find(shared)
+        && let Some(limiter) = shared.rate_limiter.get()
     {
         for (connection, count) in r.recent_inbound {
             let _ = limiter.cast(RateLimiterMessage::Inbound { connection, count });

@@ -4,6 +4,7 @@
 //! `lite`), so neither a crashed browser nor a store outage after that moment loses a message.
 //! The inbox drain ([`super::drain`]) turns both into stored messages.
 
+use super::dead_letter::NewDeadLetter;
 use super::model::InboundItem;
 use crate::seal::{Purpose, Sealer};
 use crate::shared::Shared;
@@ -71,4 +72,29 @@ pub async fn store_meta(
 /// next poll.
 pub fn wake(shared: &Shared) {
     shared.inbox_wake.notify_one();
+}
+
+/// One item with the inbox row it came from.
+#[derive(Debug, Clone)]
+pub struct Tagged {
+    pub inbox_id: i64,
+    pub source: &'static str,
+    pub item: InboundItem,
+}
+
+impl Tagged {
+    pub(crate) fn dead_letter(&self, reason: String) -> NewDeadLetter {
+        let (usuario_id, connection_id, external_id) = match &self.item {
+            InboundItem::Message(m) => (m.usuario_id, m.connection_id, &m.external_id),
+            InboundItem::Status(s) => (s.usuario_id, s.connection_id, &s.external_id),
+        };
+        NewDeadLetter {
+            inbox_id: self.inbox_id,
+            source: self.source.into(),
+            usuario_id: Some(usuario_id),
+            connection_id: Some(connection_id),
+            external_id: Some(external_id.clone()),
+            reason,
+        }
+    }
 }

@@ -73,18 +73,19 @@ fn lead(row: &Row) -> Lead {
 }
 
 /// Up to `limit` leads of the user older than `after`, newest first; only the lead of `phone`
-/// when given.
+/// when given (read in the user's region, else `default_region`).
 pub async fn list(
     client: &impl GenericClient,
     usuario_id: Uuid,
     phone: Option<&str>,
+    default_region: Option<&str>,
     after: Option<(OffsetDateTime, Uuid)>,
     limit: i64,
 ) -> Result<Vec<Lead>, LeadQueryError> {
     let phone = match phone {
         None => None,
         Some(raw) => {
-            let n = users::read_phone(client, usuario_id, raw, None, None).await?;
+            let n = users::read_phone(client, usuario_id, raw, None, default_region).await?;
             // Leads are keyed by the contact key (WhatsApp's spellings folded in).
             Some(contact_key(&n.e164, None).key)
         }

@@ -71,14 +71,7 @@ impl Actor for LeadSync {
 async fn merge(shared: &Shared, usuario_id: Uuid) -> Result<usize, crate::store::StoreError> {
     let mut client = shared.pool.get().await?;
     let tx = client.transaction().await?;
-    let region: Option<String> = tx
-        .query_opt(
-            "SELECT default_region FROM usuarios WHERE id = $1",
-            &[&usuario_id],
-        )
-        .await?
-        .and_then(|r| r.get(0))
-        .or_else(|| shared.settings.default_region.clone());
+    let region = shared.user_region(&tx, usuario_id).await?;
     let merged = leads::merge_duplicates(&tx, usuario_id, region.as_deref()).await?;
     let count = merged
         .iter()

@@ -18,9 +18,8 @@
 
 use super::LiteError;
 use super::bridge::{self, PageMessage};
-use super::media::MAX_MEDIA_BYTES;
-use crate::business::media::{self as stored_media, NewMedia};
 use crate::ingest::{Estado, InboundItem, InboundMessage, MessageKind, StatusUpdate, inbox};
+use crate::media_store::{self, MAX_MEDIA_BYTES, NewMedia};
 use crate::shared::Shared;
 use crate::store::StoreError;
 use base64::Engine as _;
@@ -294,7 +293,7 @@ async fn fetch_and_link(
         return Ok(());
     }
     let client = shared.pool.get().await.map_err(StoreError::from)?;
-    let existing = stored_media::for_message(&client, message_id)
+    let existing = media_store::for_message(&client, message_id)
         .await
         .map_err(|e| LiteError::Invalid(e.to_string()))?;
     let media_id = match existing {
@@ -308,7 +307,7 @@ async fn fetch_and_link(
                 .mimetype
                 .clone()
                 .unwrap_or_else(|| "application/octet-stream".into());
-            stored_media::store(
+            media_store::store(
                 &client,
                 &shared.sealer,
                 &shared.settings.data_dir,

@@ -14,7 +14,6 @@ use crate::store::StoreError;
 use crate::store::events::{self, NewEvent};
 use deadpool_postgres::GenericClient;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -99,7 +98,7 @@ pub async fn template_status(
 
 /// SHA-256 of the canonical request, stored with an `Idempotency-Key`.
 pub fn request_hash(canonical: &str) -> Vec<u8> {
-    Sha256::digest(canonical.as_bytes()).to_vec()
+    crate::digest::sha256(canonical).to_vec()
 }
 
 /// What an `Idempotency-Key` already stands for.

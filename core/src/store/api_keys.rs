@@ -11,7 +11,6 @@ use super::{Client, StoreError};
 use crate::secret::Secret;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -108,7 +107,7 @@ pub struct NewApiKey {
 }
 
 fn hash(key: &str) -> Vec<u8> {
-    Sha256::digest(key.as_bytes()).to_vec()
+    crate::digest::sha256(key).to_vec()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -125,7 +124,7 @@ pub fn prefix_of(key: &str) -> Option<&str> {
 fn new_material() -> (String, String) {
     let prefix_bytes: [u8; 6] = rand::random();
     let secret: [u8; 32] = rand::random();
-    let prefix: String = prefix_bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let prefix = crate::digest::hex(&prefix_bytes);
     let plaintext = format!("swk_{prefix}_{}", URL_SAFE_NO_PAD.encode(secret));
     (prefix, plaintext)
 }

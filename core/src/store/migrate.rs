@@ -3,7 +3,6 @@
 //! PostgreSQL advisory lock, and a migration edited after it was applied is refused.
 
 use super::StoreError;
-use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
 /// One embedded migration.
@@ -86,14 +85,7 @@ fn checksum(sql: &str) -> String {
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))
         .collect();
-    hex_sha256(&statements.join("\n"))
-}
-
-fn hex_sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(statements.join("\n"))
 }
 
 /// Checksums of the whole text (comments included) that releases before [`checksum`] left

@@ -5,6 +5,11 @@
 use super::{Client, StoreError, api_keys};
 use crate::phone::{self, NormalizedPhone, PhoneError};
 use deadpool_postgres::GenericClient;
+//! each user's phone region, the one place `DEFAULT_REGION` is applied to it.
+
+use super::{Client, StoreError, api_keys};
+use deadpool_postgres::GenericClient;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 #[derive(Debug)]
@@ -145,22 +150,8 @@ pub async fn set_default_region(
     Ok(region)
 }
 
-/// The user's default phone region, if set.
-pub async fn default_region(
-    client: &impl GenericClient,
-    usuario_id: Uuid,
-) -> Result<Option<String>, StoreError> {
-    Ok(client
-        .query_opt(
-            "SELECT default_region FROM usuarios WHERE id = $1",
-            &[&usuario_id],
-        )
-        .await?
-        .and_then(|r| r.get(0)))
-}
-
 /// The region a number the user typed is read in: the one the request names, else the
-/// user's default, else `fallback` (the daemon's `DEFAULT_REGION`, where the route uses it).
+/// user's default, else `fallback` (the daemon's `DEFAULT_REGION`).
 /// The store is read only when the request names none.
 pub async fn region_for(
     client: &impl GenericClient,
@@ -170,9 +161,7 @@ pub async fn region_for(
 ) -> Result<Option<String>, StoreError> {
     Ok(match given {
         Some(r) => Some(r),
-        None => default_region(client, usuario_id)
-            .await?
-            .or_else(|| fallback.map(str::to_string)),
+        None => region(client, usuario_id, fallback).await?,
     })
 }
 
@@ -186,4 +175,40 @@ pub async fn read_phone(
 ) -> Result<NormalizedPhone, UserError> {
     let region = region_for(client, usuario_id, given, fallback).await?;
     phone::normalize(raw, region.as_deref()).map_err(UserError::InvalidPhone)
+/// The region national-format numbers of each of `users` are read in: the user's own
+/// `default_region`, else `fallback` (`DEFAULT_REGION`). Users not found are left out. Every
+/// reader of a user's region comes here, so none forgets the fallback.
+pub async fn regions(
+    client: &impl GenericClient,
+    users: &[Uuid],
+    fallback: Option<&str>,
+) -> Result<HashMap<Uuid, Option<String>>, StoreError> {
+    if users.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = client
+        .query(
+            "SELECT id, default_region FROM usuarios WHERE id = ANY($1)",
+            &[&users],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let own: Option<String> = row.get(1);
+            (row.get(0), own.or_else(|| fallback.map(String::from)))
+        })
+        .collect())
+}
+
+/// [`regions`] for one user (`fallback` when the user has none).
+pub async fn region(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+    fallback: Option<&str>,
+) -> Result<Option<String>, StoreError> {
+    Ok(regions(client, &[usuario_id], fallback)
+        .await?
+        .remove(&usuario_id)
+        .unwrap_or_else(|| fallback.map(String::from)))
 }

@@ -47,6 +47,8 @@ impl Media {
         }
     }
 
+    /// Its own hex, not the daemon's `sincro_core::digest`: the simulator checks the daemon
+    /// independently.
     pub fn sha256_hex(&self) -> String {
         self.sha256.iter().map(|b| format!("{b:02x}")).collect()
     }

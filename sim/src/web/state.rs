@@ -286,6 +286,8 @@ fn new_pairing_code() -> String {
         .collect()
 }
 
+/// Its own copy, not the daemon's `sincro_core::digest`: the simulator checks the daemon
+/// independently.
 fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)
         .iter()

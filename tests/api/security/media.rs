@@ -5,7 +5,7 @@
 
 use crate::helpers::{TestApp, expect_error, spawn_app};
 use serde_json::Value;
-use sincro_core::business::media::{self, NewMedia};
+use sincro_core::media_store::{self as media, NewMedia};
 use uuid::Uuid;
 
 async fn inbound_html(app: &TestApp, user: Uuid) -> Uuid {

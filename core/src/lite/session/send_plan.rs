@@ -3,7 +3,7 @@
 //! for the Dispatcher ([`SendOutcome`]). [`super::send`] does the I/O between them.
 
 use crate::connection::SendOutcome;
-use crate::lite::media::MAX_MEDIA_BYTES;
+use crate::media_store::MAX_MEDIA_BYTES;
 use crate::lite::{LiteError, Status};
 use serde_json::{Value, json};
 use std::time::Duration;
