@@ -97,6 +97,21 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
     let data_dir = tempfile::tempdir().expect("tempdir");
     let mut env = base_env(&database_url, data_dir.path());
     customize(&mut env);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    build_app(env, database_url, data_dir, http).await
+}
+
+/// Starts a daemon from `env` on port 0 with fast restarts and fault injection: the one
+/// start-up path of [`spawn_app_with`] and [`spawn_app_sharing`].
+async fn build_app(
+    env: HashMap<String, String>,
+    database_url: String,
+    data_dir: tempfile::TempDir,
+    http: reqwest::Client,
+) -> TestApp {
     let config = Config::from_map(&env).expect("test configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let options = Options {
@@ -111,10 +126,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
         app: Some(app),
         database_url,
         env,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap(),
+        http,
         _data_dir: data_dir,
     }
 }
@@ -204,23 +216,13 @@ pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
         "NODE_ID".into(),
         format!("test-{}", Uuid::new_v4().simple()),
     );
-    let config = Config::from_map(&env).expect("test configuration");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let options = Options {
-        restart_policy: fast_restarts(),
-        fault_injection: true,
-    };
-    let app = Application::build(config, listener, options)
-        .await
-        .expect("second application starts");
-    TestApp {
-        base: format!("http://{}", app.addr()),
-        app: Some(app),
-        database_url: other.database_url.clone(),
+    build_app(
         env,
-        http: other.http.clone(),
-        _data_dir: data_dir,
-    }
+        other.database_url.clone(),
+        data_dir,
+        other.http.clone(),
+    )
+    .await
 }
 
 impl TestApp {
@@ -420,5 +422,35 @@ impl TestApp {
     ) -> i64 {
         let client = self.pool().get().await.unwrap();
         client.query_one(sql, params).await.unwrap().get(0)
+    }
+}
+
+impl TestApp {
+    /// Waits until this node has heartbeated `rounds` more times: each round renews its leases
+    /// and has it reconcile what it runs. A check that something did NOT happen waits for the
+    /// rounds in which it would have happened, not for a fixed time.
+    pub async fn heartbeat_rounds(&self, rounds: usize) {
+        let node = self.env["NODE_ID"].clone();
+        let client = self.pool().get().await.unwrap();
+        let mut since: f64 = client
+            .query_one("SELECT extract(epoch FROM now())::float8", &[])
+            .await
+            .unwrap()
+            .get(0);
+        for round in 0..rounds {
+            let beat = eventually(Duration::from_secs(30), || async {
+                let at: f64 = client
+                    .query_one(
+                        "SELECT extract(epoch FROM heartbeat_at)::float8 FROM nodes WHERE id = $1",
+                        &[&node],
+                    )
+                    .await
+                    .ok()?
+                    .get(0);
+                (at > since).then_some(at)
+            })
+            .await;
+            since = beat.unwrap_or_else(|| panic!("node {node} missed heartbeat {round}"));
+        }
     }
 }

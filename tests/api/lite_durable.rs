@@ -170,7 +170,7 @@ async fn lite_messages_sent_while_the_browser_is_down_arrive_when_it_is_back() {
 }
 
 #[tokio::test]
-async fn lite_kill9_one_second_after_working_comes_back_without_qr() {
+async fn lite_kill9_right_after_working_comes_back_without_qr() {
     let _turn = CHROMIUM.lock().await;
     // No profile snapshot before the crash: the login must come back from the kept storage.
     let Some(lite) = crate::lite::lite_app_with(|env| {
@@ -182,7 +182,21 @@ async fn lite_kill9_one_second_after_working_comes_back_without_qr() {
     };
     let id = lite.working_session(ACCOUNT).await;
     let qrs = lite.events("session.qr").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Killed as soon as the login storage is kept (at WORKING), before Chromium may have
+    // written its own copy to the profile.
+    let kept = eventually(Duration::from_secs(20), || async {
+        let n = lite
+            .app
+            .count(
+                "SELECT count(*) FROM whatsapp_lite_sessions
+                 WHERE id = $1 AND login_storage_at IS NOT NULL",
+                &[&id.parse::<Uuid>().unwrap()],
+            )
+            .await;
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(kept.is_some(), "the login storage was never kept");
     let killed = kill_browser(&lite, &id).await;
     let back = working_again(&lite, &id, killed).await;
     assert_eq!(back["phone"], format!("+{ACCOUNT}"));

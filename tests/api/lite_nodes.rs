@@ -44,7 +44,7 @@ async fn lite_two_nodes_one_browser_forwarded_stop_and_takeover() {
     lite.link(&id, ACCOUNT).await;
     lite.wait_snapshot(&id).await;
     let qrs = lite.events("session.qr").await;
-    tokio::time::sleep(Duration::from_secs(2)).await; // B's reconcile rounds pass
+    b.heartbeat_rounds(2).await; // B's reconcile rounds pass
     assert!(!lite.browsers().is_empty(), "A runs the browser");
     assert!(live_under(&b_dir).is_empty(), "B runs none");
 

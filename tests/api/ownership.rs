@@ -129,7 +129,8 @@ async fn ownership_a_taken_lease_stops_sending_until_it_is_free_again() {
     .expect("the lane stopped");
     let stopped_at = f.seen().len();
     assert!(stopped_at < 60, "all sent before the lease was taken");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Two more renewal rounds, in which a node ignoring the lost lease would send again.
+    app.heartbeat_rounds(2).await;
     assert_eq!(f.seen().len(), stopped_at, "sent without the lease");
 
     // Act: the other node goes away; its lease is deleted with it.

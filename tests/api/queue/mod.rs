@@ -5,6 +5,8 @@
 mod api;
 mod dispatch;
 pub mod fake;
+mod leases;
+mod limits;
 mod sim;
 
 use crate::helpers::{TestApp, eventually};
@@ -128,6 +130,13 @@ pub async fn outbox_states(app: &TestApp) -> std::collections::HashMap<String, i
         .collect()
 }
 
+/// Quick retries, for tests that wait through a few of them.
+pub fn fast_retries(env: &mut std::collections::HashMap<String, String>) {
+    env.insert("RETRY_BASE_MS".into(), "50".into());
+    env.insert("API_RATE_PER_USER_PER_MINUTE".into(), "100000".into());
+    env.insert("API_RATE_PER_IP_PER_MINUTE".into(), "100000".into());
+}
+
 /// A distinct recipient per `i`.
 pub fn recipient(i: usize) -> String {
     format!("+551198765{:04}", i)
@@ -169,4 +178,14 @@ pub async fn dispatcher_stats(app: &TestApp) -> sincro_core::outbound::dispatche
         Ok(ractor::rpc::CallResult::Success(s)) => s,
         _ => panic!("no dispatcher stats"),
     }
+}
+
+/// Waits until the Dispatcher holds no claimed row and has no send in flight.
+pub async fn lane_idle(app: &TestApp) {
+    let idle = eventually(Duration::from_secs(15), || async {
+        let s = dispatcher_stats(app).await;
+        (s.held == 0 && s.sending == 0).then_some(())
+    })
+    .await;
+    assert!(idle.is_some(), "the Dispatcher never went idle");
 }

@@ -1,0 +1,293 @@
+//! Leads through Ingest: spellings of one number merge into one lead, duplicates merge on
+//! request, profile changes keep their history, senders without a placeable number, and the
+//! default region's validation.
+
+use super::{events, text};
+use crate::helpers::{expect_error, spawn_app};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+#[tokio::test]
+async fn three_spellings_of_one_number_merge_into_one_lead() {
+    // Arrange: the CRM has three leads typed three ways, region BR.
+    let mut app = spawn_app().await;
+    let (user, key) = app.user("merge@example.com", false).await;
+    let client = app.pool().get().await.unwrap();
+    client
+        .execute(
+            "UPDATE usuarios SET default_region = 'BR' WHERE id = $1",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for (phone, email) in [
+        ("+55 11 98765-4321", None),
+        ("5511987654321", Some("ana@example.com")),
+        ("(11) 98765-4321", None),
+    ] {
+        let id: Uuid = client
+            .query_one(
+                "INSERT INTO leads (usuario_id, nombre, telefono, email, origen) VALUES ($1, 'Ana CRM', $2, $3, 'CRM') RETURNING id",
+                &[&user, &phone, &email],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        ids.push(id);
+    }
+    let conn = app.connection(user, "business").await;
+    // Act: a WhatsApp message from that number.
+    let report = app
+        .ingest(vec![text(
+            user,
+            conn,
+            "wamid.m1",
+            "+5511987654321",
+            "Ana WA",
+            "oi",
+        )])
+        .await;
+    // Assert
+    assert_eq!(report.leads_created, 0);
+    assert_eq!(report.leads_merged, 2);
+    let live: Vec<(Uuid, String, Option<String>)> = client
+        .query(
+            "SELECT id, telefono, email FROM leads WHERE usuario_id = $1 AND merged_into IS NULL",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    let (survivor, telefono, email) = &live[0];
+    assert_eq!(telefono, "+5511987654321");
+    assert_eq!(*survivor, ids[0], "the oldest lead survives");
+    assert_eq!(
+        email.as_deref(),
+        Some("ana@example.com"),
+        "fields carried over"
+    );
+    let merged: i64 = client
+        .query_one(
+            "SELECT count(*) FROM leads WHERE merged_into = $1",
+            &[survivor],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(merged, 2);
+    let conv_lead: Uuid = client
+        .query_one(
+            "SELECT lead_id FROM conversaciones WHERE usuario_id = $1",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(conv_lead, *survivor);
+    let evs = events(&app, user).await;
+    let merged_ev = evs
+        .iter()
+        .find(|e| e.1 == "lead.merged")
+        .expect("lead.merged event");
+    assert_eq!(merged_ev.2["lead_id"], json!(survivor));
+    assert_eq!(merged_ev.2["merged_ids"].as_array().unwrap().len(), 2);
+    // The API finds the lead by any spelling.
+    let found: Value = app
+        .get("/v1/leads?phone=(11)%2098765-4321", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["items"].as_array().unwrap().len(), 1);
+    assert_eq!(found["items"][0]["id"], json!(survivor));
+    drop(client);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn merge_duplicates_on_request() {
+    let mut app = spawn_app().await;
+    let (user, key) = app.user("merge2@example.com", false).await;
+    let client = app.pool().get().await.unwrap();
+    for phone in ["+55 21 91234-5678", "5521912345678", "+5511987654321"] {
+        client
+            .execute(
+                "INSERT INTO leads (usuario_id, telefono) VALUES ($1, $2)",
+                &[&user, &phone],
+            )
+            .await
+            .unwrap();
+    }
+    let resp: Value = app
+        .post("/v1/leads/merge-duplicates", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resp["merged"], 1);
+    let live: i64 = client
+        .query_one(
+            "SELECT count(*) FROM leads WHERE usuario_id = $1 AND merged_into IS NULL",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(live, 2);
+    let audited: i64 = client
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE usuario_id = $1 AND action = 'lead.merge_duplicates'",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1);
+    drop(client);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn profile_changes_are_kept_with_history() {
+    let mut app = spawn_app().await;
+    let (user, _) = app.user("profile@example.com", false).await;
+    let conn = app.connection(user, "lite").await;
+    app.ingest(vec![text(user, conn, "m1", "+5511987654321", "Ana", "1")])
+        .await;
+    app.ingest(vec![text(
+        user,
+        conn,
+        "m2",
+        "+5511987654321",
+        "Ana Souza",
+        "2",
+    )])
+    .await;
+    let row = app
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT nombre, metadata FROM leads WHERE usuario_id = $1",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "Ana Souza");
+    let meta: Value = row.get(1);
+    assert_eq!(meta["profile"]["name"], "Ana Souza");
+    assert_eq!(meta["profile_history"][0]["profile"]["name"], "Ana");
+    // A name the CRM user typed is kept; the profile still updates.
+    app.pool()
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE leads SET nombre = 'Cliente VIP' WHERE usuario_id = $1",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    app.ingest(vec![text(
+        user,
+        conn,
+        "m3",
+        "+5511987654321",
+        "Ana S.",
+        "3",
+    )])
+    .await;
+    let row = app
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT nombre, metadata FROM leads WHERE usuario_id = $1",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "Cliente VIP");
+    assert_eq!(row.get::<_, Value>(1)["profile"]["name"], "Ana S.");
+    let evs = events(&app, user).await;
+    assert_eq!(evs.iter().filter(|e| e.1 == "lead.updated").count(), 2);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn senders_libphonenumber_cannot_place_are_stored_by_their_id() {
+    let mut app = spawn_app().await;
+    let (user, _) = app.user("weird@example.com", false).await;
+    let conn = app.connection(user, "lite").await;
+    let r = app
+        .ingest(vec![
+            text(user, conn, "x1", "status@broadcast", "?", "x"),
+            text(user, conn, "x2", "+999123456789", "Zed", "unplaced"),
+            text(user, conn, "x3", "+5511987654321", "Ana", "ok"),
+        ])
+        .await;
+    assert_eq!(r.messages_inserted, 3);
+    assert_eq!(r.leads_created, 3);
+    let client = app.pool().get().await.unwrap();
+    let conv: String = client
+        .query_one(
+            "SELECT c.remitente FROM conversaciones c JOIN mensajes_conversacion m ON m.conversacion_id = c.id
+             WHERE m.external_id = 'x2'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(conv, "+999123456789", "keyed by the digits as given");
+    drop(client);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn my_default_region_is_validated() {
+    let mut app = spawn_app().await;
+    let (_, key) = app.user("me@example.com", false).await;
+    let resp = app
+        .http
+        .patch(format!("{}/v1/me", app.base))
+        .bearer_auth(&key)
+        .json(&json!({"default_region": "br"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let me: Value = resp.json().await.unwrap();
+    assert_eq!(me["default_region"], "BR");
+    let resp = app
+        .http
+        .patch(format!("{}/v1/me", app.base))
+        .bearer_auth(&key)
+        .json(&json!({"default_region": "Brazil"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 422, "invalid_region").await;
+    let me: Value = app
+        .get("/v1/me", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        me["default_region"], "BR",
+        "a refused change changes nothing"
+    );
+    app.shutdown().await;
+}
