@@ -20,10 +20,12 @@
 //! - [`store`] keeps `whatsapp_lite_sessions` and `configuracion_mensajeria_usuario` in step
 //!   and appends `session.status` / `session.qr` events in the same transaction.
 //! - [`reaper`] kills Chromium trees a killed daemon left behind, at start.
+//! - [`handover`] moves sessions to a node that joined, from their snapshot (§5).
 
 pub mod bridge;
 pub mod browser;
 pub mod devtools_pipe;
+pub mod handover;
 pub mod inbound;
 pub mod login_storage;
 pub mod media;

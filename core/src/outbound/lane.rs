@@ -279,7 +279,8 @@ impl Lane {
             on_new: false,
             on_done: false,
         };
-        // Gone from this node, or its lease lost (another node sends for it now).
+        // Gone from this node, its lease lost (another node sends for it now), or being handed
+        // over (its sends in flight finish; the rest goes back to the queue for the next node).
         let conn = self
             .ctx
             .shared
@@ -289,7 +290,7 @@ impl Lane {
                 self.ctx
                     .shared
                     .ownership
-                    .holds(self.kind, self.connection_id)
+                    .may_send(self.kind, self.connection_id)
             });
         let Some(conn) = conn else {
             self.release_all();
