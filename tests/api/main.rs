@@ -19,6 +19,7 @@ mod migrations;
 mod ownership;
 mod process;
 mod queue;
+mod rebalance;
 mod sealing;
 mod security;
 mod shutdown;

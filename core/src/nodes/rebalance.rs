@@ -59,7 +59,10 @@ pub async fn surplus(
     let mine = ownership
         .count(kind)
         .saturating_sub(ownership.leaving(kind).len());
-    Ok(to_hand_over(mine, total, &others))
+    // Every held lease wants a node too (a Lite session still waiting for its QR is not
+    // counted among the wanted ones yet).
+    let held = mine + others.iter().sum::<usize>();
+    Ok(to_hand_over(mine, total.max(held), &others))
 }
 
 /// Whether this node's Dispatchers hold none of the connection's queued rows any more (none
