@@ -195,6 +195,8 @@ async fn rebalance_lite_joining_node_takes_its_share_and_survivors_take_a_killed
     let Some(lite) = lite_app_with(|env| {
         env.insert("NODE_LEASE_SECS".into(), LEASE_SECS.to_string());
         env.insert("LITE_MAX_SESSIONS_PER_USER".into(), "9".into());
+        // The sessions are linked one after the other: the last ones must still show a QR.
+        env.insert("LITE_QR_MAX_CYCLES".into(), "40".into());
         env.insert("API_RATE_PER_USER_PER_MINUTE".into(), "1000000".into());
         env.insert("API_RATE_PER_IP_PER_MINUTE".into(), "1000000".into());
         env.insert("DB_POOL_SIZE".into(), "10".into());
