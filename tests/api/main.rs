@@ -21,6 +21,7 @@ mod ownership;
 mod process;
 mod queue;
 mod regions;
+mod rebalance;
 mod sealing;
 mod security;
 mod shutdown;

@@ -23,11 +23,13 @@
 //!   methods with named timeouts and error enums.
 //! - [`login`] says whether a session can be linked now, by its QR or a pairing code.
 //! - [`reaper`] kills Chromium trees a killed daemon left behind, at start.
+//! - [`handover`] moves sessions to a node that joined, from their snapshot (§5).
 
 pub mod bridge;
 pub mod browser;
 pub mod devtools_pipe;
 pub mod handle;
+pub mod handover;
 pub mod inbound;
 pub mod login;
 pub mod login_storage;

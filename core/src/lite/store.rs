@@ -457,3 +457,33 @@ pub async fn claim(pool: &Pool, id: Uuid, node_id: &str) -> Result<(), StoreErro
         .await?;
     Ok(())
 }
+
+/// Among `ids`, the sessions that may move to another node without a new QR: WORKING, with a
+/// profile snapshot to start from (one still waiting for its QR to be scanned would lose it).
+pub async fn movable(pool: &Pool, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+    Ok(pool
+        .get()
+        .await?
+        .query(
+            "SELECT id FROM whatsapp_lite_sessions
+             WHERE id = ANY($1) AND status = 'WORKING' AND profile_snapshot IS NOT NULL",
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// When the session's profile snapshot was last saved.
+pub async fn snapshot_at(pool: &Pool, id: Uuid) -> Result<Option<OffsetDateTime>, StoreError> {
+    Ok(pool
+        .get()
+        .await?
+        .query_opt(
+            "SELECT profile_snapshot_at FROM whatsapp_lite_sessions WHERE id = $1",
+            &[&id],
+        )
+        .await?
+        .and_then(|r| r.get(0)))
+}

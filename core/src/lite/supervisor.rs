@@ -17,21 +17,24 @@
 //!   within its fair share, restoring their profiles from the sealed snapshot; every second it
 //!   stops sessions whose lease it no longer holds. A stop asked on a node that does not run
 //!   the session is sent to the node that does.
+//! - A node running more than its fair share hands a few WORKING sessions at a time to nodes
+//!   with room ([`handover`]): sends finished first, then stopped with a fresh snapshot.
 
 use crate::connection::ConnectionKind;
 use crate::lite::session::FINAL;
 use crate::lite::{
     LiteSession, LiteSessionHandle, LiteSessionMessage, LiteSupervisorError, SessionArgs, Status,
-    profile, reaper, reason, store,
+    handover, profile, reaper, reason, store,
 };
 use crate::nodes::control::{Control, broadcast};
 use crate::nodes::ownership::Ownership;
+use crate::nodes::rebalance;
 use crate::shared::Shared;
 use crate::store::StoreError;
 use crate::store::alerts::{NewAlert, Severity};
 use crate::supervision::{ChildSpec, Children, Decision, RestartPolicy, Slot, StatusNode, react};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -62,10 +65,13 @@ pub enum LiteSupervisorMessage {
     /// share (sent to itself at start, retried while the database is unreachable; and by the
     /// Membership after every heartbeat).
     ResumeAll,
-    /// Stop the sessions whose lease this node no longer holds, then [`Self::ResumeAll`].
+    /// Stop the sessions whose lease this node no longer holds, hand some over if this node
+    /// runs more than its fair share, then [`Self::ResumeAll`].
     Reconcile,
     /// Stop the sessions whose lease this node no longer holds (local check, every second).
     Fence,
+    /// Stop a session being handed over to another node, its sends finished (§5).
+    HandOver(Uuid),
     /// Fault injection: panic in the handler (supervision tests).
     Panic,
 }
@@ -88,6 +94,8 @@ pub struct LiteSupervisorState {
     args: LiteSupervisorArgs,
     children: Children,
     sessions: HashMap<Uuid, SessionEntry>,
+    /// Sessions being handed over to another node, until stopped here.
+    handing: HashSet<Uuid>,
 }
 
 impl LiteSupervisorState {
@@ -110,18 +118,58 @@ impl LiteSupervisorState {
         self.forget(id);
         let shared = self.args.shared.clone();
         tokio::spawn(async move {
-            let released = match shared.pool.get().await {
-                Ok(client) => shared
-                    .ownership
-                    .release(&client, ConnectionKind::Lite, &[id])
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = released {
-                tracing::warn!(session = %id, error = %e, "could not give the session's lease back; it expires");
-            }
+            handover::give_back(&shared, id).await;
         });
+    }
+
+    /// Starts handing a few sessions over when this node runs more than its fair share (one
+    /// batch at a time): their lanes stop at once; each is stopped by [`Self::hand_over`]
+    /// once its sends finished.
+    async fn rebalance(&mut self, myself: &ActorRef<LiteSupervisorMessage>) {
+        if !self.handing.is_empty() {
+            return;
+        }
+        let shared = self.args.shared.clone();
+        let running: Vec<Uuid> = self
+            .sessions
+            .keys()
+            .copied()
+            .filter(|id| shared.ownership.holds(ConnectionKind::Lite, *id))
+            .collect();
+        let picked = match handover::pick(&shared, running).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not weigh this node's Lite sessions against the others'");
+                return;
+            }
+        };
+        for id in picked {
+            tracing::info!(session = %id, "handing the Lite session over to a node with room");
+            shared.ownership.leave(ConnectionKind::Lite, id);
+            self.handing.insert(id);
+            let (me, shared) = (myself.clone(), shared.clone());
+            tokio::spawn(async move {
+                let limit = shared.settings.outbound.send_timeout;
+                rebalance::wait_drained(&shared, id, limit).await;
+                let _ = me.cast(LiteSupervisorMessage::HandOver(id));
+            });
+        }
+    }
+
+    /// Stops a session being handed over (it saves its snapshot and closes its browser, as on
+    /// a graceful stop, and stays wanted), then gives its lease to whichever node has room.
+    async fn hand_over(&mut self, id: Uuid) {
+        self.handing.remove(&id);
+        if !self.sessions.contains_key(&id) {
+            return; // It ended meanwhile; its lease went with it.
+        }
+        let shared = self.args.shared.clone();
+        let before = handover::snapshot_before(&shared, id).await;
+        if let Some(index) = self.children.index_by_name(&id.to_string()) {
+            self.children.stop_one(index, Duration::from_secs(15)).await;
+        }
+        self.forget(id);
+        tokio::spawn(handover::finish(shared, id, before));
     }
 
     /// Stops (without ending them: they stay wanted) the sessions whose lease this node no
@@ -149,10 +197,12 @@ impl LiteSupervisorState {
         let wanted = store::autostart(&shared.pool)
             .await
             .map_err(|e| e.to_string())?;
+        // Sessions leaving this node are not taken back while their lease is still held.
+        let leaving = shared.ownership.leaving(ConnectionKind::Lite);
         let candidates: Vec<Uuid> = wanted
             .iter()
             .map(|(id, _)| *id)
-            .filter(|id| !self.sessions.contains_key(id))
+            .filter(|id| !self.sessions.contains_key(id) && !leaving.contains(id))
             .collect();
         let client = shared.pool.get().await.map_err(|e| e.to_string())?;
         let got = shared
@@ -223,6 +273,7 @@ impl Actor for LiteSupervisor {
             args,
             children: Children::new(RestartPolicy::default()),
             sessions: HashMap::new(),
+            handing: HashSet::new(),
         })
     }
 
@@ -316,8 +367,10 @@ impl Actor for LiteSupervisor {
             LiteSupervisorMessage::Fence => state.fence().await,
             LiteSupervisorMessage::Reconcile => {
                 state.fence().await;
+                state.rebalance(&myself).await;
                 let _ = myself.cast(LiteSupervisorMessage::ResumeAll);
             }
+            LiteSupervisorMessage::HandOver(id) => state.hand_over(id).await,
             LiteSupervisorMessage::ResumeAll => match state.resumable().await {
                 Ok(rows) => {
                     if !rows.is_empty() {

@@ -1,7 +1,8 @@
 //! Membership: this node's place among the nodes sharing one PostgreSQL (docs/ARCHITECTURE.md
 //! §5). Every [`Ownership::renew_every`] it heartbeats and renews the node's leases in one
 //! round ([`crate::nodes::ownership`]), then has the LiteSupervisor reconcile (stop sessions whose
-//! lease was lost, take over free ones). It also holds the `LISTEN sincro_control` session:
+//! lease was lost, hand some over when over its fair share ([`crate::nodes::rebalance`]),
+//! take over free ones). It also holds the `LISTEN sincro_control` session:
 //! commands one node sends another, such as "stop this Lite session" for a session whose
 //! browser runs on another node, or "reload this Business number" after its credentials
 //! changed. Started first and stopped last, so on a graceful stop it hands every lease back

@@ -15,7 +15,7 @@
 
 use crate::connection::ConnectionKind;
 use deadpool_postgres::GenericClient;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -25,9 +25,14 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
 
 /// The `leases.resource` key of a connection.
 pub fn resource(kind: ConnectionKind, id: Uuid) -> String {
+    format!("{}{id}", prefix(kind))
+}
+
+/// The start of the `leases.resource` keys of a kind (`lite:`, `business:`).
+pub fn prefix(kind: ConnectionKind) -> &'static str {
     match kind {
-        ConnectionKind::Business => format!("business:{id}"),
-        ConnectionKind::Lite => format!("lite:{id}"),
+        ConnectionKind::Business => "business:",
+        ConnectionKind::Lite => "lite:",
     }
 }
 
@@ -39,6 +44,9 @@ pub struct Ownership {
     held: Mutex<HashMap<String, Instant>>,
     /// Whether the leases of an earlier run under this node id were dropped yet.
     cleared: std::sync::atomic::AtomicBool,
+    /// Resources being handed over to another node (docs/ARCHITECTURE.md §5): still held
+    /// (the connection runs on until its sends finished), but no new send starts.
+    leaving: Mutex<HashSet<String>>,
 }
 
 impl Ownership {
@@ -48,6 +56,7 @@ impl Ownership {
             ttl: ttl.max(Duration::from_secs(1)),
             held: Mutex::default(),
             cleared: Default::default(),
+            leaving: Mutex::default(),
         }
     }
 
@@ -78,10 +87,40 @@ impl Ownership {
             .is_some_and(|until| *until > Instant::now())
     }
 
+    /// Whether this node may start sends for the connection: it holds it and is not handing
+    /// it over.
+    pub fn may_send(&self, kind: ConnectionKind, id: Uuid) -> bool {
+        self.holds(kind, id)
+            && !self
+                .leaving
+                .lock()
+                .expect("ownership lock")
+                .contains(&resource(kind, id))
+    }
+
+    /// Starts handing the connection over: no new send starts here; the lease is kept until
+    /// [`Self::release`].
+    pub fn leave(&self, kind: ConnectionKind, id: Uuid) {
+        self.leaving
+            .lock()
+            .expect("ownership lock")
+            .insert(resource(kind, id));
+    }
+
+    /// The connections of `kind` being handed over.
+    pub fn leaving(&self, kind: ConnectionKind) -> Vec<Uuid> {
+        let prefix = prefix(kind);
+        self.leaving
+            .lock()
+            .expect("ownership lock")
+            .iter()
+            .filter_map(|k| k.strip_prefix(prefix)?.parse().ok())
+            .collect()
+    }
+
     /// The connections of `kind` this node holds now.
     pub fn held(&self, kind: ConnectionKind) -> Vec<Uuid> {
-        let prefix = resource(kind, Uuid::nil());
-        let prefix = &prefix[..prefix.find(':').unwrap_or(0) + 1];
+        let prefix = prefix(kind);
         let now = Instant::now();
         self.held
             .lock()
@@ -156,6 +195,11 @@ impl Ownership {
                 lost.push(key);
             }
         }
+        // A connection lost while being handed over is gone already.
+        self.leaving
+            .lock()
+            .expect("ownership lock")
+            .retain(|k| held.contains_key(k));
         Ok(lost)
     }
 
@@ -262,8 +306,10 @@ impl Ownership {
         let keys: Vec<String> = ids.iter().map(|id| resource(kind, *id)).collect();
         {
             let mut held = self.held.lock().expect("ownership lock");
+            let mut leaving = self.leaving.lock().expect("ownership lock");
             for k in &keys {
                 held.remove(k);
+                leaving.remove(k);
             }
         }
         client
@@ -282,6 +328,7 @@ impl Ownership {
         client: &impl GenericClient,
     ) -> Result<u64, tokio_postgres::Error> {
         self.held.lock().expect("ownership lock").clear();
+        self.leaving.lock().expect("ownership lock").clear();
         let n = client
             .execute("DELETE FROM leases WHERE node_id = $1", &[&self.node_id])
             .await?;

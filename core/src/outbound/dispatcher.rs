@@ -3,12 +3,14 @@
 //! rows under this incarnation's lease, takes RateLimiter permits, marks attempts in flight and
 //! hands messages to the connection actor; outcomes are written in batches
 //! ([`crate::outbound::record`]). Lanes are woken by LISTEN/NOTIFY and poll slowly as a safety
-//! net. A tick (every [`TICK`]) starts and stops lanes as connections come and go, renews this
+//! net. A tick (every [`TICK`]) starts and stops lanes as connections come and go, hands Business
+//! numbers over to nodes below their fair share ([`DispatcherState::hand_over`]), renews this
 //! incarnation's lease on its claims and recovers the claims of crashed nodes ([`DispatcherState::tick`],
 //! callable alone from tests through [`DispatcherMessage::Tick`]).
 
 use crate::connection::ConnectionKind;
 use crate::outbound::handle::DispatcherError;
+use crate::nodes::rebalance;
 use crate::outbound::inflight::{Marker, MarkerTask};
 use crate::outbound::lane::{self, Held, Lane, LaneCtx};
 use crate::outbound::lease::{self, Recovered};
@@ -78,6 +80,10 @@ pub struct DispatcherState {
     last_renew: Option<Instant>,
     /// When each registered connection's ownership lease was last asked for.
     lease_tried: HashMap<Uuid, Instant>,
+    /// Business numbers being handed over to another node, since when.
+    handing: HashMap<Uuid, Instant>,
+    /// When this node last weighed its Business numbers against the other nodes'.
+    last_rebalance: Instant,
 }
 
 impl DispatcherState {
@@ -89,11 +95,13 @@ impl DispatcherState {
         let shared = &self.ctx.shared.clone();
         let running: Vec<Uuid> = registered
             .iter()
-            .filter(|(id, kind)| shared.ownership.holds(*kind, *id))
+            .filter(|(id, kind)| shared.ownership.may_send(*kind, *id))
             .map(|(id, _)| *id)
             .collect();
-        // A lane ends by itself when its connection leaves or its lease is lost.
+        // A lane ends by itself when its connection leaves, its lease is lost or it is being
+        // handed over.
         self.lanes.retain(|_, entry| !entry.task.is_finished());
+        self.hand_over(&registered).await;
         for id in running {
             if self.lanes.contains_key(&id) {
                 continue;
@@ -197,6 +205,71 @@ impl DispatcherState {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not take connection leases"),
             }
+        }
+    }
+
+    /// Hands Business numbers over to nodes below their fair share (docs/ARCHITECTURE.md §5).
+    /// Every renewal period, when this node holds more than its share, it marks a few as
+    /// leaving: their lanes stop and hand their unsent rows back. Each lease is given back
+    /// once the lane ended and this node holds none of the number's rows (its sends were
+    /// answered and recorded), or after the send timeout; the next node takes it then and
+    /// claims the rows, so none is sent twice. One batch at a time.
+    async fn hand_over(&mut self, registered: &[(Uuid, ConnectionKind)]) {
+        let shared = self.ctx.shared.clone();
+        let ownership = &shared.ownership;
+        const BUSINESS: ConnectionKind = ConnectionKind::Business;
+        if !self.handing.is_empty() {
+            let Ok(client) = shared.pool.get().await else {
+                return;
+            };
+            let limit = shared.settings.outbound.send_timeout;
+            let mut done = Vec::new();
+            for (id, since) in &self.handing {
+                let over = since.elapsed() >= limit;
+                let drained = !self.lanes.contains_key(id)
+                    && rebalance::drained(&client, &shared.node_id, *id)
+                        .await
+                        .unwrap_or(false);
+                if drained || over || !ownership.holds(BUSINESS, *id) {
+                    done.push(*id);
+                }
+            }
+            if done.is_empty() {
+                return;
+            }
+            self.handing.retain(|id, _| !done.contains(id));
+            match ownership.release(&client, BUSINESS, &done).await {
+                Ok(()) => {
+                    tracing::info!(numbers = ?done, "handed Business numbers over to another node")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not give Business numbers' leases back; they expire")
+                }
+            }
+            return;
+        }
+        if self.last_rebalance.elapsed() < ownership.renew_every() {
+            return;
+        }
+        self.last_rebalance = Instant::now();
+        let total = registered.iter().filter(|(_, k)| *k == BUSINESS).count();
+        let n = match shared.pool.get().await {
+            Ok(client) => rebalance::surplus(&client, ownership, BUSINESS, total)
+                .await
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        if n == 0 {
+            return;
+        }
+        use rand::seq::SliceRandom;
+        let mut picked = ownership.held(BUSINESS);
+        picked.shuffle(&mut rand::rng());
+        picked.truncate(n);
+        tracing::info!(numbers = ?picked, "handing Business numbers over to a node with room");
+        for id in picked {
+            ownership.leave(BUSINESS, id);
+            self.handing.insert(id, Instant::now());
         }
     }
 
@@ -324,6 +397,8 @@ impl Actor for Dispatcher {
             last_sweep: Instant::now(),
             last_renew: None,
             lease_tried: HashMap::new(),
+            handing: HashMap::new(),
+            last_rebalance: Instant::now(),
         };
         // Claims need a live lease; claims of this node's earlier incarnations come back now,
         // not at lease expiry.

@@ -182,7 +182,8 @@ impl Lane {
     /// One round: refill, pace, take permits, mark, send. Never blocks on a send. Each
     /// decision is in [`decide`]; this only gathers its inputs and applies it.
     pub async fn step(&mut self) -> Step {
-        // Gone from this node, or its lease lost (another node sends for it now).
+        // Gone from this node, its lease lost (another node sends for it now), or being handed
+        // over (its sends in flight finish; the rest goes back to the queue for the next node).
         let conn = self
             .ctx
             .shared
@@ -192,7 +193,7 @@ impl Lane {
                 self.ctx
                     .shared
                     .ownership
-                    .holds(self.kind, self.connection_id)
+                    .may_send(self.kind, self.connection_id)
             });
         let Some(conn) = conn else {
             self.release_all();
