@@ -17,6 +17,7 @@ use sincro_core::leads::query::LeadQueryError;
 use sincro_core::lite::login::LoginError;
 use sincro_core::lite::store::ActivateError;
 use sincro_core::lite::{LiteSessionError, LiteSupervisorError};
+use sincro_core::media_store::MediaError;
 use sincro_core::outbound::handle::DispatcherError;
 use sincro_core::outbound::submit::SubmitError;
 use sincro_core::rate_limiter::RateLimiterError;
@@ -264,6 +265,14 @@ impl From<BusinessError> for ApiError {
             e @ (BusinessError::NotRunning | BusinessError::TimedOut(_)) => unanswered(e),
             other => ApiError::internal(other),
         }
+    }
+}
+
+/// A media file's store failure reads as a Business one (a file that cannot be opened is an
+/// internal error; the database down a 503).
+impl From<MediaError> for ApiError {
+    fn from(e: MediaError) -> Self {
+        BusinessError::from(e).into()
     }
 }
 

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sincro_core::connection::ConnectionKind;
 use sincro_core::lite::store::{self, SessionRow};
-use sincro_core::lite::{LiteSupervisorError, LiteSupervisorHandle, Status, login, qr};
+use sincro_core::lite::{LiteSupervisorError, LiteSupervisorHandle, login, qr};
 use sincro_core::nodes::ownership::Ownership;
 use sincro_core::store::api_keys::Principal;
 use sincro_core::store::users;

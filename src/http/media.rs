@@ -16,7 +16,8 @@ use crate::context::AppContext;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sincro_core::business::media::{self, MAX_MEDIA_BYTES, MediaRow, NewMedia};
+use sincro_core::business::media::kind_of;
+use sincro_core::media_store::{self, MAX_MEDIA_BYTES, MediaRow, NewMedia};
 use sincro_core::store::api_keys::Principal;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -157,7 +158,7 @@ async fn signed_url(
 ) -> Result<Response, ApiError> {
     use base64::Engine;
     let client = ctx.pool.get().await?;
-    media::get(&client, p.usuario_id, id)
+    media_store::get(&client, p.usuario_id, id)
         .await?
         .ok_or(ApiError::NotFound("media"))?;
     let now = time::OffsetDateTime::now_utc();
@@ -215,7 +216,7 @@ async fn download_signed(
         ));
     }
     let client = ctx.pool.get().await?;
-    let row = media::get_by_id(&client, id)
+    let row = media_store::get_by_id(&client, id)
         .await?
         .ok_or(ApiError::NotFound("media"))?;
     serve(&ctx, &row).await
@@ -333,7 +334,7 @@ async fn upload(
 
 async fn download(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
-    let row = media::get(&client, p.usuario_id, id)
+    let row = media_store::get(&client, p.usuario_id, id)
         .await?
         .ok_or(ApiError::NotFound("media"))?;
     serve(&ctx, &row).await
@@ -343,7 +344,7 @@ async fn download(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Respon
 /// allowlist of WhatsApp's media types (anything else `application/octet-stream`), no
 /// sniffing, always an attachment, and a sandbox should it be rendered anyway.
 async fn serve(ctx: &AppContext, row: &MediaRow) -> Result<Response, ApiError> {
-    let data = media::read(&ctx.sealer, &ctx.config.data_dir, row).await?;
+    let data = media_store::read(&ctx.sealer, &ctx.config.data_dir, row).await?;
     let mut resp = Response::new(data.into());
     let headers = resp.headers_mut();
     let static_header = |v: &'static str| warp::http::HeaderValue::from_static(v);

@@ -10,7 +10,7 @@ use super::enqueue::{self, Enqueued, NewMessage, Prior};
 use super::query::{self, MessageView};
 use super::validate::{self, Invalid, SendRequest};
 use crate::business::BusinessError;
-use crate::business::media::{self, NewMedia};
+use crate::media_store::{self, NewMedia};
 use crate::connection::ConnectionKind;
 use crate::net_guard::{FetchError, MediaFetcher};
 use crate::phone::{self, NormalizedPhone, PhoneError};
@@ -224,7 +224,7 @@ async fn media_link(
         .clone()
         .unwrap_or_else(|| "application/octet-stream".into());
     let filename = req.body[&media_kind]["filename"].as_str().map(String::from);
-    let row = media::store(
+    let row = media_store::store(
         client,
         s.sealer,
         s.data_dir,
@@ -240,7 +240,7 @@ async fn media_link(
         &fetched.bytes,
     )
     .await
-    .map_err(SubmitError::Media)?;
+    .map_err(|e| SubmitError::Media(e.into()))?;
     let obj = req.body[&media_kind]
         .as_object_mut()
         .ok_or(SubmitError::Internal("validated media is not an object"))?;

@@ -1,13 +1,10 @@
 //! CRM users (`usuarios`): created by `sincro-whatsapp user create` with their first API key;
 //! their profile and settings as `/v1/me` shows and changes them, and the default region a
-//! user's phone numbers written without a country code are read in.
+//! user's phone numbers written without a country code are read in: the one place
+//! `DEFAULT_REGION` is applied to it ([`regions`]).
 
 use super::{Client, StoreError, api_keys};
 use crate::phone::{self, NormalizedPhone, PhoneError};
-use deadpool_postgres::GenericClient;
-//! each user's phone region, the one place `DEFAULT_REGION` is applied to it.
-
-use super::{Client, StoreError, api_keys};
 use deadpool_postgres::GenericClient;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -175,6 +172,8 @@ pub async fn read_phone(
 ) -> Result<NormalizedPhone, UserError> {
     let region = region_for(client, usuario_id, given, fallback).await?;
     phone::normalize(raw, region.as_deref()).map_err(UserError::InvalidPhone)
+}
+
 /// The region national-format numbers of each of `users` are read in: the user's own
 /// `default_region`, else `fallback` (`DEFAULT_REGION`). Users not found are left out. Every
 /// reader of a user's region comes here, so none forgets the fallback.
