@@ -22,6 +22,7 @@ pub(super) fn validate_text(v: &Value) -> R<()> {
 }
 
 /// A media object by `id` or `link`; returns the id reference to check against the store.
+// The daemon checks media objects like this too; the simulator checks on its own, not through it.
 pub(super) fn validate_media(kind: &str, v: &Value, path: &str) -> R<Option<MediaRef>> {
     let m = as_obj(v, path)?;
     let allowed: &[&str] = match kind {
