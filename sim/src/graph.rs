@@ -30,6 +30,7 @@ mod media;
 mod messages;
 mod multipart;
 mod phone;
+mod records;
 mod router;
 mod send;
 mod state;
@@ -44,9 +45,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 pub use config::{GraphSimConfig, StatusKind, TemplateReviewOutcome};
-pub use faults::FaultSpec;
+pub use records::{DeliveryRecord, FaultSpec, WebhookOptions};
 pub use state::{Account, SentMessage};
-pub use webhooks::{DeliveryRecord, WebhookOptions, signature};
+pub use webhooks::signature;
 
 use state::Sim;
 

@@ -29,12 +29,13 @@ use warp::reply::Response;
 
 use super::config::StatusKind;
 use super::errors::{ControlError, json_response};
-use super::faults::FaultSpec;
 use super::ids;
 use super::media;
+use super::records::FaultSpec;
+use super::records::WebhookOptions;
 use super::send::{self, StatusSpec};
 use super::state::{Account, SentMessage, Sim, modern_digits, normalize_phone, unix_now};
-use super::webhooks::{self, WebhookOptions};
+use super::webhooks;
 
 type R = Result<Response, ControlError>;
 
@@ -244,13 +245,13 @@ struct Inbound {
 
 const MEDIA_TYPES: &[&str] = &["image", "audio", "video", "document", "sticker"];
 
-fn inbound(sim: &Arc<Sim>, body: &Bytes) -> R {
-    let req: Inbound = parse(body)?;
-    let from = normalize_phone(&req.from)
-        .ok_or_else(|| ControlError::bad_request("from is not a valid phone number"))?;
-    let ts = unix_seconds(req.timestamp.as_ref())?;
-    let msg = req
-        .message
+/// The message object of a control request and its `type`; the object must hold a member named
+/// after the type, unless the type is one of `bare` (types Meta delivers without one).
+fn message_and_kind<'a>(
+    message: &'a Value,
+    bare: &[&str],
+) -> Result<(&'a serde_json::Map<String, Value>, String), ControlError> {
+    let msg = message
         .as_object()
         .ok_or_else(|| ControlError::bad_request("message must be a JSON object"))?;
     let kind = msg
@@ -258,11 +259,20 @@ fn inbound(sim: &Arc<Sim>, body: &Bytes) -> R {
         .and_then(Value::as_str)
         .ok_or_else(|| ControlError::bad_request("message.type is required"))?
         .to_string();
-    if !matches!(kind.as_str(), "unsupported" | "unknown") && !msg.contains_key(&kind) {
+    if !bare.contains(&kind.as_str()) && !msg.contains_key(&kind) {
         return Err(ControlError::bad_request(format!(
             "message.{kind} is required for a message of type {kind}"
         )));
     }
+    Ok((msg, kind))
+}
+
+fn inbound(sim: &Arc<Sim>, body: &Bytes) -> R {
+    let req: Inbound = parse(body)?;
+    let from = normalize_phone(&req.from)
+        .ok_or_else(|| ControlError::bad_request("from is not a valid phone number"))?;
+    let ts = unix_seconds(req.timestamp.as_ref())?;
+    let (msg, kind) = message_and_kind(&req.message, &["unsupported", "unknown"])?;
     let (account, message, wamid) = {
         let mut st = sim.lock();
         let from = st.wa_id_for(&from);
@@ -359,20 +369,7 @@ fn echo(sim: &Arc<Sim>, body: &Bytes) -> R {
     let to = normalize_phone(&req.to)
         .ok_or_else(|| ControlError::bad_request("to is not a valid phone number"))?;
     let ts = unix_seconds(req.timestamp.as_ref())?;
-    let msg = req
-        .message
-        .as_object()
-        .ok_or_else(|| ControlError::bad_request("message must be a JSON object"))?;
-    let kind = msg
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ControlError::bad_request("message.type is required"))?
-        .to_string();
-    if !msg.contains_key(&kind) {
-        return Err(ControlError::bad_request(format!(
-            "message.{kind} is required for a message of type {kind}"
-        )));
-    }
+    let (msg, kind) = message_and_kind(&req.message, &[])?;
     let (account, echo) = {
         let mut st = sim.lock();
         let account = st

@@ -11,53 +11,16 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use rand::RngExt;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use super::errors::{ControlError, GraphError};
 use super::ids;
 use super::multipart;
+use super::records::Media;
 use super::state::{Sim, State};
 
 const MB: usize = 1024 * 1024;
-
-/// One stored media object.
-#[derive(Debug, Clone)]
-pub struct Media {
-    pub id: String,
-    /// phone_number_id that owns it (uploader, or receiver for inbound media).
-    pub owner: String,
-    pub mime_type: String,
-    pub data: Bytes,
-    pub sha256: [u8; 32],
-    pub filename: Option<String>,
-}
-
-impl Media {
-    fn new(owner: &str, mime_type: &str, data: Bytes, filename: Option<String>) -> Self {
-        let sha256: [u8; 32] = Sha256::digest(&data).into();
-        Media {
-            id: ids::numeric_id(16),
-            owner: owner.to_string(),
-            mime_type: mime_type.to_string(),
-            data,
-            sha256,
-            filename,
-        }
-    }
-
-    /// Its own hex, not the daemon's `sincro_core::digest`: the simulator checks the daemon
-    /// independently.
-    pub fn sha256_hex(&self) -> String {
-        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// Webhooks carry the digest in base64 (as Meta's do: `"sha256":"4654+8g="`).
-    pub fn sha256_base64(&self) -> String {
-        STANDARD.encode(self.sha256)
-    }
-}
 
 /// The MIME type without parameters, lower-cased (`audio/ogg; codecs=opus` → `audio/ogg`).
 fn base_mime(mime: &str) -> String {
@@ -69,6 +32,7 @@ fn base_mime(mime: &str) -> String {
 }
 
 /// Which message type a MIME type belongs to and its size limit (Meta's Cloud API documentation).
+// The daemon has a table like this one; the simulator checks on its own, not through it.
 pub fn mime_kind(mime: &str) -> Option<(&'static str, usize)> {
     Some(match base_mime(mime).as_str() {
         "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" => ("audio", 16 * MB),

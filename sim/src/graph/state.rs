@@ -15,11 +15,8 @@ use tokio::task::JoinSet;
 
 use super::config::GraphSimConfig;
 use super::errors::GraphError;
-use super::faults::Fault;
 use super::limits::{PairRate, Throughput};
-use super::media::Media;
-use super::templates::Template;
-use super::webhooks::{DeliveryRecord, WebhookEvent, WebhookOptions};
+use super::records::{DeliveryRecord, Fault, Media, Template, WebhookEvent, WebhookOptions};
 
 /// One phone number on one WABA, with the credentials the daemon uses for it.
 #[derive(Debug, Clone, Serialize)]
@@ -238,6 +235,7 @@ pub fn normalize_phone(raw: &str) -> Option<String> {
 /// A number's modern international digits: Mexico without the old mobile `1`, Argentine
 /// mobiles with the `9` after 54, Brazilian mobiles with the ninth digit. Two spellings of one
 /// number have one modern form.
+// The daemon has a rule like this one; the simulator checks on its own, not through it.
 pub fn modern_digits(digits: &str) -> String {
     let b = digits.as_bytes();
     if digits.len() == 13 && digits.starts_with("521") {

@@ -9,59 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
-use super::config::StatusKind;
 use super::ids;
+use super::records::{DeliveryRecord, WebhookEvent};
 use super::state::{Account, Sim, rfc3339_millis_now};
-
-/// How deliveries deviate from plain in-order, once-only delivery (`POST /sim/webhooks`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookOptions {
-    /// POST every body twice.
-    #[serde(default)]
-    pub duplicate: bool,
-    /// Deliver the events gathered within `webhook_gather_window` in reverse order.
-    #[serde(default)]
-    pub reorder: bool,
-    /// Hold each event this long before its first delivery attempt.
-    #[serde(default)]
-    pub delay_ms: u64,
-    /// Put up to this many entries (gathered within `webhook_gather_window`) in one POST;
-    /// 0 or 1 means one entry per POST.
-    #[serde(default)]
-    pub batch: u32,
-    /// Overrides `GraphSimConfig::statuses` for sends made from now on.
-    #[serde(default)]
-    pub statuses: Option<Vec<StatusKind>>,
-}
-
-/// One entry waiting for delivery.
-#[derive(Debug)]
-pub struct WebhookEvent {
-    pub target: Option<String>,
-    pub app_secret: String,
-    pub entry: Value,
-    pub enqueued: Instant,
-}
-
-/// One delivery attempt (or a drop, for accounts without a webhook target).
-#[derive(Debug, Clone, Serialize)]
-pub struct DeliveryRecord {
-    pub at: String,
-    pub callback_url: Option<String>,
-    pub attempt: u32,
-    /// HTTP status the callback answered, if it answered.
-    pub status: Option<u16>,
-    /// `delivered`, `retrying`, `failed` (retries exhausted), `error` or `dropped`.
-    pub outcome: &'static str,
-    pub error: Option<String>,
-    pub body: Value,
-}
 
 const LOG_CAP: usize = 1000;
 

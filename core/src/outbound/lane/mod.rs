@@ -103,6 +103,11 @@ impl Lane {
         }
     }
 
+    /// A store connection, or why there is none (the step retries soon).
+    async fn client(&self) -> Result<deadpool_postgres::Object, String> {
+        self.ctx.shared.pool.get().await.map_err(|e| e.to_string())
+    }
+
     /// The connection's limits, re-read every [`LIMITS_REFRESH`].
     async fn limits(&mut self) -> Result<ConnectionLimits, String> {
         if let Some(l) = &self.limits
@@ -110,13 +115,7 @@ impl Lane {
         {
             return Ok(l.clone());
         }
-        let client = self
-            .ctx
-            .shared
-            .pool
-            .get()
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = self.client().await?;
         let row = client
             .query_opt(
                 "SELECT usuario_id, configuracion FROM configuracion_mensajeria_usuario WHERE id = $1",
@@ -165,13 +164,7 @@ impl Lane {
         {
             return Ok((n, until));
         }
-        let client = self
-            .ctx
-            .shared
-            .pool
-            .get()
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = self.client().await?;
         let (n, until) = claim::sent_last_day(&client, self.connection_id)
             .await
             .map_err(|e| e.to_string())?;
@@ -396,13 +389,7 @@ impl Lane {
     }
 
     async fn claim(&self, n: usize) -> Result<Vec<Claimed>, String> {
-        let client = self
-            .ctx
-            .shared
-            .pool
-            .get()
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = self.client().await?;
         claim::claim(&client, self.connection_id, &self.ctx.owner, n)
             .await
             .map_err(|e| e.to_string())
