@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use sincro_core::business::connect::ConnectError;
+use sincro_core::business::media::UploadError;
 use sincro_core::business::templates::TemplateError;
 use sincro_core::business::{BusinessError, graph::GraphError};
 use sincro_core::ingest::dead_letter::ReplayError;
@@ -317,6 +318,18 @@ impl From<LoginError> for ApiError {
             code,
             message: e.to_string(),
         }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        let code = match e {
+            UploadError::UnsupportedType(_) => "unsupported_media_type",
+            UploadError::Empty => "empty_file",
+            UploadError::TooLarge { .. } => "file_too_large",
+            UploadError::InvalidFilename => "invalid_filename",
+        };
+        ApiError::unprocessable(code, e.to_string())
     }
 }
 
