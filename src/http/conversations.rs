@@ -8,9 +8,9 @@ use super::error::ApiError;
 use super::{respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use sincro_core::store::api_keys::Principal;
-use sincro_core::store::conversations;
+use sincro_core::store::conversations::{self, Conversation, Message};
 use std::sync::Arc;
 use uuid::Uuid;
 use warp::Filter;
@@ -68,21 +68,7 @@ async fn list(
         rows,
         limit,
         |c| (c.created_at, c.id),
-        |c| {
-            json!({
-                "id": c.id,
-                "lead_id": c.lead_id,
-                "connection_id": c.connection_id,
-                "tipo": c.tipo,
-                "remitente": c.remitente,
-                "servicio_origen": c.servicio_origen,
-                "metadata": c.metadata,
-                "last_inbound_at": c.last_inbound_at.map(cursor::rfc3339),
-                "last_message_at": c.last_message_at.map(cursor::rfc3339),
-                "created_at": cursor::rfc3339(c.created_at),
-                "updated_at": cursor::rfc3339(c.updated_at),
-            })
-        },
+        conversation_json,
     ))
 }
 
@@ -107,21 +93,39 @@ async fn messages(
         rows,
         limit,
         |m| (m.created_at, m.id),
-        |m| {
-            json!({
-                "id": m.id,
-                "tipo": m.tipo,
-                "contenido": m.contenido,
-                "payload": m.payload,
-                "remitente": m.remitente,
-                "direccion": m.direccion,
-                "external_id": m.external_id,
-                "estado": m.estado,
-                "error": m.error,
-                "metadata": m.metadata,
-                "created_at": cursor::rfc3339(m.created_at),
-                "updated_at": m.updated_at.map(cursor::rfc3339),
-            })
-        },
+        message_json,
     ))
+}
+
+fn conversation_json(c: Conversation) -> Value {
+    json!({
+        "id": c.id,
+        "lead_id": c.lead_id,
+        "connection_id": c.connection_id,
+        "tipo": c.tipo,
+        "remitente": c.remitente,
+        "servicio_origen": c.servicio_origen,
+        "metadata": c.metadata,
+        "last_inbound_at": c.last_inbound_at.map(cursor::rfc3339),
+        "last_message_at": c.last_message_at.map(cursor::rfc3339),
+        "created_at": cursor::rfc3339(c.created_at),
+        "updated_at": cursor::rfc3339(c.updated_at),
+    })
+}
+
+fn message_json(m: Message) -> Value {
+    json!({
+        "id": m.id,
+        "tipo": m.tipo,
+        "contenido": m.contenido,
+        "payload": m.payload,
+        "remitente": m.remitente,
+        "direccion": m.direccion,
+        "external_id": m.external_id,
+        "estado": m.estado,
+        "error": m.error,
+        "metadata": m.metadata,
+        "created_at": cursor::rfc3339(m.created_at),
+        "updated_at": m.updated_at.map(cursor::rfc3339),
+    })
 }

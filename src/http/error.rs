@@ -10,6 +10,7 @@ use sincro_core::business::graph::GraphError;
 use sincro_core::business::handle::BusinessSupervisorError;
 use sincro_core::hub::HubError;
 use sincro_core::ingest::IngestError;
+use sincro_core::business::media::UploadError;
 use sincro_core::business::templates::TemplateError;
 use sincro_core::ingest::dead_letter::ReplayError;
 use sincro_core::leads::handle::LeadSyncError;
@@ -445,6 +446,18 @@ impl From<LoginError> for ApiError {
             code,
             message: e.to_string(),
         }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        let code = match e {
+            UploadError::UnsupportedType(_) => "unsupported_media_type",
+            UploadError::Empty => "empty_file",
+            UploadError::TooLarge { .. } => "file_too_large",
+            UploadError::InvalidFilename => "invalid_filename",
+        };
+        ApiError::unprocessable(code, e.to_string())
     }
 }
 

@@ -16,7 +16,7 @@ use crate::context::AppContext;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sincro_core::business::media::kind_of;
+use sincro_core::business::media::{self, kind_of};
 use sincro_core::media_store::{self, MAX_MEDIA_BYTES, MediaRow, NewMedia};
 use sincro_core::store::api_keys::Principal;
 use std::net::SocketAddr;
@@ -260,34 +260,7 @@ async fn upload(
                 "send the file's type in Content-Type",
             )
         })?;
-    let (kind, max) = kind_of(&mime).ok_or_else(|| {
-        ApiError::unprocessable(
-            "unsupported_media_type",
-            format!("{mime} cannot be sent on WhatsApp (images: JPEG/PNG; audio, video, documents, WebP stickers)"),
-        )
-    })?;
-    if body.is_empty() {
-        return Err(ApiError::unprocessable("empty_file", "the file is empty"));
-    }
-    if body.len() > max {
-        return Err(ApiError::unprocessable(
-            "file_too_large",
-            format!(
-                "a {kind} ({mime}) may be at most {max} bytes; this one has {}",
-                body.len()
-            ),
-        ));
-    }
-    if let Some(f) = &q.filename
-        && (f.is_empty()
-            || f.len() > 255
-            || f.chars().any(|c| c.is_control() || c == '/' || c == '\\'))
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_filename",
-            "filename is a plain file name of at most 255 characters",
-        ));
-    }
+    media::check_upload(&mime, body.len(), q.filename.as_deref())?;
     // Check the connection before storing anything.
     let actor = match q.connection_id {
         Some(id) => Some(number_actor(&ctx, &p, id).await?),

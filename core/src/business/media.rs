@@ -58,6 +58,51 @@ pub fn digest_matches(data: &[u8], expected: &str) -> bool {
     true
 }
 
+/// Why an uploaded file was refused before anything was stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadError {
+    #[error(
+        "{0} cannot be sent on WhatsApp (images: JPEG/PNG; audio, video, documents, WebP stickers)"
+    )]
+    UnsupportedType(String),
+    #[error("the file is empty")]
+    Empty,
+    #[error("a {kind} ({mime}) may be at most {max} bytes; this one has {size}")]
+    TooLarge {
+        kind: &'static str,
+        mime: String,
+        max: usize,
+        size: usize,
+    },
+    #[error("filename is a plain file name of at most 255 characters")]
+    InvalidFilename,
+}
+
+/// Checks an upload as WhatsApp will: a type it takes, within that type's limit, not empty,
+/// and a plain file name.
+pub fn check_upload(mime: &str, size: usize, filename: Option<&str>) -> Result<(), UploadError> {
+    let (kind, max) = kind_of(mime).ok_or_else(|| UploadError::UnsupportedType(mime.into()))?;
+    if size == 0 {
+        return Err(UploadError::Empty);
+    }
+    if size > max {
+        return Err(UploadError::TooLarge {
+            kind,
+            mime: mime.into(),
+            max,
+            size,
+        });
+    }
+    if let Some(f) = filename
+        && (f.is_empty()
+            || f.len() > 255
+            || f.chars().any(|c| c.is_control() || c == '/' || c == '\\'))
+    {
+        return Err(UploadError::InvalidFilename);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +132,36 @@ mod tests {
             Some("audio")
         );
         assert!(kind_of("application/x-msdownload").is_none());
+    }
+
+    #[test]
+    fn uploads_are_checked_as_whatsapp_checks_them() {
+        assert_eq!(check_upload("image/png", 10, Some("a.png")), Ok(()));
+        let refused = [
+            (
+                "image/gif",
+                10,
+                None,
+                "image/gif cannot be sent on WhatsApp",
+            ),
+            ("image/png", 0, None, "the file is empty"),
+            (
+                "image/png",
+                5 * 1024 * 1024 + 1,
+                None,
+                "a image (image/png) may be at most",
+            ),
+            (
+                "image/png",
+                10,
+                Some("a/b.png"),
+                "filename is a plain file name",
+            ),
+            ("image/png", 10, Some(""), "filename is a plain file name"),
+        ];
+        for (mime, size, name, start) in refused {
+            let e = check_upload(mime, size, name).expect_err(mime);
+            assert!(e.to_string().starts_with(start), "{e}");
+        }
     }
 }
