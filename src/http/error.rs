@@ -305,10 +305,7 @@ impl From<LiteSupervisorError> for ApiError {
     fn from(e: LiteSupervisorError) -> Self {
         match e {
             LiteSupervisorError::Store(s) => s.into(),
-            LiteSupervisorError::Spawn(why) => {
-                tracing::error!(error = %why, "could not start a Lite session");
-                unanswered("the session could not be started")
-            }
+            LiteSupervisorError::Spawn(_) => unanswered("the session could not be started"),
             other => unanswered(other),
         }
     }

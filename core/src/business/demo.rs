@@ -6,7 +6,7 @@
 
 use super::connect::{self, Target};
 use super::graph::GraphClient;
-use super::handle::BusinessSupervisorHandle;
+use super::handle::{BusinessSupervisorError, BusinessSupervisorHandle};
 use super::store::{self, Credentials};
 use super::{BusinessError, GraphSettings};
 use crate::business::supervisor::BusinessSupervisorMessage;
@@ -34,12 +34,12 @@ pub async fn connect(
     daemon_base: &str,
 ) -> Result<DemoNumber, BusinessError> {
     let client = shared.pool.get().await?;
-    if supervisor_slot.get().is_none() {
+    let supervisor = BusinessSupervisorHandle::new(supervisor_slot.clone());
+    if !supervisor.is_running() {
         return Err(BusinessError::Io(
-            "the business supervisor is restarting".into(),
+            BusinessSupervisorError::NotRunning.to_string(),
         ));
     }
-    let supervisor = BusinessSupervisorHandle::new(supervisor_slot.clone());
     for old in store::list_for_user(&client, usuario_id).await? {
         if let Some(id) = old["id"].as_str().and_then(|s| s.parse::<Uuid>().ok()) {
             if let Err(e) = supervisor.disconnect(id).await {

@@ -53,6 +53,11 @@ impl BusinessSupervisorHandle {
         BusinessSupervisorHandle { slot }
     }
 
+    /// Whether a BusinessSupervisor runs now.
+    pub fn is_running(&self) -> bool {
+        self.slot.get().is_some()
+    }
+
     /// Starts the number's actor, or replaces it (it reads its row anew).
     pub async fn connect(&self, connection_id: Uuid) -> Result<(), BusinessSupervisorError> {
         ask_slot(
