@@ -47,7 +47,8 @@ async fn validate(
         body.region,
         ctx.shared.settings.default_region.as_deref(),
     )
-    .await {
+    .await
+    {
         Ok(n) => Ok(json_reply(
             StatusCode::OK,
             &json!({

@@ -20,7 +20,6 @@ use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {

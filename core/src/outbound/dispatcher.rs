@@ -9,8 +9,8 @@
 //! callable alone from tests through [`DispatcherMessage::Tick`]).
 
 use crate::connection::ConnectionKind;
-use crate::outbound::handle::DispatcherError;
 use crate::nodes::rebalance;
+use crate::outbound::handle::DispatcherError;
 use crate::outbound::inflight::{Marker, MarkerTask};
 use crate::outbound::lane::{self, Held, Lane, LaneCtx};
 use crate::outbound::lease::{self, Recovered};

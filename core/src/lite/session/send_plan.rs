@@ -3,8 +3,8 @@
 //! for the Dispatcher ([`SendOutcome`]). [`super::send`] does the I/O between them.
 
 use crate::connection::SendOutcome;
-use crate::media_store::MAX_MEDIA_BYTES;
 use crate::lite::{LiteError, Status};
+use crate::media_store::MAX_MEDIA_BYTES;
 use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
