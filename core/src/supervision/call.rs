@@ -37,17 +37,12 @@ where
 }
 
 /// Calls whichever incarnation of the child runs now.
-pub async fn ask_slot<M, T>(
+pub async fn ask_slot<M: ractor::Message, T: Send + 'static>(
     slot: &Slot<M>,
     make: impl FnOnce(RpcReplyPort<T>) -> M,
     timeout: Duration,
-) -> Result<T, Unanswered>
-where
-    M: ractor::Message,
-    T: Send + 'static,
-{
-    let actor = slot.get().ok_or(Unanswered::NotRunning)?;
-    ask(&actor, make, timeout).await
+) -> Result<T, Unanswered> {
+    ask(&slot.get().ok_or(Unanswered::NotRunning)?, make, timeout).await
 }
 
 /// Implements `From<Unanswered>` for an actor's error enum with `NotRunning` and
