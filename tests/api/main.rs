@@ -3,6 +3,7 @@
 mod auth;
 mod business;
 mod cli;
+mod code_map;
 mod config;
 mod deploy;
 mod embedded_pg;
