@@ -1,6 +1,15 @@
 //! Bad requests get the JSON error shape with a fitting status, and change nothing.
 
-use crate::helpers::{expect_error, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, expect_error, spawn_app, spawn_app_with};
+
+/// GET of a route that needs no key (health, readiness, metrics).
+async fn probe(app: &TestApp, path: &str) -> reqwest::Response {
+    app.http
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
 async fn unknown_routes_methods_and_bodies() {
@@ -9,56 +18,55 @@ async fn unknown_routes_methods_and_bodies() {
     })
     .await;
     let (_, key) = app.user("errors@example.com", false).await;
-    let resp = app.get("/v1/nothing-here", &key).send().await.unwrap();
-    expect_error(resp, 404, "not_found").await;
-    let resp = app
-        .http
-        .delete(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, 405, "method_not_allowed").await;
-    let resp = app
-        .post("/v1/phone-numbers/validate", &key)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, 400, "invalid_body").await;
-    let resp = app
-        .post("/v1/phone-numbers/validate", &key)
-        .json(&serde_json::json!({"phone": "x".repeat(2000)}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, 413, "body_too_large").await;
-    let resp = app
-        .post("/v1/phone-numbers/validate", &key)
-        .json(&serde_json::json!({"phone": "+5511987654321", "unexpected": 1}))
-        .send()
-        .await
-        .unwrap();
-    expect_error(resp, 400, "invalid_body").await;
+    let validate = || app.post("/v1/phone-numbers/validate", &key);
+    let cases = [
+        (
+            "an unknown route",
+            app.get("/v1/nothing-here", &key),
+            404,
+            "not_found",
+        ),
+        (
+            "a method the route does not take",
+            app.http.delete(format!("{}/healthz", app.base)),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "a body that is not JSON",
+            validate()
+                .header("content-type", "application/json")
+                .body("{not json"),
+            400,
+            "invalid_body",
+        ),
+        (
+            "a body over MAX_BODY_BYTES",
+            validate().json(&serde_json::json!({"phone": "x".repeat(2000)})),
+            413,
+            "body_too_large",
+        ),
+        (
+            "an unknown field",
+            validate().json(&serde_json::json!({"phone": "+5511987654321", "unexpected": 1})),
+            400,
+            "invalid_body",
+        ),
+    ];
+    for (case, request, status, code) in cases {
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{case}");
+        expect_error(resp, status, code).await;
+    }
     app.shutdown().await;
 }
 
 #[tokio::test]
 async fn health_and_readiness() {
     let mut app = spawn_app().await;
-    let resp = app
-        .http
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = probe(&app, "/healthz").await;
     assert_eq!(resp.status(), 200);
-    let resp = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = probe(&app, "/readyz").await;
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["ready"], true);
@@ -70,19 +78,9 @@ async fn health_and_readiness() {
         .execute("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)", &[])
         .await
         .unwrap();
-    let resp = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = probe(&app, "/readyz").await;
     assert_eq!(resp.status(), 503);
-    let resp = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = probe(&app, "/metrics").await;
     assert_eq!(resp.status(), 200);
     app.shutdown().await;
 }
@@ -100,12 +98,7 @@ async fn readiness_fails_when_the_database_is_gone() {
         ))
         .await
         .unwrap();
-    let resp = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = probe(&app, "/readyz").await;
     assert_eq!(resp.status(), 503);
     let resp = app
         .http
@@ -121,12 +114,7 @@ async fn readiness_fails_when_the_database_is_gone() {
         ))
         .await
         .unwrap();
-    let resp = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let resp = probe(&app, "/readyz").await;
     assert_eq!(resp.status(), 200);
     app.shutdown().await;
 }

@@ -4,6 +4,7 @@
 use crate::fake_page::{FakePage, assert_error, fast, get, post, sim};
 use serde_json::{Value, json};
 use sincro_sim::web::WebSimConfig;
+use std::time::Duration;
 
 #[tokio::test]
 async fn web_page_is_served_self_contained() {
@@ -28,7 +29,12 @@ async fn web_page_is_served_self_contained() {
 
 #[tokio::test]
 async fn web_scan_current_qr_links_and_stale_qr_is_refused() {
-    let sim = sim(fast()).await;
+    // Enough refs that the cycle does not end while the test scans.
+    let sim = sim(WebSimConfig {
+        refs_per_qr_cycle: 100,
+        ..fast()
+    })
+    .await;
     let mut page = FakePage::open(&sim, None, None).await;
     let first = page.next_qr().await;
 
@@ -53,13 +59,27 @@ async fn web_scan_current_qr_links_and_stale_qr_is_refused() {
     let (status, body) = post(&sim, "scan", json!({"phone": "5511999990001"})).await;
     assert_error(status, &body, 400, "invalid_request");
 
-    let (status, body) = post(
-        &sim,
-        "scan",
-        json!({"qr": second, "phone": "+55 11 99999-0001"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    // The QR shown now links (the refs keep rotating every 250 ms meanwhile: on a busy machine
+    // `second` may have expired too, so the one shown at the moment of the scan is used).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (scanned, body) = loop {
+        let (_, qrs) = get(&sim, "sim/qr").await;
+        let shown = qrs[0]["qr"].clone();
+        let (status, body) = post(
+            &sim,
+            "scan",
+            json!({"qr": shown, "phone": "+55 11 99999-0001"}),
+        )
+        .await;
+        if status == 200 {
+            break (shown, body);
+        }
+        assert_error(status, &body, 409, "qr_not_current");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no QR could be scanned"
+        );
+    };
     assert_eq!(body["account"], "5511999990001");
     page.next("pairing").await;
     let linked = page.next("linked").await;
@@ -71,7 +91,7 @@ async fn web_scan_current_qr_links_and_stale_qr_is_refused() {
     let (status, body) = post(
         &sim,
         "scan",
-        json!({"qr": second, "phone": "5511999990001"}),
+        json!({"qr": scanned, "phone": "5511999990001"}),
     )
     .await;
     assert_error(status, &body, 409, "qr_not_current");

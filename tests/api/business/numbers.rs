@@ -18,6 +18,13 @@ async fn sim_account(http: &reqwest::Client, sim: &str) -> Value {
         .unwrap()
 }
 
+/// Good credentials of account `a` with `field` set to `value`.
+fn with(a: &Value, field: &str, value: Value) -> Value {
+    let mut c = creds(a);
+    c[field] = value;
+    c
+}
+
 fn creds(a: &Value) -> Value {
     json!({
         "phone_number_id": a["phone_number_id"],
@@ -116,107 +123,67 @@ async fn business_credentials_are_validated_before_anything_is_stored() {
     let a = sim_account(&app.http, &sim.base_url()).await;
     let b = sim_account(&app.http, &sim.base_url()).await;
 
-    // A token Meta does not know.
-    let mut bad = creds(&a);
-    bad["access_token"] = json!("EAAnot-a-token");
-    let body = expect_error(
-        app.post("/v1/business/numbers", &key)
-            .json(&bad)
-            .send()
-            .await
-            .unwrap(),
-        422,
-        "credentials_rejected",
-    )
-    .await;
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("190"),
-        "{body}"
-    );
-
-    // A phone number id this token cannot see.
-    let mut bad = creds(&a);
-    bad["phone_number_id"] = b["phone_number_id"].clone();
-    let body = expect_error(
-        app.post("/v1/business/numbers", &key)
-            .json(&bad)
-            .send()
-            .await
-            .unwrap(),
-        422,
-        "credentials_rejected",
-    )
-    .await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("phone number id"),
-        "{body}"
-    );
-
-    // A WABA the token has no access to.
-    let mut bad = creds(&a);
-    bad["waba_id"] = b["waba_id"].clone();
-    expect_error(
-        app.post("/v1/business/numbers", &key)
-            .json(&bad)
-            .send()
-            .await
-            .unwrap(),
-        422,
-        "credentials_rejected",
-    )
-    .await;
-
-    // Malformed input.
-    let mut bad = creds(&a);
-    bad["phone_number_id"] = json!("12ab");
-    expect_error(
-        app.post("/v1/business/numbers", &key)
-            .json(&bad)
-            .send()
-            .await
-            .unwrap(),
-        422,
-        "invalid_field",
-    )
-    .await;
-    let mut bad = creds(&a);
-    bad["app_secret"] = json!("  ");
-    expect_error(
-        app.post("/v1/business/numbers", &key)
-            .json(&bad)
-            .send()
-            .await
-            .unwrap(),
-        422,
-        "invalid_field",
-    )
-    .await;
-    let mut bad = creds(&a);
-    bad["extra"] = json!(1);
-    expect_error(
-        app.post("/v1/business/numbers", &key)
-            .json(&bad)
-            .send()
-            .await
-            .unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
+    // (what is wrong, the change to good credentials, status, code, text the message names)
     let missing = json!({"phone_number_id": a["phone_number_id"]});
-    expect_error(
-        app.post("/v1/business/numbers", &key)
-            .json(&missing)
+    let cases: Vec<(&str, Value, u16, &str, Option<&str>)> = vec![
+        (
+            "a token Meta does not know",
+            with(&a, "access_token", json!("EAAnot-a-token")),
+            422,
+            "credentials_rejected",
+            Some("190"),
+        ),
+        (
+            "a phone number id this token cannot see",
+            with(&a, "phone_number_id", b["phone_number_id"].clone()),
+            422,
+            "credentials_rejected",
+            Some("phone number id"),
+        ),
+        (
+            "a WABA the token has no access to",
+            with(&a, "waba_id", b["waba_id"].clone()),
+            422,
+            "credentials_rejected",
+            None,
+        ),
+        (
+            "a malformed phone number id",
+            with(&a, "phone_number_id", json!("12ab")),
+            422,
+            "invalid_field",
+            None,
+        ),
+        (
+            "a blank app secret",
+            with(&a, "app_secret", json!("  ")),
+            422,
+            "invalid_field",
+            None,
+        ),
+        (
+            "an unknown field",
+            with(&a, "extra", json!(1)),
+            400,
+            "invalid_body",
+            None,
+        ),
+        ("missing fields", missing, 400, "invalid_body", None),
+    ];
+    for (case, bad, status, code, names) in cases {
+        let resp = app
+            .post("/v1/business/numbers", &key)
+            .json(&bad)
             .send()
             .await
-            .unwrap(),
-        400,
-        "invalid_body",
-    )
-    .await;
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{case}");
+        let body = expect_error(resp, status, code).await;
+        if let Some(text) = names {
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains(text), "{case}: {body}");
+        }
+    }
 
     assert_eq!(
         app.count("SELECT count(*) FROM configuracion_mensajeria_usuario", &[])
