@@ -106,15 +106,30 @@ fn code_map_names_every_folder_and_top_level_file_once() {
     let missing = missing(&rows, &dirs, &files);
     let twice = twice(&rows);
     // Assert
-    assert!(missing.is_empty(), "the README's code map does not name: {missing:?}");
-    assert!(twice.is_empty(), "the README's code map lists these twice: {twice:?}");
+    assert!(
+        missing.is_empty(),
+        "the README's code map does not name: {missing:?}"
+    );
+    assert!(
+        twice.is_empty(),
+        "the README's code map lists these twice: {twice:?}"
+    );
 }
 
 #[test]
 fn code_map_check_finds_what_is_missing_or_listed_twice() {
-    let rows = rows("## Code map\n\n| `a/src/x/` | x, with `y/` |\n| `a/src/f.rs` | f |\n| `a/src/f.rs` | again |\n\n## Next\n| `a/src/z/` | not the map |\n");
-    let dirs = vec!["a/src/x/".to_string(), "a/src/x/y/".to_string(), "a/src/z/".to_string()];
+    let rows = rows(
+        "## Code map\n\n| `a/src/x/` | x, with `y/` |\n| `a/src/f.rs` | f |\n| `a/src/f.rs` | again |\n\n## Next\n| `a/src/z/` | not the map |\n",
+    );
+    let dirs = vec![
+        "a/src/x/".to_string(),
+        "a/src/x/y/".to_string(),
+        "a/src/z/".to_string(),
+    ];
     let files = vec!["a/src/f.rs".to_string(), "a/src/g.rs".to_string()];
-    assert_eq!(missing(&rows, &dirs, &files), vec!["a/src/z/", "a/src/g.rs"]);
+    assert_eq!(
+        missing(&rows, &dirs, &files),
+        vec!["a/src/z/", "a/src/g.rs"]
+    );
     assert_eq!(twice(&rows), vec!["a/src/f.rs"]);
 }
