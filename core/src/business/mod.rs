@@ -10,6 +10,7 @@ mod callback;
 pub mod classify;
 pub mod connect;
 pub mod demo;
+pub mod error;
 pub mod graph;
 pub mod handle;
 pub mod inbox;

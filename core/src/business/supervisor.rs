@@ -4,7 +4,7 @@
 //! replace or stop a number, and for a number's actor when they need its Graph client.
 //! Restarts follow the daemon's [`RestartPolicy`]; on stop it stops its children first.
 
-use crate::business::handle::BusinessSupervisorError;
+use crate::business::error::BusinessSupervisorError;
 use crate::business::inbox::MediaToFetch;
 use crate::business::number::{BusinessNumber, BusinessNumberArgs, BusinessNumberMessage};
 use crate::business::store;

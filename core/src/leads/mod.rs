@@ -3,6 +3,7 @@
 //! transaction) and the LeadSync actor serving the API's normalise and merge requests
 //! ([`sync`]), called through [`handle`]. The API's reads of a user's leads are [`query`].
 
+pub mod error;
 pub mod handle;
 pub mod query;
 pub mod store;

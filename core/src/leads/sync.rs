@@ -3,7 +3,7 @@
 //! own batch transaction with the same store functions ([`crate::leads::store`]); this actor
 //! serves the API's requests, through [`super::handle::LeadSyncHandle`].
 
-use super::handle::LeadSyncError;
+use super::error::LeadSyncError;
 use super::store as leads;
 use crate::phone::{self, NormalizedPhone, PhoneError};
 use crate::shared::Shared;

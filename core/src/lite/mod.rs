@@ -28,6 +28,7 @@
 pub mod bridge;
 pub mod browser;
 pub mod devtools_pipe;
+pub mod error;
 pub mod handle;
 pub mod handover;
 pub mod inbound;
@@ -44,7 +45,9 @@ pub mod supervisor;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use handle::{LiteSessionError, LiteSessionHandle, LiteSupervisorError, LiteSupervisorHandle};
+pub use error::{LiteSessionError, LiteSupervisorError};
+pub use handle::LiteSupervisorHandle;
+pub use session::handle::LiteSessionHandle;
 pub use session::{LiteSession, LiteSessionMessage, SessionArgs};
 
 /// Knobs of the Lite sessions (environment variables in the daemon's `Config`).

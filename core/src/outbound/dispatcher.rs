@@ -10,7 +10,7 @@
 
 use crate::connection::ConnectionKind;
 use crate::nodes::rebalance;
-use crate::outbound::handle::DispatcherError;
+use crate::outbound::error::DispatcherError;
 use crate::outbound::inflight::{Marker, MarkerTask};
 use crate::outbound::lane::{self, Held, Lane, LaneCtx};
 use crate::outbound::lease::{self, Recovered};

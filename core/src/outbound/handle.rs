@@ -2,8 +2,8 @@
 //! what it holds, each with its named timeout; failures are [`DispatcherError`].
 
 use super::dispatcher::{DispatcherMessage, DispatcherStats};
+pub use super::error::DispatcherError;
 use super::lease::Recovered;
-use crate::store::StoreError;
 use crate::supervision::{Slot, ask_slot};
 use std::time::Duration;
 
@@ -11,18 +11,6 @@ use std::time::Duration;
 pub const SWEEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stats are counted from memory.
 pub const STATS_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// What went wrong asking the Dispatcher.
-#[derive(Debug, thiserror::Error)]
-pub enum DispatcherError {
-    #[error("the dispatcher is restarting")]
-    NotRunning,
-    #[error("the dispatcher did not answer within {0:?}")]
-    TimedOut(Duration),
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-}
-crate::unanswered_into!(DispatcherError);
 
 /// The Dispatcher of one daemon, whichever incarnation runs now.
 #[derive(Clone)]

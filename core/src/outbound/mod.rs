@@ -14,6 +14,7 @@ pub mod backoff;
 pub mod claim;
 pub mod dispatcher;
 pub mod enqueue;
+pub mod error;
 pub mod fairness;
 pub mod handle;
 pub mod inflight;

@@ -37,6 +37,7 @@
 
 mod connection;
 mod out;
+mod outcome;
 mod query;
 
 use super::auth::{self, Need};

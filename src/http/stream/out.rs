@@ -1,7 +1,7 @@
 //! The writing half of a stream's socket: frames fed and flushed only as fast as the client
 //! reads, pings, the keepalive deadline, and the close frame that carries `since=<N>`.
 
-use super::connection::{Outcome, Step, ended_step};
+use super::outcome::{Outcome, Step, ended_step};
 use super::{CLOSE_TIMEOUT, PING_EVERY, PONG_TIMEOUT, SLOW_CLOSE_TIMEOUT};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};

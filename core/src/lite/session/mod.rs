@@ -15,6 +15,7 @@
 //! restarting it.
 
 mod events;
+pub mod handle;
 mod lifecycle;
 mod page;
 mod pairing;
@@ -22,7 +23,7 @@ mod send;
 mod send_plan;
 
 use super::bridge::{self, BridgeEvent};
-use super::handle::LiteSessionError;
+use super::error::LiteSessionError;
 use super::{LiteError, LiteSettings, Status, inbound, reason, store};
 use crate::connection::{ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome};
 use crate::shared::Shared;
