@@ -34,28 +34,27 @@ pub struct ChildSlots {
     pub lite: Slot<LiteSupervisorMessage>,
 }
 
-impl ChildSlots {
-    pub fn lite_handle(&self) -> LiteSupervisorHandle {
-        LiteSupervisorHandle::new(self.lite.clone())
-    }
-    pub fn business_handle(&self) -> BusinessSupervisorHandle {
-        BusinessSupervisorHandle::new(self.business.clone())
-    }
-    pub fn lead_sync_handle(&self) -> LeadSyncHandle {
-        LeadSyncHandle::new(self.lead_sync.clone())
-    }
-    pub fn rate_limiter_handle(&self) -> RateLimiterHandle {
-        RateLimiterHandle::new(self.rate_limiter.clone())
-    }
-    pub fn hub_handle(&self) -> HubHandle {
-        HubHandle::new(self.hub.clone())
-    }
-    pub fn ingest_handle(&self) -> IngestHandle {
-        IngestHandle::new(self.ingest.clone())
-    }
-    pub fn dispatcher_handle(&self) -> DispatcherHandle {
-        DispatcherHandle::new(self.dispatcher.clone())
-    }
+/// `ChildSlots::NAME(&self) -> HANDLE`: the handle over one child's slot, each written once.
+macro_rules! slot_handles {
+    ($($name:ident: $slot:ident => $handle:ident),* $(,)?) => {
+        impl ChildSlots {
+            $(
+                pub fn $name(&self) -> $handle {
+                    $handle::new(self.$slot.clone())
+                }
+            )*
+        }
+    };
+}
+
+slot_handles! {
+    lite_handle: lite => LiteSupervisorHandle,
+    business_handle: business => BusinessSupervisorHandle,
+    lead_sync_handle: lead_sync => LeadSyncHandle,
+    rate_limiter_handle: rate_limiter => RateLimiterHandle,
+    hub_handle: hub => HubHandle,
+    ingest_handle: ingest => IngestHandle,
+    dispatcher_handle: dispatcher => DispatcherHandle,
 }
 
 /// The running tree as the rest of the daemon sees it.
