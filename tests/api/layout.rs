@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 /// with the reason. An entry that matches no cycle fails the test, so it is removed once the
 /// cycle is gone.
 const KNOWN_CYCLE_EXCEPTIONS: &[(&str, &str)] = &[(
-    "sim/src/graph/",
-    "the Graph simulator's files are being split; the split removes this cycle",
+    "src/http/stream/",
+    "the WebSocket stream's connection and outgoing-frame files import each other; the HTTP handlers are being reworked, which removes this cycle",
 )];
 
 /// The crates checked: the directory their modules live in and their root file.

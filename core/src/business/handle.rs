@@ -25,21 +25,7 @@ pub const TEMPLATE_TIMEOUT: Duration = Duration::from_secs(60);
 /// An upload sends a file of up to 100 MB to Meta.
 pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// What went wrong asking the BusinessSupervisor.
-#[derive(Debug, thiserror::Error)]
-pub enum BusinessSupervisorError {
-    #[error("the business supervisor is restarting")]
-    NotRunning,
-    #[error("the business supervisor did not answer within {0:?}")]
-    TimedOut(Duration),
-    /// The number's actor does not run here now (being replaced, restarting, or removed).
-    #[error("this number's actor is not running right now")]
-    NumberNotRunning,
-    /// The number's actor could not be spawned.
-    #[error("the number's actor could not start: {0}")]
-    Spawn(String),
-}
-crate::unanswered_into!(BusinessSupervisorError);
+pub use super::supervisor::BusinessSupervisorError;
 crate::unanswered_into!(BusinessError);
 
 /// The BusinessSupervisor of one daemon, whichever incarnation runs now.

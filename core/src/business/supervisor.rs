@@ -4,7 +4,6 @@
 //! replace or stop a number, and for a number's actor when they need its Graph client.
 //! Restarts follow the daemon's [`RestartPolicy`]; on stop it stops its children first.
 
-use crate::business::handle::BusinessSupervisorError;
 use crate::business::inbox::MediaToFetch;
 use crate::business::number::{BusinessNumber, BusinessNumberArgs, BusinessNumberMessage};
 use crate::business::store;
@@ -16,6 +15,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// What went wrong asking the BusinessSupervisor.
+#[derive(Debug, thiserror::Error)]
+pub enum BusinessSupervisorError {
+    #[error("the business supervisor is restarting")]
+    NotRunning,
+    #[error("the business supervisor did not answer within {0:?}")]
+    TimedOut(Duration),
+    /// The number's actor does not run here now (being replaced, restarting, or removed).
+    #[error("this number's actor is not running right now")]
+    NumberNotRunning,
+    /// The number's actor could not be spawned.
+    #[error("the number's actor could not start: {0}")]
+    Spawn(String),
+}
+crate::unanswered_into!(BusinessSupervisorError);
 
 pub enum BusinessSupervisorMessage {
     /// The status of every BusinessNumber, for `GET /v1/status`.

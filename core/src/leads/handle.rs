@@ -2,8 +2,7 @@
 //! wrong ([`LeadSyncError`]).
 
 use super::sync::LeadSyncMessage;
-use crate::phone::{NormalizedPhone, PhoneError};
-use crate::store::StoreError;
+use crate::phone::NormalizedPhone;
 use crate::supervision::{Slot, ask_slot};
 use std::time::Duration;
 use uuid::Uuid;
@@ -14,20 +13,7 @@ pub const MERGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Normalising a phone is pure computation in the actor.
 pub const NORMALIZE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What went wrong asking LeadSync.
-#[derive(Debug, thiserror::Error)]
-pub enum LeadSyncError {
-    #[error("lead sync is restarting")]
-    NotRunning,
-    #[error("lead sync did not answer within {0:?}")]
-    TimedOut(Duration),
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    /// The phone number cannot be read as one.
-    #[error("{0}")]
-    Phone(#[from] PhoneError),
-}
-crate::unanswered_into!(LeadSyncError);
+pub use super::sync::LeadSyncError;
 
 /// The LeadSync of one daemon, whichever incarnation runs now.
 #[derive(Clone)]

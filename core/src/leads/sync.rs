@@ -3,14 +3,30 @@
 //! own batch transaction with the same store functions ([`crate::leads::store`]); this actor
 //! serves the API's requests, through [`super::handle::LeadSyncHandle`].
 
-use super::handle::LeadSyncError;
 use super::store as leads;
 use crate::phone::{self, NormalizedPhone, PhoneError};
 use crate::shared::Shared;
+use crate::store::StoreError;
 use crate::store::events::{self, NewEvent};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
+
+/// What went wrong asking LeadSync.
+#[derive(Debug, thiserror::Error)]
+pub enum LeadSyncError {
+    #[error("lead sync is restarting")]
+    NotRunning,
+    #[error("lead sync did not answer within {0:?}")]
+    TimedOut(Duration),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The phone number cannot be read as one.
+    #[error("{0}")]
+    Phone(#[from] PhoneError),
+}
+crate::unanswered_into!(LeadSyncError);
 
 pub enum LeadSyncMessage {
     /// Normalise a phone number to E.164, reading national formats in `region`.

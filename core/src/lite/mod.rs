@@ -38,6 +38,7 @@ pub mod profile;
 pub mod qr;
 pub mod reaper;
 pub mod session;
+pub mod session_handle;
 pub mod store;
 pub mod supervisor;
 

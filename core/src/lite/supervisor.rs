@@ -22,9 +22,9 @@
 
 use crate::connection::ConnectionKind;
 use crate::lite::session::FINAL;
+use crate::lite::session_handle::LiteSessionHandle;
 use crate::lite::{
-    LiteSession, LiteSessionHandle, LiteSessionMessage, LiteSupervisorError, SessionArgs, Status,
-    handover, profile, reaper, reason, store,
+    LiteSession, LiteSessionMessage, SessionArgs, Status, handover, profile, reaper, reason, store,
 };
 use crate::nodes::control::{Control, broadcast};
 use crate::nodes::ownership::Ownership;
@@ -38,6 +38,25 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// What went wrong asking the LiteSupervisor.
+#[derive(Debug, thiserror::Error)]
+pub enum LiteSupervisorError {
+    #[error("Lite sessions are restarting")]
+    NotRunning,
+    #[error("the Lite supervisor did not answer within {0:?}")]
+    TimedOut(Duration),
+    /// The session's actor does not run on this node (another node runs it, or it is down).
+    #[error("the session is not running on this node")]
+    SessionNotRunning,
+    /// The store could not be reached to take the session's lease.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The session's actor could not be spawned.
+    #[error("the session's actor could not start: {0}")]
+    Spawn(String),
+}
+crate::unanswered_into!(LiteSupervisorError);
 
 pub enum LiteSupervisorMessage {
     /// The status of every LiteSession, for `GET /v1/status`.

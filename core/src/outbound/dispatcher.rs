@@ -10,7 +10,6 @@
 
 use crate::connection::ConnectionKind;
 use crate::nodes::rebalance;
-use crate::outbound::handle::DispatcherError;
 use crate::outbound::inflight::{Marker, MarkerTask};
 use crate::outbound::lane::{self, Held, Lane, LaneCtx};
 use crate::outbound::lease::{self, Recovered};
@@ -26,6 +25,18 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
+
+/// What went wrong asking the Dispatcher.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    #[error("the dispatcher is restarting")]
+    NotRunning,
+    #[error("the dispatcher did not answer within {0:?}")]
+    TimedOut(Duration),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+crate::unanswered_into!(DispatcherError);
 
 /// How often the Dispatcher looks at the connections running here.
 pub const TICK: Duration = Duration::from_millis(250);

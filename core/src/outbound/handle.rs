@@ -3,7 +3,6 @@
 
 use super::dispatcher::{DispatcherMessage, DispatcherStats};
 use super::lease::Recovered;
-use crate::store::StoreError;
 use crate::supervision::{Slot, ask_slot};
 use std::time::Duration;
 
@@ -12,17 +11,7 @@ pub const SWEEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Stats are counted from memory.
 pub const STATS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What went wrong asking the Dispatcher.
-#[derive(Debug, thiserror::Error)]
-pub enum DispatcherError {
-    #[error("the dispatcher is restarting")]
-    NotRunning,
-    #[error("the dispatcher did not answer within {0:?}")]
-    TimedOut(Duration),
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-}
-crate::unanswered_into!(DispatcherError);
+pub use super::dispatcher::DispatcherError;
 
 /// The Dispatcher of one daemon, whichever incarnation runs now.
 #[derive(Clone)]

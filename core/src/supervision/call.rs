@@ -2,7 +2,7 @@
 //! ([`Unanswered`]), shared by every typed handle (`LiteSupervisorHandle`, `HubHandle`...).
 //! Each handle names its own timeouts and turns [`Unanswered`] into its actor's error enum.
 
-use super::Slot;
+use super::slot::Slot;
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
 use std::time::Duration;

@@ -4,10 +4,11 @@
 //! fixed children and by the Lite and Business supervisors for their dynamic ones.
 
 use super::policy::{FailureWindow, RestartPolicy, Verdict};
+use super::slot::Slot;
 use super::status::{ChildState, StatusNode};
 use futures::future::BoxFuture;
 use ractor::{Actor, ActorCell, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
@@ -20,31 +21,6 @@ pub trait Supervised: ractor::Message {
     fn status_message(reply: RpcReplyPort<Vec<StatusNode>>) -> Option<Self> {
         let _ = reply;
         None
-    }
-}
-
-/// The current `ActorRef` of a child, replaced on every restart, for callers outside the tree
-/// (HTTP handlers) that must reach whichever incarnation runs now.
-pub struct Slot<M>(Arc<RwLock<Option<ActorRef<M>>>>);
-
-impl<M> Clone for Slot<M> {
-    fn clone(&self) -> Self {
-        Slot(self.0.clone())
-    }
-}
-
-impl<M> Default for Slot<M> {
-    fn default() -> Self {
-        Slot(Arc::new(RwLock::new(None)))
-    }
-}
-
-impl<M: ractor::Message> Slot<M> {
-    pub fn get(&self) -> Option<ActorRef<M>> {
-        self.0.read().expect("slot lock").clone()
-    }
-    fn set(&self, r: Option<ActorRef<M>>) {
-        *self.0.write().expect("slot lock") = r;
     }
 }
 

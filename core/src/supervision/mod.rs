@@ -25,12 +25,14 @@ pub mod call;
 pub mod children;
 pub mod policy;
 pub mod react;
+pub mod slot;
 pub mod status;
 
 pub use call::{Unanswered, ask, ask_slot};
-pub use children::{ChildSpec, Children, Decision, Slot, Supervised};
+pub use children::{ChildSpec, Children, Decision, Supervised};
 pub use policy::RestartPolicy;
 pub use react::react;
+pub use slot::Slot;
 pub use status::{ChildState, StatusNode};
 
 /// Implements [`Supervised`] for an actor message enum with a `Panic` variant (and, with

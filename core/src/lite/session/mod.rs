@@ -22,7 +22,6 @@ mod send;
 mod send_plan;
 
 use super::bridge::{self, BridgeEvent};
-use super::handle::LiteSessionError;
 use super::{LiteError, LiteSettings, Status, inbound, reason, store};
 use crate::connection::{ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome};
 use crate::shared::Shared;
@@ -31,6 +30,37 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
+
+/// What went wrong asking one LiteSession.
+#[derive(Debug, thiserror::Error)]
+pub enum LiteSessionError {
+    #[error("the session is not running")]
+    NotRunning,
+    #[error("the session did not answer within {0:?}")]
+    TimedOut(Duration),
+    /// It is being stopped and takes no new work.
+    #[error("the session is stopping")]
+    Stopping,
+    /// A pairing code links a device; this one is linked already.
+    #[error("the session is already linked")]
+    AlreadyLinked,
+    /// Its browser is not up yet (just started, or restarting).
+    #[error("the session's browser is starting; retry shortly")]
+    BrowserStarting,
+    /// The page does not show the login screen (a QR) yet.
+    #[error("the session is not waiting for a login yet; retry shortly")]
+    NotWaitingForQr,
+    /// The phone number cannot be a WhatsApp account (digits only, 7 to 15 of them).
+    #[error("invalid phone number: {0}")]
+    PhoneInvalid(String),
+    /// The page did not answer in time.
+    #[error("the page did not answer within {0:?}")]
+    PageTimedOut(Duration),
+    /// The page answered with an error or something unexpected.
+    #[error("the page could not do it: {0}")]
+    PageFailed(String),
+}
+crate::unanswered_into!(LiteSessionError);
 
 /// Prefix of the stop reason of a session that must not be restarted.
 pub const FINAL: &str = "final:";

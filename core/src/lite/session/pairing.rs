@@ -1,7 +1,8 @@
 //! Linking by phone number: the pairing code the page makes while it shows a QR.
 
 use super::SessionState;
-use crate::lite::handle::{LiteSessionError, PAIRING_PAGE_TIMEOUT};
+use crate::lite::session::LiteSessionError;
+use crate::lite::session_handle::PAIRING_PAGE_TIMEOUT;
 use crate::lite::{Status, bridge};
 use serde_json::{Value, json};
 
