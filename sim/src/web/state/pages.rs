@@ -246,12 +246,7 @@ impl Sim {
             }
             {
                 let mut inner = sim.lock();
-                let Inner {
-                    pages,
-                    devices,
-                    accounts,
-                    ..
-                } = &mut *inner;
+                let (accounts, devices, pages) = inner.links();
                 let Some(page) = pages.get_mut(&page_id) else {
                     return;
                 };

@@ -266,12 +266,7 @@ impl Sim {
         }
         let account = normalize_phone(account)?;
         let mut inner = self.lock();
-        let Inner {
-            accounts,
-            devices,
-            pages,
-            ..
-        } = &mut *inner;
+        let (accounts, devices, pages) = inner.links();
         let acc = accounts
             .get(&account)
             .ok_or_else(|| SimError::UnknownAccount(account.clone()))?;
