@@ -210,6 +210,17 @@ struct Inner {
     next_sid: u64,
 }
 
+/// The fields of a message's media that describe the stored file (as WhatsApp Web gives
+/// them), copied into every message that carries it.
+const STORED_MEDIA_FIELDS: &[&str] = &[
+    "size",
+    "filehash",
+    "encFilehash",
+    "directPath",
+    "mediaKey",
+    "mediaKeyTimestamp",
+];
+
 /// The maps a page's state is reached through.
 type Links<'a> = (
     &'a mut BTreeMap<String, Account>,

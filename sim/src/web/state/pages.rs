@@ -409,17 +409,10 @@ impl Sim {
                 "t": now_secs(),
                 "notifyName": inner.accounts.get(&account).and_then(|a| a.name.clone()).unwrap_or_else(|| account.clone()),
             });
-            for k in [
-                "caption",
-                "mimetype",
-                "filename",
-                "size",
-                "filehash",
-                "encFilehash",
-                "directPath",
-                "mediaKey",
-                "mediaKeyTimestamp",
-            ] {
+            for k in ["caption", "mimetype", "filename"]
+                .iter()
+                .chain(STORED_MEDIA_FIELDS)
+            {
                 if let Some(v) = m.get(k) {
                     msg[k] = v.clone();
                 }

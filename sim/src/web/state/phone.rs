@@ -95,14 +95,7 @@ impl Sim {
                 msg["caption"] = json!(media.caption);
                 msg["mimetype"] = json!(media.mimetype);
                 msg["filename"] = json!(media.filename);
-                for k in [
-                    "size",
-                    "filehash",
-                    "encFilehash",
-                    "directPath",
-                    "mediaKey",
-                    "mediaKeyTimestamp",
-                ] {
+                for k in STORED_MEDIA_FIELDS {
                     msg[k] = entry[k].clone();
                 }
             }
