@@ -15,7 +15,9 @@ use crate::outbound::dispatcher::{Dispatcher, DispatcherMessage};
 use crate::outbound::handle::DispatcherHandle;
 use crate::rate_limiter::{RateLimiter, RateLimiterHandle, RateLimiterMessage};
 use crate::shared::Shared;
-use crate::supervision::{ChildSpec, ChildState, Children, RestartPolicy, Slot, StatusNode, react};
+use crate::supervision::{
+    ChildSpec, ChildState, Children, RestartPolicy, Slot, StatusNode, Supervised, react,
+};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,28 +36,27 @@ pub struct ChildSlots {
     pub lite: Slot<LiteSupervisorMessage>,
 }
 
-impl ChildSlots {
-    pub fn lite_handle(&self) -> LiteSupervisorHandle {
-        LiteSupervisorHandle::new(self.lite.clone())
-    }
-    pub fn business_handle(&self) -> BusinessSupervisorHandle {
-        BusinessSupervisorHandle::new(self.business.clone())
-    }
-    pub fn lead_sync_handle(&self) -> LeadSyncHandle {
-        LeadSyncHandle::new(self.lead_sync.clone())
-    }
-    pub fn rate_limiter_handle(&self) -> RateLimiterHandle {
-        RateLimiterHandle::new(self.rate_limiter.clone())
-    }
-    pub fn hub_handle(&self) -> HubHandle {
-        HubHandle::new(self.hub.clone())
-    }
-    pub fn ingest_handle(&self) -> IngestHandle {
-        IngestHandle::new(self.ingest.clone())
-    }
-    pub fn dispatcher_handle(&self) -> DispatcherHandle {
-        DispatcherHandle::new(self.dispatcher.clone())
-    }
+/// `ChildSlots::NAME(&self) -> HANDLE`: the handle over one child's slot, each written once.
+macro_rules! slot_handles {
+    ($($name:ident: $slot:ident => $handle:ident),* $(,)?) => {
+        impl ChildSlots {
+            $(
+                pub fn $name(&self) -> $handle {
+                    $handle::new(self.$slot.clone())
+                }
+            )*
+        }
+    };
+}
+
+slot_handles! {
+    lite_handle: lite => LiteSupervisorHandle,
+    business_handle: business => BusinessSupervisorHandle,
+    lead_sync_handle: lead_sync => LeadSyncHandle,
+    rate_limiter_handle: rate_limiter => RateLimiterHandle,
+    hub_handle: hub => HubHandle,
+    ingest_handle: ingest => IngestHandle,
+    dispatcher_handle: dispatcher => DispatcherHandle,
 }
 
 /// The running tree as the rest of the daemon sees it.
@@ -161,48 +162,33 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
     let membership = ChildSpec::new("membership", false, slots.membership.clone(), move || {
         (Membership, args.clone())
     });
-    let s = shared.clone();
-    let rate_limiter = ChildSpec::new(
-        "rate_limiter",
-        false,
-        slots.rate_limiter.clone(),
-        move || (RateLimiter, s.settings.clone()),
-    );
-    let s = shared.clone();
-    let lead_sync = ChildSpec::new("lead_sync", false, slots.lead_sync.clone(), move || {
-        (LeadSync, s.clone())
+    let rate_limiter = shared_spec(shared, "rate_limiter", false, &slots.rate_limiter, |s| {
+        (RateLimiter, s.settings.clone())
     });
-    let s = shared.clone();
+    let lead_sync = shared_spec(shared, "lead_sync", false, &slots.lead_sync, |s| {
+        (LeadSync, s)
+    });
     // The Hub holds a LISTEN connection and fails when PostgreSQL goes away; it must keep
     // being restarted through a database restart (about two and a half minutes of retries).
-    let hub = ChildSpec::new("hub", false, slots.hub.clone(), move || (Hub, s.clone()))
-        .with_policy(RestartPolicy {
+    let hub =
+        shared_spec(shared, "hub", false, &slots.hub, |s| (Hub, s)).with_policy(RestartPolicy {
             initial_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(10),
             max_failures: 20,
             window: Duration::from_secs(300),
         });
-    let s = shared.clone();
-    let ingest = ChildSpec::new("ingest", false, slots.ingest.clone(), move || {
-        (Ingest, s.clone())
+    let ingest = shared_spec(shared, "ingest", false, &slots.ingest, |s| (Ingest, s));
+    let business = shared_spec(shared, "business_supervisor", true, &slots.business, |s| {
+        (BusinessSupervisor, s)
     });
-    let s = shared.clone();
-    let business = ChildSpec::new(
-        "business_supervisor",
-        true,
-        slots.business.clone(),
-        move || (BusinessSupervisor, s.clone()),
-    );
-    let s = shared.clone();
-    let lite = ChildSpec::new("lite_supervisor", true, slots.lite.clone(), move || {
-        (LiteSupervisor, LiteSupervisorArgs { shared: s.clone() })
+    let lite = shared_spec(shared, "lite_supervisor", true, &slots.lite, |shared| {
+        (LiteSupervisor, LiteSupervisorArgs { shared })
     });
     // Last started, first stopped: it stops sending, waits for the sends it started and
     // records their outcomes while the connection actors they went through still run (a
     // message left in a stopped actor's mailbox would be `uncertain`, though never sent).
-    let s = shared.clone();
-    let dispatcher = ChildSpec::new("dispatcher", false, slots.dispatcher.clone(), move || {
-        (Dispatcher, s.clone())
+    let dispatcher = shared_spec(shared, "dispatcher", false, &slots.dispatcher, |s| {
+        (Dispatcher, s)
     });
     vec![
         membership,
@@ -214,6 +200,22 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
         lite,
         dispatcher,
     ]
+}
+
+/// A child made from the shared state on every start.
+fn shared_spec<A>(
+    shared: &Arc<Shared>,
+    name: &str,
+    supervisor: bool,
+    slot: &Slot<A::Msg>,
+    make: fn(Arc<Shared>) -> (A, A::Arguments),
+) -> ChildSpec
+where
+    A: Actor,
+    A::Msg: Supervised,
+{
+    let s = shared.clone();
+    ChildSpec::new(name, supervisor, slot.clone(), move || make(s.clone()))
 }
 
 impl Actor for Daemon {

@@ -10,7 +10,7 @@ use crate::business::number::{BusinessNumber, BusinessNumberArgs, BusinessNumber
 use crate::business::store;
 use crate::ingest::drain::{InboxPoller, MediaSink};
 use crate::shared::Shared;
-use crate::supervision::{ChildSpec, Children, RestartPolicy, Slot, StatusNode, react};
+use crate::supervision::{ChildSpec, Children, Decision, RestartPolicy, Slot, StatusNode, react};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -152,13 +152,7 @@ impl Actor for BusinessSupervisor {
             }
             BusinessSupervisorMessage::Restart(name) => {
                 let decision = state.children.restart(&name, &myself.get_cell()).await;
-                react(
-                    &myself,
-                    &state.shared,
-                    "business_supervisor",
-                    decision,
-                    BusinessSupervisorMessage::Restart,
-                );
+                decide(&myself, state, decision);
             }
             BusinessSupervisorMessage::Panic => panic!("fault injection in business_supervisor"),
             BusinessSupervisorMessage::LoadNumbers => {
@@ -248,13 +242,7 @@ impl Actor for BusinessSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let decision = state.children.on_event(&evt);
-        react(
-            &myself,
-            &state.shared,
-            "business_supervisor",
-            decision,
-            BusinessSupervisorMessage::Restart,
-        );
+        decide(&myself, state, decision);
         Ok(())
     }
 
@@ -269,4 +257,19 @@ impl Actor for BusinessSupervisor {
             .await;
         Ok(())
     }
+}
+
+/// Acts on a restart decision: a restart later, or the alert when a child failed too often.
+fn decide(
+    myself: &ActorRef<BusinessSupervisorMessage>,
+    state: &BusinessSupervisorState,
+    decision: Decision,
+) {
+    react(
+        myself,
+        &state.shared,
+        "business_supervisor",
+        decision,
+        BusinessSupervisorMessage::Restart,
+    );
 }

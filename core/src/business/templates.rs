@@ -239,20 +239,15 @@ pub async fn apply_update(
 const STAGE_NEW: &str = "(CASE $4 WHEN 'PENDING' THEN 0 WHEN 'PENDING_DELETION' THEN 2 WHEN 'DELETED' THEN 3 ELSE 1 END)";
 const STAGE_OLD: &str = "(CASE status WHEN 'PENDING' THEN 0 WHEN 'PENDING_DELETION' THEN 2 WHEN 'DELETED' THEN 3 ELSE 1 END)";
 
-/// The stored status of a template (None: not known for this connection).
+/// The stored status of a template (None: not known for this connection): the same lookup
+/// the API does before queueing a template message.
 pub async fn status_of(
     client: &impl GenericClient,
     connection_id: Uuid,
     name: &str,
     language: &str,
 ) -> Result<Option<String>, BusinessError> {
-    Ok(client
-        .query_opt(
-            "SELECT status FROM whatsapp_templates WHERE connection_id = $1 AND name = $2 AND language = $3",
-            &[&connection_id, &name, &language],
-        )
-        .await?
-        .map(|r| r.get(0)))
+    Ok(crate::outbound::enqueue::template_status(client, connection_id, name, language).await?)
 }
 
 /// Removes a template's rows (every language, or one).

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// One item set aside by the drain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewDeadLetter {
     pub inbox_id: i64,
     pub source: String,
@@ -27,12 +27,9 @@ pub struct NewDeadLetter {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
     pub id: Uuid,
-    pub inbox_id: i64,
-    pub source: String,
-    pub usuario_id: Option<Uuid>,
-    pub connection_id: Option<Uuid>,
-    pub external_id: Option<String>,
-    pub reason: String,
+    /// What the drain recorded, listed inline beside the id.
+    #[serde(flatten)]
+    pub letter: NewDeadLetter,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -107,12 +104,14 @@ pub async fn list(
         .iter()
         .map(|r| DeadLetter {
             id: r.get(0),
-            inbox_id: r.get(1),
-            source: r.get(2),
-            usuario_id: r.get(3),
-            connection_id: r.get(4),
-            external_id: r.get(5),
-            reason: r.get(6),
+            letter: NewDeadLetter {
+                inbox_id: r.get(1),
+                source: r.get(2),
+                usuario_id: r.get(3),
+                connection_id: r.get(4),
+                external_id: r.get(5),
+                reason: r.get(6),
+            },
             created_at: r.get(7),
             replayed_at: r.get(8),
         })

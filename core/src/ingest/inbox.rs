@@ -38,14 +38,12 @@ pub async fn store_lite(
     })
     .expect("inbound items serialize");
     let sealed = sealer.seal(Purpose::Webhook, &body);
-    let row = client
-        .query_one(
-            "INSERT INTO webhook_inbox (source, usuario_id, connection_id, body)
-             VALUES ($1, $2, $3, $4) RETURNING id",
-            &[&SOURCE_LITE, &usuario_id, &connection_id, &sealed],
-        )
-        .await?;
-    Ok(row.get(0))
+    insert(
+        client,
+        "source, usuario_id, connection_id, body",
+        &[&SOURCE_LITE, &usuario_id, &connection_id, &sealed],
+    )
+    .await
 }
 
 /// Stores a Meta webhook body whose signature the app secrets of `signed_by`'s numbers
@@ -58,14 +56,22 @@ pub async fn store_meta(
     body: &[u8],
 ) -> Result<i64, StoreError> {
     let sealed = sealer.seal(Purpose::Webhook, body);
-    let row = client
-        .query_one(
-            "INSERT INTO webhook_inbox (source, phone_number_id, signed_by, body)
-             VALUES ($1, $2, $3, $4) RETURNING id",
-            &[&SOURCE_META, &phone_number_id, &signed_by, &sealed],
-        )
-        .await?;
-    Ok(row.get(0))
+    insert(
+        client,
+        "source, phone_number_id, signed_by, body",
+        &[&SOURCE_META, &phone_number_id, &signed_by, &sealed],
+    )
+    .await
+}
+
+/// Inserts one inbox row with these four columns; returns its id.
+async fn insert(
+    client: &impl GenericClient,
+    columns: &str,
+    values: &[&(dyn tokio_postgres::types::ToSql + Sync); 4],
+) -> Result<i64, StoreError> {
+    let sql = format!("INSERT INTO webhook_inbox ({columns}) VALUES ($1, $2, $3, $4) RETURNING id");
+    Ok(client.query_one(&sql, values).await?.get(0))
 }
 
 /// Tells this node's inbox drain that a row was committed, so it drains now instead of at its

@@ -397,14 +397,7 @@ pub async fn set_qr(
 
 /// Saves the sealed login-state snapshot.
 pub async fn save_snapshot(pool: &Pool, id: Uuid, sealed: &str) -> Result<(), StoreError> {
-    pool.get()
-        .await?
-        .execute(
-            "UPDATE whatsapp_lite_sessions SET profile_snapshot = $2, profile_snapshot_at = now() WHERE id = $1",
-            &[&id, &sealed],
-        )
-        .await?;
-    Ok(())
+    execute(pool, "UPDATE whatsapp_lite_sessions SET profile_snapshot = $2, profile_snapshot_at = now() WHERE id = $1", &[&id, &sealed]).await
 }
 
 pub async fn load_snapshot(
@@ -435,27 +428,23 @@ pub async fn load_snapshot(
 
 /// Forgets the snapshot (logout: the login state is gone for good).
 pub async fn clear_snapshot(pool: &Pool, id: Uuid) -> Result<(), StoreError> {
-    pool.get()
-        .await?
-        .execute(
-            "UPDATE whatsapp_lite_sessions SET profile_snapshot = NULL, profile_snapshot_at = NULL,
+    execute(
+        pool,
+        "UPDATE whatsapp_lite_sessions SET profile_snapshot = NULL, profile_snapshot_at = NULL,
                  login_storage = NULL, login_storage_at = NULL WHERE id = $1",
-            &[&id],
-        )
-        .await?;
-    Ok(())
+        &[&id],
+    )
+    .await
 }
 
 /// Records which node runs the session.
 pub async fn claim(pool: &Pool, id: Uuid, node_id: &str) -> Result<(), StoreError> {
-    pool.get()
-        .await?
-        .execute(
-            "UPDATE whatsapp_lite_sessions SET node_id = $2 WHERE id = $1",
-            &[&id, &node_id],
-        )
-        .await?;
-    Ok(())
+    execute(
+        pool,
+        "UPDATE whatsapp_lite_sessions SET node_id = $2 WHERE id = $1",
+        &[&id, &node_id],
+    )
+    .await
 }
 
 /// Among `ids`, the sessions that may move to another node without a new QR: WORKING, with a
@@ -486,4 +475,14 @@ pub async fn snapshot_at(pool: &Pool, id: Uuid) -> Result<Option<OffsetDateTime>
         )
         .await?
         .and_then(|r| r.get(0)))
+}
+
+/// Runs one statement on a pooled connection, for the updates that need nothing back.
+async fn execute(
+    pool: &Pool,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<(), StoreError> {
+    pool.get().await?.execute(sql, params).await?;
+    Ok(())
 }

@@ -21,10 +21,11 @@
 //!   with room ([`handover`]): sends finished first, then stopped with a fresh snapshot.
 
 use crate::connection::ConnectionKind;
+use crate::lite::error::LiteSupervisorError;
 use crate::lite::session::FINAL;
+use crate::lite::session::handle::LiteSessionHandle;
 use crate::lite::{
-    LiteSession, LiteSessionHandle, LiteSessionMessage, LiteSupervisorError, SessionArgs, Status,
-    handover, profile, reaper, reason, store,
+    LiteSession, LiteSessionMessage, SessionArgs, Status, handover, profile, reaper, reason, store,
 };
 use crate::nodes::control::{Control, broadcast};
 use crate::nodes::ownership::Ownership;

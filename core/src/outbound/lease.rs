@@ -8,12 +8,11 @@
 //! `pending`; a row whose attempt was in flight (`inflight_at`) becomes `uncertain`, because
 //! the provider may have accepted it and has no idempotency key: it is never resent silently.
 
-use super::record::Marked;
+use super::record::{Marked, uncertain_alert};
 use crate::seal::Sealer;
 use crate::store::StoreError;
 use crate::store::events::{self, NewEvent};
 use deadpool_postgres::GenericClient;
-use serde_json::json;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -114,15 +113,11 @@ pub async fn recover(
         .await?;
     let new_events: Vec<NewEvent> = rows
         .iter()
-        .map(|r| NewEvent {
-            usuario_id: r.get(1),
-            kind: "alert",
-            data: json!({
-                "kind": "message_uncertain",
-                "message_id": r.get::<_, Uuid>(0),
-                "connection_id": r.get::<_, Uuid>(2),
-                "message": "the daemon stopped while sending this message; it may or may not have been delivered. Re-queue it to send it again.",
-            }),
+        .map(|r| {
+            uncertain_alert(
+                r,
+                "the daemon stopped while sending this message; it may or may not have been delivered. Re-queue it to send it again.",
+            )
         })
         .collect();
     events::append_many(&tx, sealer, &new_events).await?;

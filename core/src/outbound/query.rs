@@ -175,19 +175,17 @@ pub async fn cancel(
     id: Uuid,
 ) -> Result<MessageView, ChangeError> {
     let tx = client.transaction().await.map_err(StoreError::from)?;
-    let row = tx
-        .query_opt(
-            "UPDATE outbox SET state = 'cancelled', lease_owner = NULL, updated_at = now()
+    change_outbox(
+        &tx,
+        usuario_id,
+        id,
+        "UPDATE outbox SET state = 'cancelled', lease_owner = NULL, updated_at = now()
              WHERE message_id = $1 AND usuario_id = $2
                AND (state IN ('pending', 'failed', 'uncertain') OR (state = 'sending' AND inflight_at IS NULL))
              RETURNING connection_id",
-            &[&id, &usuario_id],
-        )
-        .await
-        .map_err(StoreError::from)?;
-    if row.is_none() {
-        return Err(refusal(&tx, usuario_id, id, "cancelled").await?);
-    }
+        "cancelled",
+    )
+    .await?;
     let m = tx
         .query_one(
             "UPDATE mensajes_conversacion SET estado = 'cancelled', updated_at = now() WHERE id = $1
@@ -196,19 +194,14 @@ pub async fn cancel(
         )
         .await
         .map_err(StoreError::from)?;
-    events::append(
-        &tx,
+    status_changed(
+        tx,
         sealer,
         usuario_id,
-        "message.status",
-        &json!({"message_id": id, "conversation_id": m.get::<_, Uuid>(0), "connection_id": m.get::<_, Option<Uuid>>(1), "status": "cancelled"}),
+        id,
+        json!({"message_id": id, "conversation_id": m.get::<_, Uuid>(0), "connection_id": m.get::<_, Option<Uuid>>(1), "status": "cancelled"}),
     )
-    .await?;
-    let v = get(&tx, usuario_id, id)
-        .await?
-        .ok_or(ChangeError::NotFound)?;
-    tx.commit().await.map_err(StoreError::from)?;
-    Ok(v)
+    .await
 }
 
 /// Puts a dead letter (failed or uncertain) back in the queue with fresh attempts. For an
@@ -220,19 +213,17 @@ pub async fn requeue(
     id: Uuid,
 ) -> Result<MessageView, ChangeError> {
     let tx = client.transaction().await.map_err(StoreError::from)?;
-    let row = tx
-        .query_opt(
-            "UPDATE outbox SET state = 'pending', attempts = 0, due_at = now(), inflight_at = NULL,
+    let row = change_outbox(
+        &tx,
+        usuario_id,
+        id,
+        "UPDATE outbox SET state = 'pending', attempts = 0, due_at = now(), inflight_at = NULL,
                  lease_owner = NULL, updated_at = now()
              WHERE message_id = $1 AND usuario_id = $2 AND state IN ('failed', 'uncertain')
              RETURNING connection_id",
-            &[&id, &usuario_id],
-        )
-        .await
-        .map_err(StoreError::from)?;
-    let Some(row) = row else {
-        return Err(refusal(&tx, usuario_id, id, "re-queued").await?);
-    };
+        "re-queued",
+    )
+    .await?;
     let connection_id: Uuid = row.get(0);
     let m = tx
         .query_one(
@@ -242,20 +233,52 @@ pub async fn requeue(
         )
         .await
         .map_err(StoreError::from)?;
-    events::append(
-        &tx,
-        sealer,
-        usuario_id,
-        "message.status",
-        &json!({"message_id": id, "conversation_id": m.get::<_, Uuid>(0), "connection_id": connection_id, "status": "queued", "requeued": true}),
-    )
-    .await?;
     tx.execute(
         "SELECT pg_notify($1, $2)",
         &[&CHANNEL, &connection_id.to_string()],
     )
     .await
     .map_err(StoreError::from)?;
+    status_changed(
+        tx,
+        sealer,
+        usuario_id,
+        id,
+        json!({"message_id": id, "conversation_id": m.get::<_, Uuid>(0), "connection_id": connection_id, "status": "queued", "requeued": true}),
+    )
+    .await
+}
+
+/// Runs `sql`, an `UPDATE outbox ... WHERE message_id = $1 AND usuario_id = $2 RETURNING ...`
+/// of a manual change; when it matched no row, the refusal says why the message cannot be
+/// `what`.
+async fn change_outbox(
+    tx: &deadpool_postgres::Transaction<'_>,
+    usuario_id: Uuid,
+    id: Uuid,
+    sql: &str,
+    what: &str,
+) -> Result<Row, ChangeError> {
+    let row = tx
+        .query_opt(sql, &[&id, &usuario_id])
+        .await
+        .map_err(StoreError::from)?;
+    match row {
+        Some(row) => Ok(row),
+        None => Err(refusal(tx, usuario_id, id, what).await?),
+    }
+}
+
+/// Ends a manual change: the `message.status` event, then the message as it now is, committed
+/// together.
+async fn status_changed(
+    tx: deadpool_postgres::Transaction<'_>,
+    sealer: &Sealer,
+    usuario_id: Uuid,
+    id: Uuid,
+    event: serde_json::Value,
+) -> Result<MessageView, ChangeError> {
+    events::append(&tx, sealer, usuario_id, "message.status", &event).await?;
     let v = get(&tx, usuario_id, id)
         .await?
         .ok_or(ChangeError::NotFound)?;

@@ -352,16 +352,10 @@ pub async fn apply(
         applied.stale += unc_ids.len() - rows.len() - resolved as usize;
         for r in &rows {
             applied.uncertain.push((r.get(0), r.get(1)));
-            new_events.push(NewEvent {
-                usuario_id: r.get(1),
-                kind: "alert",
-                data: json!({
-                    "kind": "message_uncertain",
-                    "message_id": r.get::<_, Uuid>(0),
-                    "connection_id": r.get::<_, Uuid>(2),
-                    "message": "the provider's answer was lost after the message left; it may or may not have been delivered. Re-queue it to send it again.",
-                }),
-            });
+            new_events.push(uncertain_alert(
+                r,
+                "the provider's answer was lost after the message left; it may or may not have been delivered. Re-queue it to send it again.",
+            ));
         }
     }
 
@@ -471,5 +465,20 @@ impl Recorder {
         if self.tx.send(Item::Flush(tx)).is_ok() {
             let _ = rx.await;
         }
+    }
+}
+
+/// The `message_uncertain` alert for an outbox row that became uncertain, from a row of
+/// `RETURNING message_id, usuario_id, connection_id`; `message` says how it came to be.
+pub(super) fn uncertain_alert(r: &tokio_postgres::Row, message: &str) -> NewEvent {
+    NewEvent {
+        usuario_id: r.get(1),
+        kind: "alert",
+        data: json!({
+            "kind": "message_uncertain",
+            "message_id": r.get::<_, Uuid>(0),
+            "connection_id": r.get::<_, Uuid>(2),
+            "message": message,
+        }),
     }
 }

@@ -12,58 +12,29 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// One [`Migration`] from its version and file name under `schema/`, so a name is written once.
+macro_rules! migration {
+    ($version:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../../schema/", $name)),
+        }
+    };
+}
+
 /// Every file of `schema/`, in order. A unit test checks this list against the directory.
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_crm_tables.sql",
-        sql: include_str!("../../../schema/0001_crm_tables.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "0002_whatsapp_tables.sql",
-        sql: include_str!("../../../schema/0002_whatsapp_tables.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "0003_ingest.sql",
-        sql: include_str!("../../../schema/0003_ingest.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "0004_business.sql",
-        sql: include_str!("../../../schema/0004_business.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "0005_queue.sql",
-        sql: include_str!("../../../schema/0005_queue.sql"),
-    },
-    Migration {
-        version: 6,
-        name: "0006_lite.sql",
-        sql: include_str!("../../../schema/0006_lite.sql"),
-    },
-    Migration {
-        version: 7,
-        name: "0007_outbox_owners.sql",
-        sql: include_str!("../../../schema/0007_outbox_owners.sql"),
-    },
-    Migration {
-        version: 8,
-        name: "0008_inbound_inbox.sql",
-        sql: include_str!("../../../schema/0008_inbound_inbox.sql"),
-    },
-    Migration {
-        version: 9,
-        name: "0009_lite_durable.sql",
-        sql: include_str!("../../../schema/0009_lite_durable.sql"),
-    },
-    Migration {
-        version: 10,
-        name: "0010_key_scopes_audit.sql",
-        sql: include_str!("../../../schema/0010_key_scopes_audit.sql"),
-    },
+    migration!(1, "0001_crm_tables.sql"),
+    migration!(2, "0002_whatsapp_tables.sql"),
+    migration!(3, "0003_ingest.sql"),
+    migration!(4, "0004_business.sql"),
+    migration!(5, "0005_queue.sql"),
+    migration!(6, "0006_lite.sql"),
+    migration!(7, "0007_outbox_owners.sql"),
+    migration!(8, "0008_inbound_inbox.sql"),
+    migration!(9, "0009_lite_durable.sql"),
+    migration!(10, "0010_key_scopes_audit.sql"),
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).

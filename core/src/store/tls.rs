@@ -331,7 +331,7 @@ fn connector(mode: SslMode, roots: &Roots) -> Result<MakeRustlsConnect, StoreErr
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| StoreError::BadUrl(format!("TLS: {e}")))?;
-    let verifier: Arc<dyn ServerCertVerifier> = if mode.verifies() {
+    let chain = if mode.verifies() {
         let (store, from) = match roots {
             Roots::System => (system_roots()?, "the system's trusted CAs".to_string()),
             Roots::File(path) => (file_roots(path)?, format!("sslrootcert={path}")),
@@ -339,14 +339,18 @@ fn connector(mode: SslMode, roots: &Roots) -> Result<MakeRustlsConnect, StoreErr
         let inner = WebPkiServerVerifier::builder_with_provider(store, provider())
             .build()
             .map_err(|e| StoreError::BadUrl(format!("TLS: {e}")))?;
-        Arc::new(Verify {
+        Some(Chain {
             inner,
             check_name: mode == SslMode::VerifyFull,
             from,
         })
     } else {
-        Arc::new(EncryptOnly(provider()))
+        None
     };
+    let verifier = Arc::new(Verifier {
+        provider: provider(),
+        chain,
+    });
     let config = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier)
@@ -354,17 +358,27 @@ fn connector(mode: SslMode, roots: &Roots) -> Result<MakeRustlsConnect, StoreErr
     Ok(MakeRustlsConnect::new(config))
 }
 
+/// The server certificate check of every mode: `prefer` and `require` (no [`Chain`]) take the
+/// certificate as presented (libpq's meaning), `verify-ca` and `verify-full` check its chain.
+/// The handshake signatures are checked in every mode, so the session key belongs to the
+/// certificate presented.
+#[derive(Debug)]
+struct Verifier {
+    provider: Arc<CryptoProvider>,
+    chain: Option<Chain>,
+}
+
 /// `verify-ca` and `verify-full`: the chain up to a trusted CA, and for `verify-full` the
 /// host name too.
 #[derive(Debug)]
-struct Verify {
+struct Chain {
     inner: Arc<WebPkiServerVerifier>,
     check_name: bool,
     /// Where the trusted CAs came from, for the log line of a refusal.
     from: String,
 }
 
-impl ServerCertVerifier for Verify {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -373,7 +387,10 @@ impl ServerCertVerifier for Verify {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.inner.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
@@ -383,53 +400,12 @@ impl ServerCertVerifier for Verify {
             Ok(v) => Ok(v),
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            )) if !chain.check_name => Ok(ServerCertVerified::assertion()),
             Err(e) => {
-                tracing::warn!(error = %e, trusted = %self.from, "PostgreSQL server certificate refused");
+                tracing::warn!(error = %e, trusted = %chain.from, "PostgreSQL server certificate refused");
                 Err(e)
             }
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require`: encrypted, the certificate taken as presented (libpq's meaning;
-/// the handshake signatures are still checked, so the session key belongs to that
-/// certificate).
-#[derive(Debug)]
-struct EncryptOnly(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -442,7 +418,7 @@ impl ServerCertVerifier for EncryptOnly {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -456,12 +432,14 @@ impl ServerCertVerifier for EncryptOnly {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

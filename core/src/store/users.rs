@@ -3,7 +3,7 @@
 //! user's phone numbers written without a country code are read in: the one place
 //! `DEFAULT_REGION` is applied to it ([`regions`]).
 
-use super::{Client, StoreError, api_keys};
+use super::{Client, StoreError, Transaction, api_keys};
 use crate::phone::{self, NormalizedPhone, PhoneError};
 use deadpool_postgres::GenericClient;
 use std::collections::HashMap;
@@ -24,30 +24,7 @@ pub async fn create_with_key(
     is_admin: bool,
 ) -> Result<(CreatedUser, bool), StoreError> {
     let tx = client.transaction().await?;
-    // Serialise creators of the same e-mail (usuarios has no unique e-mail in the CRM schema).
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('usuarios:' || lower($1)))",
-        &[&email],
-    )
-    .await?;
-    let existing = tx
-        .query_opt(
-            "SELECT id FROM usuarios WHERE lower(email) = lower($1) ORDER BY created_at LIMIT 1",
-            &[&email],
-        )
-        .await?;
-    let (usuario_id, created) = match existing {
-        Some(row) => (row.get(0), false),
-        None => {
-            let id = Uuid::now_v7();
-            tx.execute(
-                "INSERT INTO usuarios (id, email, nombre) VALUES ($1, $2, $3)",
-                &[&id, &email, &nombre],
-            )
-            .await?;
-            (id, true)
-        }
-    };
+    let (usuario_id, created) = find_or_insert(&tx, email, nombre).await?;
     let key = api_keys::create(&tx, usuario_id, is_admin, Some("cli")).await?;
     tx.commit().await?;
     Ok((CreatedUser { usuario_id, key }, created))
@@ -57,6 +34,19 @@ pub async fn create_with_key(
 /// API key when there is none; whether it was created.
 pub async fn find_or_create(client: &mut Client, email: &str) -> Result<(Uuid, bool), StoreError> {
     let tx = client.transaction().await?;
+    let found = find_or_insert(&tx, email, None).await?;
+    tx.commit().await?;
+    Ok(found)
+}
+
+/// The oldest user with this e-mail, inserted (with `nombre`) when there is none; whether it
+/// was inserted. Creators of the same e-mail are serialised by an advisory lock held until
+/// the transaction ends (usuarios has no unique e-mail in the CRM schema).
+async fn find_or_insert(
+    tx: &Transaction<'_>,
+    email: &str,
+    nombre: Option<&str>,
+) -> Result<(Uuid, bool), StoreError> {
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext('usuarios:' || lower($1)))",
         &[&email],
@@ -68,20 +58,16 @@ pub async fn find_or_create(client: &mut Client, email: &str) -> Result<(Uuid, b
             &[&email],
         )
         .await?;
-    let found = match existing {
-        Some(row) => (row.get(0), false),
-        None => {
-            let id = Uuid::now_v7();
-            tx.execute(
-                "INSERT INTO usuarios (id, email) VALUES ($1, $2)",
-                &[&id, &email],
-            )
-            .await?;
-            (id, true)
-        }
-    };
-    tx.commit().await?;
-    Ok(found)
+    if let Some(row) = existing {
+        return Ok((row.get(0), false));
+    }
+    let id = Uuid::now_v7();
+    tx.execute(
+        "INSERT INTO usuarios (id, email, nombre) VALUES ($1, $2, $3)",
+        &[&id, &email, &nombre],
+    )
+    .await?;
+    Ok((id, true))
 }
 
 /// A user as `GET /v1/me` shows it.

@@ -277,17 +277,7 @@ fn inbound(sim: &Arc<Sim>, body: &Bytes) -> R {
         let mut st = sim.lock();
         let from = st.wa_id_for(&from);
         let wamid = ids::wamid(&from);
-        let account = st
-            .accounts
-            .get(&req.phone_number_id)
-            .cloned()
-            .ok_or_else(|| {
-                ControlError::new(
-                    404,
-                    "unknown_account",
-                    format!("no account with phone_number_id {}", req.phone_number_id),
-                )
-            })?;
+        let account = account_of(&st.accounts, &req.phone_number_id)?.clone();
         let mut out = Map::new();
         for (k, v) in msg {
             if !matches!(k.as_str(), "id" | "from" | "timestamp") {
@@ -372,17 +362,7 @@ fn echo(sim: &Arc<Sim>, body: &Bytes) -> R {
     let (msg, kind) = message_and_kind(&req.message, &[])?;
     let (account, echo) = {
         let mut st = sim.lock();
-        let account = st
-            .accounts
-            .get(&req.phone_number_id)
-            .cloned()
-            .ok_or_else(|| {
-                ControlError::new(
-                    404,
-                    "unknown_account",
-                    format!("no account with phone_number_id {}", req.phone_number_id),
-                )
-            })?;
+        let account = account_of(&st.accounts, &req.phone_number_id)?.clone();
         let wa_id = st.wa_id_for(&to);
         let wamid = ids::wamid(&wa_id);
         let mut echo = Map::new();
@@ -422,6 +402,20 @@ fn echo(sim: &Arc<Sim>, body: &Bytes) -> R {
 }
 
 /// Unix seconds given as a number or a string; now when absent.
+/// The account of `phone_number_id`, or the control API's 404 naming it.
+fn account_of<'a>(
+    accounts: &'a std::collections::BTreeMap<String, Account>,
+    phone_number_id: &str,
+) -> Result<&'a Account, ControlError> {
+    accounts.get(phone_number_id).ok_or_else(|| {
+        ControlError::new(
+            404,
+            "unknown_account",
+            format!("no account with phone_number_id {phone_number_id}"),
+        )
+    })
+}
+
 fn unix_seconds(v: Option<&Value>) -> Result<i64, ControlError> {
     let bad = || ControlError::bad_request("timestamp must be unix seconds");
     match v {
@@ -436,14 +430,8 @@ fn add_fault(sim: &Arc<Sim>, body: &Bytes) -> R {
     let spec: FaultSpec = parse(body)?;
     spec.validate()?;
     let mut st = sim.lock();
-    if let Some(p) = &spec.phone_number_id
-        && !st.accounts.contains_key(p)
-    {
-        return Err(ControlError::new(
-            404,
-            "unknown_account",
-            format!("no account with phone_number_id {p}"),
-        ));
+    if let Some(p) = &spec.phone_number_id {
+        account_of(&st.accounts, p)?;
     }
     st.faults.push(spec.clone().into_fault());
     Ok(json_response(

@@ -210,6 +210,32 @@ struct Inner {
     next_sid: u64,
 }
 
+/// The fields of a message's media that describe the stored file (as WhatsApp Web gives
+/// them), copied into every message that carries it.
+const STORED_MEDIA_FIELDS: &[&str] = &[
+    "size",
+    "filehash",
+    "encFilehash",
+    "directPath",
+    "mediaKey",
+    "mediaKeyTimestamp",
+];
+
+/// The maps a page's state is reached through.
+type Links<'a> = (
+    &'a mut BTreeMap<String, Account>,
+    &'a mut HashMap<String, Device>,
+    &'a mut BTreeMap<PageId, Page>,
+);
+
+impl Inner {
+    /// The accounts, devices and pages borrowed apart, for code that walks from an account
+    /// to its devices to their pages (or back) while changing a page.
+    fn links(&mut self) -> Links<'_> {
+        (&mut self.accounts, &mut self.devices, &mut self.pages)
+    }
+}
+
 /// Inbound media of `POST /sim/messages`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct InboundMedia {

@@ -246,12 +246,7 @@ impl Sim {
             }
             {
                 let mut inner = sim.lock();
-                let Inner {
-                    pages,
-                    devices,
-                    accounts,
-                    ..
-                } = &mut *inner;
+                let (accounts, devices, pages) = inner.links();
                 let Some(page) = pages.get_mut(&page_id) else {
                     return;
                 };
@@ -414,17 +409,10 @@ impl Sim {
                 "t": now_secs(),
                 "notifyName": inner.accounts.get(&account).and_then(|a| a.name.clone()).unwrap_or_else(|| account.clone()),
             });
-            for k in [
-                "caption",
-                "mimetype",
-                "filename",
-                "size",
-                "filehash",
-                "encFilehash",
-                "directPath",
-                "mediaKey",
-                "mediaKeyTimestamp",
-            ] {
+            for k in ["caption", "mimetype", "filename"]
+                .iter()
+                .chain(STORED_MEDIA_FIELDS)
+            {
                 if let Some(v) = m.get(k) {
                     msg[k] = v.clone();
                 }

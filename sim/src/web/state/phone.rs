@@ -95,14 +95,7 @@ impl Sim {
                 msg["caption"] = json!(media.caption);
                 msg["mimetype"] = json!(media.mimetype);
                 msg["filename"] = json!(media.filename);
-                for k in [
-                    "size",
-                    "filehash",
-                    "encFilehash",
-                    "directPath",
-                    "mediaKey",
-                    "mediaKeyTimestamp",
-                ] {
+                for k in STORED_MEDIA_FIELDS {
                     msg[k] = entry[k].clone();
                 }
             }
@@ -266,12 +259,7 @@ impl Sim {
         }
         let account = normalize_phone(account)?;
         let mut inner = self.lock();
-        let Inner {
-            accounts,
-            devices,
-            pages,
-            ..
-        } = &mut *inner;
+        let (accounts, devices, pages) = inner.links();
         let acc = accounts
             .get(&account)
             .ok_or_else(|| SimError::UnknownAccount(account.clone()))?;

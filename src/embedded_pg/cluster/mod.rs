@@ -16,22 +16,29 @@
 //! server. Stopping sends the signals `pg_ctl stop` would (SIGINT fast, then SIGQUIT immediate,
 //! then SIGKILL), each wait bounded, without needing `pg_ctl` or running it as another user.
 
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Config;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use super::binaries::Selected;
-use super::{EmbeddedPgError, EmbeddedPgOptions, connect, ensure_database};
+use super::{EmbeddedPgError, EmbeddedPgOptions, ensure_database};
+
+mod layout;
+mod postmaster;
+
+use layout::{Layout, RunAs, create_private_dir, prepare_for_user};
+use postmaster::{
+    ExitSlot, is_server_of, postmaster_command, process_alive, shutdown, spawn_postmaster,
+    wait_ready,
+};
 
 /// The superuser `initdb` creates and the system user the server runs as under root.
 const SUPERUSER: &str = "postgres";
@@ -131,249 +138,6 @@ impl Drop for EmbeddedPostgres {
         }
     }
 }
-
-/// Stops the postmaster `pid` unless it already exited, escalating with bounded waits.
-fn shutdown(pid: u32, exit: &ExitSlot) {
-    if exit.get().is_some() {
-        return;
-    }
-    let steps = [
-        (libc::SIGINT, FAST_SHUTDOWN_TIMEOUT, "fast shutdown"),
-        (
-            libc::SIGQUIT,
-            IMMEDIATE_SHUTDOWN_TIMEOUT,
-            "immediate shutdown",
-        ),
-        (libc::SIGKILL, KILL_TIMEOUT, "SIGKILL"),
-    ];
-    for (signal, limit, what) in steps {
-        // The pid cannot have been reused: our thread has not reaped it (no exit recorded).
-        unsafe { libc::kill(pid as libc::pid_t, signal) };
-        if let Some(status) = exit.wait(limit) {
-            info!(pid, %status, how = what, "embedded PostgreSQL stopped");
-            return;
-        }
-        warn!(
-            pid,
-            how = what,
-            secs = limit.as_secs(),
-            "embedded PostgreSQL did not stop in time"
-        );
-    }
-    error!(pid, "embedded PostgreSQL could not be stopped");
-}
-
-/// The postmaster's exit status, set by the thread that waits for it.
-#[derive(Default)]
-struct ExitSlot {
-    status: Mutex<Option<String>>,
-    changed: Condvar,
-}
-
-impl ExitSlot {
-    fn set(&self, status: String) {
-        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
-        self.changed.notify_all();
-    }
-
-    fn get(&self) -> Option<String> {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn wait(&self, limit: Duration) -> Option<String> {
-        let guard = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        let (guard, _) = self
-            .changed
-            .wait_timeout_while(guard, limit, |s| s.is_none())
-            .unwrap_or_else(|e| e.into_inner());
-        guard.clone()
-    }
-}
-
-/// Paths of the private cluster (absolute: children run with another working directory).
-struct Layout {
-    data_dir: PathBuf,
-    cluster: PathBuf,
-    pgdata: PathBuf,
-    initdb_tmp: PathBuf,
-    run: PathBuf,
-    log: PathBuf,
-}
-
-impl Layout {
-    fn prepare(data_dir: &Path) -> Result<Self, EmbeddedPgError> {
-        fs::create_dir_all(data_dir)
-            .map_err(|e| EmbeddedPgError::io(format!("creating {}", data_dir.display()), e))?;
-        let data_dir = fs::canonicalize(data_dir)
-            .map_err(|e| EmbeddedPgError::io(format!("resolving {}", data_dir.display()), e))?;
-        let cluster = data_dir.join("postgres");
-        create_private_dir(&cluster)?;
-        Ok(Self {
-            pgdata: cluster.join("data"),
-            initdb_tmp: cluster.join("data.initdb"),
-            run: cluster.join("run"),
-            log: cluster.join("postgres.log"),
-            data_dir,
-            cluster,
-        })
-    }
-
-    fn cluster_version(&self) -> Option<String> {
-        fs::read_to_string(self.pgdata.join("PG_VERSION"))
-            .ok()
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    /// The socket directory, unless its socket path would exceed `sun_path` (a deep DATA_DIR):
-    /// then the server listens on TCP only.
-    fn socket_dir(&self) -> Option<&Path> {
-        let len = self.run.as_os_str().len() + "/.s.PGSQL.65535".len();
-        (len <= MAX_SOCKET_PATH).then_some(self.run.as_path())
-    }
-}
-
-fn create_private_dir(path: &Path) -> Result<(), EmbeddedPgError> {
-    match fs::DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
-        Err(e) => Err(EmbeddedPgError::io(
-            format!("creating {}", path.display()),
-            e,
-        )),
-    }
-}
-
-/// The system user the server runs as when the daemon is root (PostgreSQL refuses root).
-struct RunAs {
-    uid: u32,
-    gid: u32,
-    groups: Vec<u32>,
-}
-
-impl RunAs {
-    fn needed() -> Result<Option<Self>, EmbeddedPgError> {
-        if unsafe { libc::geteuid() } != 0 {
-            return Ok(None);
-        }
-        let (uid, gid) = lookup_user(SUPERUSER).ok_or(EmbeddedPgError::NoPostgresUser)?;
-        Ok(Some(Self {
-            uid,
-            gid,
-            groups: group_list(SUPERUSER, gid),
-        }))
-    }
-
-    /// Whether this user may enter `meta`'s directory (classic mode bits; ACLs are ignored).
-    fn can_search(&self, meta: &fs::Metadata) -> bool {
-        let mode = meta.mode();
-        if meta.uid() == self.uid {
-            mode & 0o100 != 0
-        } else if meta.gid() == self.gid || self.groups.contains(&meta.gid()) {
-            mode & 0o010 != 0
-        } else {
-            mode & 0o001 != 0
-        }
-    }
-}
-
-fn lookup_user(name: &str) -> Option<(u32, u32)> {
-    let cname = CString::new(name).ok()?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    let rc = unsafe {
-        libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    (rc == 0 && !result.is_null()).then_some((pwd.pw_uid, pwd.pw_gid))
-}
-
-fn group_list(name: &str, gid: u32) -> Vec<u32> {
-    let Ok(cname) = CString::new(name) else {
-        return vec![gid];
-    };
-    let mut groups = vec![0 as libc::gid_t; 64];
-    for _ in 0..3 {
-        let mut count = groups.len() as libc::c_int;
-        let rc =
-            unsafe { libc::getgrouplist(cname.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
-        if rc >= 0 {
-            groups.truncate(count.max(0) as usize);
-            return groups;
-        }
-        groups.resize(count.max(groups.len() as libc::c_int * 2) as usize, 0);
-    }
-    vec![gid]
-}
-
-/// Makes the cluster usable by `user`: DATA_DIR gets the search bit for others if needed (not
-/// the read bit: its listing stays private), every directory above it must already be
-/// traversable, and the cluster tree is (re)owned by `user`.
-fn prepare_for_user(layout: &Layout, user: &RunAs) -> Result<(), EmbeddedPgError> {
-    let meta = |dir: &Path| {
-        fs::metadata(dir)
-            .map_err(|e| EmbeddedPgError::io(format!("inspecting {}", dir.display()), e))
-    };
-    let not_traversable = |dir: &Path| EmbeddedPgError::NotTraversable {
-        user: SUPERUSER.to_owned(),
-        dir: dir.to_owned(),
-    };
-    for dir in layout.data_dir.ancestors().skip(1) {
-        if !user.can_search(&meta(dir)?) {
-            return Err(not_traversable(dir));
-        }
-    }
-    let data_meta = meta(&layout.data_dir)?;
-    if !user.can_search(&data_meta) {
-        let mode = (data_meta.mode() & 0o7777) | 0o001;
-        fs::set_permissions(&layout.data_dir, fs::Permissions::from_mode(mode)).map_err(|e| {
-            EmbeddedPgError::io(
-                format!("making {} traversable", layout.data_dir.display()),
-                e,
-            )
-        })?;
-        info!(dir = %layout.data_dir.display(), mode = format!("{mode:o}"),
-            "made DATA_DIR traversable for the postgres user");
-        if !user.can_search(&meta(&layout.data_dir)?) {
-            return Err(not_traversable(&layout.data_dir));
-        }
-    }
-    let owned = |p: &Path| fs::symlink_metadata(p).map_or(true, |m| m.uid() == user.uid);
-    if !owned(&layout.cluster) || !owned(&layout.pgdata) || !owned(&layout.run) {
-        info!(dir = %layout.cluster.display(), "giving the cluster directory to the postgres user");
-        chown_tree(&layout.cluster, user)?;
-    }
-    create_private_dir(&layout.run)?;
-    chown(&layout.run, user)
-}
-
-fn chown(path: &Path, user: &RunAs) -> Result<(), EmbeddedPgError> {
-    std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))
-        .map_err(|e| EmbeddedPgError::io(format!("changing the owner of {}", path.display()), e))
-}
-
-fn chown_tree(path: &Path, user: &RunAs) -> Result<(), EmbeddedPgError> {
-    chown(path, user)?;
-    let is_dir = fs::symlink_metadata(path).is_ok_and(|m| m.is_dir());
-    if is_dir {
-        let entries = fs::read_dir(path)
-            .map_err(|e| EmbeddedPgError::io(format!("listing {}", path.display()), e))?;
-        for entry in entries.flatten() {
-            chown_tree(&entry.path(), user)?;
-        }
-    }
-    Ok(())
-}
-
 /// Serialises initialisation and start between processes sharing a DATA_DIR (bounded wait).
 async fn lock_cluster(layout: &Layout) -> Result<File, EmbeddedPgError> {
     let path = layout.cluster.join("start.lock");
@@ -611,28 +375,6 @@ async fn clear_stale_lock(pgdata: &Path) -> Result<(), EmbeddedPgError> {
     Ok(())
 }
 
-fn process_alive(pid: i32) -> bool {
-    let alive = unsafe { libc::kill(pid, 0) } == 0;
-    alive || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-/// Whether `pid` is a PostgreSQL process working in `pgdata`; when that cannot be told (no
-/// access to its `/proc` entries) a live PostgreSQL is assumed to be ours, the safe side.
-fn is_server_of(pid: i32, pgdata: &Path) -> bool {
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-        return process_alive(pid);
-    };
-    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-    let argv0 = String::from_utf8_lossy(argv0);
-    if !(argv0.contains("postgres") || argv0.contains("postmaster")) {
-        return false;
-    }
-    match fs::read_link(format!("/proc/{pid}/cwd")) {
-        Ok(cwd) => cwd == pgdata,
-        Err(_) => true,
-    }
-}
-
 fn free_port() -> Result<u16, EmbeddedPgError> {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
@@ -645,121 +387,6 @@ fn rotate_log(log: &Path) {
         let _ = fs::rename(log, log.with_extension("log.1"));
     }
 }
-
-fn postmaster_command(
-    selected: &Selected,
-    layout: &Layout,
-    run_as: Option<&RunAs>,
-    port: u16,
-    log: File,
-) -> Result<std::process::Command, EmbeddedPgError> {
-    let stdout = log
-        .try_clone()
-        .map_err(|e| EmbeddedPgError::io("duplicating the log file handle", e))?;
-    let sockets = match layout.socket_dir() {
-        // Quoted: the setting is a comma-separated list.
-        Some(dir) => format!("\"{}\"", dir.display().to_string().replace('"', "\"\"")),
-        None => {
-            info!(dir = %layout.run.display(), "socket path too long; listening on TCP only");
-            String::new()
-        }
-    };
-    let mut cmd = std::process::Command::new(&selected.bins.postgres);
-    cmd.arg("-D")
-        .arg(&layout.pgdata)
-        .arg("-p")
-        .arg(port.to_string())
-        .arg("-c")
-        .arg("listen_addresses=127.0.0.1")
-        .arg("-c")
-        .arg(format!("unix_socket_directories={sockets}"))
-        .current_dir(&layout.cluster)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(log)
-        .process_group(0);
-    if let Some(user) = run_as {
-        cmd.uid(user.uid).gid(user.gid);
-    }
-    Ok(cmd)
-}
-
-/// Spawns the postmaster from a dedicated thread that then waits for it and records its exit;
-/// see the module header for why. Returns its pid.
-async fn spawn_postmaster(mut cmd: std::process::Command) -> io::Result<(u32, Arc<ExitSlot>)> {
-    let exit = Arc::new(ExitSlot::default());
-    let thread_exit = exit.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("embedded-postgres".to_owned())
-        .spawn(move || {
-            let parent = std::process::id() as libc::pid_t;
-            // SAFETY: only async-signal-safe calls (prctl, getppid), no allocation. The closure
-            // runs after std's setuid, which would otherwise clear the death signal.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::prctl(
-                        libc::PR_SET_PDEATHSIG,
-                        libc::SIGINT as libc::c_ulong,
-                        0,
-                        0,
-                        0,
-                    ) == -1
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
-                    if libc::getppid() != parent {
-                        // The daemon died between fork and prctl.
-                        return Err(io::Error::from_raw_os_error(libc::ESRCH));
-                    }
-                    Ok(())
-                });
-            }
-            match cmd.spawn() {
-                Ok(mut child) => {
-                    let pid = child.id();
-                    if tx.send(Ok(pid)).is_err() {
-                        // The starter was cancelled before it could build the guard.
-                        unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
-                    }
-                    let status = match child.wait() {
-                        Ok(status) => status.to_string(),
-                        Err(e) => format!("wait failed: {e}"),
-                    };
-                    thread_exit.set(status);
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            }
-        })?;
-    let pid = rx
-        .await
-        .map_err(|_| io::Error::other("the postgres spawning thread ended"))??;
-    Ok((pid, exit))
-}
-
-/// Polls until the server accepts a connection. `Err(Some(status))`: it exited;
-/// `Err(None)`: [`STARTUP_TIMEOUT`] passed.
-async fn wait_ready(
-    config: &Config,
-    exit: &ExitSlot,
-) -> Result<tokio_postgres::Client, Option<String>> {
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        if let Some(status) = exit.get() {
-            return Err(Some(status));
-        }
-        if let Ok(client) = connect(config, CONNECT_ATTEMPT_TIMEOUT).await {
-            return Ok(client);
-        }
-        if Instant::now() >= deadline {
-            return Err(exit.get());
-        }
-        tokio::time::sleep(READY_POLL).await;
-    }
-}
-
 /// The end of what the server logged since `start` (for error messages).
 fn read_log_tail(log: &Path, start: u64) -> String {
     let mut text = String::new();

@@ -18,17 +18,24 @@
 
 use crate::connection::ConnectionKind;
 use crate::settings::ActorSettings;
+use governor::RateLimiter as Governor;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter as Governor};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 pub mod handle;
 pub use handle::{RateLimiterError, RateLimiterHandle};
+
+mod slots;
+mod state;
+
+use slots::quota;
+pub use slots::{Backoff, CATCH_UP, HORIZON, interval, window_cap};
+pub use state::RateLimiterState;
+use state::per_minute;
 
 pub enum RateLimiterMessage {
     /// Take one API request permit for the user and for the client IP; replies with how long
@@ -101,243 +108,7 @@ pub enum Permit {
         scope: LimitScope,
     },
 }
-
-/// What `per_period` sends per `period` amount to in `window` (rounded up).
-fn sends_in(per_period: u32, period: Duration, window: Duration) -> u32 {
-    ((per_period as f64) * window.as_secs_f64() / period.as_secs_f64()).ceil() as u32
-}
-
-/// The part of a limit the send slots leave unused: 3 %, and at least what 40 ms of sending
-/// amounts to, for the jitter between a send leaving the lane and reaching the provider (a
-/// busy machine delays some sends by tens of milliseconds, which packs a later one-second
-/// window). Limits under 10 per period are kept exactly, one at a time.
-fn margin(per_period: u32, period: Duration) -> u32 {
-    if per_period < 10 {
-        0
-    } else {
-        (per_period * 3)
-            .div_ceil(100)
-            .max(sends_in(per_period, period, Duration::from_millis(40)))
-            .max(1)
-    }
-}
-
-/// Most sends a connection may let leave in any one period: the limit less 2 %, and at least
-/// what 30 ms of sending amounts to: a little above the slots' own rate, so the cap only acts
-/// when sends that fell behind catch up (were it as tight as the slots, every send the
-/// machine delays would push all later ones back and the lateness would add up).
-pub fn window_cap(per_period: u32, period: Duration) -> usize {
-    let l = per_period.max(1);
-    if l < 10 {
-        return l as usize;
-    }
-    let m = (l * 2)
-        .div_ceil(100)
-        .max(sends_in(l, period, Duration::from_millis(30)))
-        .max(1);
-    (l - m).max(l - margin(l, period)) as usize
-}
-
-/// How far ahead send slots are handed out: room to mark a send in flight and for its
-/// connection actor to prepare it (the store's checks) before it leaves on its slot. Kept
-/// short: a `kill -9` leaves the sends marked within it `uncertain` though they never left
-/// (at 80/s, at most 5). A send prepared late still leaves within the window cap.
-pub const HORIZON: Duration = Duration::from_millis(50);
-
-/// How far behind a connection's slots may fall and still be handed out: a lane that asked
-/// late (a slow claim or mark on a busy machine) gets the slots it missed, sent as soon as
-/// the catch-up spacing allows, so the lateness costs no throughput. The window cap
-/// ([`window_cap`] departures in one period) keeps such a catch-up under the limit.
-pub const CATCH_UP: Duration = Duration::from_millis(250);
-
-/// The spacing of send slots for `per_period` messages per `period`: the window cap's rate.
-/// Slots `T` apart put at most `W/T + 1` starts in a closed window `W`; the window cap holds
-/// every window to [`window_cap`] however late sends leave.
-pub fn interval(per_period: u32, period: Duration) -> Duration {
-    let l = per_period.max(1);
-    if l < 10 {
-        // One at a time, a hair slower than period / l so even a closed window holds l.
-        return period / l + Duration::from_millis(1);
-    }
-    period / (l - margin(l, period))
-}
-
-fn quota(burst: u32, interval: Duration) -> Quota {
-    Quota::with_period(interval.max(Duration::from_nanos(1)))
-        .expect("non-zero interval")
-        .allow_burst(NonZeroU32::new(burst.max(1)).expect("burst >= 1"))
-}
-
-/// Most a connection's rate is lowered after refusals for throughput.
-const BACKOFF_MAX: f64 = 0.20;
-/// What one refusal takes off the rate (at most once per period).
-const BACKOFF_STEP: f64 = 0.04;
-/// What every period without a refusal gives back.
-const BACKOFF_RECOVERY: f64 = 0.01;
-
-/// How much slower than its slots a connection sends after the provider refused some of its
-/// sends for throughput. The provider counts its windows at its end, after a jitter between
-/// here and there that the margin only covers on average (a busy machine, a slow network);
-/// its refusals say the margin is too thin right now. Each refusal takes [`BACKOFF_STEP`] off
-/// the rate, but only once per period (a packed window yields several at once), up to
-/// [`BACKOFF_MAX`]; each period without one gives [`BACKOFF_RECOVERY`] back. Refused sends
-/// are retried, so this costs a little throughput and saves the retries.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Backoff {
-    level: f64,
-    /// The last refusal that raised the level.
-    raised: Option<Instant>,
-}
-
-impl Backoff {
-    /// The share of the rate taken off at `now`.
-    fn level(&self, period: Duration, now: Instant) -> f64 {
-        match self.raised {
-            None => 0.0,
-            Some(at) => {
-                let periods = now.saturating_duration_since(at).as_secs_f64()
-                    / period.as_secs_f64().max(1e-3);
-                (self.level - BACKOFF_RECOVERY * periods.floor()).max(0.0)
-            }
-        }
-    }
-
-    /// A refusal at `now`.
-    fn refused(&mut self, period: Duration, now: Instant) {
-        if self
-            .raised
-            .is_some_and(|at| now.saturating_duration_since(at) < period)
-        {
-            return;
-        }
-        self.level = (self.level(period, now) + BACKOFF_STEP).min(BACKOFF_MAX);
-        self.raised = Some(now);
-    }
-
-    /// `interval` stretched by the level.
-    fn stretch(&self, interval: Duration, period: Duration, now: Instant) -> Duration {
-        interval.div_f64(1.0 - self.level(period, now))
-    }
-}
-
 pub struct RateLimiter;
-
-struct ConnectionSlots {
-    limit: (u32, Duration),
-    interval: Duration,
-    /// The next free slot.
-    next: Instant,
-    used: Instant,
-    backoff: Backoff,
-}
-
-pub struct RateLimiterState {
-    per_user: DefaultKeyedRateLimiter<Uuid>,
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    per_connection: HashMap<Uuid, ConnectionSlots>,
-    /// Messages received by connections with no slots yet, and when (see `inbound`).
-    pending_inbound: HashMap<Uuid, (u32, Instant)>,
-    /// Pair rate per (connection, recipient); None when disabled.
-    per_recipient: Option<DefaultKeyedRateLimiter<(Uuid, String)>>,
-    clock: DefaultClock,
-}
-
-fn per_minute(n: u32) -> Quota {
-    Quota::per_minute(NonZeroU32::new(n.max(1)).expect("n >= 1"))
-}
-
-impl RateLimiterState {
-    /// Moves the connection's next send slot later by `count` slots (counted from now at
-    /// the earliest): the received messages fill the window the sends would have used. For a
-    /// connection with no slots yet, kept for a second for its first sends.
-    fn inbound(&mut self, connection: Uuid, count: u32) {
-        let now = Instant::now();
-        match self.per_connection.get_mut(&connection) {
-            Some(entry) => entry.next = entry.next.max(now) + entry.interval * count,
-            None => {
-                let pending = self.pending_inbound.entry(connection).or_insert((0, now));
-                *pending = (pending.0 + count, now);
-            }
-        }
-    }
-
-    /// A send of `connection` refused by the provider for throughput.
-    fn refused(&mut self, connection: Uuid) {
-        if let Some(entry) = self.per_connection.get_mut(&connection) {
-            entry.backoff.refused(entry.limit.1, Instant::now());
-            metrics::counter!("sincro_throughput_refusals_total").increment(1);
-        }
-    }
-
-    fn acquire_send(
-        &mut self,
-        connection: Uuid,
-        limit: SendLimit,
-        recipients: Vec<String>,
-    ) -> Vec<Permit> {
-        let clock_now = self.clock.now();
-        let now = Instant::now();
-        let key = (limit.per_period, limit.period);
-        let entry = self.per_connection.entry(connection).or_insert_with(|| {
-            let interval = interval(key.0, key.1);
-            let received = match self.pending_inbound.remove(&connection) {
-                Some((n, at)) if at.elapsed() < Duration::from_secs(1) => n,
-                _ => 0,
-            };
-            ConnectionSlots {
-                limit: key,
-                interval,
-                next: now + interval * received,
-                used: now,
-                backoff: Backoff::default(),
-            }
-        });
-        if entry.limit != key {
-            entry.limit = key;
-            entry.interval = interval(key.0, key.1);
-        }
-        entry.used = now;
-        let spacing = entry.backoff.stretch(entry.interval, key.1, now);
-        let scope = match limit.kind {
-            ConnectionKind::Lite => LimitScope::LiteSession,
-            ConnectionKind::Business => LimitScope::BusinessNumber,
-        };
-        let mut out = Vec::with_capacity(recipients.len());
-        let mut blocked: Option<Duration> = None;
-        for to in recipients {
-            if let Some(after) = blocked {
-                out.push(Permit::Wait { after, scope });
-                continue;
-            }
-            let slot = entry.next.max(now.checked_sub(CATCH_UP).unwrap_or(now));
-            if slot > now + HORIZON {
-                // Come back when half the horizon's slots are free again: a few sends per
-                // round instead of a round per send.
-                let after = (slot - HORIZON / 2 - now).max(Duration::from_micros(100));
-                metrics::counter!("sincro_rate_limited_total", "scope" => scope.as_str())
-                    .increment(1);
-                blocked = Some(after);
-                out.push(Permit::Wait { after, scope });
-                continue;
-            }
-            // The pair rate before taking the slot: a recipient over it must not waste one.
-            if limit.pair_rate
-                && let Some(pairs) = &self.per_recipient
-                && let Err(not_until) = pairs.check_key(&(connection, to))
-            {
-                metrics::counter!("sincro_rate_limited_total", "scope" => LimitScope::Recipient.as_str()).increment(1);
-                out.push(Permit::Wait {
-                    after: not_until.wait_time_from(clock_now),
-                    scope: LimitScope::Recipient,
-                });
-                continue;
-            }
-            entry.next = slot + spacing;
-            out.push(Permit::Granted { at: slot });
-        }
-        out
-    }
-}
 
 impl Actor for RateLimiter {
     type Msg = RateLimiterMessage;
@@ -423,7 +194,10 @@ impl Actor for RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    use super::slots::{BACKOFF_MAX, BACKOFF_RECOVERY, BACKOFF_STEP};
     use super::*;
+    use governor::DefaultKeyedRateLimiter;
+    use std::time::Instant;
 
     fn state(per_recipient: Option<DefaultKeyedRateLimiter<(Uuid, String)>>) -> RateLimiterState {
         RateLimiterState {
