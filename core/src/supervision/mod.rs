@@ -3,7 +3,7 @@
 //! ```text
 //! Daemon (root supervisor)                       daemon.rs
 //! ├── Membership (heartbeat, leases, control)    nodes/
-//! ├── RateLimiter                                rate_limiter.rs
+//! ├── RateLimiter                                rate_limiter/
 //! ├── LeadSync                                   leads/sync.rs
 //! ├── Hub                                        hub/
 //! ├── Ingest                                     ingest/
