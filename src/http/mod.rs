@@ -1,5 +1,8 @@
 //! The HTTP front (warp): routes, JSON bodies with a size limit, the error shape, access logs.
-//! One file per group of routes; this one only assembles them.
+//! One file per group of routes; this one only assembles them. Each file declares its routes as
+//! warp filter chains (path, method, the key's principal, query or body, context, handler), so
+//! those declarations look alike from file to file: that is warp's shape for a route, not
+//! repeated logic, and the handlers behind them each call one core function.
 
 pub mod audit;
 pub mod auth;

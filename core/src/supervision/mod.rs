@@ -12,6 +12,10 @@
 //! └── Dispatcher                                 outbound/dispatcher.rs
 //! ```
 //!
+//! Every actor implements ractor's `Actor` trait, so their `pre_start`/`handle`/`post_stop`
+//! signatures and the supervisors' `Status`/`Restart` arms read alike: the trait's shape, with the
+//! shared bookkeeping itself in [`children`].
+//!
 //! Every child is linked to its supervisor when spawned (in the supervisor's `pre_start` or
 //! when it is added). A failed child (panic or error in a handler, or an unexpected stop) is
 //! restarted after an exponential backoff with jitter ([`policy`]); one that fails more than
