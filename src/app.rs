@@ -143,6 +143,12 @@ impl Application {
             path: config.data_dir.display().to_string(),
             error,
         })?;
+        // Before anything writes media: what a crash cut short is never resumed.
+        match sincro_core::media_store::sweep_temporary(&config.data_dir) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed media files a crash left half-written"),
+            Err(e) => tracing::warn!(error = %e, "could not sweep half-written media files"),
+        }
         let shared = Arc::new(Shared {
             pool: database.pool.clone(),
             rate_limiter: Default::default(),

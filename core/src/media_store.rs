@@ -5,7 +5,8 @@
 //! Layout: `DATA_DIR/media/<media id>`, sealed (`Purpose::Media`). A file is written to
 //! `<media id>.tmp`, fsynced, renamed into place and the directory fsynced, so a crash leaves
 //! either the whole file or no file under its name; a failed write removes its temporary file,
-//! and a row that cannot be inserted removes the file it would have named.
+//! and a row that cannot be inserted removes the file it would have named. A temporary file a
+//! crash left half-written is removed at the next start ([`sweep_temporary`]).
 //!
 //! Older layout: earlier releases stored Lite files as `media/<usuario>/<media id>`. Nothing is
 //! migrated: every read goes through the row's recorded `storage_path`, so files of both
@@ -110,6 +111,28 @@ async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = tokio::fs::remove_file(&tmp).await;
     }
     written
+}
+
+/// Removes the temporary files of writes a crash cut short (`media/*.tmp`): no row names them
+/// and no write resumes them. Called at start, before anything writes media (the lock on
+/// `DATA_DIR` keeps every other daemon out of it). Returns how many were removed.
+pub fn sweep_temporary(data_dir: &Path) -> std::io::Result<usize> {
+    let dir = data_dir.join(MEDIA_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let is_temp = entry.path().extension().is_some_and(|x| x == "tmp");
+        if is_temp && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Seals `data` into `DATA_DIR/media/<id>` and records it; returns the row. Nothing is left
@@ -327,6 +350,29 @@ mod tests {
             let got = read(&sealer, dir.path(), &row(&rel, data)).await.unwrap();
             assert_eq!(got, data, "{rel}");
         }
+    }
+
+    #[test]
+    fn temporary_files_left_by_a_crash_are_swept_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            sweep_temporary(dir.path()).unwrap(),
+            0,
+            "no media directory yet"
+        );
+        let media = dir.path().join(MEDIA_DIR);
+        std::fs::create_dir_all(media.join("older-layout-user")).unwrap();
+        let kept = Uuid::now_v7().to_string();
+        let cut_short = format!("{}.tmp", Uuid::now_v7());
+        std::fs::write(media.join(&kept), b"sealed").unwrap();
+        std::fs::write(media.join(&cut_short), b"half").unwrap();
+        std::fs::write(media.join("older-layout-user").join(&kept), b"sealed").unwrap();
+
+        assert_eq!(sweep_temporary(dir.path()).unwrap(), 1);
+
+        assert!(media.join(&kept).exists());
+        assert!(!media.join(&cut_short).exists());
+        assert!(media.join("older-layout-user").join(&kept).exists());
     }
 
     #[tokio::test]
