@@ -6,8 +6,9 @@
 //! when `PUBLIC_URL` is known, the number's actor is started (or replaced) here and the other
 //! nodes are told to reload it.
 
+use super::error::BusinessSupervisorError;
 use super::graph::GraphClient;
-use super::handle::{BusinessSupervisorError, BusinessSupervisorHandle};
+use super::handle::BusinessSupervisorHandle;
 use super::store::{self, Credentials};
 use super::validate::{self, ValidationError};
 use super::{BusinessError, GraphSettings};

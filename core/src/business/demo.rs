@@ -5,8 +5,9 @@
 //! against it). Numbers left by an earlier demo run (whose simulator is gone) are removed first.
 
 use super::connect::{self, Target};
+use super::error::BusinessSupervisorError;
 use super::graph::GraphClient;
-use super::handle::{BusinessSupervisorError, BusinessSupervisorHandle};
+use super::handle::BusinessSupervisorHandle;
 use super::store::{self, Credentials};
 use super::{BusinessError, GraphSettings};
 use crate::business::supervisor::BusinessSupervisorMessage;

@@ -4,7 +4,7 @@
 //! [`BusinessError`], whose `NotRunning` and `TimedOut` say the number did not answer.
 
 use super::BusinessError;
-pub use super::error::BusinessSupervisorError;
+use super::error::BusinessSupervisorError;
 use super::number::BusinessNumberMessage;
 use super::supervisor::BusinessSupervisorMessage;
 use super::templates::SyncReport;

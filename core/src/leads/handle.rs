@@ -1,7 +1,7 @@
 //! The typed way into LeadSync ([`LeadSyncHandle`]), with its named timeouts and what can go
 //! wrong ([`LeadSyncError`]).
 
-pub use super::error::LeadSyncError;
+use super::error::LeadSyncError;
 use super::sync::LeadSyncMessage;
 use crate::phone::NormalizedPhone;
 use crate::supervision::{Slot, ask_slot};

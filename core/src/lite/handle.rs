@@ -2,7 +2,7 @@
 //! session, which answers a [`LiteSessionHandle`]), each call with its named timeout; what can
 //! go wrong is in [`super::error`].
 
-pub use super::error::{LiteSessionError, LiteSupervisorError};
+use super::error::LiteSupervisorError;
 use super::session::handle::LiteSessionHandle;
 use super::supervisor::LiteSupervisorMessage;
 use crate::supervision::{Slot, ask_slot};

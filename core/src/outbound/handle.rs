@@ -2,7 +2,7 @@
 //! what it holds, each with its named timeout; failures are [`DispatcherError`].
 
 use super::dispatcher::{DispatcherMessage, DispatcherStats};
-pub use super::error::DispatcherError;
+use super::error::DispatcherError;
 use super::lease::Recovered;
 use crate::supervision::{Slot, ask_slot};
 use std::time::Duration;

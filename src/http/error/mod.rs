@@ -235,12 +235,12 @@ mod tests {
     use super::*;
     use sincro_core::business::BusinessError;
     use sincro_core::business::connect::ConnectError;
-    use sincro_core::business::handle::BusinessSupervisorError;
+    use sincro_core::business::error::BusinessSupervisorError;
     use sincro_core::hub::HubError;
     use sincro_core::ingest::IngestError;
-    use sincro_core::leads::handle::LeadSyncError;
+    use sincro_core::leads::error::LeadSyncError;
     use sincro_core::lite::{LiteSessionError, LiteSupervisorError};
-    use sincro_core::outbound::handle::DispatcherError;
+    use sincro_core::outbound::error::DispatcherError;
     use sincro_core::rate_limiter::RateLimiterError;
     use sincro_core::store::StoreError;
 
