@@ -124,20 +124,7 @@ async fn kill_9_and_restart_resumes_sending_within_2_s() {
             .collect::<Vec<()>>()
             .await;
     }
-    {
-        let client = pool.get().await.unwrap();
-        client
-            .execute("UPDATE outbox SET due_at = now()", &[])
-            .await
-            .unwrap();
-        client
-            .execute(
-                "SELECT pg_notify('sincro_outbox', $1)",
-                &[&n.connection_id.to_string()],
-            )
-            .await
-            .unwrap();
-    }
+    crate::queue::all_due_now(&pool, n.connection_id).await;
     let sending = eventually(Duration::from_secs(30), || async {
         (sim.sent(Some(&n.phone_number_id)).len() >= 80).then_some(())
     })

@@ -130,6 +130,24 @@ pub async fn outbox_states(app: &TestApp) -> std::collections::HashMap<String, i
         .collect()
 }
 
+/// Makes every queued message due now and wakes the lanes of `connection_id` (as a commit
+/// of the enqueue transaction would), for tests that queue a backlog scheduled ahead and then
+/// release it at once.
+pub async fn all_due_now(pool: &deadpool_postgres::Pool, connection_id: Uuid) {
+    let client = pool.get().await.unwrap();
+    client
+        .execute("UPDATE outbox SET due_at = now()", &[])
+        .await
+        .unwrap();
+    client
+        .execute(
+            "SELECT pg_notify('sincro_outbox', $1)",
+            &[&connection_id.to_string()],
+        )
+        .await
+        .unwrap();
+}
+
 /// Quick retries, for tests that wait through a few of them.
 pub fn fast_retries(env: &mut std::collections::HashMap<String, String>) {
     env.insert("RETRY_BASE_MS".into(), "50".into());

@@ -414,20 +414,7 @@ async fn queue_sim_kill_9_mid_backlog_sends_each_once() {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     queue_many_at(&view, &key, n.connection_id, 2000, 50, Some(later)).await;
-    {
-        let client = pool.get().await.unwrap();
-        client
-            .execute("UPDATE outbox SET due_at = now()", &[])
-            .await
-            .unwrap();
-        client
-            .execute(
-                "SELECT pg_notify('sincro_outbox', $1)",
-                &[&n.connection_id.to_string()],
-            )
-            .await
-            .unwrap();
-    }
+    super::all_due_now(&pool, n.connection_id).await;
     // Mid-backlog: kill -9.
     let midway = eventually(Duration::from_secs(60), || async {
         (sim.sent(Some(&n.phone_number_id)).len() >= 700).then_some(())
