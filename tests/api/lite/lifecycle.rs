@@ -3,7 +3,7 @@
 
 use super::{CHROMIUM, assert_no_chromium, chromium, lite_app, lite_env, live_under};
 use crate::helpers::{eventually, expect_error, spawn_app_with};
-use serde_json::{Value, json};
+use serde_json::json;
 use sincro_core::lite::browser;
 use sincro_sim::web::{self, WebSimConfig};
 use std::time::Duration;
@@ -79,13 +79,7 @@ async fn lite_sixth_session_refused_and_bad_input() {
     expect_error(res, 400, "invalid_query").await;
     assert_eq!(session_count(&client, lite.user).await, 5);
     // Stopping one makes room.
-    let res = lite
-        .app
-        .delete(&format!("/v1/lite/sessions/{}", ids[0]), &lite.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
+    lite.delete_session(&ids[0], "").await;
     lite.create().await;
     lite.finish().await;
 }
@@ -111,14 +105,7 @@ async fn lite_twenty_start_stop_cycles_leave_no_chromium() {
             lite.wait_status(&id, "SCAN_QR_CODE", Duration::from_secs(20))
                 .await;
         }
-        let res = lite
-            .app
-            .delete(&format!("/v1/lite/sessions/{id}"), &lite.key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 200, "cycle {cycle}");
-        let s: Value = res.json().await.unwrap();
+        let s = lite.delete_session(&id, "").await;
         assert_eq!(s["status"], "STOPPED", "cycle {cycle}");
         assert!(
             lite.browsers().is_empty(),

@@ -183,6 +183,18 @@ impl Lite {
             .await
     }
 
+    /// `DELETE /v1/lite/sessions/{id}{query}`, answered 200; its body (the session as stopped).
+    pub async fn delete_session(&self, id: &str, query: &str) -> Value {
+        let res = self
+            .app
+            .delete(&format!("/v1/lite/sessions/{id}{query}"), &self.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "DELETE session {id}{query}");
+        res.json().await.unwrap()
+    }
+
     /// A session created and linked.
     pub async fn working_session(&self, phone: &str) -> String {
         let created = self.create().await;

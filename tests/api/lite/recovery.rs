@@ -66,14 +66,7 @@ async fn lite_profile_deleted_is_restored_from_snapshot() {
     lite.wait_snapshot(&id).await;
     let qrs = lite.events("session.qr").await;
     // Stop (the profile stays), then lose the disk.
-    let res = lite
-        .app
-        .delete(&format!("/v1/lite/sessions/{id}"), &lite.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    let s: Value = res.json().await.unwrap();
+    let s = lite.delete_session(&id, "").await;
     assert_eq!(s["status"], "STOPPED");
     assert_eq!(s["last_disconnect_reason"], "STOPPED_BY_USER");
     assert!(lite.browsers().is_empty());
@@ -122,14 +115,7 @@ async fn lite_logout_from_phone_stops_and_wipes() {
     );
     // Unlinking through the API (DELETE ?logout=true) on a second session.
     let id2 = lite.working_session("5511999990003").await;
-    let res = lite
-        .app
-        .delete(&format!("/v1/lite/sessions/{id2}?logout=true"), &lite.key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    let s: Value = res.json().await.unwrap();
+    let s = lite.delete_session(&id2, "?logout=true").await;
     assert_eq!(s["status"], "STOPPED");
     assert_eq!(s["last_disconnect_reason"], "LOGOUT");
     assert!(!lite.lite_dir().join(&id2).exists());
