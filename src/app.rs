@@ -179,7 +179,10 @@ impl Application {
         if let Some(why) = &chromium_missing {
             tracing::warn!("Lite sessions will be refused: {why}");
         }
+        let inbox_writer =
+            sincro_core::ingest::group_commit::InboxWriter::start(shared.pool.clone());
         let ctx = Arc::new(AppContext {
+            inbox_writer,
             actors,
             shared,
             metrics: metrics_handle(),

@@ -21,6 +21,8 @@ pub struct AppContext {
     pub key_lookups: std::sync::atomic::AtomicU64,
     /// The numbers webhook bodies name, cached a few seconds (floods cost one lookup each).
     pub webhook_routes: crate::http::webhook_routes::RouteCache,
+    /// Webhook bodies' inbox rows, group-committed: concurrent posts share one commit.
+    pub inbox_writer: sincro_core::ingest::group_commit::InboxWriter,
     /// Why Lite sessions cannot start on this machine (no Chromium), found once at start.
     pub chromium_missing: Option<String>,
 }

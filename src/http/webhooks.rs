@@ -6,7 +6,7 @@
 //!   time; 401 `invalid_signature` and nothing stored when none verifies, the same answer for a
 //!   number not connected here); then the raw body is stored sealed in `webhook_inbox` with the
 //!   users whose secrets verified it (the drain touches only their numbers), and only then
-//!   answered 200. Bodies over 3 MB (Meta's maximum) are refused; a database that is down gives
+//!   answered 200. Concurrent posts share one commit (`ingest::group_commit`). Bodies over 3 MB (Meta's maximum) are refused; a database that is down gives
 //!   503, so Meta retries later.
 
 use super::error::ApiError;
@@ -16,6 +16,7 @@ use bytes::Bytes;
 use sincro_core::business::store;
 use sincro_core::business::webhook;
 use sincro_core::digest::sha256_hex;
+use sincro_core::ingest::group_commit::InboxRow;
 use sincro_core::ingest::inbox;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -118,16 +119,18 @@ async fn receive(
     };
     let (_, named) = webhook::envelope(&body)
         .map_err(|e| ApiError::bad_request("invalid_payload", e.to_string()))?;
-    let client = ctx.pool.get().await?;
-    let routes = ctx
-        .webhook_routes
-        .routes(
-            &client,
-            &ctx.sealer,
-            &named.phone_number_ids,
-            &named.waba_ids,
-        )
-        .await?;
+    let routes = {
+        // Held only for the lookup: the commit below waits for other requests' rows.
+        let client = ctx.pool.get().await?;
+        ctx.webhook_routes
+            .routes(
+                &client,
+                &ctx.sealer,
+                &named.phone_number_ids,
+                &named.waba_ids,
+            )
+            .await?
+    };
     // The users whose numbers' app secrets verify the signature. Unknown numbers and a bad
     // signature answer alike, so the route does not tell who is connected here. The drain
     // applies the body only to those users' numbers.
@@ -153,7 +156,9 @@ async fn receive(
         ));
     }
     let first = named.phone_number_ids.first().map(String::as_str);
-    inbox::store_meta(&client, &ctx.sealer, first, &signed_by, &body).await?;
+    // Committed with the rows of concurrent posts (one commit for all); answered after it.
+    let row = InboxRow::meta(&ctx.sealer, first, &signed_by, &body);
+    ctx.inbox_writer.write(row).await?;
     metrics::counter!("sincro_webhooks_received_total").increment(1);
     inbox::wake(&ctx.shared);
     Ok(text(StatusCode::OK, "EVENT_RECEIVED".into()))

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod dead_letter;
 pub mod drain;
+pub mod group_commit;
 pub mod handle;
 pub mod inbox;
 pub mod model;

@@ -12,6 +12,7 @@ use sincro_core::business::templates::TemplateError;
 use sincro_core::hub::HubError;
 use sincro_core::ingest::IngestError;
 use sincro_core::ingest::dead_letter::ReplayError;
+use sincro_core::ingest::group_commit::InboxWriteError;
 use sincro_core::leads::error::LeadSyncError;
 use sincro_core::leads::query::LeadQueryError;
 use sincro_core::lite::login::LoginError;
@@ -38,6 +39,18 @@ impl From<StoreError> for ApiError {
             return ApiError::Unavailable("the database is unavailable; retry later".into());
         }
         ApiError::internal(e)
+    }
+}
+
+impl From<InboxWriteError> for ApiError {
+    fn from(e: InboxWriteError) -> Self {
+        match e {
+            InboxWriteError::Unavailable(why) => {
+                tracing::warn!(error = %why, "database unavailable");
+                ApiError::Unavailable("the database is unavailable; retry later".into())
+            }
+            InboxWriteError::Failed(why) => ApiError::internal(why),
+        }
     }
 }
 
