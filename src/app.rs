@@ -194,6 +194,7 @@ impl Application {
         });
         let (stop_http, stopped) = oneshot::channel::<()>();
         let routes = http::routes(ctx.clone());
+        no_delay(&listener);
         let server = tokio::spawn(async move {
             warp::serve(routes)
                 .incoming(listener)
@@ -275,6 +276,27 @@ impl Application {
             still_running,
             http_drained,
         }
+    }
+}
+
+/// Sets TCP_NODELAY on the listening socket; accepted connections inherit it (Linux). Without
+/// it a small write behind one not yet acknowledged (a webhook's answer, the next stream frame)
+/// waits for the peer's delayed ACK, up to 40 ms on loopback.
+fn no_delay(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor, and a pointer to a c_int of the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "could not set TCP_NODELAY");
     }
 }
 

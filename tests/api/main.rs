@@ -11,6 +11,7 @@ mod errors;
 mod helpers;
 mod identity;
 mod inbound;
+mod inbound_batching;
 mod ingest;
 mod layout;
 mod lite;

@@ -24,23 +24,37 @@ pub async fn ingest_batch(
     default_region: Option<&str>,
     items: &[InboundItem],
 ) -> Result<IngestReport, StoreError> {
+    let tx = client.transaction().await?;
+    let items: Vec<&InboundItem> = items.iter().collect();
+    let report = ingest_in(&tx, sealer, default_region, &items).await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// Runs one batch inside the caller's transaction (or savepoint): the inbox drain stores its
+/// rows' items and marks the rows done in one commit.
+pub async fn ingest_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sealer: &Sealer,
+    default_region: Option<&str>,
+    items: &[&InboundItem],
+) -> Result<IngestReport, StoreError> {
     let mut report = IngestReport::default();
     let mut messages: Vec<&InboundMessage> = Vec::new();
     let mut statuses: Vec<&StatusUpdate> = Vec::new();
     for item in items {
-        match item {
+        match *item {
             InboundItem::Message(m) => messages.push(m),
             InboundItem::Status(s) => statuses.push(s),
         }
     }
-    let tx = client.transaction().await?;
     let mut new_events: Vec<NewEvent> = Vec::new();
 
     // Users' regions, for numbers typed in national format in the CRM.
     let mut users: Vec<Uuid> = messages.iter().map(|m| m.usuario_id).collect();
     users.sort();
     users.dedup();
-    let regions = crate::store::users::regions(&tx, &users, default_region).await?;
+    let regions = crate::store::users::regions(tx, &users, default_region).await?;
 
     // Contacts: the sender's WhatsApp id is its identity, whatever libphonenumber thinks of
     // it: no message is left out for its sender's number. WhatsApp ids are international.
@@ -63,7 +77,7 @@ pub async fn ingest_batch(
         });
         accepted.push((m, k));
     }
-    let resolved = leads::resolve(&tx, &contacts, &regions).await?;
+    let resolved = leads::resolve(tx, &contacts, &regions).await?;
     report.leads_created = resolved.created;
     report.leads_merged = resolved.merged;
     for e in resolved.events {
@@ -276,11 +290,10 @@ pub async fn ingest_batch(
     }
 
     // Statuses: forward only; unknown messages wait in pending_statuses.
-    apply_statuses(&tx, &statuses, &mut report, &mut new_events).await?;
+    apply_statuses(tx, &statuses, &mut report, &mut new_events).await?;
 
     report.events = new_events.len();
-    events::append_many(&tx, sealer, &new_events).await?;
-    tx.commit().await?;
+    events::append_many(tx, sealer, &new_events).await?;
     Ok(report)
 }
 

@@ -1,15 +1,17 @@
 //! The inbox drain: turns inbox rows (Meta webhook bodies, Lite page events) into stored
 //! messages. [`drain_once`] is one testable step: claim due rows with `FOR UPDATE SKIP LOCKED`
 //! (any node may drain; none takes another's rows), open them, route Meta bodies to their
-//! numbers (`business::inbox`), store every item through Ingest, apply template updates, record
-//! dead letters, then mark the rows done, all before the claim's transaction commits.
+//! numbers (`business::inbox`), store every item (leads, conversations, messages, events),
+//! apply template updates, record dead letters and mark the rows done, all in the claim's
+//! transaction: one commit per step, however many rows and items it holds.
 //!
-//! One bad item never holds up or loses the others: when the store refuses a batch (a value
-//! it cannot hold, a constraint), the batch is split in halves and each half stored on its own,
-//! down to the single item at fault, which becomes a dead letter with the store's reason. Ingest
-//! is idempotent, so halves stored twice change nothing. Only an unreachable store leaves the
-//! rows for a later step, with a growing pause. A row that cannot be opened or parsed is a dead
-//! letter too: nothing leaves the inbox without being stored or dead-lettered.
+//! One bad item never holds up or loses the others: items are stored in chunks, each in a
+//! savepoint; when the store refuses a chunk (a value it cannot hold, a constraint), it is
+//! rolled back to its savepoint and split in halves, down to the single item at fault, which
+//! becomes a dead letter with the store's reason while its neighbours are stored. Only an
+//! unreachable store leaves the rows for a later step, with a growing pause. A row that cannot
+//! be opened or parsed is a dead letter too: nothing leaves the inbox without being stored or
+//! dead-lettered.
 //!
 //! [`InboxPoller`] is the actor that runs the step: on a timer, and at once when an inbox row
 //! is committed ([`super::inbox::wake`]).
@@ -29,10 +31,27 @@ use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// Rows per step.
-pub const BATCH_ROWS: i64 = 100;
+/// Rows per step: one commit per step, so a backlog drains in few, large transactions.
+pub const BATCH_ROWS: i64 = 250;
 /// How often the poller looks when nobody woke it.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
+
+/// Gauge: age in seconds of the oldest inbox row not drained yet (0 when the drain is caught
+/// up), how late the CRM sees what arrives. Read after each full step, so only under backlog.
+pub const LAG_GAUGE: &str = "sincro_inbox_lag_seconds";
+
+/// The age of the oldest row waiting in the inbox (one indexed read).
+pub async fn lag(shared: &Shared) -> Result<f64, crate::store::StoreError> {
+    let client = shared.pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT COALESCE(extract(epoch FROM now() - (SELECT received_at FROM webhook_inbox
+                 WHERE processed_at IS NULL ORDER BY id LIMIT 1)), 0)::float8",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
 
 /// What one step did.
 #[derive(Debug, Default)]
@@ -50,7 +69,7 @@ pub struct DrainReport {
 /// One step over at most `limit` due rows.
 pub async fn drain_once(shared: &Shared, limit: i64) -> Result<DrainReport, BusinessError> {
     let mut client = shared.pool.get().await?;
-    let tx = client.transaction().await?;
+    let mut tx = client.transaction().await?;
     let rows = tx
         .query(
             "SELECT id, source, body, usuario_id, connection_id, signed_by FROM webhook_inbox
@@ -136,7 +155,7 @@ pub async fn drain_once(shared: &Shared, limit: i64) -> Result<DrainReport, Busi
     report.media = routed.media;
     report.recent_inbound = routed.recent_inbound;
 
-    match store_isolated(shared, &items).await {
+    match store_isolated(shared, &mut tx, &items).await {
         Ok((stored, dead)) => {
             report.ingest = stored;
             report.dead.extend(dead);
@@ -169,25 +188,33 @@ pub async fn drain_once(shared: &Shared, limit: i64) -> Result<DrainReport, Busi
     Ok(report)
 }
 
-/// Stores `items`, isolating the ones the store refuses: returns what was stored and a dead
-/// letter per refused item. Err only when the store cannot be reached (nothing is lost: the
-/// caller leaves its rows for a later step).
+/// Items stored per savepoint at most: a step's items go in chunks of this many, so one
+/// statement never carries an unbounded batch (a step of 50-message bodies holds thousands).
+pub const CHUNK_ITEMS: usize = 2000;
+
+/// Stores `items` inside the step's transaction, isolating the ones the store refuses: each
+/// chunk in a savepoint; a refused chunk is rolled back to its savepoint and split in halves
+/// down to the item at fault. Returns what was stored and a dead letter per refused item. Err
+/// only when the store cannot be reached (nothing is lost: the caller leaves its rows for a
+/// later step).
 pub async fn store_isolated(
     shared: &Shared,
+    tx: &mut deadpool_postgres::Transaction<'_>,
     items: &[Tagged],
 ) -> Result<(IngestReport, Vec<NewDeadLetter>), IngestError> {
     let mut report = IngestReport::default();
     let mut dead = Vec::new();
-    let mut ranges = vec![0..items.len()];
+    let mut ranges: Vec<std::ops::Range<usize>> = (0..items.len())
+        .step_by(CHUNK_ITEMS)
+        .map(|start| start..(start + CHUNK_ITEMS).min(items.len()))
+        .rev()
+        .collect();
     while let Some(range) = ranges.pop() {
         if range.is_empty() {
             continue;
         }
-        let batch: Vec<InboundItem> = items[range.clone()]
-            .iter()
-            .map(|t| t.item.clone())
-            .collect();
-        match super::run(shared, &batch).await {
+        let batch: Vec<&InboundItem> = items[range.clone()].iter().map(|t| &t.item).collect();
+        match in_savepoint(shared, tx, &batch).await {
             Ok(r) => report.add(&r),
             Err(
                 e @ (IngestError::Unavailable(_)
@@ -204,7 +231,39 @@ pub async fn store_isolated(
             }
         }
     }
+    metrics::counter!("sincro_ingest_messages_total").increment(report.messages_inserted as u64);
+    metrics::counter!("sincro_ingest_statuses_total").increment(report.statuses_applied as u64);
     Ok((report, dead))
+}
+
+/// One chunk in a savepoint of the step's transaction, run again after a lost deadlock.
+async fn in_savepoint(
+    shared: &Shared,
+    tx: &mut deadpool_postgres::Transaction<'_>,
+    items: &[&InboundItem],
+) -> Result<IngestReport, IngestError> {
+    let region = shared.settings.default_region.as_deref();
+    let failed = |e: tokio_postgres::Error| IngestError::from_store(&e.into());
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let savepoint = tx.transaction().await.map_err(failed)?;
+        match super::batch::ingest_in(&savepoint, &shared.sealer, region, items).await {
+            Ok(report) => {
+                savepoint.commit().await.map_err(failed)?;
+                return Ok(report);
+            }
+            Err(e) => {
+                savepoint.rollback().await.map_err(failed)?;
+                if attempt < 4 && e.is_retryable_conflict() {
+                    tracing::warn!(attempt, "inbox chunk met a concurrent batch; retrying");
+                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                    continue;
+                }
+                return Err(IngestError::from_store(&e));
+            }
+        }
+    }
 }
 
 pub enum InboxPollerMessage {
@@ -267,7 +326,13 @@ impl Actor for InboxPoller {
                         let full = r.rows >= BATCH_ROWS as usize;
                         after_step(&state.shared, &state.media, r);
                         if !full {
+                            // Everything due was drained: no lag.
+                            metrics::gauge!(LAG_GAUGE).set(0.0);
                             break;
+                        }
+                        match lag(&state.shared).await {
+                            Ok(secs) => metrics::gauge!(LAG_GAUGE).set(secs),
+                            Err(e) => tracing::warn!(error = %e, "could not read the inbox lag"),
                         }
                     }
                     Err(e) => {

@@ -1,0 +1,293 @@
+//! Inbound under batching: concurrent webhook POSTs share commits (group commit) yet each 200
+//! means its body is committed, also when the database goes away right after; a database that
+//! is gone answers 503 and stores nothing; the drain, storing many rows in one transaction,
+//! keeps each conversation's order, stores a replayed body once, and dead-letters only the bad
+//! item of a batch, never its neighbours.
+
+use crate::helpers::{BusinessNumber, TestApp, eventually, expect_error, spawn_business_app};
+use serde_json::{Value, json};
+use sincro_sim::graph::GraphSimConfig;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A webhook body carrying one text message per `(id, sender)`.
+fn body(n: &BusinessNumber, messages: &[(String, String)]) -> Vec<u8> {
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|(id, from)| {
+            json!({"from": from, "id": id, "timestamp": "1760000000", "type": "text",
+                   "text": {"body": format!("text of {id}")}})
+        })
+        .collect();
+    serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": [{"id": n.waba_id, "changes": [{
+        "field": "messages",
+        "value": {"messaging_product": "whatsapp",
+                  "metadata": {"display_phone_number": n.display_phone_number, "phone_number_id": n.phone_number_id},
+                  "contacts": [], "messages": messages}}]}]}))
+    .unwrap()
+}
+
+fn sender(i: usize) -> String {
+    format!("55119{:08}", 20_000_000 + i)
+}
+
+async fn inbox_rows(app: &TestApp) -> i64 {
+    app.count("SELECT count(*) FROM webhook_inbox", &[]).await
+}
+
+/// Messages stored for the connection, and how many distinct external ids they carry.
+async fn stored(app: &TestApp, connection: Uuid) -> (i64, i64) {
+    let client = app.pool().get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT external_id) FROM mensajes_conversacion WHERE connection_id = $1",
+            &[&connection],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+async fn wait_stored(app: &TestApp, connection: Uuid, expected: i64) {
+    eventually(WAIT, || async {
+        (stored(app, connection).await.0 >= expected).then_some(())
+    })
+    .await
+    .expect("every message stored");
+    assert_eq!(stored(app, connection).await, (expected, expected));
+}
+
+#[tokio::test]
+async fn inbound_concurrent_posts_are_each_answered_after_their_commit_and_stored_once() {
+    // Arrange: a number; 40 bodies (30 with one message, 10 with three), the first sent twice.
+    let (app, sim) = spawn_business_app(GraphSimConfig::default()).await;
+    let (_, key) = app.user("group@example.com", false).await;
+    let n = app.business_number(&sim.base_url(), &key).await;
+    let mut bodies: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            let count = if i < 30 { 1 } else { 3 };
+            let messages: Vec<(String, String)> = (0..count)
+                .map(|k| (format!("wamid.group.{i}.{k}"), sender(i % 7)))
+                .collect();
+            body(&n, &messages)
+        })
+        .collect();
+    bodies.push(bodies[0].clone());
+    let app = Arc::new(app);
+    let answered = Arc::new(AtomicI64::new(0));
+
+    // Act: every POST at once; each, as soon as it has its 200, counts the inbox rows.
+    let posts = bodies.into_iter().map(|b| {
+        let (app, answered, secret) = (app.clone(), answered.clone(), n.app_secret.clone());
+        async move {
+            let resp = app.post_webhook(&b, Some(&secret)).await;
+            assert_eq!(
+                resp.status().as_u16(),
+                200,
+                "{}",
+                resp.text().await.unwrap()
+            );
+            // Every request counted here had its 200 before this count: its row is committed.
+            let answered_before = answered.fetch_add(1, Ordering::SeqCst) + 1;
+            let rows = inbox_rows(&app).await;
+            assert!(
+                rows >= answered_before,
+                "{answered_before} POSTs answered 200 but only {rows} inbox rows committed"
+            );
+        }
+    });
+    futures::future::join_all(posts).await;
+
+    // Assert: one inbox row per POST; every message stored exactly once (the replay too).
+    assert_eq!(inbox_rows(&app).await, 41);
+    wait_stored(&app, n.connection_id, 30 + 30).await;
+    let events = app
+        .count(
+            "SELECT count(*) FROM events WHERE type = 'message.received'",
+            &[],
+        )
+        .await;
+    assert_eq!(events, 60);
+}
+
+#[tokio::test]
+async fn inbound_a_200_stays_committed_when_the_database_drops_right_after() {
+    let (app, sim) = spawn_business_app(GraphSimConfig::default()).await;
+    let (_, key) = app.user("durable@example.com", false).await;
+    let n = app.business_number(&sim.base_url(), &key).await;
+    let name = app.database_url.rsplit('/').next().unwrap().to_string();
+    let admin = crate::helpers::connect(&format!("{}/postgres", crate::helpers::SERVER)).await;
+    let terminate =
+        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'");
+
+    // Act: five rounds of: POST (again, as Meta does, until a 200), then at once every
+    // connection of the daemon to the database is killed.
+    let mut ok = 0;
+    for round in 0..5 {
+        let b = body(&n, &[(format!("wamid.durable.{round}"), sender(round))]);
+        let answered = eventually(WAIT, || async {
+            let resp = app.post_webhook(&b, Some(&n.app_secret)).await;
+            match resp.status().as_u16() {
+                200 => Some(()),
+                503 => None,
+                other => panic!("unexpected {other}: {}", resp.text().await.unwrap()),
+            }
+        })
+        .await;
+        assert!(answered.is_some(), "round {round} never answered 200");
+        ok += 1;
+        admin.batch_execute(&terminate).await.unwrap();
+
+        // Assert: a fresh connection finds every body that had its 200.
+        let check = crate::helpers::connect(&app.database_url).await;
+        let rows: i64 = check
+            .query_one("SELECT count(*) FROM webhook_inbox", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(rows >= ok, "{ok} bodies answered 200, {rows} committed");
+    }
+
+    // Act: the database refuses connections altogether.
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false; {terminate}"
+        ))
+        .await
+        .unwrap();
+    let b = body(&n, &[("wamid.durable.down".into(), sender(9))]);
+    // Assert: 503, and after the database is back nothing of it was stored.
+    expect_error(
+        app.post_webhook(&b, Some(&n.app_secret)).await,
+        503,
+        "unavailable",
+    )
+    .await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS true"
+        ))
+        .await
+        .unwrap();
+    wait_stored(&app, n.connection_id, 5).await;
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM mensajes_conversacion WHERE external_id = 'wamid.durable.down'",
+            &[]
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn inbound_batched_drain_keeps_order_dedups_replays_and_isolates_the_bad_item() {
+    // Arrange: a store that refuses one message, and a drain held on its first step (a lock
+    // on the messages table) so the bodies posted meanwhile are drained together.
+    let (app, sim) = spawn_business_app(GraphSimConfig::default()).await;
+    let (user, key) = app.user("order@example.com", false).await;
+    let n = app.business_number(&sim.base_url(), &key).await;
+    let mut holder = crate::helpers::connect(&app.database_url).await;
+    holder
+        .batch_execute(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.external_id = 'wamid.order.poison' THEN
+                 RAISE EXCEPTION 'this store refuses the poison message';
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_poison BEFORE INSERT ON mensajes_conversacion
+               FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+        )
+        .await
+        .unwrap();
+    let lock = holder.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE mensajes_conversacion IN SHARE ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let contact = sender(1);
+    let ordered: Vec<String> = (0..12).map(|i| format!("wamid.order.{i}")).collect();
+    let post = |messages: Vec<(String, String)>| {
+        let (app, b, secret) = (&app, body(&n, &messages), n.app_secret.clone());
+        async move {
+            let resp = app.post_webhook(&b, Some(&secret)).await;
+            assert_eq!(resp.status().as_u16(), 200);
+        }
+    };
+    post(vec![(ordered[0].clone(), contact.clone())]).await;
+    let name = app.database_url.rsplit('/').next().unwrap().to_string();
+    eventually(WAIT, || async {
+        let waiting = app
+            .count(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+                &[&name],
+            )
+            .await;
+        (waiting > 0).then_some(())
+    })
+    .await
+    .expect("the drain waits on the lock");
+
+    // Act: one contact's messages one POST after another, a body with a bad message between
+    // two good ones from others, and a replay of an earlier body; then the lock goes.
+    for (i, id) in ordered.iter().enumerate().skip(1) {
+        post(vec![(id.clone(), contact.clone())]).await;
+        if i == 5 {
+            post(vec![
+                ("wamid.order.left".into(), sender(2)),
+                ("wamid.order.poison".into(), sender(3)),
+                ("wamid.order.right".into(), sender(4)),
+            ])
+            .await;
+            post(vec![(ordered[3].clone(), contact.clone())]).await;
+        }
+    }
+    lock.rollback().await.unwrap();
+
+    // Assert: every good message stored once, the bad one dead-lettered alone with its reason.
+    wait_stored(&app, n.connection_id, 12 + 2).await;
+    let client = app.pool().get().await.unwrap();
+    let letters = client
+        .query(
+            "SELECT external_id, reason FROM inbound_dead_letters ORDER BY created_at",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1, "only the bad item is a dead letter");
+    assert_eq!(letters[0].get::<_, String>(0), "wamid.order.poison");
+    assert!(
+        letters[0]
+            .get::<_, String>(1)
+            .contains("refuses the poison")
+    );
+
+    // Assert: the contact's conversation holds its messages in the order they were posted,
+    // and the stream's events announce them in that order.
+    let rows = client
+        .query(
+            "SELECT external_id FROM mensajes_conversacion WHERE remitente LIKE $1
+             ORDER BY created_at, id",
+            &[&format!("%{}", &contact[5..])],
+        )
+        .await
+        .unwrap();
+    let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(got, ordered);
+    let sealer = &app.app().context().sealer;
+    let events = sincro_core::store::events::read_after(&client, sealer, user, 0, 1000)
+        .await
+        .unwrap();
+    let announced: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind == "message.received")
+        .filter_map(|e| e.data["external_id"].as_str().map(str::to_owned))
+        .filter(|id| ordered.contains(id))
+        .collect();
+    assert_eq!(announced, ordered);
+}
