@@ -10,7 +10,7 @@ use super::CHANNEL;
 use super::validate::SendRequest;
 use crate::connection::ConnectionKind;
 use crate::leads::store::{self as leads, Contact};
-use crate::phone::NormalizedPhone;
+use crate::phone::{ContactKey, NormalizedPhone};
 use crate::seal::{Purpose, Sealer};
 use crate::store::StoreError;
 use crate::store::events::{self, NewEvent};
@@ -185,6 +185,10 @@ pub async fn priors(
 pub struct NewMessage<'a> {
     pub connection_id: Uuid,
     pub phone: &'a NormalizedPhone,
+    /// The recipient's contact key ([`crate::phone::contact_key`] of `phone`): it finds the
+    /// lead and conversation its inbound messages use, whatever spelling WhatsApp gives them
+    /// (the message leaves for the number as written).
+    pub contact: &'a ContactKey,
     pub req: &'a SendRequest,
     /// `(key, request hash)` when the client gave an idempotency key.
     pub idempotency: Option<(&'a str, &'a [u8])>,
@@ -222,17 +226,12 @@ pub async fn enqueue(
         tx.rollback().await?;
         return Ok(outcome.into_iter().map(|o| o.expect("decided")).collect());
     }
-    // The contact's key finds the lead and conversation its inbound messages use, whatever
-    // spelling WhatsApp gives them (the message leaves for the number as written).
-    let keys: Vec<String> = messages
-        .iter()
-        .map(|m| crate::phone::contact_key(&m.phone.e164, None).key)
-        .collect();
+    let keys: Vec<String> = messages.iter().map(|m| m.contact.key.clone()).collect();
     let contacts: Vec<Contact> = write
         .iter()
         .map(|&i| Contact {
             usuario_id,
-            key: crate::phone::contact_key(&messages[i].phone.e164, None),
+            key: messages[i].contact.clone(),
             wa_id: None,
             profile_name: None,
             profile_picture_url: None,

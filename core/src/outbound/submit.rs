@@ -15,7 +15,7 @@ use crate::business::BusinessError;
 use crate::connection::ConnectionKind;
 use crate::media_store::{self, NewMedia};
 use crate::net_guard::{FetchError, MediaFetcher};
-use crate::phone::{self, NormalizedPhone, PhoneError};
+use crate::phone::{self, ContactKey, NormalizedPhone, PhoneError};
 use crate::seal::Sealer;
 use crate::store::{Client, StoreError, users};
 use deadpool_postgres::Pool;
@@ -136,8 +136,8 @@ struct Pending<'a> {
     req: SendRequest,
     /// Set once the connection is checked.
     kind: ConnectionKind,
-    /// Set once the recipient is read.
-    phone: Option<NormalizedPhone>,
+    /// Set once the recipient is read, with its contact key.
+    phone: Option<(NormalizedPhone, ContactKey)>,
 }
 
 /// Where each item stands.
@@ -219,7 +219,8 @@ pub async fn submit_many(
     let pending = sift(pending, &mut out, |p| {
         let phone =
             phone::normalize(&p.req.to, region.as_deref()).map_err(SubmitError::InvalidPhone)?;
-        p.phone = Some(phone);
+        let contact = phone::contact_key(&phone.e164, None);
+        p.phone = Some((phone, contact));
         Ok(())
     });
     let pending = provider_rules(&*client, usuario_id, pending, &mut out).await?;
@@ -315,12 +316,10 @@ async fn provider_rules<'a>(
 
 /// The contact key of a message's recipient (its conversation's `remitente`).
 fn contact(p: &Pending) -> String {
-    let e164 = p
-        .phone
+    p.phone
         .as_ref()
-        .map(|n| n.e164.as_str())
-        .unwrap_or_default();
-    phone::contact_key(e164, None).key
+        .map(|(_, c)| c.key.clone())
+        .unwrap_or_default()
 }
 
 /// Why a link could not become a stored file; kept per link so a link repeated in a batch is
@@ -457,16 +456,17 @@ async fn queue(
             None => writes.push(p),
         }
     }
-    let phones: Vec<NormalizedPhone> = writes
+    let phones: Vec<(NormalizedPhone, ContactKey)> = writes
         .iter()
         .map(|p| p.phone.clone().expect("read before queueing"))
         .collect();
     let messages: Vec<NewMessage> = writes
         .iter()
         .zip(&phones)
-        .map(|(p, phone)| NewMessage {
+        .map(|(p, (phone, contact))| NewMessage {
             connection_id: p.req.connection_id,
             phone,
+            contact,
             req: &p.req,
             idempotency: p.key.map(|k| (k, p.hash.as_slice())),
         })
