@@ -2,7 +2,8 @@
 //! (202 with its id; `Idempotency-Key` honoured per user), `GET /v1/messages/{id}` shows its
 //! state, attempts and last error, `POST /v1/messages/{id}/cancel` cancels one not yet
 //! attempted, `GET /v1/messages/dead-letter` lists failed and uncertain ones and
-//! `POST /v1/messages/{id}/requeue` sends one of them again. Message content is never logged.
+//! `POST /v1/messages/{id}/requeue` sends one of them again (`POST /v1/messages/batch`, the
+//! same path for many messages, is `messages_batch.rs`). Message content is never logged.
 
 use super::audit;
 use super::auth::{self, Need};
@@ -12,6 +13,7 @@ use super::{json_body, json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sincro_core::outbound::batch;
 use sincro_core::outbound::query::{self, ChangeError, MessageView};
 use sincro_core::outbound::submit::{self, Request, Submit, Submitted};
 use sincro_core::store::api_keys::Principal;
@@ -109,13 +111,22 @@ fn accepted(view: &MessageView, replayed: bool) -> Response {
 fn check_key(key: Option<String>) -> Result<Option<String>, ApiError> {
     match key {
         None => Ok(None),
-        Some(k) if !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()) => {
-            Ok(Some(k))
-        }
+        Some(k) if batch::key_ok(&k) => Ok(Some(k)),
         Some(_) => Err(ApiError::bad_request(
             "invalid_idempotency_key",
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
         )),
+    }
+}
+
+/// What submitting a message needs from the daemon (single or batch).
+pub(super) fn submit_context(ctx: &AppContext) -> Submit<'_> {
+    Submit {
+        sealer: &ctx.sealer,
+        fetcher: &ctx.shared.media_fetcher,
+        data_dir: &ctx.config.data_dir,
+        default_region: ctx.config.default_region.as_deref(),
+        max_attempts: ctx.shared.settings.outbound.max_attempts,
     }
 }
 
@@ -126,13 +137,7 @@ async fn create(
     ctx: Arc<AppContext>,
 ) -> Result<Response, ApiError> {
     let key = check_key(key)?;
-    let daemon = Submit {
-        sealer: &ctx.sealer,
-        fetcher: &ctx.shared.media_fetcher,
-        data_dir: &ctx.config.data_dir,
-        default_region: ctx.config.default_region.as_deref(),
-        max_attempts: ctx.shared.settings.outbound.max_attempts,
-    };
+    let daemon = submit_context(&ctx);
     let request = Request {
         usuario_id: p.usuario_id,
         body: &body,

@@ -19,6 +19,7 @@ pub mod lite;
 pub mod me;
 pub mod media;
 pub mod messages;
+pub mod messages_batch;
 pub mod phone;
 pub mod preauth;
 pub mod status;
@@ -51,6 +52,8 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .or(me::routes(ctx.clone()))
         .unify()
         .or(messages::routes(ctx.clone()))
+        .unify()
+        .or(messages_batch::routes(ctx.clone()))
         .unify()
         .or(lite::routes(ctx.clone()))
         .unify()

@@ -7,10 +7,12 @@
 //! ([`backoff`]), failed (dead letter), or uncertain when the provider may have accepted it.
 //! Each connection has its own [`lane`], so one user's backlog never delays another's messages
 //! ([`fairness`]). Request validation is [`validate`]; the whole of `POST /v1/messages` (the
-//! provider's rules included) is [`submit`]; per-connection limits and pacing are
+//! provider's rules included) is [`submit`], which `POST /v1/messages/batch` ([`batch`])
+//! shares; per-connection limits and pacing are
 //! [`settings`]. The Dispatcher is called through [`handle`].
 
 pub mod backoff;
+pub mod batch;
 pub mod claim;
 pub mod dispatcher;
 pub mod enqueue;

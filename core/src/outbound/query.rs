@@ -95,6 +95,27 @@ pub async fn get(
         .map(view))
 }
 
+/// Messages of the user among `ids` (one statement), by id.
+pub async fn get_many(
+    client: &impl GenericClient,
+    usuario_id: Uuid,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, MessageView>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(client
+        .query(
+            &format!("{SELECT}{FROM} WHERE m.id = ANY($1) AND m.usuario_id = $2"),
+            &[&ids, &usuario_id],
+        )
+        .await?
+        .iter()
+        .map(view)
+        .map(|v| (v.id, v))
+        .collect())
+}
+
 /// Dead letters of the user, most recently failed first: `(updated_at, id)` keyset pages.
 pub async fn dead_letters(
     client: &impl GenericClient,

@@ -1,11 +1,13 @@
-//! `POST /v1/messages` as one call (docs/ARCHITECTURE.md §4, Outbound; §7 for the provider's
-//! rules): the body validated, a repeated `Idempotency-Key` answered with its first message,
-//! the connection checked (the user's, enabled, a Lite session or a Business number), the
-//! recipient read to E.164 in the user's region, a Business free-form message refused outside
-//! the 24 h customer-service window and a template refused unless approved, a media link
-//! checked (and, for Lite, fetched and stored), then the message queued by [`enqueue`].
+//! `POST /v1/messages` and `POST /v1/messages/batch` as one path (docs/ARCHITECTURE.md §4,
+//! Outbound; §7 for the provider's rules): a single message is a batch of one, so both routes
+//! apply the same rules in the same order. Each body validated, a repeated idempotency key
+//! answered with its first message, the connection checked (the user's, enabled, a Lite
+//! session or a Business number), the recipient read to E.164 in the user's region, a Business
+//! free-form message refused outside the 24 h customer-service window and a template refused
+//! unless approved, a media link checked (and, for Lite, fetched and stored), then the
+//! messages queued together by [`enqueue`]. The checks that need the database run once per
+//! batch, not once per message, however often a contact, template or link repeats.
 //! Each refusal is one [`SubmitError`] variant, whose message is written for the API's client.
-
 use super::enqueue::{self, Enqueued, NewMessage, Prior};
 use super::query::{self, MessageView};
 use super::validate::{self, Invalid, SendRequest};
@@ -13,11 +15,12 @@ use crate::business::BusinessError;
 use crate::connection::ConnectionKind;
 use crate::media_store::{self, NewMedia};
 use crate::net_guard::{FetchError, MediaFetcher};
-use crate::phone::{self, NormalizedPhone, PhoneError};
+use crate::phone::{self, ContactKey, NormalizedPhone, PhoneError};
 use crate::seal::Sealer;
 use crate::store::{Client, StoreError, users};
 use deadpool_postgres::Pool;
 use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use uuid::Uuid;
 
@@ -53,6 +56,13 @@ pub enum Submitted {
     Replayed(MessageView),
 }
 
+/// One message of a batch: its body and its own idempotency key (already checked for shape).
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    pub body: &'a Value,
+    pub idempotency_key: Option<&'a str>,
+}
+
 /// Why a message was not queued.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -64,6 +74,8 @@ pub enum SubmitError {
     NotForConnection(Invalid),
     #[error("this Idempotency-Key was already used with a different request body")]
     KeyReused,
+    #[error("idempotency_key must be 1 to 255 visible ASCII characters")]
+    InvalidKey,
     #[error("connection not found")]
     ConnectionNotFound,
     #[error("this connection is disabled")]
@@ -106,131 +118,306 @@ pub enum SubmitError {
 
 /// Validates, checks and queues one message (see the module's header for the order).
 pub async fn submit(pool: &Pool, s: &Submit<'_>, r: Request<'_>) -> Result<Submitted, SubmitError> {
-    let req = validate::validate(r.body).map_err(SubmitError::Malformed)?;
-    let hash = enqueue::request_hash(&validate::canonical(r.body));
-    let client = &mut pool.get().await.map_err(StoreError::from)?;
-    if let Some(k) = r.idempotency_key {
-        match enqueue::prior(&*client, r.usuario_id, k, &hash).await? {
-            Prior::Same(id) => return replay(client, r.usuario_id, id).await,
-            Prior::Different => return Err(SubmitError::KeyReused),
-            Prior::None => {}
-        }
-    }
-    let conn = enqueue::connection(&*client, req.connection_id)
+    let item = Item {
+        body: r.body,
+        idempotency_key: r.idempotency_key,
+    };
+    submit_many(pool, s, r.usuario_id, std::slice::from_ref(&item))
         .await?
-        .filter(|c| c.usuario_id == r.usuario_id)
-        .ok_or(SubmitError::ConnectionNotFound)?;
-    if !conn.activo {
-        return Err(SubmitError::ConnectionInactive);
-    }
-    let kind = conn.kind.ok_or(SubmitError::ConnectionUnknownKind)?;
-    validate::check_kind(&req, kind).map_err(SubmitError::NotForConnection)?;
-    if let Some(link) = req.body[&req.kind]["link"].as_str() {
-        s.fetcher.check_static(link).map_err(SubmitError::Link)?;
-    }
-    let region = users::region_for(&*client, r.usuario_id, None, s.default_region).await?;
-    let phone = phone::normalize(&req.to, region.as_deref()).map_err(SubmitError::InvalidPhone)?;
-    if kind == ConnectionKind::Business {
-        provider_rules(client, r.usuario_id, conn.id, &req, &phone).await?;
-    }
-    let req = media_link(client, s, r.usuario_id, conn.id, kind, req).await?;
-    let outcome = enqueue::enqueue(
-        client,
-        s.sealer,
-        NewMessage {
-            usuario_id: r.usuario_id,
-            region,
-            connection_id: conn.id,
-            phone: &phone,
-            req: &req,
-            idempotency: r.idempotency_key.map(|k| (k, hash.as_slice())),
-            max_attempts: s.max_attempts,
-        },
-    )
-    .await?;
-    match outcome {
-        Enqueued::Created { message_id, .. } => {
-            let view = query::get(&*client, r.usuario_id, message_id)
-                .await?
-                .ok_or(SubmitError::Internal("queued message not found"))?;
-            Ok(Submitted::Queued {
-                view,
-                connection_id: conn.id,
-                kind: req.kind,
-            })
+        .pop()
+        .unwrap_or(Err(SubmitError::Internal("no outcome for the message")))
+}
+
+/// A message still in the running, with what the checks learnt about it.
+struct Pending<'a> {
+    index: usize,
+    key: Option<&'a str>,
+    hash: Vec<u8>,
+    req: SendRequest,
+    /// Set once the connection is checked.
+    kind: ConnectionKind,
+    /// Set once the recipient is read, with its contact key.
+    phone: Option<(NormalizedPhone, ContactKey)>,
+}
+
+/// Where each item stands.
+enum Outcome {
+    Failed(SubmitError),
+    /// Answered with this earlier message (its key was used before for the same body).
+    Replay(Uuid),
+    Created {
+        id: Uuid,
+        connection_id: Uuid,
+        kind: String,
+    },
+}
+
+/// Applies one check to every pending message: those it refuses leave with their error.
+fn sift<'a>(
+    pending: Vec<Pending<'a>>,
+    out: &mut [Option<Outcome>],
+    mut check: impl FnMut(&mut Pending<'a>) -> Result<(), SubmitError>,
+) -> Vec<Pending<'a>> {
+    let mut kept = Vec::with_capacity(pending.len());
+    for mut p in pending {
+        match check(&mut p) {
+            Ok(()) => kept.push(p),
+            Err(e) => out[p.index] = Some(Outcome::Failed(e)),
         }
-        Enqueued::Existing(id) => replay(client, r.usuario_id, id).await,
-        Enqueued::KeyReused => Err(SubmitError::KeyReused),
     }
+    kept
+}
+
+/// Validates, checks and queues the messages of one user in one transaction; one result per
+/// item, in order. A store failure fails the whole call (nothing is queued).
+pub async fn submit_many(
+    pool: &Pool,
+    s: &Submit<'_>,
+    usuario_id: Uuid,
+    items: &[Item<'_>],
+) -> Result<Vec<Result<Submitted, SubmitError>>, StoreError> {
+    let mut out: Vec<Option<Outcome>> = items.iter().map(|_| None).collect();
+    let mut pending = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        match validate::validate(item.body) {
+            Ok(req) => pending.push(Pending {
+                index,
+                key: item.idempotency_key,
+                hash: enqueue::request_hash(&validate::canonical(item.body)),
+                req,
+                kind: ConnectionKind::Business,
+                phone: None,
+            }),
+            Err(e) => out[index] = Some(Outcome::Failed(SubmitError::Malformed(e))),
+        }
+    }
+    let client = &mut pool.get().await?;
+    let pending = replays(&*client, usuario_id, pending, &mut out).await?;
+    let ids: Vec<Uuid> = pending
+        .iter()
+        .map(|p| p.req.connection_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let connections = enqueue::connections(&*client, &ids).await?;
+    let pending = sift(pending, &mut out, |p| {
+        let conn = connections
+            .get(&p.req.connection_id)
+            .filter(|c| c.usuario_id == usuario_id)
+            .ok_or(SubmitError::ConnectionNotFound)?;
+        if !conn.activo {
+            return Err(SubmitError::ConnectionInactive);
+        }
+        p.kind = conn.kind.ok_or(SubmitError::ConnectionUnknownKind)?;
+        validate::check_kind(&p.req, p.kind).map_err(SubmitError::NotForConnection)?;
+        if let Some(link) = p.req.body[&p.req.kind]["link"].as_str() {
+            s.fetcher.check_static(link).map_err(SubmitError::Link)?;
+        }
+        Ok(())
+    });
+    let region = users::region_for(&*client, usuario_id, None, s.default_region).await?;
+    let pending = sift(pending, &mut out, |p| {
+        let phone =
+            phone::normalize(&p.req.to, region.as_deref()).map_err(SubmitError::InvalidPhone)?;
+        let contact = phone::contact_key(&phone.e164, None);
+        p.phone = Some((phone, contact));
+        Ok(())
+    });
+    let pending = provider_rules(&*client, usuario_id, pending, &mut out).await?;
+    let pending = media_links(client, s, usuario_id, pending, &mut out).await;
+    queue(client, s, usuario_id, region, pending, &mut out).await?;
+    answers(&*client, usuario_id, out).await
+}
+
+/// Keys used before (committed) answer with their first message, or refuse another body.
+async fn replays<'a>(
+    client: &Client,
+    usuario_id: Uuid,
+    pending: Vec<Pending<'a>>,
+    out: &mut [Option<Outcome>],
+) -> Result<Vec<Pending<'a>>, StoreError> {
+    let keyed: Vec<(&str, &[u8])> = pending
+        .iter()
+        .filter_map(|p| p.key.map(|k| (k, p.hash.as_slice())))
+        .collect();
+    let mut priors = enqueue::priors(client, usuario_id, &keyed)
+        .await?
+        .into_iter();
+    let mut kept = Vec::with_capacity(pending.len());
+    for p in pending {
+        if p.key.is_none() {
+            kept.push(p);
+            continue;
+        }
+        match priors.next().unwrap_or(Prior::None) {
+            Prior::Same(id) => out[p.index] = Some(Outcome::Replay(id)),
+            Prior::Different => out[p.index] = Some(Outcome::Failed(SubmitError::KeyReused)),
+            Prior::None => kept.push(p),
+        }
+    }
+    Ok(kept)
 }
 
 /// Meta's rules for a Business number (docs/ARCHITECTURE.md §7): a template must be approved;
-/// a free-form message needs the contact to have written in the last 24 h.
-async fn provider_rules(
+/// a free-form message needs the contact to have written in the last 24 h. One lookup of
+/// each kind for the whole batch.
+async fn provider_rules<'a>(
     client: &Client,
     usuario_id: Uuid,
-    connection_id: Uuid,
-    req: &SendRequest,
-    phone: &NormalizedPhone,
-) -> Result<(), SubmitError> {
-    if let Some((name, language)) = &req.template {
-        return match enqueue::template_status(client, connection_id, name, language).await? {
-            Some(s) if s == "APPROVED" => Ok(()),
-            Some(status) => Err(SubmitError::TemplateNotApproved {
-                name: name.clone(),
-                language: language.clone(),
-                status,
-            }),
-            None => Err(SubmitError::TemplateNotFound {
-                name: name.clone(),
-                language: language.clone(),
-            }),
-        };
-    }
-    if !enqueue::window_open(client, usuario_id, connection_id, &phone.e164).await? {
-        return Err(SubmitError::OutsideWindow);
-    }
-    Ok(())
+    pending: Vec<Pending<'a>>,
+    out: &mut [Option<Outcome>],
+) -> Result<Vec<Pending<'a>>, StoreError> {
+    let business = |p: &&Pending| p.kind == ConnectionKind::Business;
+    let wanted: Vec<(Uuid, String, String)> = pending
+        .iter()
+        .filter(business)
+        .filter_map(|p| {
+            let (name, language) = p.req.template.clone()?;
+            Some((p.req.connection_id, name, language))
+        })
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let templates = enqueue::template_statuses(client, &wanted).await?;
+    let pairs: Vec<(Uuid, String)> = pending
+        .iter()
+        .filter(business)
+        .filter(|p| p.req.template.is_none())
+        .map(|p| (p.req.connection_id, contact(p)))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let open = enqueue::open_windows(client, usuario_id, &pairs).await?;
+    Ok(sift(pending, out, |p| {
+        if p.kind != ConnectionKind::Business {
+            return Ok(());
+        }
+        if let Some((name, language)) = &p.req.template {
+            let at = (p.req.connection_id, name.clone(), language.clone());
+            return match templates.get(&at) {
+                Some(s) if s == "APPROVED" => Ok(()),
+                Some(status) => Err(SubmitError::TemplateNotApproved {
+                    name: name.clone(),
+                    language: language.clone(),
+                    status: status.clone(),
+                }),
+                None => Err(SubmitError::TemplateNotFound {
+                    name: name.clone(),
+                    language: language.clone(),
+                }),
+            };
+        }
+        if !open.contains(&(p.req.connection_id, contact(p))) {
+            return Err(SubmitError::OutsideWindow);
+        }
+        Ok(())
+    }))
+}
+
+/// The contact key of a message's recipient (its conversation's `remitente`).
+fn contact(p: &Pending) -> String {
+    p.phone
+        .as_ref()
+        .map(|(_, c)| c.key.clone())
+        .unwrap_or_default()
+}
+
+/// Why a link could not become a stored file; kept per link so a link repeated in a batch is
+/// fetched once.
+#[derive(Clone)]
+enum LinkFailure {
+    Fetch(FetchError),
+    Empty,
 }
 
 /// A media `link` goes through the SSRF guard ([`crate::net_guard`]), refused with
 /// `link_not_allowed` when it points at a non-public address. Lite sessions send files
 /// themselves, so for them the link is fetched now, through the guard (resolved, every
 /// address and every redirect checked, 16 MB, 30 s), and stored sealed like an upload: the
-/// queued message names the stored file, and no link is fetched later at send time. Business
-/// numbers pass the link to Meta, which fetches it: only the URL itself is checked (in
-/// [`submit`], with the request).
-async fn media_link(
+/// queued message names the stored file, and no link is fetched later at send time. A link
+/// repeated in a batch is fetched and stored once. Business numbers pass the link to Meta,
+/// which fetches it: only the URL itself is checked (with the connection).
+async fn media_links<'a>(
     client: &Client,
     s: &Submit<'_>,
     usuario_id: Uuid,
-    connection_id: Uuid,
-    kind: ConnectionKind,
-    mut req: SendRequest,
-) -> Result<SendRequest, SubmitError> {
-    let media_kind = req.kind.clone();
-    let Some(link) = req.body[&media_kind]["link"].as_str().map(String::from) else {
-        return Ok(req);
-    };
-    if kind != ConnectionKind::Lite {
-        return Ok(req);
+    pending: Vec<Pending<'a>>,
+    out: &mut [Option<Outcome>],
+) -> Vec<Pending<'a>> {
+    let mut stored: HashMap<(Uuid, String), Result<Uuid, LinkFailure>> = HashMap::new();
+    let mut kept = Vec::with_capacity(pending.len());
+    for mut p in pending {
+        let media_kind = p.req.kind.clone();
+        let link = match p.req.body[&media_kind]["link"].as_str() {
+            Some(link) if p.kind == ConnectionKind::Lite => link.to_string(),
+            _ => {
+                kept.push(p);
+                continue;
+            }
+        };
+        let at = (p.req.connection_id, link.clone());
+        let id = match stored.get(&at) {
+            Some(known) => known.clone(),
+            None => match fetch_and_store(client, s, usuario_id, &p, &link).await {
+                Ok(found) => {
+                    stored.insert(at, found.clone());
+                    found
+                }
+                Err(e) => {
+                    out[p.index] = Some(Outcome::Failed(e));
+                    continue;
+                }
+            },
+        };
+        let replaced = id.and_then(|id| {
+            let obj = p.req.body[&media_kind]
+                .as_object_mut()
+                .ok_or(LinkFailure::Empty)?;
+            obj.remove("link");
+            obj.insert("id".into(), json!(id));
+            Ok(())
+        });
+        match replaced {
+            Ok(()) => kept.push(p),
+            Err(LinkFailure::Fetch(f)) => {
+                out[p.index] = Some(Outcome::Failed(SubmitError::Link(f)))
+            }
+            Err(LinkFailure::Empty) => out[p.index] = Some(Outcome::Failed(SubmitError::LinkEmpty)),
+        }
     }
-    let fetched = s.fetcher.fetch(&link).await.map_err(SubmitError::Link)?;
+    kept
+}
+
+/// Fetches a link and stores the file sealed: its media id, or why the link gave none. A
+/// failure to store is the message's own error (not kept for the link).
+async fn fetch_and_store(
+    client: &Client,
+    s: &Submit<'_>,
+    usuario_id: Uuid,
+    p: &Pending<'_>,
+    link: &str,
+) -> Result<Result<Uuid, LinkFailure>, SubmitError> {
+    let fetched = match s.fetcher.fetch(link).await {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(LinkFailure::Fetch(e))),
+    };
     if fetched.bytes.is_empty() {
-        return Err(SubmitError::LinkEmpty);
+        return Ok(Err(LinkFailure::Empty));
     }
     let mime = fetched
         .mime_type
         .clone()
         .unwrap_or_else(|| "application/octet-stream".into());
-    let filename = req.body[&media_kind]["filename"].as_str().map(String::from);
+    let filename = p.req.body[&p.req.kind]["filename"]
+        .as_str()
+        .map(String::from);
     let row = media_store::store(
         client,
         s.sealer,
         s.data_dir,
         NewMedia {
             usuario_id,
-            connection_id: Some(connection_id),
+            connection_id: Some(p.req.connection_id),
             direction: "outbound",
             mime_type: &mime,
             filename: filename.as_deref(),
@@ -241,17 +428,119 @@ async fn media_link(
     )
     .await
     .map_err(|e| SubmitError::Media(e.into()))?;
-    let obj = req.body[&media_kind]
-        .as_object_mut()
-        .ok_or(SubmitError::Internal("validated media is not an object"))?;
-    obj.remove("link");
-    obj.insert("id".into(), json!(row.id));
-    Ok(req)
+    Ok(Ok(row.id))
 }
 
-async fn replay(client: &Client, usuario_id: Uuid, id: Uuid) -> Result<Submitted, SubmitError> {
-    query::get(client, usuario_id, id)
+/// Writes every message that passed, in one transaction. A key given to two items of the
+/// batch belongs to the first that passed: a later item with the same body answers with its
+/// message, one with another body is refused.
+async fn queue(
+    client: &mut deadpool_postgres::Client,
+    s: &Submit<'_>,
+    usuario_id: Uuid,
+    region: Option<String>,
+    pending: Vec<Pending<'_>>,
+    out: &mut [Option<Outcome>],
+) -> Result<(), StoreError> {
+    let mut first: HashMap<&str, (usize, &[u8])> = HashMap::new();
+    let mut repeats: Vec<(usize, usize)> = Vec::new();
+    let mut writes: Vec<&Pending> = Vec::with_capacity(pending.len());
+    for p in &pending {
+        match p.key.map(|k| (k, first.get(k))) {
+            Some((_, Some(&(j, hash)))) if hash == p.hash.as_slice() => repeats.push((p.index, j)),
+            Some((_, Some(_))) => out[p.index] = Some(Outcome::Failed(SubmitError::KeyReused)),
+            Some((k, None)) => {
+                first.insert(k, (p.index, p.hash.as_slice()));
+                writes.push(p);
+            }
+            None => writes.push(p),
+        }
+    }
+    let phones: Vec<(NormalizedPhone, ContactKey)> = writes
+        .iter()
+        .map(|p| p.phone.clone().expect("read before queueing"))
+        .collect();
+    let messages: Vec<NewMessage> = writes
+        .iter()
+        .zip(&phones)
+        .map(|(p, (phone, contact))| NewMessage {
+            connection_id: p.req.connection_id,
+            phone,
+            contact,
+            req: &p.req,
+            idempotency: p.key.map(|k| (k, p.hash.as_slice())),
+        })
+        .collect();
+    let done = if messages.is_empty() {
+        Vec::new()
+    } else {
+        enqueue::enqueue(
+            client,
+            s.sealer,
+            usuario_id,
+            region,
+            s.max_attempts,
+            &messages,
+        )
         .await?
-        .map(Submitted::Replayed)
-        .ok_or(SubmitError::MessageGone)
+    };
+    for (p, e) in writes.iter().zip(done) {
+        out[p.index] = Some(match e {
+            Enqueued::Created(id) => Outcome::Created {
+                id,
+                connection_id: p.req.connection_id,
+                kind: p.req.kind.clone(),
+            },
+            Enqueued::Existing(id) => Outcome::Replay(id),
+            Enqueued::KeyReused => Outcome::Failed(SubmitError::KeyReused),
+        });
+    }
+    for (later, earlier) in repeats {
+        out[later] = Some(match &out[earlier] {
+            Some(Outcome::Created { id, .. }) | Some(Outcome::Replay(id)) => Outcome::Replay(*id),
+            _ => Outcome::Failed(SubmitError::KeyReused),
+        });
+    }
+    Ok(())
+}
+
+/// Each item's answer, the messages read back in one statement.
+async fn answers(
+    client: &Client,
+    usuario_id: Uuid,
+    out: Vec<Option<Outcome>>,
+) -> Result<Vec<Result<Submitted, SubmitError>>, StoreError> {
+    let ids: Vec<Uuid> = out
+        .iter()
+        .filter_map(|o| match o {
+            Some(Outcome::Created { id, .. }) | Some(Outcome::Replay(id)) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let views = query::get_many(client, usuario_id, &ids).await?;
+    Ok(out
+        .into_iter()
+        .map(|o| match o {
+            Some(Outcome::Failed(e)) => Err(e),
+            Some(Outcome::Created {
+                id,
+                connection_id,
+                kind,
+            }) => views
+                .get(&id)
+                .cloned()
+                .map(|view| Submitted::Queued {
+                    view,
+                    connection_id,
+                    kind,
+                })
+                .ok_or(SubmitError::Internal("queued message not found")),
+            Some(Outcome::Replay(id)) => views
+                .get(&id)
+                .cloned()
+                .map(Submitted::Replayed)
+                .ok_or(SubmitError::MessageGone),
+            None => Err(SubmitError::Internal("message left unanswered")),
+        })
+        .collect())
 }

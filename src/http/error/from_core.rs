@@ -19,6 +19,7 @@ use sincro_core::lite::login::LoginError;
 use sincro_core::lite::store::ActivateError;
 use sincro_core::lite::{LiteSessionError, LiteSupervisorError};
 use sincro_core::media_store::MediaError;
+use sincro_core::outbound::batch::BatchError;
 use sincro_core::outbound::error::DispatcherError;
 use sincro_core::outbound::submit::SubmitError;
 use sincro_core::rate_limiter::RateLimiterError;
@@ -104,6 +105,9 @@ impl From<SubmitError> for ApiError {
                     message: e.to_string(),
                 };
             }
+            SubmitError::InvalidKey => {
+                return ApiError::bad_request("invalid_idempotency_key", e.to_string());
+            }
             SubmitError::ConnectionNotFound => return ApiError::NotFound("connection"),
             SubmitError::MessageGone => return ApiError::NotFound("message"),
             SubmitError::Media(b) => return b.into(),
@@ -119,6 +123,17 @@ impl From<SubmitError> for ApiError {
             SubmitError::OutsideWindow => "outside_service_window",
         };
         ApiError::unprocessable(code, e.to_string())
+    }
+}
+
+/// A body that is not a batch, or one over the limit, is a 400 saying which.
+impl From<BatchError> for ApiError {
+    fn from(e: BatchError) -> Self {
+        match e {
+            BatchError::Malformed(_) => ApiError::bad_request("invalid_batch", e.to_string()),
+            BatchError::TooMany(_) => ApiError::bad_request("too_many_messages", e.to_string()),
+            BatchError::Store(s) => s.into(),
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! The durable outbound queue: the API (validation, idempotency, cancel, dead
-//! letters), the Dispatcher against fake connection actors (priorities, scheduling, retries,
+//! letters, batches), the Dispatcher against fake connection actors (priorities, scheduling, retries,
 //! leases, fairness, pacing, limits, two nodes), and against the Graph simulator.
 
 mod api;
+mod batch;
 mod dispatch;
 pub mod fake;
 mod leases;
