@@ -69,6 +69,9 @@ pub struct Application {
     database: Database,
     /// The lock on DATA_DIR, held until the daemon has stopped.
     identity: crate::node_identity::NodeIdentity,
+    /// Loops beside the tree: the metrics sampler with its performance alerts, and the alert
+    /// webhook's deliveries; aborted at shutdown.
+    background: Vec<JoinHandle<()>>,
 }
 
 /// The process-wide Prometheus recorder: installed by the first application of the process.
@@ -174,6 +177,17 @@ impl Application {
                     return Err(StartError::Tree(e.to_string()));
                 }
             };
+        let mut background = vec![tokio::spawn(sincro_core::alerts::monitor::run(
+            shared.clone(),
+        ))];
+        if let Some(webhook) = shared.settings.alerts.webhook.clone() {
+            background.push(tokio::spawn(sincro_core::alerts::notifier::run(
+                shared.pool.clone(),
+                webhook,
+                shared.node_id.clone(),
+                shared.settings.alerts.webhook_max_attempts,
+            )));
+        }
         let addr = listener.local_addr().map_err(StartError::Listener)?;
         let chromium_missing = crate::chromium::locate(config.chromium_path.as_deref()).err();
         if let Some(why) = &chromium_missing {
@@ -208,6 +222,7 @@ impl Application {
             tree,
             database,
             identity,
+            background,
         };
         // After the HTTP server is up: with PUBLIC_URL, Meta checks the callback on subscribe.
         if let Some(number) = &app.ctx.config.business_from_env {
@@ -253,6 +268,9 @@ impl Application {
         let left = deadline
             .saturating_sub(started.elapsed())
             .max(Duration::from_secs(1));
+        for task in &self.background {
+            task.abort();
+        }
         let still_running = self.ctx.actors.shutdown(left).await;
         if still_running.is_empty() {
             let _ = tokio::time::timeout(Duration::from_secs(2), self.tree).await;

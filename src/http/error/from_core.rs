@@ -11,6 +11,7 @@ use sincro_core::business::media::UploadError;
 use sincro_core::business::templates::TemplateError;
 use sincro_core::hub::HubError;
 use sincro_core::ingest::IngestError;
+use sincro_core::alerts::AlertError;
 use sincro_core::ingest::dead_letter::ReplayError;
 use sincro_core::leads::error::LeadSyncError;
 use sincro_core::leads::query::LeadQueryError;
@@ -270,6 +271,15 @@ impl From<ConversationError> for ApiError {
         match e {
             ConversationError::NotFound => ApiError::NotFound("conversation"),
             ConversationError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AlertError> for ApiError {
+    fn from(e: AlertError) -> Self {
+        match e {
+            AlertError::NotFound => ApiError::NotFound("alert not found"),
+            AlertError::Store(e) => e.into(),
         }
     }
 }
