@@ -1,9 +1,9 @@
 //! What every actor of one daemon shares: the pool, the sealer, the node id and the settings
 //! the actors need. One `Arc<Shared>` per daemon, so tests can run several daemons in-process.
 
+use crate::alerts::lifecycle::{self, AlertCondition};
 use crate::seal::Sealer;
 pub use crate::settings::ActorSettings;
-use crate::alerts::lifecycle::{self, AlertCondition};
 use crate::store::alerts::NewAlert;
 use deadpool_postgres::Pool;
 use std::sync::Arc;

@@ -178,7 +178,10 @@ pub async fn resolve(
 }
 
 /// The keys of open alerts whose key starts with `prefix` (a monitor resolving what cleared).
-pub async fn open_keys(client: &impl GenericClient, prefix: &str) -> Result<Vec<String>, StoreError> {
+pub async fn open_keys(
+    client: &impl GenericClient,
+    prefix: &str,
+) -> Result<Vec<String>, StoreError> {
     let rows = client
         .query(
             "SELECT dedup_key FROM alerts WHERE resolved_at IS NULL AND starts_with(dedup_key, $1)",
@@ -301,20 +304,28 @@ pub async fn ack(
 }
 
 /// Open alerts per kind and severity (the `sincro_alerts_open` gauge).
-pub async fn open_counts(client: &impl GenericClient) -> Result<Vec<(String, String, i64)>, StoreError> {
+pub async fn open_counts(
+    client: &impl GenericClient,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
     let rows = client
         .query(
             "SELECT kind, severity, count(*) FROM alerts WHERE resolved_at IS NULL GROUP BY 1, 2",
             &[],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
 }
 
 /// One alert by id, whoever it belongs to.
 pub async fn get(client: &impl GenericClient, id: Uuid) -> Result<Option<Alert>, StoreError> {
     let row = client
-        .query_opt(&format!("SELECT {COLUMNS} FROM alerts WHERE id = $1"), &[&id])
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM alerts WHERE id = $1"),
+            &[&id],
+        )
         .await?;
     Ok(row.as_ref().map(alert_of))
 }

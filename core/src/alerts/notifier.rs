@@ -104,7 +104,8 @@ pub async fn deliver_due(
                         &[&id],
                     )
                     .await?;
-                metrics::counter!("sincro_alert_webhook_total", "outcome" => "delivered").increment(1);
+                metrics::counter!("sincro_alert_webhook_total", "outcome" => "delivered")
+                    .increment(1);
                 done.delivered += 1;
             }
             Err(why) => {

@@ -7,6 +7,7 @@
 //! Queue, inbox, connection and alert gauges are read from the store, so every node reports
 //! the whole cluster's value (aggregate them with `max`, not `sum`).
 
+pub mod catalog;
 pub mod process;
 
 use crate::shared::Shared;
@@ -109,7 +110,12 @@ pub async fn sample(shared: &Shared) -> Result<Sample, StoreError> {
 /// (zero when none), so a status that empties drops to 0 instead of keeping its last value.
 async fn connections(client: &deadpool_postgres::Client) -> Result<(), StoreError> {
     const LITE: [&str; 5] = ["STARTING", "SCAN_QR_CODE", "WORKING", "FAILED", "STOPPED"];
-    const BUSINESS: [&str; 4] = ["connected", "needs_credentials", "restricted", "disconnected"];
+    const BUSINESS: [&str; 4] = [
+        "connected",
+        "needs_credentials",
+        "restricted",
+        "disconnected",
+    ];
     let rows = client
         .query(
             "SELECT 'lite', s.status, count(*) FROM whatsapp_lite_sessions s

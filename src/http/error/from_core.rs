@@ -3,6 +3,7 @@
 //! the core with `?` and the status each cause gets is decided here, in one place.
 
 use super::ApiError;
+use sincro_core::alerts::AlertError;
 use sincro_core::business::BusinessError;
 use sincro_core::business::connect::ConnectError;
 use sincro_core::business::error::BusinessSupervisorError;
@@ -11,7 +12,6 @@ use sincro_core::business::media::UploadError;
 use sincro_core::business::templates::TemplateError;
 use sincro_core::hub::HubError;
 use sincro_core::ingest::IngestError;
-use sincro_core::alerts::AlertError;
 use sincro_core::ingest::dead_letter::ReplayError;
 use sincro_core::leads::error::LeadSyncError;
 use sincro_core::leads::query::LeadQueryError;

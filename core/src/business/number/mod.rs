@@ -96,26 +96,33 @@ impl Inner {
             }
             Err(e) => tracing::error!(error = %e, "could not store the number's status"),
         }
-        crate::alerts::raise(&self.shared, crate::alerts::AlertCondition {
-            key: crate::alerts::keys::business_status(r.connection_id, new_status),
-            usuario_id: Some(r.usuario_id),
-            connection_id: Some(r.connection_id),
-            kind: format!("business_{new_status}"),
-            severity: Severity::Critical,
-            source: format!("business_number/{}", r.phone_number_id),
-            message: match new_status {
-                status::NEEDS_CREDENTIALS => format!(
-                    "Meta refused the access token of WhatsApp Business number {}; sending is stopped until new credentials are given (PATCH /v1/business/numbers/{})",
-                    r.display_phone_number.as_deref().unwrap_or(&r.phone_number_id),
-                    r.connection_id
-                ),
-                _ => format!(
-                    "Meta restricted WhatsApp Business number {}; sending is stopped",
-                    r.display_phone_number.as_deref().unwrap_or(&r.phone_number_id)
-                ),
+        crate::alerts::raise(
+            &self.shared,
+            crate::alerts::AlertCondition {
+                key: crate::alerts::keys::business_status(r.connection_id, new_status),
+                usuario_id: Some(r.usuario_id),
+                connection_id: Some(r.connection_id),
+                kind: format!("business_{new_status}"),
+                severity: Severity::Critical,
+                source: format!("business_number/{}", r.phone_number_id),
+                message: match new_status {
+                    status::NEEDS_CREDENTIALS => format!(
+                        "Meta refused the access token of WhatsApp Business number {}; sending is stopped until new credentials are given (PATCH /v1/business/numbers/{})",
+                        r.display_phone_number
+                            .as_deref()
+                            .unwrap_or(&r.phone_number_id),
+                        r.connection_id
+                    ),
+                    _ => format!(
+                        "Meta restricted WhatsApp Business number {}; sending is stopped",
+                        r.display_phone_number
+                            .as_deref()
+                            .unwrap_or(&r.phone_number_id)
+                    ),
+                },
+                details: json!({"connection_id": r.connection_id, "phone_number_id": r.phone_number_id, "reason": why}),
             },
-            details: json!({"connection_id": r.connection_id, "phone_number_id": r.phone_number_id, "reason": why}),
-        });
+        );
     }
 
     /// Reacts to a Graph error of a management call (a dead token halts the number).

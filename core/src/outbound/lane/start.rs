@@ -182,4 +182,7 @@ fn observe(kind: ConnectionKind, outcome: &SendOutcome, started: Instant) {
     };
     metrics::histogram!("sincro_outbound_send_seconds", "kind" => kind, "outcome" => label)
         .record(started.elapsed().as_secs_f64());
+    let (outcome, error_class) = crate::telemetry::catalog::classify(outcome);
+    metrics::counter!("sincro_sends_total", "kind" => kind, "outcome" => outcome, "error_class" => error_class)
+        .increment(1);
 }

@@ -1,0 +1,9 @@
+//! Operations: alerts and their delivery, the OpenAPI document against the router, metrics
+//! and the example Prometheus rules, request ids, and logs that never carry content or
+//! secrets.
+
+mod alerts;
+mod logs;
+mod metrics;
+mod openapi;
+mod schema;
