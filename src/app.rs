@@ -200,6 +200,8 @@ impl Application {
                     return Err(StartError::Tree(e.to_string()));
                 }
             };
+        let metrics = metrics_handle();
+        // After the recorder is installed: counters touched before it would not exist.
         sincro_core::telemetry::catalog::register();
         let mut background = vec![tokio::spawn(sincro_core::alerts::monitor::run(
             shared.clone(),
@@ -220,7 +222,7 @@ impl Application {
         let ctx = Arc::new(AppContext {
             actors,
             shared,
-            metrics: metrics_handle(),
+            metrics,
             preauth: http::preauth::PreAuthLimiter::new(config.auth_failures_per_ip_per_minute),
             key_lookups: Default::default(),
             webhook_routes: Default::default(),

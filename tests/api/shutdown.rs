@@ -48,23 +48,7 @@ async fn sigterm_or_sigint(sig: i32) {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         let service = v["service"].as_str().unwrap_or_default();
-        assert!(
-            [
-                "daemon",
-                "api",
-                "store",
-                "queue",
-                "lite",
-                "business",
-                "ingest",
-                "stream",
-                "alerts",
-                "supervisor",
-                "nodes"
-            ]
-            .contains(&service),
-            "{line}"
-        );
+        assert!(crate::ops::SERVICES.contains(&service), "{line}");
     }
 }
 

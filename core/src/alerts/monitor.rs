@@ -97,12 +97,12 @@ pub async fn step(shared: &Shared) -> Result<Sample, crate::store::StoreError> {
     Ok(s)
 }
 
-/// Runs [`step`] every `sample_interval` until dropped.
+/// Runs [`step`] every `sample_interval` (the first one interval after start) until dropped.
 pub async fn run(shared: Arc<Shared>) {
     loop {
+        tokio::time::sleep(shared.settings.alerts.sample_interval).await;
         if let Err(e) = step(&shared).await {
             tracing::warn!(error = %e, "metrics sample: store unavailable");
         }
-        tokio::time::sleep(shared.settings.alerts.sample_interval).await;
     }
 }

@@ -99,11 +99,21 @@ pub async fn sample(shared: &Shared) -> Result<Sample, StoreError> {
     metrics::gauge!("sincro_inbound_dead_letters_open").set(letters as f64);
 
     connections(&client).await?;
-    for (kind, severity, n) in crate::alerts::lifecycle::open_counts(&client).await? {
-        metrics::gauge!("sincro_alerts_open", "kind" => kind, "severity" => severity).set(n as f64);
-    }
+    open_alerts(crate::alerts::lifecycle::open_counts(&client).await?);
     s.stream_latency = Duration::from_millis(STREAM_LATENCY_MAX_MS.swap(0, Ordering::Relaxed));
     Ok(s)
+}
+
+/// `sincro_alerts_open` per severity, every severity present (0 when none is open).
+fn open_alerts(counts: Vec<(String, String, i64)>) {
+    for severity in ["info", "warning", "critical"] {
+        let n: i64 = counts
+            .iter()
+            .filter(|(_, s, _)| s == severity)
+            .map(|(_, _, n)| n)
+            .sum();
+        metrics::gauge!("sincro_alerts_open", "severity" => severity).set(n as f64);
+    }
 }
 
 /// Lite sessions by status and Business numbers by status, every known status present

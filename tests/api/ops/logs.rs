@@ -18,6 +18,33 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// Every `service` a log line may name.
+pub const SERVICES: [&str; 11] = [
+    "daemon",
+    "api",
+    "store",
+    "queue",
+    "lite",
+    "business",
+    "ingest",
+    "stream",
+    "alerts",
+    "supervisor",
+    "nodes",
+];
+
+/// The daemon's `/metrics` text, None while it does not answer.
+async fn scrape(http: &reqwest::Client, base: &str) -> Option<String> {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
 const CONTACT: &str = "5511987651234";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,14 +261,7 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
         .await
         .expect("the QR scanned");
         eventually(WAIT, || async {
-            let text = http
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let text = scrape(&http, &base).await?;
             text.contains("sincro_lite_chromium_session_pss_bytes{")
                 .then_some(())
         })
@@ -257,23 +277,24 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
     }
 
     // Every metric a rule reads is served (Lite's only when Chromium ran here).
-    let text = eventually(WAIT, || async {
-        let text = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let names = served(&text);
+    let missing = |text: &str| -> Vec<String> {
+        let names = served(text);
         rule_metrics()
-            .iter()
-            .all(|m| names.contains(m) || !has_chromium && m.starts_with("sincro_lite_chromium"))
-            .then_some(text)
+            .into_iter()
+            .filter(|m| {
+                !names.contains(m) && (has_chromium || !m.starts_with("sincro_lite_chromium"))
+            })
+            .collect()
+    };
+    let served_all = eventually(WAIT, || async {
+        let text = scrape(&http, &base).await?;
+        missing(&text).is_empty().then_some(text)
     })
-    .await
-    .unwrap_or_else(|| panic!("metrics the rules name are missing"));
+    .await;
+    let Some(text) = served_all else {
+        let text = scrape(&http, &base).await.unwrap_or_default();
+        panic!("metrics the rules name are missing: {:?}", missing(&text));
+    };
     assert!(!text.contains(CONTACT), "a contact number in /metrics");
     let _ = ws.close(None).await;
 
@@ -297,19 +318,6 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
         ("the alert webhook secret", alert_secret.as_str()),
         ("the encryption key", key_material.as_str()),
     ];
-    let services = [
-        "daemon",
-        "api",
-        "store",
-        "queue",
-        "lite",
-        "business",
-        "ingest",
-        "stream",
-        "alerts",
-        "supervisor",
-        "nodes",
-    ];
     let mut seen = std::collections::BTreeSet::new();
     let mut tagged_request = false;
     for line in &log {
@@ -318,12 +326,18 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
         }
         let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         let service = v["service"].as_str().unwrap_or_default();
-        assert!(services.contains(&service), "{line}");
+        assert!(SERVICES.contains(&service), "{line}");
         seen.insert(service.to_string());
         if v["span"]["name"] == "request" {
             assert!(
                 v["span"]["request_id"].is_string(),
                 "a request line without its id: {line}"
+            );
+        }
+        if v["span"]["name"] == "send" {
+            assert!(
+                v["span"]["message_id"].is_string(),
+                "a send line without its message: {line}"
             );
         }
         tagged_request |= v["span"]["request_id"] == format!("ops-flow-{run}");

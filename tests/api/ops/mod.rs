@@ -7,3 +7,5 @@ mod logs;
 mod metrics;
 mod openapi;
 mod schema;
+
+pub use logs::SERVICES;
