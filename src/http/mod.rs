@@ -82,13 +82,14 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .and(api.recover(error::recover).unify())
         .map(request_id::echo)
         .with(warp::log::custom(|info| {
-            request_id::observe(&info);
+            let route = route_table::template(info.method().as_str(), info.path());
+            request_id::observe(&info, route);
             // The route template only: query strings may carry an access token, and paths
             // phone numbers.
             tracing::info!(
                 target: "sincro_whatsapp::access",
                 method = %info.method(),
-                route = route_table::template(info.method().as_str(), info.path()),
+                route,
                 status = info.status().as_u16(),
                 elapsed_ms = info.elapsed().as_secs_f64() * 1000.0,
                 "request"

@@ -58,9 +58,8 @@ pub fn echo(id: RequestId, mut resp: Response) -> Response {
     resp
 }
 
-/// Counts one answered request (the access log's hook).
-pub fn observe(info: &warp::log::Info<'_>) {
-    let route = route_table::template(info.method().as_str(), info.path());
+/// Counts one answered request under its `route` template (the access log's hook).
+pub fn observe(info: &warp::log::Info<'_>, route: &'static str) {
     let method = info.method().as_str().to_string();
     metrics::counter!(
         "sincro_http_requests_total",

@@ -36,3 +36,18 @@ pub fn lite_logged_out(session: Uuid, usuario_id: Uuid) -> AlertCondition {
         details: json!({ "session_id": session, "category": "auth_error" }),
     }
 }
+
+/// A send whose answer was lost: it may or may not have been delivered, and a person decides
+/// whether to re-queue it. One open alert per user, counting such messages.
+pub fn message_uncertain(usuario_id: Uuid, message_id: Uuid) -> AlertCondition {
+    AlertCondition {
+        key: format!("uncertain:{usuario_id}"),
+        usuario_id: Some(usuario_id),
+        connection_id: None,
+        kind: "messages_uncertain".into(),
+        severity: Severity::Warning,
+        source: "dispatcher".into(),
+        message: "a message's send answer was lost: it may or may not have been delivered; see GET /v1/messages/dead-letter".into(),
+        details: json!({ "last_message_id": message_id, "category": "uncertain_send" }),
+    }
+}

@@ -3,6 +3,7 @@
 //! secrets.
 
 mod alerts;
+mod lite_alerts;
 mod logs;
 mod metrics;
 mod openapi;
