@@ -69,13 +69,39 @@ pub struct Application {
     database: Database,
     /// The lock on DATA_DIR, held until the daemon has stopped.
     identity: crate::node_identity::NodeIdentity,
+    /// Loops beside the tree: the metrics sampler with its performance alerts, and the alert
+    /// webhook's deliveries; aborted at shutdown.
+    background: Vec<JoinHandle<()>>,
 }
 
 /// The process-wide Prometheus recorder: installed by the first application of the process.
+/// Histograms are exported with buckets (so rules can take quantiles across nodes): seconds
+/// from 5 ms to 60 s, Chromium memory from 32 MiB to 2 GiB.
 fn metrics_handle() -> Option<PrometheusHandle> {
+    use metrics_exporter_prometheus::Matcher;
+    const SECONDS: &[f64] = &[
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ];
+    const MIB: f64 = 1048576.0;
+    const BYTES: &[f64] = &[
+        32.0 * MIB,
+        64.0 * MIB,
+        128.0 * MIB,
+        256.0 * MIB,
+        512.0 * MIB,
+        1024.0 * MIB,
+        2048.0 * MIB,
+    ];
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), BYTES))
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
         .clone()
 }
 
@@ -174,6 +200,20 @@ impl Application {
                     return Err(StartError::Tree(e.to_string()));
                 }
             };
+        let metrics = metrics_handle();
+        // After the recorder is installed: counters touched before it would not exist.
+        sincro_core::telemetry::catalog::register();
+        let mut background = vec![tokio::spawn(sincro_core::alerts::monitor::run(
+            shared.clone(),
+        ))];
+        if let Some(webhook) = shared.settings.alerts.webhook.clone() {
+            background.push(tokio::spawn(sincro_core::alerts::notifier::run(
+                shared.pool.clone(),
+                webhook,
+                shared.node_id.clone(),
+                shared.settings.alerts.webhook_max_attempts,
+            )));
+        }
         let addr = listener.local_addr().map_err(StartError::Listener)?;
         let chromium_missing = crate::chromium::locate(config.chromium_path.as_deref()).err();
         if let Some(why) = &chromium_missing {
@@ -185,7 +225,7 @@ impl Application {
             inbox_writer,
             actors,
             shared,
-            metrics: metrics_handle(),
+            metrics,
             preauth: http::preauth::PreAuthLimiter::new(config.auth_failures_per_ip_per_minute),
             key_lookups: Default::default(),
             webhook_routes: Default::default(),
@@ -212,6 +252,7 @@ impl Application {
             tree,
             database,
             identity,
+            background,
         };
         // After the HTTP server is up: with PUBLIC_URL, Meta checks the callback on subscribe.
         if let Some(number) = &app.ctx.config.business_from_env {
@@ -257,6 +298,9 @@ impl Application {
         let left = deadline
             .saturating_sub(started.elapsed())
             .max(Duration::from_secs(1));
+        for task in &self.background {
+            task.abort();
+        }
         let still_running = self.ctx.actors.shutdown(left).await;
         if still_running.is_empty() {
             let _ = tokio::time::timeout(Duration::from_secs(2), self.tree).await;

@@ -87,6 +87,8 @@ pub struct Config {
     /// Lite sessions: limits, memory recycling, snapshots; page URL, browser and
     /// DATA_DIR come from the fields above.
     pub lite: sincro_core::lite::LiteSettings,
+    /// Alerts: `ALERT_WEBHOOK_URL`/`_SECRET` and the performance thresholds.
+    pub alerts: sincro_core::alerts::AlertSettings,
     /// Notices about seed variables that are set but not used; logged once at start.
     pub notices: Vec<String>,
 }
@@ -475,6 +477,36 @@ impl Config {
                 ),
             }
         };
+        let alerts = {
+            let d = sincro_core::alerts::AlertSettings::default();
+            let webhook = r.get("ALERT_WEBHOOK_URL").is_some().then(|| {
+                let url = r.url("ALERT_WEBHOOK_URL", "");
+                let secret = r.get("ALERT_WEBHOOK_SECRET").map(Secret::new);
+                if secret.is_none() {
+                    r.errors.push("ALERT_WEBHOOK_URL needs ALERT_WEBHOOK_SECRET (the key its bodies are signed with)".into());
+                }
+                sincro_core::alerts::settings::AlertWebhook { url, secret: secret.unwrap_or_default() }
+            });
+            let secs = |r: &mut Reader, name: &str, d: Duration| {
+                Duration::from_secs(r.positive(name, d.as_secs(), "a number of seconds"))
+            };
+            sincro_core::alerts::AlertSettings {
+                webhook,
+                queue_age: secs(&mut r, "ALERT_QUEUE_AGE_SECS", d.queue_age),
+                inbox_lag: secs(&mut r, "ALERT_INBOX_LAG_SECS", d.inbox_lag),
+                stream_latency: Duration::from_millis(r.positive(
+                    "ALERT_STREAM_LATENCY_MS",
+                    d.stream_latency.as_millis() as u64,
+                    "a number of milliseconds",
+                )),
+                sample_interval: Duration::from_millis(r.positive(
+                    "METRICS_SAMPLE_MS",
+                    d.sample_interval.as_millis() as u64,
+                    "a number of milliseconds",
+                )),
+                ..d
+            }
+        };
         let notices = UNUSED_SEED_VARS
             .iter()
             .filter(|(name, _)| r.get(name).is_some())
@@ -516,6 +548,7 @@ impl Config {
             public_url,
             outbound,
             lite,
+            alerts,
             notices,
         })
     }
@@ -538,6 +571,7 @@ impl Config {
             outbound: self.outbound.clone(),
             lite: self.lite.clone(),
             public_url: self.public_url.clone(),
+            alerts: self.alerts.clone(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! ([`supervision`], [`daemon`]), the PostgreSQL store ([`store`]), sealing at rest ([`seal`])
 //! and phone normalisation ([`phone`]).
 
+pub mod alerts;
 pub mod business;
 pub mod connection;
 pub mod daemon;
@@ -23,6 +24,7 @@ pub mod settings;
 pub mod shared;
 pub mod store;
 pub mod supervision;
+pub mod telemetry;
 
 pub use daemon::{Actors, start_tree};
 pub use settings::ActorSettings;

@@ -1,9 +1,10 @@
 //! What every actor of one daemon shares: the pool, the sealer, the node id and the settings
 //! the actors need. One `Arc<Shared>` per daemon, so tests can run several daemons in-process.
 
+use crate::alerts::lifecycle::{self, AlertCondition};
 use crate::seal::Sealer;
 pub use crate::settings::ActorSettings;
-use crate::store::alerts::{self, NewAlert};
+use crate::store::alerts::NewAlert;
 use deadpool_postgres::Pool;
 use std::sync::Arc;
 
@@ -39,12 +40,41 @@ impl Shared {
             .await
     }
 
-    /// Records an alert without blocking the caller; a failure to write it is logged.
+    /// Raises an alert without blocking the caller; a failure to write it is logged. Its
+    /// condition is its kind, source and user: raised again while open, it is counted, not
+    /// repeated. Code that also resolves its condition uses `alerts::raise` with a key.
     pub fn raise_alert(self: &Arc<Self>, alert: NewAlert) {
         let shared = self.clone();
+        let condition = AlertCondition {
+            key: format!(
+                "{}:{}:{}",
+                alert.kind,
+                alert.source,
+                alert.usuario_id.map(|u| u.to_string()).unwrap_or_default()
+            ),
+            usuario_id: alert.usuario_id,
+            connection_id: alert
+                .details
+                .get("connection_id")
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse().ok()),
+            kind: alert.kind,
+            severity: alert.severity,
+            source: alert.source,
+            message: alert.message,
+            details: alert.details,
+        };
         tokio::spawn(async move {
-            if let Err(e) = alerts::insert(&shared.pool, &shared.node_id, &alert).await {
-                tracing::error!(error = %e, kind = %alert.kind, "could not record alert");
+            let deliver = shared.settings.alerts.webhook.is_some();
+            let raised = lifecycle::raise(
+                &shared.pool,
+                &shared.sealer,
+                &shared.node_id,
+                deliver,
+                &condition,
+            );
+            if let Err(e) = raised.await {
+                tracing::error!(error = %e, kind = %condition.kind, "could not record alert");
             }
         });
     }

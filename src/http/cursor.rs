@@ -56,12 +56,23 @@ pub fn page<T, S: Serialize>(
     key: impl Fn(&T) -> (OffsetDateTime, Uuid),
     render: impl FnMut(T) -> S,
 ) -> Response {
+    page_named("items", rows, limit, key, render)
+}
+
+/// [`page`] with the list under `name` instead of `items` (`{"alerts": [...]}`).
+pub fn page_named<T, S: Serialize>(
+    name: &str,
+    rows: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> (OffsetDateTime, Uuid),
+    render: impl FnMut(T) -> S,
+) -> Response {
     let (rows, next) = split(rows, limit, key);
     let items: Vec<S> = rows.into_iter().map(render).collect();
-    json_reply(
-        StatusCode::OK,
-        &json!({"items": items, "next_cursor": next}),
-    )
+    let mut body = serde_json::Map::new();
+    body.insert(name.to_string(), json!(items));
+    body.insert("next_cursor".into(), json!(next));
+    json_reply(StatusCode::OK, &body)
 }
 
 /// The first `limit` rows, and the cursor after the last of them when more were read.

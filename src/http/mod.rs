@@ -1,9 +1,11 @@
-//! The HTTP front (warp): routes, JSON bodies with a size limit, the error shape, access logs.
+//! The HTTP front (warp): routes, JSON bodies with a size limit, the error shape, access logs,
+//! request ids and per-route metrics (`request_id.rs`).
 //! One file per group of routes; this one only assembles them. Each file declares its routes as
 //! warp filter chains (path, method, the key's principal, query or body, context, handler), so
 //! those declarations look alike from file to file: that is warp's shape for a route, not
 //! repeated logic, and the handlers behind them each call one core function.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod business;
@@ -20,8 +22,11 @@ pub mod me;
 pub mod media;
 pub mod messages;
 pub mod messages_batch;
+pub mod openapi;
 pub mod phone;
 pub mod preauth;
+pub mod request_id;
+pub mod route_table;
 pub mod status;
 pub mod stream;
 pub mod templates;
@@ -71,20 +76,29 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(keys::routes(ctx.clone()))
         .unify()
-        .boxed();
-    api.recover(error::recover)
+        .or(alerts::routes(ctx.clone()))
         .unify()
+        .or(openapi::routes())
+        .unify()
+        .boxed();
+    request_id::request_id()
+        .and(api.recover(error::recover).unify())
+        .map(request_id::echo)
         .with(warp::log::custom(|info| {
-            // The path only: query strings may carry an access token.
+            let route = route_table::template(info.method().as_str(), info.path());
+            request_id::observe(&info, route);
+            // The route template only: query strings may carry an access token, and paths
+            // phone numbers.
             tracing::info!(
                 target: "sincro_whatsapp::access",
                 method = %info.method(),
-                path = %info.path(),
+                route,
                 status = info.status().as_u16(),
                 elapsed_ms = info.elapsed().as_secs_f64() * 1000.0,
                 "request"
             );
         }))
+        .with(warp::trace(request_id::span))
         .map(warp::Reply::into_response)
         .boxed()
 }

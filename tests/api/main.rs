@@ -19,6 +19,7 @@ mod lite_durable;
 mod lite_isolation;
 mod lite_nodes;
 mod migrations;
+mod ops;
 mod ownership;
 mod process;
 mod queue;

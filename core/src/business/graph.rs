@@ -207,12 +207,20 @@ impl GraphClient {
         req: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<Value, GraphError> {
+        let started = std::time::Instant::now();
         let resp = req
             .bearer_auth(self.token.expose())
             .timeout(timeout)
             .send()
-            .await
-            .map_err(transport)?;
+            .await;
+        let outcome = match &resp {
+            Ok(r) if r.status().is_success() => "ok",
+            Ok(_) => "error",
+            Err(_) => "transport",
+        };
+        metrics::histogram!("sincro_graph_request_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        let resp = resp.map_err(transport)?;
         let status = resp.status().as_u16();
         let usage = resp
             .headers()

@@ -16,6 +16,8 @@ pub struct Frame {
     pub seq: i64,
     pub kind: String,
     pub json: Arc<str>,
+    /// When the event was written: a live frame's delay to its client is measured from it.
+    pub at: time::OffsetDateTime,
 }
 
 impl Frame {
@@ -32,6 +34,7 @@ impl Frame {
             seq: event.seq,
             kind: event.kind.clone(),
             json: json.into(),
+            at: event.at,
         }
     }
 }

@@ -178,5 +178,10 @@ pub async fn run(shared: &Shared, items: &[InboundItem]) -> Result<IngestReport,
     };
     metrics::counter!("sincro_ingest_messages_total").increment(report.messages_inserted as u64);
     metrics::counter!("sincro_ingest_statuses_total").increment(report.statuses_applied as u64);
+    tracing::debug!(
+        messages = report.messages_inserted,
+        statuses = report.statuses_applied,
+        "inbound batch stored"
+    );
     Ok(report)
 }

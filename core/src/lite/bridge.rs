@@ -129,7 +129,12 @@ pub async fn call(
          return await window.__sincro.{method}({}); }})()",
         args.join(", ")
     );
-    eval(page, &expr, timeout).await
+    let started = std::time::Instant::now();
+    let result = eval(page, &expr, timeout).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::histogram!("sincro_lite_bridge_call_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
 }
 
 #[cfg(test)]

@@ -32,7 +32,6 @@ use crate::nodes::ownership::Ownership;
 use crate::nodes::rebalance;
 use crate::shared::Shared;
 use crate::store::StoreError;
-use crate::store::alerts::{NewAlert, Severity};
 use crate::supervision::{ChildSpec, Children, Decision, RestartPolicy, Slot, StatusNode, react};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::{HashMap, HashSet};
@@ -483,14 +482,10 @@ impl LiteSupervisor {
                     }
                 });
                 let last_error = error.clone();
-                state.args.shared.raise_alert(NewAlert {
-                    usuario_id,
-                    kind: "lite_session_failed".into(),
-                    severity: Severity::Critical,
-                    source: format!("lite_supervisor/{id}"),
-                    message: "a WhatsApp Lite session failed too often and was stopped".into(),
-                    details: serde_json::json!({ "session_id": id, "last_error": last_error }),
-                });
+                crate::alerts::raise(
+                    &state.args.shared,
+                    crate::alerts::conditions::lite_failed(id, usuario_id, &last_error),
+                );
             }
             other => react(
                 myself,

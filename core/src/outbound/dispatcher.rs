@@ -369,12 +369,19 @@ impl Actor for Dispatcher {
         let held = Arc::new(Held::default());
         let (marker, marker_task) = Marker::start(shared.pool.clone(), owner.clone());
         let released = held.clone();
+        let alerting = shared.clone();
         let (recorder, _recorder_task) = Recorder::start(
             shared.pool.clone(),
             shared.sealer.clone(),
             owner.clone(),
             shared.settings.outbound.clone(),
-            move |batch, _applied| released.remove(batch.iter().map(|d| d.message_id)),
+            move |batch, applied| {
+                released.remove(batch.iter().map(|d| d.message_id));
+                for (message, user) in &applied.uncertain {
+                    let condition = crate::alerts::conditions::message_uncertain(*user, *message);
+                    crate::alerts::raise(&alerting, condition);
+                }
+            },
         );
         let ctx = Arc::new(LaneCtx {
             shared: shared.clone(),

@@ -3,6 +3,7 @@
 //! the core with `?` and the status each cause gets is decided here, in one place.
 
 use super::ApiError;
+use sincro_core::alerts::AlertError;
 use sincro_core::business::BusinessError;
 use sincro_core::business::connect::ConnectError;
 use sincro_core::business::error::BusinessSupervisorError;
@@ -298,6 +299,15 @@ impl From<ConversationError> for ApiError {
         match e {
             ConversationError::NotFound => ApiError::NotFound("conversation"),
             ConversationError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<AlertError> for ApiError {
+    fn from(e: AlertError) -> Self {
+        match e {
+            AlertError::NotFound => ApiError::NotFound("alert not found"),
+            AlertError::Store(e) => e.into(),
         }
     }
 }

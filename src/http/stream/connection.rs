@@ -244,6 +244,8 @@ impl Connection {
                     self.position = frame.seq;
                     self.sent += 1;
                     fed += 1;
+                    let delay = time::OffsetDateTime::now_utc() - frame.at;
+                    sincro_core::telemetry::stream_latency(delay.unsigned_abs());
                 }
                 if fed >= BATCH {
                     break;

@@ -17,7 +17,7 @@ use super::templates::SyncReport;
 use super::{BusinessError, GraphSettings};
 use crate::connection::{ConnectionKind, ConnectionRef, Departures, OutboundMessage, SendOutcome};
 use crate::shared::Shared;
-use crate::store::alerts::{NewAlert, Severity};
+use crate::store::alerts::Severity;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -96,24 +96,33 @@ impl Inner {
             }
             Err(e) => tracing::error!(error = %e, "could not store the number's status"),
         }
-        self.shared.raise_alert(NewAlert {
-            usuario_id: Some(r.usuario_id),
-            kind: format!("business_{new_status}"),
-            severity: Severity::Critical,
-            source: format!("business_number/{}", r.phone_number_id),
-            message: match new_status {
-                status::NEEDS_CREDENTIALS => format!(
-                    "Meta refused the access token of WhatsApp Business number {}; sending is stopped until new credentials are given (PATCH /v1/business/numbers/{})",
-                    r.display_phone_number.as_deref().unwrap_or(&r.phone_number_id),
-                    r.connection_id
-                ),
-                _ => format!(
-                    "Meta restricted WhatsApp Business number {}; sending is stopped",
-                    r.display_phone_number.as_deref().unwrap_or(&r.phone_number_id)
-                ),
+        crate::alerts::raise(
+            &self.shared,
+            crate::alerts::AlertCondition {
+                key: crate::alerts::keys::business_status(r.connection_id, new_status),
+                usuario_id: Some(r.usuario_id),
+                connection_id: Some(r.connection_id),
+                kind: format!("business_{new_status}"),
+                severity: Severity::Critical,
+                source: format!("business_number/{}", r.phone_number_id),
+                message: match new_status {
+                    status::NEEDS_CREDENTIALS => format!(
+                        "Meta refused the access token of WhatsApp Business number {}; sending is stopped until new credentials are given (PATCH /v1/business/numbers/{})",
+                        r.display_phone_number
+                            .as_deref()
+                            .unwrap_or(&r.phone_number_id),
+                        r.connection_id
+                    ),
+                    _ => format!(
+                        "Meta restricted WhatsApp Business number {}; sending is stopped",
+                        r.display_phone_number
+                            .as_deref()
+                            .unwrap_or(&r.phone_number_id)
+                    ),
+                },
+                details: json!({"connection_id": r.connection_id, "phone_number_id": r.phone_number_id, "reason": why}),
             },
-            details: json!({"connection_id": r.connection_id, "phone_number_id": r.phone_number_id, "reason": why}),
-        });
+        );
     }
 
     /// Reacts to a Graph error of a management call (a dead token halts the number).
@@ -160,6 +169,14 @@ impl Actor for BusinessNumber {
             record.access_token.expose(),
         )?;
         let halted = (record.status != status::CONNECTED).then(|| record.status.clone());
+        if halted.is_none() {
+            // Started connected (new credentials accepted): a refused token or a restriction
+            // raised before has cleared.
+            for cleared in [status::NEEDS_CREDENTIALS, status::RESTRICTED] {
+                let key = crate::alerts::keys::business_status(record.connection_id, cleared);
+                crate::alerts::resolve(&shared, key);
+            }
+        }
         shared.connections.register(
             record.connection_id,
             ConnectionRef::new(

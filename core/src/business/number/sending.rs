@@ -14,7 +14,14 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 impl Inner {
+    /// Sends `msg`, every log line of it in a `send` span naming the message.
     pub(super) async fn send(&self, msg: OutboundMessage) -> SendOutcome {
+        use tracing::Instrument;
+        let span = tracing::info_span!("send", message_id = %msg.message_id);
+        self.send_now(msg).instrument(span).await
+    }
+
+    async fn send_now(&self, msg: OutboundMessage) -> SendOutcome {
         if let Some(reason) = self.halted() {
             return SendOutcome::Unavailable { reason };
         }

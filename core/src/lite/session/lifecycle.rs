@@ -113,6 +113,10 @@ impl SessionState {
         self.wipe().await?;
         self.set_status(Status::Stopped, Some(reason::LOGOUT), None)
             .await?;
+        crate::alerts::raise(
+            &self.args.shared,
+            crate::alerts::conditions::lite_logged_out(self.id(), self.args.usuario_id),
+        );
         self.finish(myself, reason::LOGOUT);
         Ok(())
     }
@@ -248,6 +252,7 @@ impl SessionState {
             }
         }
         let pids = r.chromium.pids();
+        let processes = pids.len();
         let pss = tokio::task::spawn_blocking(move || {
             pids.into_iter()
                 .map(crate::lite::browser::pss_bytes)
@@ -256,6 +261,7 @@ impl SessionState {
         .await
         .unwrap_or(0);
         metrics::histogram!("sincro_lite_chromium_pss_bytes").record(pss as f64);
+        crate::telemetry::chromium_gauges(id, pss, processes);
         if pss > self.settings.memory_limit_bytes {
             tracing::info!(session = %self.id(), pss_mib = pss >> 20, limit_mib = self.settings.memory_limit_bytes >> 20, "Chromium over its memory limit; recycling");
             metrics::counter!("sincro_lite_recycles_total").increment(1);

@@ -302,6 +302,15 @@ impl SessionState {
         .await?;
         if status != self.status {
             tracing::info!(session = %self.id(), from = self.status.as_str(), to = status.as_str(), reason = ?why, "lite session status");
+            if status == Status::Working {
+                // Back in service: whatever took it down has cleared.
+                crate::alerts::resolve(
+                    &self.args.shared,
+                    crate::alerts::keys::lite_down(self.id()),
+                );
+                let logged_out = crate::alerts::keys::lite_logged_out(self.id());
+                crate::alerts::resolve(&self.args.shared, logged_out);
+            }
         }
         self.status = status;
         Ok(())

@@ -19,8 +19,11 @@ type Loaded = (Vec<u8>, Option<String>, Option<String>);
 
 impl SessionState {
     /// Sends one Cloud-API-shaped message through the page.
+    /// Every log line of the send is in a `send` span naming the message.
     pub(super) async fn send(&mut self, msg: OutboundMessage) -> SendOutcome {
-        match self.try_send(msg).await {
+        use tracing::Instrument;
+        let span = tracing::info_span!("send", message_id = %msg.message_id);
+        match self.try_send(msg).instrument(span).await {
             Ok(outcome) | Err(outcome) => outcome,
         }
     }

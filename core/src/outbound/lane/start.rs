@@ -101,7 +101,8 @@ impl Lane {
                 let busy = busy.clone();
                 let done = done.clone();
                 let waiting = waiting.clone();
-                tokio::spawn(async move {
+                let span = tracing::info_span!("send", message_id = %row.message_id);
+                let send = async move {
                     let outcome = match pending {
                         Ok(pending) => {
                             tokio::time::sleep_until(slot.into()).await;
@@ -128,7 +129,8 @@ impl Lane {
                     ctx.sending.fetch_sub(1, Ordering::SeqCst);
                     drop(permit);
                     done.notify_one();
-                });
+                };
+                tokio::spawn(tracing::Instrument::instrument(send, span));
             }
         });
     }
@@ -182,4 +184,7 @@ fn observe(kind: ConnectionKind, outcome: &SendOutcome, started: Instant) {
     };
     metrics::histogram!("sincro_outbound_send_seconds", "kind" => kind, "outcome" => label)
         .record(started.elapsed().as_secs_f64());
+    let (outcome, error_class) = crate::telemetry::catalog::classify(outcome);
+    metrics::counter!("sincro_sends_total", "kind" => kind, "outcome" => outcome, "error_class" => error_class)
+        .increment(1);
 }
