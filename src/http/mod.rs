@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod business;
 pub mod capped;
+pub mod contacts;
 pub mod conversations;
 pub mod cursor;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod preauth;
 pub mod status;
 pub mod stream;
 pub mod templates;
+pub mod users;
 pub mod webhook_routes;
 pub mod webhooks;
 
@@ -68,15 +70,20 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(keys::routes(ctx.clone()))
         .unify()
+        .or(contacts::routes(ctx.clone()))
+        .unify()
+        .or(users::routes(ctx.clone()))
+        .unify()
         .boxed();
     api.recover(error::recover)
         .unify()
         .with(warp::log::custom(|info| {
-            // The path only: query strings may carry an access token.
+            // The path only: query strings may carry an access token. A contact's number in
+            // the path is masked.
             tracing::info!(
                 target: "sincro_whatsapp::access",
                 method = %info.method(),
-                path = %info.path(),
+                path = %contacts::loggable_path(info.path()),
                 status = info.status().as_u16(),
                 elapsed_ms = info.elapsed().as_secs_f64() * 1000.0,
                 "request"

@@ -3,7 +3,8 @@
 //! the connection checked (the user's, enabled, a Lite session or a Business number), the
 //! recipient read to E.164 in the user's region, a Business free-form message refused outside
 //! the 24 h customer-service window and a template refused unless approved, a media link
-//! checked (and, for Lite, fetched and stored), then the message queued by [`enqueue`].
+//! checked (and, for Lite, fetched and stored), a bulk or marketing send to an opted-out
+//! contact refused ([`consent::send_refusal`]), then the message queued by [`enqueue`].
 //! Each refusal is one [`SubmitError`] variant, whose message is written for the API's client.
 
 use super::enqueue::{self, Enqueued, NewMessage, Prior};
@@ -14,6 +15,7 @@ use crate::connection::ConnectionKind;
 use crate::media_store::{self, NewMedia};
 use crate::net_guard::{FetchError, MediaFetcher};
 use crate::phone::{self, NormalizedPhone, PhoneError};
+use crate::privacy::consent;
 use crate::seal::Sealer;
 use crate::store::{Client, StoreError, users};
 use deadpool_postgres::Pool;
@@ -92,6 +94,12 @@ pub enum SubmitError {
          allows an approved template now: send type \"template\" instead"
     )]
     OutsideWindow,
+    /// The contact opted out; `bulk` sends and MARKETING templates are refused (the reason).
+    #[error(
+        "the contact opted out of {0} messages; only service replies (normal or high priority, \
+         not a marketing template) may be sent to it"
+    )]
+    ContactOptedOut(&'static str),
     /// The key's first message no longer exists.
     #[error("message not found")]
     MessageGone,
@@ -132,6 +140,14 @@ pub async fn submit(pool: &Pool, s: &Submit<'_>, r: Request<'_>) -> Result<Submi
     let phone = phone::normalize(&req.to, region.as_deref()).map_err(SubmitError::InvalidPhone)?;
     if kind == ConnectionKind::Business {
         provider_rules(client, r.usuario_id, conn.id, &req, &phone).await?;
+    }
+    let template = req.template.as_ref().map(|(n, l)| (n.as_str(), l.as_str()));
+    let bulk = req.priority == super::PRIORITY_BULK;
+    let recipient = phone::contact_key(&phone.e164, None);
+    if let Some(why) =
+        consent::send_refusal(&*client, r.usuario_id, conn.id, bulk, template, &recipient).await?
+    {
+        return Err(SubmitError::ContactOptedOut(why));
     }
     let req = media_link(client, s, r.usuario_id, conn.id, kind, req).await?;
     let outcome = enqueue::enqueue(
