@@ -19,6 +19,7 @@ mod lite_isolation;
 mod lite_nodes;
 mod migrations;
 mod ownership;
+mod privacy;
 mod process;
 mod queue;
 mod rebalance;
