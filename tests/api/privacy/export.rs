@@ -16,13 +16,20 @@ async fn export_holds_exactly_the_contacts_data() {
     let (app, _sim, user, key, n) = business_user("export@example.com").await;
     let conn = n.connection_id;
     let client = app.pool().get().await.unwrap();
-    client
-        .execute(
-            "INSERT INTO leads (usuario_id, nombre, telefono, email) VALUES ($1, 'Ana Souza', '+55 (11) 98765-4321', 'ana@example.com')",
-            &[&user],
-        )
-        .await
-        .unwrap();
+    // The CRM typed the number twice, its own ways: WhatsApp's first message merges them.
+    for (telefono, email) in [
+        ("+55 (11) 98765-4321", "ana@example.com"),
+        ("55 11 98765 4321", "ana@work.example"),
+    ] {
+        client
+            .execute(
+                "INSERT INTO leads (usuario_id, nombre, telefono, email, created_at)
+                 VALUES ($1, 'Ana Souza', $2, $3, now() - make_interval(mins => length($3::text)))",
+                &[&user, &telefono, &email],
+            )
+            .await
+            .unwrap();
+    }
     receive(
         &app,
         &n,
@@ -115,7 +122,13 @@ async fn export_holds_exactly_the_contacts_data() {
         2,
         "the lead and the CRM's lead merged into it: {leads:?}"
     );
-    assert!(leads.iter().any(|l| l["email"] == "ana@example.com"));
+    assert!(
+        leads.iter().any(|l| l["merged_into"].is_string()),
+        "{leads:?}"
+    );
+    for email in ["ana@example.com", "ana@work.example"] {
+        assert!(leads.iter().any(|l| l["email"] == email), "{email}");
+    }
     let messages: Vec<&Value> = doc["conversations"]
         .as_array()
         .unwrap()
