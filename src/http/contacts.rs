@@ -3,7 +3,7 @@
 //! clearing it), `GET` and `POST /v1/contacts/{phone}/consent` (opt-out and opt-in with their
 //! source). `{phone}` is any spelling of the number (URL-encoded). Scoped to the key's user.
 //! The number is personal data: it is kept out of the access log ([`loggable_path`]) and the
-//! audit rows (which name the lead).
+//! audit rows (which name the lead). An export is audited too (`contact.export`).
 
 use super::audit;
 use super::auth::{self, Need};
@@ -143,6 +143,9 @@ async fn export(phone: String, p: Principal, ctx: Arc<AppContext>) -> Result<Res
     let region = ctx.shared.settings.default_region.as_deref();
     let prepared =
         export::prepare(&ctx.pool, &ctx.shared.sealer, p.usuario_id, &phone, region).await?;
+    // Who read a contact's data is kept, like every change.
+    let details = json!({"media_files": prepared.media.len()});
+    audit::record(&ctx, &p, "contact.export", None, details).await;
     let chunks = export::stream(
         ctx.shared.sealer.clone(),
         ctx.shared.settings.data_dir.clone(),

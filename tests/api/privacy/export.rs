@@ -148,6 +148,14 @@ async fn export_holds_exactly_the_contacts_data() {
     );
     assert_eq!(doc["consent"][0]["opted_out"], true);
     assert_eq!(doc["consent"][0]["source"], "keyword");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM audit_log WHERE action = 'contact.export'",
+            &[]
+        )
+        .await,
+        3
+    );
     // Nothing of the other contact.
     for foreign in ["recado-do-bruno", "5521999990000", "Nome 5521999990000"] {
         assert!(!text_json.contains(foreign), "{foreign} in the export");

@@ -9,6 +9,7 @@ mod erasure;
 mod export;
 mod reseal;
 mod retention;
+mod users;
 
 use crate::helpers::{BusinessNumber, TestApp, eventually, spawn_business_app};
 use serde_json::{Value, json};
