@@ -154,7 +154,7 @@ async fn export_holds_exactly_the_contacts_data() {
             &[]
         )
         .await,
-        3
+        2
     );
     // Nothing of the other contact.
     for foreign in ["recado-do-bruno", "5521999990000", "Nome 5521999990000"] {
