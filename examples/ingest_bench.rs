@@ -187,7 +187,9 @@ async fn run_batches(
                 loop {
                     attempt += 1;
                     let mut client = pool.get().await?;
-                    match ingest_batch(&mut client, sealer, Some("BR"), chunk).await {
+                    match ingest_batch(&mut client, sealer, Some("BR"), &Default::default(), chunk)
+                        .await
+                    {
                         Err(e) if attempt < 4 && e.is_retryable_conflict() => continue,
                         other => return other,
                     }

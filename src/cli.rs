@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `user create`, `keygen`, `demo`, `sim graph|web`.
+//! The command line: `serve`, `migrate`, `user create`, `keygen`, `reseal`, `demo`,
+//! `sim graph|web`.
 //! Each command reads the environment through [`Config`] and reports errors in one place.
 
 use crate::app::{self, StartError};
@@ -44,6 +45,10 @@ pub enum Command {
         #[arg(long, default_value = "k1")]
         id: String,
     },
+    /// Seal every sealed value and media file again under the first ENCRYPTION_KEY entry, then
+    /// say which older keys nothing needs any more (remove those, and destroy them, to make
+    /// what they sealed in old backups unreadable).
+    Reseal,
     /// Run the daemon with both simulators and a demo user, and print where everything is.
     Demo,
     /// Check the configuration, PostgreSQL (TLS, LISTEN), Chromium, DATA_DIR, the Graph API
@@ -167,6 +172,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             println!("{}", Sealer::generate_env_value(&id));
             Ok(())
         }
+        Command::Reseal => reseal().await,
         Command::Demo => {
             let config = config()?;
             crate::demo::run(config).await
@@ -187,6 +193,40 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             crate::demo::run_simulator(which).await
         }
     }
+}
+
+/// `reseal`: one pass over the database and `DATA_DIR/media`, then a count per older key.
+async fn reseal() -> anyhow::Result<()> {
+    use sincro_core::privacy::reseal;
+    let config = config()?;
+    let sealer = app::sealer(&config).map_err(start_error)?;
+    let db = Database::open(&config)
+        .await
+        .map_err(|e| start_error(e.into()))?;
+    let done = async {
+        let report = reseal::reseal_all(&db.pool, &sealer, &config.data_dir).await?;
+        println!(
+            "re-sealed under key {}: {} values, {} media files ({} unreadable, left as they were)",
+            sealer.current_key_id(),
+            report.values,
+            report.files,
+            report.unreadable
+        );
+        for id in sealer.key_ids().into_iter().skip(1) {
+            let left = reseal::references(&db.pool, &config.data_dir, id).await?;
+            if left == 0 {
+                println!(
+                    "key {id}: nothing sealed under it remains; remove it from ENCRYPTION_KEY"
+                );
+            } else {
+                println!("key {id}: {left} values still sealed under it; run reseal again");
+            }
+        }
+        Ok::<_, sincro_core::privacy::PrivacyError>(())
+    }
+    .await;
+    db.close().await;
+    done.context("re-sealing failed")
 }
 
 fn start_error(e: StartError) -> anyhow::Error {

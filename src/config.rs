@@ -89,6 +89,8 @@ pub struct Config {
     pub lite: sincro_core::lite::LiteSettings,
     /// Alerts: `ALERT_WEBHOOK_URL`/`_SECRET` and the performance thresholds.
     pub alerts: sincro_core::alerts::AlertSettings,
+    /// Opt-out keywords and retention (`OPT_OUT_KEYWORDS`, `*RETENTION_DAYS`).
+    pub privacy: sincro_core::privacy::PrivacySettings,
     /// Notices about seed variables that are set but not used; logged once at start.
     pub notices: Vec<String>,
 }
@@ -507,6 +509,31 @@ impl Config {
                 ..d
             }
         };
+        let privacy = {
+            use sincro_core::privacy::{PrivacySettings, consent::Keywords};
+            let d = PrivacySettings::default();
+            let days = |r: &mut Reader, name: &str| {
+                r.get(name)
+                    .is_some()
+                    .then(|| r.count(name, 1, "a number of days"))
+            };
+            PrivacySettings {
+                opt_out_keywords: match r.get("OPT_OUT_KEYWORDS").as_deref() {
+                    None => d.opt_out_keywords,
+                    Some("none") => Keywords::parse(""),
+                    Some(list) => Keywords::parse(list),
+                },
+                retention_days: days(&mut r, "RETENTION_DAYS"),
+                inbox_retention_days: days(&mut r, "INBOX_RETENTION_DAYS"),
+                audit_retention_days: days(&mut r, "AUDIT_RETENTION_DAYS"),
+                retention_interval: Duration::from_secs(r.positive(
+                    "RETENTION_INTERVAL_SECS",
+                    d.retention_interval.as_secs(),
+                    "a number of seconds",
+                )),
+                retention_batch: d.retention_batch,
+            }
+        };
         let notices = UNUSED_SEED_VARS
             .iter()
             .filter(|(name, _)| r.get(name).is_some())
@@ -549,6 +576,7 @@ impl Config {
             outbound,
             lite,
             alerts,
+            privacy,
             notices,
         })
     }
@@ -572,6 +600,7 @@ impl Config {
             lite: self.lite.clone(),
             public_url: self.public_url.clone(),
             alerts: self.alerts.clone(),
+            privacy: self.privacy.clone(),
         }
     }
 }

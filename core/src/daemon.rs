@@ -13,6 +13,8 @@ use crate::lite::supervisor::{LiteSupervisor, LiteSupervisorArgs, LiteSupervisor
 use crate::nodes::membership::{Membership, MembershipArgs, MembershipMessage};
 use crate::outbound::dispatcher::{Dispatcher, DispatcherMessage};
 use crate::outbound::handle::DispatcherHandle;
+use crate::privacy::handle::RetentionHandle;
+use crate::privacy::retention_actor::{Retention, RetentionMessage};
 use crate::rate_limiter::{RateLimiter, RateLimiterHandle, RateLimiterMessage};
 use crate::shared::Shared;
 use crate::supervision::{
@@ -34,6 +36,7 @@ pub struct ChildSlots {
     pub dispatcher: Slot<DispatcherMessage>,
     pub business: Slot<BusinessSupervisorMessage>,
     pub lite: Slot<LiteSupervisorMessage>,
+    pub retention: Slot<RetentionMessage>,
 }
 
 /// `ChildSlots::NAME(&self) -> HANDLE`: the handle over one child's slot, each written once.
@@ -57,6 +60,7 @@ slot_handles! {
     hub_handle: hub => HubHandle,
     ingest_handle: ingest => IngestHandle,
     dispatcher_handle: dispatcher => DispatcherHandle,
+    retention_handle: retention => RetentionHandle,
 }
 
 /// The running tree as the rest of the daemon sees it.
@@ -178,6 +182,9 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
             window: Duration::from_secs(300),
         });
     let ingest = shared_spec(shared, "ingest", false, &slots.ingest, |s| (Ingest, s));
+    let retention = shared_spec(shared, "retention", false, &slots.retention, |s| {
+        (Retention, s)
+    });
     let business = shared_spec(shared, "business_supervisor", true, &slots.business, |s| {
         (BusinessSupervisor, s)
     });
@@ -196,6 +203,7 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
         lead_sync,
         hub,
         ingest,
+        retention,
         business,
         lite,
         dispatcher,

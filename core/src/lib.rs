@@ -16,6 +16,7 @@ pub mod net_guard;
 pub mod nodes;
 pub mod outbound;
 pub mod phone;
+pub mod privacy;
 pub mod private_fs;
 pub mod rate_limiter;
 pub mod seal;

@@ -94,7 +94,7 @@ fn resolve(data_dir: &Path, storage_path: &str) -> Result<PathBuf, MediaError> {
 
 /// Writes `bytes` to `path` through a temporary file: fsynced, renamed, directory fsynced.
 /// On failure the temporary file is removed and `path` is untouched.
-async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) async fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -289,6 +289,16 @@ pub async fn remove(
         let _ = tokio::fs::remove_file(path).await;
     }
     Ok(())
+}
+
+/// Removes a stored file whose row is already deleted (an erasure or a retention purge, after
+/// their transaction committed). A file already gone is not an error.
+pub async fn remove_file(data_dir: &Path, storage_path: &str) -> Result<(), MediaError> {
+    match tokio::fs::remove_file(resolve(data_dir, storage_path)?).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(MediaError::Io(format!("remove media file: {e}"))),
+    }
 }
 
 /// Records the provider's id for a stored file (after an upload for a number).

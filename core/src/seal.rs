@@ -35,6 +35,17 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    /// Every purpose, for code that must open any sealed value whatever it is for (re-sealing
+    /// under a new key opens each value with the one purpose it was sealed for).
+    pub const ALL: [Purpose; 6] = [
+        Purpose::MessageBody,
+        Purpose::Secret,
+        Purpose::Event,
+        Purpose::Webhook,
+        Purpose::Media,
+        Purpose::ProfileSnapshot,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Purpose::MessageBody => "message",
@@ -222,6 +233,30 @@ impl Sealer {
     /// Whether `value` has the sealed-value shape (not whether it opens).
     pub fn looks_sealed(value: &str) -> bool {
         value.starts_with("sw1.")
+    }
+
+    /// The id of the key `value` was sealed with, when it has the sealed-value shape.
+    pub fn key_id_of(value: &str) -> Option<&str> {
+        let mut parts = value.splitn(3, '.');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(PREFIX), Some(id), Some(_)) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The ids of every configured key, the sealing one first.
+    pub fn key_ids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.id.as_str()).collect()
+    }
+
+    /// Opens `sealed` whatever its purpose and seals it again, for the same purpose, under the
+    /// current key. None when no purpose opens it (a foreign or damaged value).
+    pub fn reseal(&self, sealed: &str) -> Option<String> {
+        Purpose::ALL.into_iter().find_map(|purpose| {
+            self.open(purpose, sealed)
+                .ok()
+                .map(|plain| self.seal(purpose, &plain))
+        })
     }
 }
 

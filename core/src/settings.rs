@@ -31,6 +31,8 @@ pub struct ActorSettings {
     pub public_url: Option<String>,
     /// Alerts: the webhook they are delivered to and the performance thresholds.
     pub alerts: crate::alerts::settings::AlertSettings,
+    /// Opt-out keywords and retention.
+    pub privacy: crate::privacy::PrivacySettings,
 }
 
 impl Default for ActorSettings {
@@ -50,6 +52,7 @@ impl Default for ActorSettings {
             lite: Default::default(),
             public_url: None,
             alerts: Default::default(),
+            privacy: Default::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod business;
 pub mod capped;
+pub mod contacts;
 pub mod conversations;
 pub mod cursor;
 pub mod error;
@@ -30,6 +31,7 @@ pub mod route_table;
 pub mod status;
 pub mod stream;
 pub mod templates;
+pub mod users;
 pub mod webhook_routes;
 pub mod webhooks;
 
@@ -77,6 +79,10 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .or(keys::routes(ctx.clone()))
         .unify()
         .or(alerts::routes(ctx.clone()))
+        .unify()
+        .or(contacts::routes(ctx.clone()))
+        .unify()
+        .or(users::routes(ctx.clone()))
         .unify()
         .or(openapi::routes())
         .unify()

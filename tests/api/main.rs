@@ -21,6 +21,7 @@ mod lite_nodes;
 mod migrations;
 mod ops;
 mod ownership;
+mod privacy;
 mod process;
 mod queue;
 mod rebalance;

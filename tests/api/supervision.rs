@@ -11,6 +11,7 @@ const CHILDREN: &[&str] = &[
     "lead_sync",
     "hub",
     "ingest",
+    "retention",
     "dispatcher",
     "business_supervisor",
     "lite_supervisor",

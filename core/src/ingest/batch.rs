@@ -8,6 +8,7 @@
 use super::model::{InboundItem, InboundMessage, IngestReport, StatusUpdate};
 use crate::leads::store::{self as leads, Contact};
 use crate::phone;
+use crate::privacy::consent;
 use crate::seal::{Purpose, Sealer};
 use crate::store::StoreError;
 use crate::store::clean;
@@ -17,16 +18,18 @@ use std::collections::HashMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Runs one batch in its own transaction. `default_region` applies to users without one.
+/// Runs one batch in its own transaction. `default_region` applies to users without one; a
+/// contact's message that is exactly one of `opt_out` opts it out.
 pub async fn ingest_batch(
     client: &mut deadpool_postgres::Client,
     sealer: &Sealer,
     default_region: Option<&str>,
+    opt_out: &consent::Keywords,
     items: &[InboundItem],
 ) -> Result<IngestReport, StoreError> {
     let tx = client.transaction().await?;
     let items: Vec<&InboundItem> = items.iter().collect();
-    let report = ingest_in(&tx, sealer, default_region, &items).await?;
+    let report = ingest_in(&tx, sealer, default_region, opt_out, &items).await?;
     tx.commit().await?;
     Ok(report)
 }
@@ -37,6 +40,7 @@ pub async fn ingest_in(
     tx: &deadpool_postgres::Transaction<'_>,
     sealer: &Sealer,
     default_region: Option<&str>,
+    opt_out: &consent::Keywords,
     items: &[&InboundItem],
 ) -> Result<IngestReport, StoreError> {
     let mut report = IngestReport::default();
@@ -255,6 +259,21 @@ pub async fn ingest_in(
                 }),
             });
         }
+        let texts: Vec<consent::Inbound> = rows_in
+            .iter()
+            .enumerate()
+            .filter(|(n, i)| fresh.contains(&ids[*n]) && !accepted[**i].0.outgoing)
+            .filter_map(|(n, &i)| {
+                let (m, key) = &accepted[i];
+                Some(consent::Inbound {
+                    usuario_id: m.usuario_id,
+                    contact: key,
+                    text: m.text.as_deref()?,
+                    message_id: ids[n],
+                })
+            })
+            .collect();
+        new_events.extend(consent::detect_opt_outs(tx, opt_out, &texts).await?);
         // Statuses that came before the echo of a message the user sent from their phone or
         // Business app: applied now, forward only.
         let sent_here: Vec<Uuid> = rows_in

@@ -248,7 +248,15 @@ async fn in_savepoint(
     loop {
         attempt += 1;
         let savepoint = tx.transaction().await.map_err(failed)?;
-        match super::batch::ingest_in(&savepoint, &shared.sealer, region, items).await {
+        match super::batch::ingest_in(
+            &savepoint,
+            &shared.sealer,
+            region,
+            &shared.settings.privacy.opt_out_keywords,
+            items,
+        )
+        .await
+        {
             Ok(report) => {
                 savepoint.commit().await.map_err(failed)?;
                 return Ok(report);

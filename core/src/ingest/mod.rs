@@ -164,6 +164,7 @@ pub async fn run(shared: &Shared, items: &[InboundItem]) -> Result<IngestReport,
             &mut client,
             &shared.sealer,
             shared.settings.default_region.as_deref(),
+            &shared.settings.privacy.opt_out_keywords,
             items,
         )
         .await

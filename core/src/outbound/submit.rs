@@ -4,7 +4,8 @@
 //! answered with its first message, the connection checked (the user's, enabled, a Lite
 //! session or a Business number), the recipient read to E.164 in the user's region, a Business
 //! free-form message refused outside the 24 h customer-service window and a template refused
-//! unless approved, a media link checked (and, for Lite, fetched and stored), then the
+//! unless approved, a bulk send or a marketing template to a contact who opted out refused
+//! ([`consent_rules`]), a media link checked (and, for Lite, fetched and stored), then the
 //! messages queued together by [`enqueue`]. The checks that need the database run once per
 //! batch, not once per message, however often a contact, template or link repeats.
 //! Each refusal is one [`SubmitError`] variant, whose message is written for the API's client.
@@ -16,6 +17,7 @@ use crate::connection::ConnectionKind;
 use crate::media_store::{self, NewMedia};
 use crate::net_guard::{FetchError, MediaFetcher};
 use crate::phone::{self, ContactKey, NormalizedPhone, PhoneError};
+use crate::privacy::consent;
 use crate::seal::Sealer;
 use crate::store::{Client, StoreError, users};
 use deadpool_postgres::Pool;
@@ -104,6 +106,12 @@ pub enum SubmitError {
          allows an approved template now: send type \"template\" instead"
     )]
     OutsideWindow,
+    /// The contact opted out; `bulk` sends and MARKETING templates are refused (the reason).
+    #[error(
+        "the contact opted out of {0} messages; only service replies (normal or high priority, \
+         not a marketing template) may be sent to it"
+    )]
+    ContactOptedOut(&'static str),
     /// The key's first message no longer exists.
     #[error("message not found")]
     MessageGone,
@@ -224,6 +232,7 @@ pub async fn submit_many(
         Ok(())
     });
     let pending = provider_rules(&*client, usuario_id, pending, &mut out).await?;
+    let pending = consent_rules(&*client, usuario_id, pending, &mut out).await?;
     let pending = media_links(client, s, usuario_id, pending, &mut out).await;
     queue(client, s, usuario_id, region, pending, &mut out).await?;
     answers(&*client, usuario_id, out).await
@@ -311,6 +320,56 @@ async fn provider_rules<'a>(
             return Err(SubmitError::OutsideWindow);
         }
         Ok(())
+    }))
+}
+
+/// Consent: a contact who opted out gets no `bulk` priority message and no MARKETING
+/// template; service replies (normal or high priority, other templates) still go. One lookup
+/// of the contacts and one of the templates for the whole batch.
+async fn consent_rules<'a>(
+    client: &Client,
+    usuario_id: Uuid,
+    pending: Vec<Pending<'a>>,
+    out: &mut [Option<Outcome>],
+) -> Result<Vec<Pending<'a>>, StoreError> {
+    let bulk = |p: &Pending| p.req.priority == super::PRIORITY_BULK;
+    let asked: Vec<String> = pending
+        .iter()
+        .filter(|p| bulk(p) || p.req.template.is_some())
+        .map(contact)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if asked.is_empty() {
+        return Ok(pending);
+    }
+    let opted_out = consent::opted_out_among(client, usuario_id, &asked).await?;
+    let templates: Vec<(Uuid, String, String)> = pending
+        .iter()
+        .filter(|p| !bulk(p) && opted_out.contains(&contact(p)))
+        .filter_map(|p| {
+            let (name, language) = p.req.template.clone()?;
+            Some((p.req.connection_id, name, language))
+        })
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let marketing = consent::marketing_templates(client, &templates).await?;
+    Ok(sift(pending, out, |p| {
+        if !opted_out.contains(&contact(p)) {
+            return Ok(());
+        }
+        if bulk(p) {
+            return Err(SubmitError::ContactOptedOut("bulk"));
+        }
+        match &p.req.template {
+            Some((name, language))
+                if marketing.contains(&(p.req.connection_id, name.clone(), language.clone())) =>
+            {
+                Err(SubmitError::ContactOptedOut("marketing"))
+            }
+            _ => Ok(()),
+        }
     }))
 }
 

@@ -172,7 +172,7 @@ pub async fn messages(
 
 /// Opens a sealed body; a value this daemon cannot open (foreign key, CRM plaintext) is
 /// returned as stored only when it was never sealed, else marked unreadable.
-fn open_or_mark(sealer: &Sealer, value: &str) -> String {
+pub fn open_or_mark(sealer: &Sealer, value: &str) -> String {
     if !Sealer::looks_sealed(value) {
         return value.to_string();
     }

@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "0009_lite_durable.sql"),
     migration!(10, "0010_key_scopes_audit.sql"),
     migration!(11, "0011_alerts.sql"),
+    migration!(12, "0012_privacy.sql"),
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).

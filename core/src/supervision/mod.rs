@@ -7,6 +7,7 @@
 //! ├── LeadSync                                   leads/sync.rs
 //! ├── Hub                                        hub/
 //! ├── Ingest                                     ingest/
+//! ├── Retention                                  privacy/retention_actor.rs
 //! ├── BusinessSupervisor ── BusinessNumber × M   business/supervisor.rs
 //! ├── LiteSupervisor ────── LiteSession × N      lite/supervisor.rs
 //! └── Dispatcher                                 outbound/dispatcher.rs

@@ -23,6 +23,7 @@ use sincro_core::media_store::MediaError;
 use sincro_core::outbound::batch::BatchError;
 use sincro_core::outbound::error::DispatcherError;
 use sincro_core::outbound::submit::SubmitError;
+use sincro_core::privacy::PrivacyError;
 use sincro_core::rate_limiter::RateLimiterError;
 use sincro_core::store::StoreError;
 use sincro_core::store::conversations::ConversationError;
@@ -95,6 +96,22 @@ impl From<LeadQueryError> for ApiError {
     }
 }
 
+impl From<PrivacyError> for ApiError {
+    fn from(e: PrivacyError) -> Self {
+        match e {
+            PrivacyError::InvalidContact(_) => {
+                ApiError::bad_request("invalid_phone", e.to_string())
+            }
+            PrivacyError::Invalid(code, message) => ApiError::bad_request(code, message),
+            PrivacyError::ContactNotFound => ApiError::NotFound("contact"),
+            PrivacyError::UserNotFound => ApiError::NotFound("user"),
+            PrivacyError::LeadNotFound => ApiError::NotFound("lead"),
+            PrivacyError::Files(_) => ApiError::internal(e),
+            PrivacyError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         let code = match e {
@@ -122,6 +139,7 @@ impl From<SubmitError> for ApiError {
             SubmitError::TemplateNotApproved { .. } => "template_not_approved",
             SubmitError::TemplateNotFound { .. } => "template_not_found",
             SubmitError::OutsideWindow => "outside_service_window",
+            SubmitError::ContactOptedOut(_) => "contact_opted_out",
         };
         ApiError::unprocessable(code, e.to_string())
     }

@@ -1,0 +1,132 @@
+//! Erasure of a whole user: `DELETE /v1/users/{id}` (admin only) stops its number, removes
+//! everything it owns (rows, sealed credentials, inbox rows, media files) and leaves another
+//! user's data as it was; the erased user's key no longer works; the audit keeps the erasure.
+
+use super::{body, business_user, find_anywhere, receive, text};
+use crate::helpers::{eventually, expect_error};
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+#[tokio::test]
+async fn erasing_a_user_removes_everything_it_owns() {
+    let (app, _sim, user, key, n) = business_user("leaving@example.com").await;
+    let data_dir = Path::new(&app.env["DATA_DIR"]).to_path_buf();
+    receive(
+        &app,
+        &n,
+        &body(
+            &n,
+            vec![text("5511987654321", "wamid.u1", "conversa-do-usuario")],
+        ),
+    )
+    .await;
+    let up = app
+        .post(
+            &format!(
+                "/v1/media?connection_id={}&filename=nota.pdf",
+                n.connection_id
+            ),
+            &key,
+        )
+        .header("content-type", "application/pdf")
+        .body(b"arquivo-do-usuario".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status().as_u16(), 201);
+    // Another user and its own data.
+    let (stays, stays_key) = app.user("stays@example.com", false).await;
+    let conn = app.connection(stays, "lite").await;
+    app.ingest(vec![crate::ingest::text(
+        stays,
+        conn,
+        "s1",
+        "+5521999990000",
+        "Bia",
+        "conversa-que-fica",
+    )])
+    .await;
+    let (_, admin) = app.user("admin@example.com", true).await;
+
+    expect_error(
+        app.delete(&format!("/v1/users/{user}"), &stays_key)
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "insufficient_scope",
+    )
+    .await;
+    let resp = app
+        .delete(&format!("/v1/users/{user}"), &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let erased: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (
+            erased["business_numbers"].as_u64(),
+            erased["media_files"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{erased}"
+    );
+
+    let left = find_anywhere(
+        &app,
+        &data_dir,
+        &[
+            "conversa-do-usuario",
+            "arquivo-do-usuario",
+            "987654321",
+            &n.access_token,
+            &n.app_secret,
+            "leaving@example.com",
+        ],
+    )
+    .await;
+    assert!(left.is_empty(), "{left:#?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM usuarios WHERE id = $1", &[&user])
+            .await,
+        0
+    );
+    let kept = find_anywhere(&app, &data_dir, &["conversa-que-fica"]).await;
+    assert!(
+        kept.iter().any(|f| f.starts_with("mensajes_conversacion")),
+        "{kept:?}"
+    );
+    expect_error(
+        app.get("/v1/me", &key).send().await.unwrap(),
+        401,
+        "invalid_api_key",
+    )
+    .await;
+    expect_error(
+        app.delete(&format!("/v1/users/{user}"), &admin)
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    // The number's actor is gone from this node.
+    let stopped = eventually(Duration::from_secs(10), || async {
+        app.app()
+            .context()
+            .shared
+            .connections
+            .get(n.connection_id)
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(stopped.is_some());
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_log WHERE action = 'user.erase' AND target = $1 AND outcome = 'ok'", &[&user.to_string()]).await,
+        1
+    );
+}
