@@ -85,11 +85,13 @@ async fn erasing_a_user_removes_everything_it_owns() {
     assert_eq!(
         (
             erased["business_numbers"].as_u64(),
+            erased["lite_sessions"].as_u64(),
             erased["media_files"].as_u64()
         ),
-        (Some(1), Some(1)),
+        (Some(1), Some(1), Some(1)),
         "{erased}"
     );
+    assert!(!data_dir.join("lite").join(lite.to_string()).exists());
 
     let left = find_anywhere(
         &app,
@@ -98,6 +100,7 @@ async fn erasing_a_user_removes_everything_it_owns() {
             "conversa-do-usuario",
             "arquivo-do-usuario",
             "987654321",
+            "perfil-do-usuario",
             &n.access_token,
             &n.app_secret,
             "leaving@example.com",
