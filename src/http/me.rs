@@ -79,16 +79,19 @@ async fn me(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
 }
 
 async fn update(p: Principal, body: MePatch, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
-    let client = ctx.pool.get().await?;
+    // One transaction: a refused field leaves the other unchanged too.
+    let mut client = ctx.pool.get().await?;
+    let tx = client.transaction().await?;
     let mut details = json!({});
     if let Some(days) = body.retention_days {
-        retention::set_user_days(&client, p.usuario_id, days).await?;
+        retention::set_user_days(&tx, p.usuario_id, days).await?;
         details["retention_days"] = json!(days);
     }
     if let Some(region) = body.default_region {
-        let region = users::set_default_region(&client, p.usuario_id, region.as_deref()).await?;
+        let region = users::set_default_region(&tx, p.usuario_id, region.as_deref()).await?;
         details["default_region"] = json!(region);
     }
+    tx.commit().await?;
     drop(client);
     let id = p.usuario_id;
     Ok(audit::note(me(p, ctx).await?, id, details))

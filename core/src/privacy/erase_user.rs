@@ -66,7 +66,8 @@ pub async fn erase_user(
                 if let Err(e) = lite.stop(id, true).await {
                     tracing::warn!(error = %e, connection = %id, "erasing a user: session not stopped");
                 }
-                let dir = shared.settings.lite.profile_dir(id);
+                // The stop wipes it; a session another node ran leaves its folder here too.
+                let dir = shared.settings.lite.session_dir(id);
                 if let Err(e) = tokio::fs::remove_dir_all(&dir).await
                     && e.kind() != std::io::ErrorKind::NotFound
                 {

@@ -145,15 +145,13 @@ async fn reseal_column(
 /// Re-seals every sealed string inside `v` not under `current`.
 fn reseal_json(sealer: &Sealer, v: &mut Value, current: &str, report: &mut ResealReport) {
     match v {
-        Value::String(s) => {
-            if Sealer::key_id_of(s).is_some_and(|id| id != current) {
-                match sealer.reseal(s) {
-                    Some(new) => {
-                        *s = new;
-                        report.values += 1;
-                    }
-                    None => report.unreadable += 1,
+        Value::String(s) if Sealer::key_id_of(s).is_some_and(|id| id != current) => {
+            match sealer.reseal(s) {
+                Some(new) => {
+                    *s = new;
+                    report.values += 1;
                 }
+                None => report.unreadable += 1,
             }
         }
         Value::Array(a) => a

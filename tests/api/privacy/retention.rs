@@ -67,6 +67,27 @@ async fn retention_purges_only_what_is_older() {
         "invalid_retention_days",
     )
     .await;
+    // A refused field changes nothing, the other one included.
+    expect_error(
+        patch_me(
+            &app,
+            &k2,
+            json!({"retention_days": 60, "default_region": "Brazil"}),
+        )
+        .await,
+        422,
+        "invalid_region",
+    )
+    .await;
+    let me: Value = app
+        .get("/v1/me", &k2)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["retention_days"], Value::Null);
     assert_eq!(
         patch_me(&app, &k2, json!({"retention_days": 60}))
             .await

@@ -5,6 +5,7 @@
 use super::{body, business_user, find_anywhere, receive, text};
 use crate::helpers::{eventually, expect_error};
 use serde_json::Value;
+use sincro_core::seal::Purpose;
 use std::path::Path;
 use std::time::Duration;
 
@@ -35,6 +36,22 @@ async fn erasing_a_user_removes_everything_it_owns() {
         .await
         .unwrap();
     assert_eq!(up.status().as_u16(), 201);
+    // A Lite session, stopped, with its profile on disk and its sealed snapshot.
+    let lite = app.connection(user, "lite").await;
+    let sealer = app.app().context().shared.sealer.clone();
+    let snapshot = sealer.seal(Purpose::ProfileSnapshot, b"perfil-do-usuario");
+    let client = app.pool().get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO whatsapp_lite_sessions (id, usuario_id, session_name, status, profile_snapshot)
+             VALUES ($1, $2, 'celular', 'STOPPED', $3)",
+            &[&lite, &user, &snapshot],
+        )
+        .await
+        .unwrap();
+    let profile = data_dir.join("lite").join(lite.to_string()).join("profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    std::fs::write(profile.join("Local State"), "perfil-do-usuario").unwrap();
     // Another user and its own data.
     let (stays, stays_key) = app.user("stays@example.com", false).await;
     let conn = app.connection(stays, "lite").await;
@@ -68,11 +85,13 @@ async fn erasing_a_user_removes_everything_it_owns() {
     assert_eq!(
         (
             erased["business_numbers"].as_u64(),
+            erased["lite_sessions"].as_u64(),
             erased["media_files"].as_u64()
         ),
-        (Some(1), Some(1)),
+        (Some(1), Some(1), Some(1)),
         "{erased}"
     );
+    assert!(!data_dir.join("lite").join(lite.to_string()).exists());
 
     let left = find_anywhere(
         &app,
@@ -81,6 +100,7 @@ async fn erasing_a_user_removes_everything_it_owns() {
             "conversa-do-usuario",
             "arquivo-do-usuario",
             "987654321",
+            "perfil-do-usuario",
             &n.access_token,
             &n.app_secret,
             "leaving@example.com",
