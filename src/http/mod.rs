@@ -4,6 +4,7 @@
 //! those declarations look alike from file to file: that is warp's shape for a route, not
 //! repeated logic, and the handlers behind them each call one core function.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod business;
@@ -21,9 +22,11 @@ pub mod media;
 pub mod messages;
 pub mod phone;
 pub mod preauth;
+pub mod queue;
 pub mod status;
 pub mod stream;
 pub mod templates;
+pub mod users;
 pub mod webhook_routes;
 pub mod webhooks;
 
@@ -67,6 +70,12 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .or(inbound::routes(ctx.clone()))
         .unify()
         .or(keys::routes(ctx.clone()))
+        .unify()
+        .or(queue::routes(ctx.clone()))
+        .unify()
+        .or(users::routes(ctx.clone()))
+        .unify()
+        .or(admin::routes())
         .unify()
         .boxed();
     api.recover(error::recover)

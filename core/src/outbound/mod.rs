@@ -12,6 +12,7 @@
 
 pub mod backoff;
 pub mod claim;
+pub mod depth;
 pub mod dispatcher;
 pub mod enqueue;
 pub mod error;
