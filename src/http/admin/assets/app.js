@@ -87,7 +87,7 @@ async function start() {
     return;
   }
   const views = VIEWS.filter(([, , adminOnly]) => !adminOnly || me.admin);
-  const state = h('span', { id: 'stream-state', class: 'badge', 'data-state': 'connecting' },
+  const state = h('span', { id: 'stream-state', class: 'badge b-connecting', 'data-state': 'connecting' },
     t('connecting'));
   const nav = h('nav', {}, views.map(([name]) =>
     h('a', { href: `#/${name}`, id: `nav-${name}`, 'data-view': name }, t(name))));
@@ -102,6 +102,7 @@ async function start() {
     main);
   stream = new Stream(onEvent, (s) => {
     state.dataset.state = s;
+    state.className = `badge b-${s}`;
     state.textContent = t(s);
   });
   stream.open();

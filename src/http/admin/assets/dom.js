@@ -1,5 +1,5 @@
 // The one way the panel builds its page: elements from a tag, attributes and children, where
-// every string child becomes a text node. Nothing is ever parsed as HTML (no innerHTML), so
+// every string child becomes a text node. Nothing is ever parsed as HTML (no markup sinks), so
 // what a contact, a user or the daemon wrote shows as the characters it is.
 
 export function h(tag, attrs = {}, ...children) {

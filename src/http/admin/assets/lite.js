@@ -10,6 +10,8 @@ import { del, get, post } from './api.js';
 const REFRESH_MS = 5000;
 const ACTIVE = ['STARTING', 'SCAN_QR_CODE', 'WORKING'];
 
+const mib = (bytes) => (bytes ? `${Math.round(bytes / 1048576)} MiB` : '—');
+
 export function mount(el, ctx) {
   const list = h('div', { id: 'lite-sessions', class: 'cards' });
   const notice = h('p', { class: 'notice', role: 'status' });
@@ -85,6 +87,7 @@ export function mount(el, ctx) {
       h('header', {}, h('strong', {}, s.name || s.id.slice(0, 8)), ' ', badge(s.status)),
       facts([
         [t('phone'), s.phone],
+        [t('memory'), h('span', { class: 'mem' }, mib(s.memory_bytes))],
         [t('workingSince'), s.working_since && when(s.working_since)],
         [t('reason'), s.status_reason],
         [t('lastDisconnect'), s.last_disconnect_reason
@@ -108,8 +111,17 @@ export function mount(el, ctx) {
   const stop = every(REFRESH_MS, async () => {
     try {
       const { items } = await get('/v1/lite/sessions');
-      const key = JSON.stringify(items.map((s) => ({ ...s, updated_at: null })));
-      if (key === shown) return;
+      const key = JSON.stringify(items.map((s) => ({ ...s, updated_at: null,
+        memory_bytes: null, memory_measured_at: null })));
+      if (key === shown) {
+        // Only the memory readings changed: written in place.
+        for (const s of items) {
+          const mem = [...list.querySelectorAll('article[data-session]')]
+            .find((a) => a.dataset.session === s.id)?.querySelector('.mem');
+          if (mem) mem.textContent = mib(s.memory_bytes);
+        }
+        return;
+      }
       shown = key;
       replace(list, items.length ? items.map(card) : h('p', { class: 'muted' }, t('none')));
     } catch (e) {

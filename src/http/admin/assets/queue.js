@@ -22,7 +22,7 @@ export function mount(el, ctx) {
   const notice = h('p', { class: 'notice', role: 'status' });
   replace(el,
     h('h2', {}, t('queue')),
-    depth,
+    h('h3', {}, t('depth')), depth,
     h('h3', {}, t('deadLetters')), notice, dead,
     h('h3', {}, t('inboundDeadLetters')), inbound);
 
@@ -72,7 +72,7 @@ export function mount(el, ctx) {
       replace(box, items.length ? table(headers, items.map(render)) : h('p', { class: 'muted' }, t('none')));
     };
     show(depth, q, [t('connection'), t('priority'), t('waiting'), t('scheduled'), t('sending'), t('oldest')], depthRow);
-    show(dead, m, [t('when'), t('to'), t('type'), t('state'), t('attempts'), t('lastError'), ''], deadRow);
+    show(dead, m, [t('when'), t('to'), t('type'), t('state'), t('attempts'), t('lastErrorTitle'), ''], deadRow);
     show(inbound, i, [t('when'), t('source'), t('connection'), t('reason'), ''], inboundRow);
   });
   const off = ctx.on((ev) => {
