@@ -65,7 +65,7 @@ async fn dead_letter(lite: &Lite) -> (Uuid, fake::Fake) {
     )
     .await;
     let id = send(&lite.app, &lite.key, &text(conn, to, "hola")).await;
-    wait_estado(&lite.app, &lite.key, id, "failed", Duration::from_secs(20)).await;
+    wait_estado(&lite.app, &lite.key, id, "failed", Duration::from_secs(60)).await;
     (id, fake)
 }
 
@@ -136,7 +136,7 @@ async fn admin_panel_in_chromium_links_a_session_and_requeues_a_dead_letter() {
     chrome.screenshot("2-qr.png").await;
 
     // Scan what the page shows (again if it rotated in between).
-    let scanned = eventually(Duration::from_secs(30), || async {
+    let scanned = eventually(Duration::from_secs(60), || async {
         let qr = chrome.eval(&qr_js).await?;
         let (status, _) = lite
             .sim_post("scan", json!({"qr": qr, "phone": ACCOUNT}))
@@ -223,7 +223,7 @@ async fn admin_panel_in_chromium_links_a_session_and_requeues_a_dead_letter() {
         &lite.key,
         message,
         "sent",
-        Duration::from_secs(20),
+        Duration::from_secs(60),
     )
     .await;
     assert_eq!(fake.sends_of(message), 2);
@@ -281,6 +281,32 @@ async fn admin_panel_in_chromium_links_a_session_and_requeues_a_dead_letter() {
     }
     let refusals = chrome.csp_refusals.lock().unwrap().clone();
     assert!(refusals.is_empty(), "refused by the CSP: {refusals:?}");
+
+    // The key revoked meanwhile: the page forgets it and asks for another.
+    let keys: Value = lite
+        .app
+        .get("/v1/keys", &lite.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key_id = keys["items"][0]["id"].as_str().unwrap().to_string();
+    let resp = lite
+        .app
+        .delete(&format!("/v1/keys/{key_id}"), &lite.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    chrome
+        .wait(
+            "the login form again, the key forgotten",
+            "document.querySelector('#login-form .error') \
+             && sessionStorage.getItem('sincro.apiKey') === null",
+        )
+        .await;
 
     chrome.close().await;
     lite.finish().await;

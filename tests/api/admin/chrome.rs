@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long one condition on the page may take before the test fails.
-pub const PAGE_WAIT: Duration = Duration::from_secs(30);
+pub const PAGE_WAIT: Duration = Duration::from_secs(90);
 
 /// Where the screenshots go: `admin-screenshots/` in the build's target folder
 /// (`CARGO_TARGET_DIR` when set, else the crate's `target/`), kept by CI as artifacts.

@@ -36,6 +36,10 @@ export async function api(method, path, body) {
   } catch (e) {
     throw new ApiError(0, 'network', String(e.message || e));
   }
+  if (resp.status === 401) {
+    // The key was revoked or expired meanwhile: the shell asks for another.
+    window.dispatchEvent(new Event('sincro:unauthorized'));
+  }
   if (!resp.ok) {
     let code = `http_${resp.status}`;
     let message = resp.statusText;

@@ -66,7 +66,7 @@ function showLogin(error) {
   input.focus();
 }
 
-function logout() {
+function logout(why) {
   session.clear();
   if (stream) stream.close();
   stream = null;
@@ -75,8 +75,10 @@ function logout() {
   me = null;
   feed.length = 0;
   listeners.clear();
-  showLogin();
+  showLogin(typeof why === 'string' ? why : undefined);
 }
+
+window.addEventListener('sincro:unauthorized', () => { if (me) logout(t('badKey')); });
 
 async function start() {
   try {
@@ -97,7 +99,7 @@ async function start() {
       h('strong', {}, t('title')),
       h('span', { class: 'who' }, me.email || me.nombre || me.id, me.admin ? ` · ${t('admin')}` : ''),
       state,
-      h('button', { type: 'button', id: 'logout', onclick: logout }, t('logout'))),
+      h('button', { type: 'button', id: 'logout', onclick: () => logout() }, t('logout'))),
     nav,
     main);
   stream = new Stream(onEvent, (s) => {
