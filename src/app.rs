@@ -179,6 +179,7 @@ impl Application {
             pool: database.pool.clone(),
             rate_limiter: Default::default(),
             connections: Default::default(),
+            lite_memory: Default::default(),
             database_url: database.url.clone(),
             sealer,
             node_id: config.node_id.clone(),

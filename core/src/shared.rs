@@ -26,6 +26,8 @@ pub struct Shared {
     pub settings: ActorSettings,
     /// Fetches links on users' behalf through the SSRF guard, with `MEDIA_FETCH_ALLOW`.
     pub media_fetcher: Arc<crate::net_guard::MediaFetcher>,
+    /// The last memory reading of each Lite session running here, for the API.
+    pub lite_memory: Arc<crate::lite::memory::SessionMemory>,
 }
 
 impl Shared {

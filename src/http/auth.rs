@@ -1,6 +1,7 @@
 //! `Authorization: Bearer <api key>` → the key's [`Principal`], with the scope the route needs,
 //! and the API rate limits (429 with Retry-After). Every /v1 route goes through [`principal`]
-//! (the WebSocket stream through [`principal_or_query_token`]).
+//! (the WebSocket stream through [`principal_or_query_token`], which also takes the key as a
+//! WebSocket subprotocol, see [`key_from_protocols`]).
 //!
 //! Order matters for floods: the client IP's failed-authentication bucket and its per-IP rate
 //! are checked first, in memory, before the key is looked up; every failed authentication takes
@@ -84,11 +85,22 @@ fn authenticated(
     query_token: bool,
 ) -> impl Filter<Extract = (Principal,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
+        .and(warp::header::optional::<String>("sec-websocket-protocol"))
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::addr::remote())
         .and_then(
-            move |header: Option<String>, query: String, remote: Option<SocketAddr>| {
+            move |header: Option<String>,
+                  protocols: Option<String>,
+                  query: String,
+                  remote: Option<SocketAddr>| {
                 let ctx = ctx.clone();
+                let header = header.or_else(|| {
+                    protocols
+                        .as_deref()
+                        .filter(|_| query_token)
+                        .and_then(key_from_protocols)
+                        .map(|k| format!("Bearer {k}"))
+                });
                 async move {
                     authenticate(&ctx, header.as_deref(), &query, remote, need, query_token)
                         .await
@@ -96,6 +108,28 @@ fn authenticated(
                 }
             },
         )
+}
+
+/// The WebSocket subprotocol the stream answers with when a browser offers it.
+pub const STREAM_PROTOCOL: &str = "sincro.stream";
+/// Prefix of the subprotocol that carries the key: `bearer.<api key>` (API keys are made of
+/// characters a subprotocol name may hold).
+pub const KEY_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// The key a browser offered as a WebSocket subprotocol (`Sec-WebSocket-Protocol:
+/// sincro.stream, bearer.<api key>`): browsers cannot set `Authorization` on a WebSocket, and
+/// a header keeps the key out of URLs, logs and histories, where `?access_token=` would put it.
+pub fn key_from_protocols(protocols: &str) -> Option<&str> {
+    protocols
+        .split(',')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix(KEY_PROTOCOL_PREFIX))
+        .filter(|k| !k.is_empty())
+}
+
+/// Whether the client offered [`STREAM_PROTOCOL`] (the answer must then name it).
+pub fn offers_stream_protocol(protocols: Option<&str>) -> bool {
+    protocols.is_some_and(|p| p.split(',').any(|p| p.trim() == STREAM_PROTOCOL))
 }
 
 /// The key from the header, or from `?access_token=` when `query_token`.
@@ -261,6 +295,19 @@ pub fn require_admin(p: &Principal) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_offered_as_a_subprotocol() {
+        assert_eq!(
+            key_from_protocols("sincro.stream, bearer.swk_abc_def"),
+            Some("swk_abc_def")
+        );
+        assert_eq!(key_from_protocols("sincro.stream"), None);
+        assert_eq!(key_from_protocols("bearer."), None);
+        assert!(offers_stream_protocol(Some("bearer.x,sincro.stream")));
+        assert!(!offers_stream_protocol(Some("bearer.x")));
+        assert!(!offers_stream_protocol(None));
+    }
 
     #[test]
     fn key_sources() {

@@ -257,10 +257,20 @@ async fn create(
     ))
 }
 
+/// The session as the API shows it, with the last memory reading of its browser when it runs
+/// on this node (`memory_bytes`, `memory_measured_at`; null elsewhere or before the first).
+fn view(ctx: &AppContext, row: &SessionRow) -> serde_json::Value {
+    let mut v = row.to_json();
+    let reading = ctx.shared.lite_memory.get(row.id);
+    v["memory_bytes"] = json!(reading.map(|r| r.pss_bytes));
+    v["memory_measured_at"] = json!(reading.map(|r| super::cursor::rfc3339(r.at)));
+    v
+}
+
 async fn list(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
     let rows = store::list(&client, p.usuario_id).await?;
-    let items: Vec<_> = rows.iter().map(SessionRow::to_json).collect();
+    let items: Vec<_> = rows.iter().map(|r| view(&ctx, r)).collect();
     Ok(json_reply(
         StatusCode::OK,
         &json!({"items": items, "next_cursor": null}),
@@ -269,7 +279,7 @@ async fn list(p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> 
 
 async fn get(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let row = find(&ctx, &p, id).await?;
-    Ok(json_reply(StatusCode::OK, &row.to_json()))
+    Ok(json_reply(StatusCode::OK, &view(&ctx, &row)))
 }
 
 async fn delete(

@@ -5,6 +5,7 @@
 //! those declarations look alike from file to file: that is warp's shape for a route, not
 //! repeated logic, and the handlers behind them each call one core function.
 
+pub mod admin;
 pub mod alerts;
 pub mod audit;
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod messages_batch;
 pub mod openapi;
 pub mod phone;
 pub mod preauth;
+pub mod queue;
 pub mod request_id;
 pub mod route_table;
 pub mod status;
@@ -79,6 +81,10 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .or(keys::routes(ctx.clone()))
         .unify()
         .or(alerts::routes(ctx.clone()))
+        .unify()
+        .or(queue::routes(ctx.clone()))
+        .unify()
+        .or(admin::routes())
         .unify()
         .or(contacts::routes(ctx.clone()))
         .unify()

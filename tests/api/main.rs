@@ -1,5 +1,6 @@
 //! The one integration test binary: real PostgreSQL, real HTTP and WebSocket on loopback.
 
+mod admin;
 mod auth;
 mod business;
 mod cli;

@@ -367,6 +367,7 @@ pub fn public_json(id: Uuid, config: &Value, created_at: time::OffsetDateTime) -
         "display_phone_number": bc.get("display_phone_number"),
         "verified_name": bc.get("verified_name"),
         "quality_rating": bc.get("quality_rating"),
+        "throughput_level": bc.pointer("/throughput/level"),
         "phone": config.get("numero_telefono"),
         "status": config.get("connection_status"),
         "created_at": created_at

@@ -35,6 +35,7 @@ pub mod inbound;
 pub mod login;
 pub mod login_storage;
 pub mod media;
+pub mod memory;
 pub mod profile;
 pub mod qr;
 pub mod reaper;

@@ -14,6 +14,7 @@
 pub mod backoff;
 pub mod batch;
 pub mod claim;
+pub mod depth;
 pub mod dispatcher;
 pub mod enqueue;
 pub mod error;

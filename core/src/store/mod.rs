@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod clean;
 pub mod conversations;
+pub mod directory;
 pub mod events;
 pub mod install;
 pub mod migrate;

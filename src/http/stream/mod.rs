@@ -1,7 +1,8 @@
 //! `GET /v1/stream`: the WebSocket event stream (docs/ARCHITECTURE.md §4, Stream).
 //!
 //! `?since=<seq>` replays what the client missed, then the stream goes live; `?types=a,b`
-//! (exact names, or `prefix.*`) filters; the key comes by `Authorization: Bearer` or
+//! (exact names, or `prefix.*`) filters; the key comes by `Authorization: Bearer`, by the
+//! subprotocols `sincro.stream, bearer.<key>` (browsers: no key in the URL) or
 //! `?access_token=`. Every text frame is one event:
 //! `{"seq":123,"type":"message.received","at":"<RFC 3339>","data":{...}}`, seqs increasing.
 //! Without `since` the stream starts at the user's newest event (live only).
@@ -79,8 +80,22 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
         .and(stream_query())
         .and(websocket_required())
         .and(warp::ws())
+        .and(warp::header::optional::<String>("sec-websocket-protocol"))
         .and(with_ctx(ctx))
-        .then(|p, q, ws, ctx| respond(open(p, q, ws, ctx)))
+        .then(|p, q, ws, protocols: Option<String>, ctx| {
+            let chosen = auth::offers_stream_protocol(protocols.as_deref());
+            respond(async move {
+                let mut resp = open(p, q, ws, ctx).await?;
+                // A browser that offered subprotocols refuses an answer naming none.
+                if chosen {
+                    resp.headers_mut().insert(
+                        "sec-websocket-protocol",
+                        warp::http::HeaderValue::from_static(auth::STREAM_PROTOCOL),
+                    );
+                }
+                Ok(resp)
+            })
+        })
         .boxed()
 }
 

@@ -184,6 +184,7 @@ impl SessionState {
         let Some(mut r) = self.running.take() else {
             return;
         };
+        self.args.shared.lite_memory.forget(self.id());
         let grace = if graceful {
             // The request leaves at once (the CDP handler still runs); its answer may never
             // come (the browser is closing), so wait for the process instead.
@@ -262,6 +263,7 @@ impl SessionState {
         .unwrap_or(0);
         metrics::histogram!("sincro_lite_chromium_pss_bytes").record(pss as f64);
         crate::telemetry::chromium_gauges(id, pss, processes);
+        self.args.shared.lite_memory.record(id, pss);
         if pss > self.settings.memory_limit_bytes {
             tracing::info!(session = %self.id(), pss_mib = pss >> 20, limit_mib = self.settings.memory_limit_bytes >> 20, "Chromium over its memory limit; recycling");
             metrics::counter!("sincro_lite_recycles_total").increment(1);

@@ -93,6 +93,7 @@ struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.shared.connections.unregister(self.id);
+        self.shared.lite_memory.forget(self.id);
     }
 }
 
