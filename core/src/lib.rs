@@ -4,6 +4,7 @@
 
 pub mod business;
 pub mod connection;
+pub mod crm;
 pub mod daemon;
 pub mod digest;
 pub mod hub;

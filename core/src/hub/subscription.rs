@@ -16,6 +16,8 @@ pub struct Frame {
     pub seq: i64,
     pub kind: String,
     pub json: Arc<str>,
+    /// Its connection had notifications off: only admin keys receive it.
+    pub muted: bool,
 }
 
 impl Frame {
@@ -32,6 +34,7 @@ impl Frame {
             seq: event.seq,
             kind: event.kind.clone(),
             json: json.into(),
+            muted: event.muted,
         }
     }
 }
