@@ -152,12 +152,20 @@ impl CrmBatch {
             )
             .await?;
         for r in rows {
-            let source: Value = r.get(2);
-            events.push(NewEvent {
-                usuario_id: r.get(1),
-                kind: "lead.updated",
-                data: json!({"lead_id": r.get::<_, Uuid>(0), "changes": {"source": source}}),
-            });
+            let (lead, source): (Uuid, Value) = (r.get(0), r.get(2));
+            // A lead created by this batch says it in its `lead.created`; an older one gets
+            // a `lead.updated`.
+            let created = events
+                .iter_mut()
+                .find(|e| e.kind == "lead.created" && e.data["lead_id"] == json!(lead));
+            match created {
+                Some(e) => e.data["source"] = source,
+                None => events.push(NewEvent {
+                    usuario_id: r.get(1),
+                    kind: "lead.updated",
+                    data: json!({"lead_id": lead, "changes": {"source": source}}),
+                }),
+            }
         }
         Ok(())
     }

@@ -2,8 +2,8 @@
 //! (`direct`); kept on the message, first touch kept on the lead and never overwritten, and
 //! `GET /v1/leads?source=` filtering on it.
 
-use super::{WAIT, contact_writes, row_json, set_settings, text};
-use crate::helpers::{eventually, expect_error, spawn_business_app};
+use super::{contact_writes, row_json, set_settings, text};
+use crate::helpers::{expect_error, spawn_business_app};
 use serde_json::{Value, json};
 use sincro_sim::graph::GraphSimConfig;
 
@@ -111,16 +111,20 @@ async fn crm_lead_sources_first_touch_on_the_lead_and_each_message() {
         .unwrap();
     expect_error(bad, 400, "invalid_source").await;
 
-    // Each lead's first touch was announced once.
-    let announced = eventually(WAIT, || async {
-        let n = app
-            .count(
-                "SELECT count(*) FROM events WHERE usuario_id = $1 AND type = 'lead.updated'",
-                &[&user],
-            )
-            .await;
-        (n >= 3).then_some(n)
-    })
-    .await;
-    assert_eq!(announced, Some(3));
+    // Each new lead's first touch was announced with it (`lead.created`).
+    let opened = sincro_core::store::events::read_after(
+        &app.pool().get().await.unwrap(),
+        &app.app().context().sealer,
+        user,
+        0,
+        1000,
+    )
+    .await
+    .unwrap();
+    let announced: Vec<&str> = opened
+        .iter()
+        .filter(|e| e.kind == "lead.created")
+        .filter_map(|e| e.data["source"]["type"].as_str())
+        .collect();
+    assert_eq!(announced, vec!["click_to_whatsapp", "wa_me", "direct"]);
 }
