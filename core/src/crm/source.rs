@@ -1,6 +1,6 @@
 //! Where a lead came from, read off its messages: Meta's Click-to-WhatsApp `referral`
-//! (Business; the page's equivalent on Lite, both normalised into `details.referral` by their
-//! parsers), or a `wa.me` link whose prefilled text the user listed in
+//! (Business; on Lite the page's `ctwaContext`, renamed by [`from_page`]; both kept in
+//! `details.referral` by their parsers), or a `wa.me` link whose prefilled text the user listed in
 //! `settings.lead_sources.wa_me`. Each message that says so carries it in
 //! `metadata.source`; the lead keeps its first touch in `metadata.source` (a message that says
 //! nothing counts as `direct`) and it is never overwritten. `GET /v1/leads?source=` filters on
@@ -46,6 +46,26 @@ pub fn referral(object: &Value) -> Option<Value> {
         }
     }
     (!out.is_empty()).then_some(Value::Object(out))
+}
+
+/// The page's `ctwaContext` (WhatsApp Web's names) as a referral with Meta's names.
+pub fn from_page(ctwa: &Value) -> Option<Value> {
+    let mut r = Map::new();
+    for (page, meta) in [
+        ("sourceUrl", "source_url"),
+        ("sourceId", "source_id"),
+        ("sourceType", "source_type"),
+        ("title", "headline"),
+        ("description", "body"),
+        ("mediaType", "media_type"),
+        ("thumbnailUrl", "thumbnail_url"),
+        ("ctwaClid", "ctwa_clid"),
+    ] {
+        if let Some(v) = ctwa.get(page) {
+            r.insert(meta.into(), v.clone());
+        }
+    }
+    referral(&Value::Object(r))
 }
 
 /// What `m` says about where its contact came from, if anything.

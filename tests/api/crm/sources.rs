@@ -1,9 +1,11 @@
-//! Lead sources: a Click-to-WhatsApp referral, a `wa.me` link's prefilled text, or neither
+//! Lead sources: a Click-to-WhatsApp referral (Business webhooks; the page's context on Lite),
+//! a `wa.me` link's prefilled text, or neither
 //! (`direct`); kept on the message, first touch kept on the lead and never overwritten, and
 //! `GET /v1/leads?source=` filtering on it.
 
-use super::{contact_writes, row_json, set_settings, text};
-use crate::helpers::{expect_error, spawn_business_app};
+use super::{WAIT, contact_writes, row_json, set_settings, text};
+use crate::helpers::{eventually, expect_error, spawn_business_app};
+use crate::lite::{ACCOUNT, CHROMIUM, CONTACT, lite_app};
 use serde_json::{Value, json};
 use sincro_sim::graph::GraphSimConfig;
 
@@ -127,4 +129,45 @@ async fn crm_lead_sources_first_touch_on_the_lead_and_each_message() {
         .filter_map(|e| e.data["source"]["type"].as_str())
         .collect();
     assert_eq!(announced, vec!["click_to_whatsapp", "wa_me", "direct"]);
+}
+
+#[tokio::test]
+async fn crm_lead_source_from_the_pages_click_to_whatsapp_context() {
+    let _turn = CHROMIUM.lock().await;
+    let Some(lite) = lite_app().await else { return };
+    lite.working_session(ACCOUNT).await;
+    let (status, sent) = lite
+        .sim_post(
+            "messages",
+            json!({"account": ACCOUNT, "from": CONTACT, "name": "Ana", "text": "hola",
+                   "ctwa_context": {"sourceUrl": "https://fb.me/ad-9", "sourceId": "120210000000009",
+                       "sourceType": "ad", "title": "Plan Pro", "description": "Only today",
+                       "mediaType": "image", "ctwaClid": "clid-lite"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    let id = sent["id"].as_str().unwrap().to_string();
+    let message_source = eventually(WAIT, || async {
+        let r = row_json(
+            &lite.app,
+            "SELECT (SELECT metadata->'source' FROM mensajes_conversacion WHERE external_id = $1) AS s",
+            &[&id],
+        )
+        .await;
+        (!r["s"].is_null()).then(|| r["s"].clone())
+    })
+    .await
+    .expect("the message stored with its source");
+    assert_eq!(message_source["type"], "click_to_whatsapp");
+    assert_eq!(message_source["ctwa_clid"], "clid-lite");
+    assert_eq!(message_source["headline"], "Plan Pro");
+    let lead = row_json(
+        &lite.app,
+        "SELECT metadata->'source' AS s FROM leads WHERE usuario_id = $1",
+        &[&lite.user],
+    )
+    .await;
+    assert_eq!(lead["s"]["source_id"], "120210000000009");
+    assert_eq!(lead["s"]["source_url"], "https://fb.me/ad-9");
+    lite.finish().await;
 }
