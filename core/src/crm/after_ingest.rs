@@ -1,8 +1,8 @@
 //! What an ingest batch asks of this feature, inside its transaction: the connections'
 //! settings ([`CrmBatch::load`]: `sync_contacts` decides whether a message's profile name
 //! reaches the lead), the contact keys that changed number, and, once the batch's messages
-//! are stored ([`CrmBatch::after_messages`]), lead sources, number changes and automatic
-//! answers. The inbound path calls it from one place (`ingest::batch`).
+//! are stored ([`CrmBatch::after_messages`]), a linked Lite session's activity, lead sources,
+//! number changes and automatic answers. The inbound path calls it from one place (`ingest::batch`).
 
 use super::auto_reply;
 use super::identity;
@@ -30,6 +30,8 @@ pub struct Stored<'a> {
 /// The settings of the connections one batch touches.
 pub struct CrmBatch {
     settings: HashMap<Uuid, CrmSettings>,
+    /// The batch's Lite sessions (their activity is recorded).
+    lite: HashSet<Uuid>,
 }
 
 impl CrmBatch {
@@ -42,10 +44,12 @@ impl CrmBatch {
         ids.sort();
         ids.dedup();
         let mut settings = HashMap::new();
+        let mut lite = HashSet::new();
         if !ids.is_empty() {
             for r in tx
                 .query(
-                    "SELECT id, configuracion->'settings' FROM configuracion_mensajeria_usuario WHERE id = ANY($1)",
+                    "SELECT id, configuracion->'settings', configuracion->>'tipo_conexion' = 'lite'
+                     FROM configuracion_mensajeria_usuario WHERE id = ANY($1)",
                     &[&ids],
                 )
                 .await?
@@ -53,9 +57,12 @@ impl CrmBatch {
                 let s: Option<Value> = r.get(1);
                 let conf = json!({ "settings": s.unwrap_or(Value::Null) });
                 settings.insert(r.get(0), CrmSettings::from_configuracion(&conf));
+                if r.get::<_, Option<bool>>(2) == Some(true) {
+                    lite.insert(r.get(0));
+                }
             }
         }
-        Ok(CrmBatch { settings })
+        Ok(CrmBatch { settings, lite })
     }
 
     fn of(&self, connection_id: Uuid) -> CrmSettings {
@@ -91,6 +98,16 @@ impl CrmBatch {
         stored: &[Stored<'_>],
         events: &mut Vec<NewEvent>,
     ) -> Result<Vec<Due>, StoreError> {
+        let mut lite: Vec<Uuid> = stored
+            .iter()
+            .map(|s| s.message.connection_id)
+            .filter(|c| self.lite.contains(c))
+            .collect();
+        lite.sort();
+        lite.dedup();
+        if !lite.is_empty() {
+            super::sync::lite_activity(tx, &lite).await?;
+        }
         let inbound: Vec<&Stored> = stored.iter().filter(|s| !s.message.outgoing).collect();
         if inbound.is_empty() {
             return Ok(Vec::new());

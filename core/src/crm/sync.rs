@@ -2,7 +2,9 @@
 //! step: a Lite session's lowercase `connection_status`, `session_id`, `last_activity`,
 //! `expires_at` and `metadata` columns, and its connection row's `connection_status`,
 //! `session_data {qr_code, session_id, last_activity}` and `settings` defaults. Called
-//! wherever a session's status or QR is stored (`lite::store`), inside that transaction.
+//! wherever a session's status or QR is stored (`lite::store`), inside that transaction, and
+//! by ingest when messages went through a linked session (its activity, at most once a
+//! minute).
 //! Templates' original fields are derived by a trigger (schema `0011_crm_contract.sql`), so
 //! every path that writes a template keeps them without repeating the rule.
 
@@ -24,6 +26,36 @@ pub const LITE_STATUS_SQL: &str = "CASE s.status
 /// Brings session `id`'s original-model fields, and its connection row's, in line with the
 /// row as it is now inside `tx`.
 pub async fn lite(tx: &impl GenericClient, id: Uuid) -> Result<(), StoreError> {
+    lite_many(tx, &[id]).await
+}
+
+/// How often message traffic moves a linked session's `last_activity` (and `expires_at`):
+/// at most once a minute, so a busy session does not rewrite its rows on every batch.
+const ACTIVITY_STEP_SECS: i32 = 60;
+
+/// Messages went through these connections (any kind: Business ids match no session row):
+/// the linked Lite sessions among them were active now.
+pub async fn lite_activity(tx: &impl GenericClient, ids: &[Uuid]) -> Result<(), StoreError> {
+    let touched: Vec<Uuid> = tx
+        .query(
+            "UPDATE whatsapp_lite_sessions SET last_activity_at = now()
+             WHERE id = ANY($1) AND status = 'WORKING'
+               AND (last_activity_at IS NULL OR last_activity_at < now() - make_interval(secs => $2))
+             RETURNING id",
+            &[&ids, &(ACTIVITY_STEP_SECS as f64)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if touched.is_empty() {
+        return Ok(());
+    }
+    lite_many(tx, &touched).await
+}
+
+/// [`lite`] for several sessions in one statement.
+async fn lite_many(tx: &impl GenericClient, ids: &[Uuid]) -> Result<(), StoreError> {
     tx.execute(
         &format!(
             "WITH s AS (
@@ -36,7 +68,7 @@ pub async fn lite(tx: &impl GenericClient, id: Uuid) -> Result<(), StoreError> {
                      metadata = s.metadata || jsonb_build_object('session_name', s.session_name,
                          'status', s.status, 'status_reason', s.status_reason,
                          'last_disconnect_reason', s.last_disconnect_reason)
-                 WHERE s.id = $1
+                 WHERE s.id = ANY($1)
                  RETURNING s.id, s.status, s.connection_status, s.qr_code, s.session_id, s.last_activity)
              UPDATE configuracion_mensajeria_usuario c SET configuracion = c.configuracion
                  || jsonb_build_object(
@@ -48,7 +80,7 @@ pub async fn lite(tx: &impl GenericClient, id: Uuid) -> Result<(), StoreError> {
              FROM s WHERE c.id = s.id",
             defaults = super::settings::DEFAULTS_SQL,
         ),
-        &[&id, &LITE_IDLE_EXPIRY_DAYS],
+        &[&ids, &LITE_IDLE_EXPIRY_DAYS],
     )
     .await?;
     Ok(())

@@ -1,9 +1,9 @@
 //! The original data model as the CRM reads it, with plain SQL after each lifecycle step:
-//! Lite (connect, QR, working, logout) and Business (connect, template approved).
+//! Lite (connect, QR, working, a message, logout) and Business (connect, template approved).
 
 use super::{WAIT, row_json};
 use crate::helpers::{eventually, spawn_business_app};
-use crate::lite::{ACCOUNT, CHROMIUM, lite_app};
+use crate::lite::{ACCOUNT, CHROMIUM, CONTACT, lite_app};
 use serde_json::{Value, json};
 use sincro_sim::graph::GraphSimConfig;
 use uuid::Uuid;
@@ -59,6 +59,43 @@ async fn crm_original_schema_through_the_lite_lifecycle() {
     assert!(r["last_activity"].is_string());
     assert_eq!(r["session_data"]["last_activity"], r["last_activity"]);
     assert_eq!(r["expires_later"], true);
+
+    // Messages keep it active: a contact writes to a session idle for two days.
+    lite.app
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE whatsapp_lite_sessions SET last_activity_at = now() - interval '2 days' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let (status, sent) = lite
+        .sim_post(
+            "messages",
+            json!({"account": ACCOUNT, "from": CONTACT, "text": "hola"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    let active = eventually(WAIT, || async {
+        let r = row_json(
+            &lite.app,
+            "SELECT last_activity > now() - interval '1 hour' AS recent,
+                    expires_at > now() + interval '13 days' AS renewed,
+                    (SELECT configuracion->'session_data'->'last_activity' FROM configuracion_mensajeria_usuario
+                     WHERE id = $1) = to_jsonb(last_activity) AS in_session_data
+             FROM whatsapp_lite_sessions WHERE id = $1",
+            &[&id],
+        )
+        .await;
+        (r["recent"] == true).then_some(r)
+    })
+    .await
+    .expect("the message moved last_activity");
+    assert_eq!(active["renewed"], true);
+    assert_eq!(active["in_session_data"], true);
 
     // Logout: disconnected, no expiry.
     lite.delete_session(&id.to_string(), "?logout=true").await;
