@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod business;
 pub mod connection;
+pub mod crm;
 pub mod daemon;
 pub mod digest;
 pub mod hub;

@@ -1,4 +1,4 @@
-//! `GET /v1/leads` (newest first, `?phone=` filter, cursor-paginated) and `GET /v1/leads/{id}`.
+//! `GET /v1/leads` (newest first, `?phone=` and `?source=` filters, cursor-paginated) and `GET /v1/leads/{id}`.
 //! Scoped to the key's user: another user's lead is a 404, never a 403.
 
 use super::audit;
@@ -21,6 +21,8 @@ use warp::reply::Response;
 #[serde(deny_unknown_fields)]
 pub struct LeadQuery {
     phone: Option<String>,
+    /// Leads whose first touch was this source (`click_to_whatsapp`, `wa_me`, `direct`).
+    source: Option<String>,
     cursor: Option<String>,
     limit: Option<u32>,
 }
@@ -74,6 +76,7 @@ async fn list(p: Principal, q: LeadQuery, ctx: Arc<AppContext>) -> Result<Respon
         &client,
         p.usuario_id,
         q.phone.as_deref(),
+        q.source.as_deref(),
         ctx.shared.settings.default_region.as_deref(),
         after,
         limit + 1,

@@ -6,6 +6,7 @@ mod business;
 mod cli;
 mod code_map;
 mod config;
+mod crm;
 mod deploy;
 mod embedded_pg;
 mod errors;

@@ -98,7 +98,7 @@ pub async fn insert(
         "numero_telefono": numero(info),
         "connection_status": status::CONNECTED,
         "business_config": business_config(sealer, c, info),
-        "settings": {},
+        "settings": crate::crm::settings::defaults(),
     });
     let id = Uuid::now_v7();
     client

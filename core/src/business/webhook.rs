@@ -384,8 +384,17 @@ fn details(kind_str: &str, m: &Value, object: &Value) -> Value {
             .collect();
         d["error_codes"] = Value::Array(codes);
     }
-    if m.get("referral").is_some() {
-        d["referral"] = json!(true);
+    // Click-to-WhatsApp: where the contact came from (an ad's or post's ids, link, texts and
+    // the click id), not content the contact wrote.
+    if let Some(r) = m.get("referral").and_then(crate::crm::source::referral) {
+        d["referral"] = r;
+    }
+    if kind_str == "system" {
+        for (from, to) in [("type", "system_type"), ("wa_id", "new_wa_id")] {
+            if let Some(v) = object.get(from).and_then(Value::as_str) {
+                d[to] = json!(v);
+            }
+        }
     }
     d
 }

@@ -18,6 +18,8 @@ pub struct Frame {
     pub json: Arc<str>,
     /// When the event was written: a live frame's delay to its client is measured from it.
     pub at: time::OffsetDateTime,
+    /// Its connection had notifications off: only admin keys receive it.
+    pub muted: bool,
 }
 
 impl Frame {
@@ -35,6 +37,7 @@ impl Frame {
             kind: event.kind.clone(),
             json: json.into(),
             at: event.at,
+            muted: event.muted,
         }
     }
 }

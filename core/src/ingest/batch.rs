@@ -6,6 +6,7 @@
 //! before the commit.
 
 use super::model::{InboundItem, InboundMessage, IngestReport, StatusUpdate};
+use crate::crm::after_ingest::{CrmBatch, Stored};
 use crate::leads::store::{self as leads, Contact};
 use crate::phone;
 use crate::privacy::consent;
@@ -66,17 +67,30 @@ pub async fn ingest_in(
     let mut contacts: Vec<Contact> = Vec::new();
     // A batch repeats its contacts; key each once.
     let mut keyed: HashMap<&str, phone::ContactKey> = HashMap::new();
-    for m in messages {
-        let key = keyed
+    for m in &messages {
+        keyed
             .entry(m.from.as_str())
-            .or_insert_with(|| phone::contact_key(&m.from, None))
-            .clone();
+            .or_insert_with(|| phone::contact_key(&m.from, None));
+    }
+    // The CRM side: connections' settings, and keys of contacts that changed number.
+    let crm = CrmBatch::load(tx, &messages).await?;
+    let pairs: Vec<(Uuid, String)> = messages
+        .iter()
+        .map(|m| (m.usuario_id, keyed[m.from.as_str()].key.clone()))
+        .collect();
+    let changed = crm.current_keys(tx, &pairs).await?;
+    for m in messages {
+        let key = keyed[m.from.as_str()].clone();
+        let key = match changed.get(&(m.usuario_id, key.key.clone())) {
+            Some(now) => phone::contact_key(now, None),
+            None => key,
+        };
         let k = clean::owned_text(key.key.clone());
         contacts.push(Contact {
             usuario_id: m.usuario_id,
             key,
             wa_id: Some(wa_id(m)),
-            profile_name: m.profile_name.clone(),
+            profile_name: crm.profile_name(m),
             profile_picture_url: m.profile_picture_url.clone(),
         });
         accepted.push((m, k));
@@ -231,6 +245,38 @@ pub async fn ingest_in(
             )
             .await?;
         let fresh: std::collections::HashSet<Uuid> = inserted.iter().map(|r| r.get(0)).collect();
+        // Opt-outs first: an automatic answer decided below must see this batch's.
+        let texts: Vec<consent::Inbound> = rows_in
+            .iter()
+            .enumerate()
+            .filter(|(n, i)| fresh.contains(&ids[*n]) && !accepted[**i].0.outgoing)
+            .filter_map(|(n, &i)| {
+                let (m, key) = &accepted[i];
+                Some(consent::Inbound {
+                    usuario_id: m.usuario_id,
+                    contact: key,
+                    text: m.text.as_deref()?,
+                    message_id: ids[n],
+                })
+            })
+            .collect();
+        new_events.extend(consent::detect_opt_outs(tx, opt_out, &texts).await?);
+        let stored: Vec<Stored> = rows_in
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| fresh.contains(&ids[*n]))
+            .map(|(n, &i)| {
+                let (m, e164) = &accepted[i];
+                Stored {
+                    message_id: ids[n],
+                    conversation_id: convs[n],
+                    lead_id: resolved.leads[&(m.usuario_id, e164.clone())],
+                    contact: e164.as_str(),
+                    message: m,
+                }
+            })
+            .collect();
+        report.auto_replies = crm.after_messages(tx, &stored, &mut new_events).await?;
         for (n, &i) in rows_in.iter().enumerate() {
             if !fresh.contains(&ids[n]) {
                 report.messages_duplicate += 1;
@@ -259,21 +305,6 @@ pub async fn ingest_in(
                 }),
             });
         }
-        let texts: Vec<consent::Inbound> = rows_in
-            .iter()
-            .enumerate()
-            .filter(|(n, i)| fresh.contains(&ids[*n]) && !accepted[**i].0.outgoing)
-            .filter_map(|(n, &i)| {
-                let (m, key) = &accepted[i];
-                Some(consent::Inbound {
-                    usuario_id: m.usuario_id,
-                    contact: key,
-                    text: m.text.as_deref()?,
-                    message_id: ids[n],
-                })
-            })
-            .collect();
-        new_events.extend(consent::detect_opt_outs(tx, opt_out, &texts).await?);
         // Statuses that came before the echo of a message the user sent from their phone or
         // Business app: applied now, forward only.
         let sent_here: Vec<Uuid> = rows_in

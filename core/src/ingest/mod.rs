@@ -177,6 +177,7 @@ pub async fn run(shared: &Shared, items: &[InboundItem]) -> Result<IngestReport,
             Err(e) => return Err(IngestError::from_store(&e)),
         }
     };
+    crate::crm::auto_reply::send_due(shared, &report.auto_replies).await;
     metrics::counter!("sincro_ingest_messages_total").increment(report.messages_inserted as u64);
     metrics::counter!("sincro_ingest_statuses_total").increment(report.statuses_applied as u64);
     tracing::debug!(

@@ -151,6 +151,8 @@ pub struct IngestReport {
     pub leads_created: usize,
     pub leads_merged: usize,
     pub events: usize,
+    /// Automatic answers decided in the batch, queued once it committed.
+    pub auto_replies: Vec<crate::crm::reply::Due>,
 }
 
 impl IngestReport {

@@ -1,6 +1,6 @@
 //! Reading a user's leads for the API: newest first in `(created_at, id)` keyset pages,
 //! optionally only the lead of one phone number (read in the user's default region and folded
-//! to the contact key leads are stored under), and one lead by id. Scoped to the user: another
+//! to the contact key leads are stored under) or of one first-touch source, and one lead by id. Scoped to the user: another
 //! user's lead is not found.
 
 use crate::phone::contact_key;
@@ -32,6 +32,9 @@ pub enum LeadQueryError {
     /// The `phone` filter does not read as a number.
     #[error(transparent)]
     InvalidPhone(crate::phone::PhoneError),
+    /// The `source` filter names no lead source.
+    #[error("source must be one of: {}", crate::crm::source::kind::ALL.join(", "))]
+    InvalidSource,
     #[error("lead not found")]
     NotFound,
     #[error(transparent)]
@@ -73,11 +76,13 @@ fn lead(row: &Row) -> Lead {
 }
 
 /// Up to `limit` leads of the user older than `after`, newest first; only the lead of `phone`
-/// when given (read in the user's region, else `default_region`).
+/// when given (read in the user's region, else `default_region`); only leads whose first
+/// touch was `source` (`metadata.source.type`) when given.
 pub async fn list(
     client: &impl GenericClient,
     usuario_id: Uuid,
     phone: Option<&str>,
+    source: Option<&str>,
     default_region: Option<&str>,
     after: Option<(OffsetDateTime, Uuid)>,
     limit: i64,
@@ -90,17 +95,24 @@ pub async fn list(
             Some(contact_key(&n.e164, None).key)
         }
     };
+    if source.is_some_and(|s| !crate::crm::source::kind::ALL.contains(&s)) {
+        return Err(LeadQueryError::InvalidSource);
+    }
     let (after_at, after_id) = after.unzip();
     let sql = format!(
         "SELECT {COLUMNS} FROM leads
          WHERE usuario_id = $1
            AND ($2::text IS NULL OR telefono = $2)
            AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
+           AND ($6::text IS NULL OR metadata->'source'->>'type' = $6)
          ORDER BY created_at DESC, id DESC
          LIMIT $5"
     );
     let rows = client
-        .query(&sql, &[&usuario_id, &phone, &after_at, &after_id, &limit])
+        .query(
+            &sql,
+            &[&usuario_id, &phone, &after_at, &after_id, &limit, &source],
+        )
         .await?;
     Ok(rows.iter().map(lead).collect())
 }

@@ -85,6 +85,15 @@
   function me() {
     try { return wid(R('WAWebUserPrefsMeUser').getMaybeMePnUser()); } catch (e) { return undefined; }
   }
+  // The Click-to-WhatsApp ad a contact came from, when the message model carries one.
+  function ctwaOf(m) {
+    var c = m.ctwaContext;
+    if (!c || typeof c !== 'object') return undefined;
+    var out = {};
+    ['sourceUrl', 'sourceId', 'sourceType', 'title', 'description', 'mediaType', 'thumbnailUrl', 'ctwaClid']
+      .forEach(function (k) { if (typeof c[k] === 'string') out[k] = c[k]; });
+    return out;
+  }
   function serialize(m) {
     var hasMedia = !!m.directPath;
     return {
@@ -92,6 +101,7 @@
       author: wid(m.author), type: m.type, body: hasMedia ? undefined : m.body, caption: m.caption,
       t: m.t, notifyName: m.notifyName, mimetype: m.mimetype, filename: m.filename, size: m.size,
       media: hasMedia, lat: m.lat, lng: m.lng, loc: m.loc, quoted: m.quotedStanzaID,
+      ctwa: ctwaOf(m),
     };
   }
 

@@ -93,6 +93,9 @@ pub struct PageMessage {
     pub lng: Option<f64>,
     pub loc: Option<String>,
     pub quoted: Option<String>,
+    /// The Click-to-WhatsApp ad the contact came from (the model's `ctwaContext`).
+    #[serde(default)]
+    pub ctwa: Option<serde_json::Value>,
 }
 
 impl BridgeEvent {

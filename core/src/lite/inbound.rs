@@ -75,6 +75,9 @@ pub fn message_item(
     if let Some(q) = &msg.quoted {
         details["context_id"] = json!(q);
     }
+    if let Some(r) = msg.ctwa.as_ref().and_then(crate::crm::source::from_page) {
+        details["referral"] = r;
+    }
     if msg.media {
         let mime = msg
             .mimetype

@@ -161,7 +161,7 @@ pub async fn create(
         .query_one(
             "INSERT INTO configuracion_mensajeria_usuario (usuario_id, plataforma, configuracion)
              VALUES ($1, 'whatsapp', jsonb_build_object('tipo_conexion', 'lite',
-                     'connection_status', 'STARTING', 'session_name', $2::text))
+                     'connection_status', 'connecting', 'session_name', $2::text))
              RETURNING id",
             &[&usuario_id, &name],
         )
@@ -180,6 +180,7 @@ pub async fn create(
         )
         .await?;
     let s = row(&r);
+    crate::crm::sync::lite(&tx, id).await?;
     events::append(&tx, sealer, usuario_id, "session.status", &status_event(&s)).await?;
     tx.commit().await?;
     Ok(s)
@@ -318,14 +319,12 @@ async fn update_status(
         "UPDATE configuracion_mensajeria_usuario SET
             configuracion = configuracion || jsonb_build_object(
                 'tipo_conexion', 'lite',
-                'connection_status', $2::text,
-                'numero_telefono', coalesce('+' || $3::text, configuracion->>'numero_telefono')),
-            activo = $4,
+                'numero_telefono', coalesce('+' || $2::text, configuracion->>'numero_telefono')),
+            activo = $3,
             updated_at = now()
          WHERE id = $1",
         &[
             &id,
-            &status.as_str(),
             &s.phone,
             &matches!(
                 status,
@@ -334,6 +333,7 @@ async fn update_status(
         ],
     )
     .await?;
+    crate::crm::sync::lite(tx, id).await?;
     if before != status.as_str() || reason.is_some() {
         events::append(
             tx,
@@ -383,6 +383,7 @@ pub async fn set_qr(
         &[&id, &qr, &node_id],
     )
     .await?;
+    crate::crm::sync::lite(&tx, id).await?;
     events::append(
         &tx,
         sealer,

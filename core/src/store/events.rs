@@ -26,6 +26,25 @@ pub struct Event {
     pub data: Value,
     #[serde(skip)]
     pub usuario_id: Uuid,
+    /// Its connection had notifications off (`settings.notifications_enabled = false`): only
+    /// admin keys receive it on the stream.
+    #[serde(skip)]
+    pub muted: bool,
+}
+
+/// Whether an event about `connection` is muted, as SQL over a `uuid` parameter or column.
+fn muted_sql(connection: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM configuracion_mensajeria_usuario k WHERE k.id = {connection}
+             AND k.configuracion->'settings'->'notifications_enabled' = 'false'::jsonb)"
+    )
+}
+
+/// The connection an event is about (`data.connection_id`), if any.
+fn connection_of(data: &Value) -> Option<Uuid> {
+    data.get("connection_id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
 }
 
 /// Appends one event for `usuario_id` inside the caller's transaction.
@@ -47,8 +66,12 @@ pub async fn append(
         .get(0);
     let payload = sealer.seal(Purpose::Event, data.to_string().as_bytes());
     tx.execute(
-        "INSERT INTO events (usuario_id, seq, type, payload) VALUES ($1, $2, $3, $4)",
-        &[&usuario_id, &seq, &kind, &payload],
+        &format!(
+            "INSERT INTO events (usuario_id, seq, type, payload, muted)
+             VALUES ($1, $2, $3, $4, {})",
+            muted_sql("$5")
+        ),
+        &[&usuario_id, &seq, &kind, &payload, &connection_of(data)],
     )
     .await?;
     tx.execute(
@@ -75,7 +98,7 @@ pub async fn read_after(
 ) -> Result<Vec<Event>, StoreError> {
     let rows = client
         .query(
-            "SELECT seq, type, created_at, payload FROM events
+            "SELECT seq, type, created_at, payload, muted FROM events
              WHERE usuario_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             &[&usuario_id, &after, &limit],
         )
@@ -94,6 +117,7 @@ pub async fn read_after(
                 at: row.get(2),
                 data,
                 usuario_id,
+                muted: row.get(4),
             })
         })
         .collect()
@@ -223,7 +247,9 @@ pub async fn append_many(
     let mut eu = Vec::with_capacity(events.len());
     let mut kinds = Vec::with_capacity(events.len());
     let mut payloads = Vec::with_capacity(events.len());
+    let mut connections = Vec::with_capacity(events.len());
     for e in events {
+        connections.push(connection_of(&e.data));
         let slot = next.get_mut(&e.usuario_id).expect("counted user");
         seqs.push(*slot);
         *slot += 1;
@@ -232,9 +258,13 @@ pub async fn append_many(
         payloads.push(sealer.seal(Purpose::Event, e.data.to_string().as_bytes()));
     }
     tx.execute(
-        "INSERT INTO events (usuario_id, seq, type, payload)
-         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[])",
-        &[&eu, &seqs, &kinds, &payloads],
+        &format!(
+            "INSERT INTO events (usuario_id, seq, type, payload, muted)
+             SELECT u, s, t, p, {} FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[],
+                 $5::uuid[]) AS x(u, s, t, p, c)",
+            muted_sql("x.c")
+        ),
+        &[&eu, &seqs, &kinds, &payloads, &connections],
     )
     .await?;
     let notes: Vec<String> = next

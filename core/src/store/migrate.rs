@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(10, "0010_key_scopes_audit.sql"),
     migration!(11, "0011_alerts.sql"),
     migration!(12, "0012_privacy.sql"),
+    migration!(13, "0013_crm_contract.sql"),
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).

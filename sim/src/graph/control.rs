@@ -273,6 +273,7 @@ fn inbound(sim: &Arc<Sim>, body: &Bytes) -> R {
         .ok_or_else(|| ControlError::bad_request("from is not a valid phone number"))?;
     let ts = unix_seconds(req.timestamp.as_ref())?;
     let (msg, kind) = message_and_kind(&req.message, &["unsupported", "unknown"])?;
+    super::inbound_extras::check(msg)?;
     let (account, message, wamid) = {
         let mut st = sim.lock();
         let from = st.wa_id_for(&from);

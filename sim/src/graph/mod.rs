@@ -25,6 +25,7 @@ mod control;
 mod errors;
 mod faults;
 mod ids;
+mod inbound_extras;
 mod limits;
 mod media;
 mod messages;

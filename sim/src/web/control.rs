@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `POST /sim/scan {qr, phone, name?}` | phone `phone` scans `qr`; 409 `qr_not_current` unless a page shows it now |
 //! | `POST /sim/pair {code, phone, name?}` | link with a code from `startAltLinkingFlow`; 404 unknown code, 409 other phone |
-//! | `POST /sim/messages {account, from, name?, text?, media?}` | contact `from` writes to `account` → `{id, serialized}` |
+//! | `POST /sim/messages {account, from, name?, text?, media?, ctwa_context?}` | contact `from` writes to `account` (`ctwa_context`: the Click-to-WhatsApp ad it came from) → `{id, serialized}` |
 //! | `POST /sim/phone-send {account, to, text}` | the account's own phone sends `text` to `to`: its linked pages get a `fromMe` message → `{id, serialized, devices}` |
 //! | `GET /sim/sent?account=` | `[{id, serialized, to, to_phone, type, body, caption, sent_at, ack, media{mimetype, filename, size, sha256, direct_path}, message}]` |
 //! | `POST /sim/acks {id, ack}` | ack (-1, 1 server, 2 device, 3 read, 4 played) of a sent message (raw or serialized id) |

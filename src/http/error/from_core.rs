@@ -90,6 +90,7 @@ impl From<LeadQueryError> for ApiError {
             LeadQueryError::InvalidPhone(e) => {
                 ApiError::unprocessable("invalid_phone", e.to_string())
             }
+            LeadQueryError::InvalidSource => ApiError::bad_request("invalid_source", e.to_string()),
             LeadQueryError::NotFound => ApiError::NotFound("lead"),
             LeadQueryError::Store(e) => e.into(),
         }

@@ -33,6 +33,8 @@ impl Drop for Live {
 pub(super) struct Connection {
     pub(super) ctx: Arc<AppContext>,
     pub(super) usuario_id: Uuid,
+    /// An admin key: also receives events of connections with notifications off.
+    pub(super) admin: bool,
     pub(super) filter: Option<Arc<TypeFilter>>,
     /// The client's `since`, until the retention gap check has run.
     pub(super) gap_check: Option<i64>,
@@ -167,7 +169,7 @@ impl Connection {
                 .map_err(|_| Outcome::StoreFailed)?
             };
             for event in &page {
-                if allows(self.filter.as_deref(), &event.kind) {
+                if allows(self.filter.as_deref(), &event.kind) && (self.admin || !event.muted) {
                     let frame = Frame::from_event(event);
                     out.feed(Message::text(&*frame.json), None).await?;
                     self.sent += 1;
@@ -236,7 +238,9 @@ impl Connection {
             let mut frame = frame;
             let mut fed = 0;
             loop {
-                if frame.seq > self.position {
+                if frame.seq > self.position && frame.muted && !self.admin {
+                    self.position = frame.seq;
+                } else if frame.seq > self.position {
                     let message = Message::text(&*frame.json);
                     if let Err(step) = out.feed(message, Some(&mut live.rx.closing)).await {
                         return step;

@@ -141,6 +141,7 @@ async fn open(
     let conn = Connection {
         ctx,
         usuario_id: p.usuario_id,
+        admin: p.is_admin,
         filter: q.types.map(Arc::new),
         gap_check: q.since,
         position: q.since.unwrap_or(newest),

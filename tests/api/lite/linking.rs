@@ -109,7 +109,9 @@ async fn lite_qr_png_rotation_refresh_scan_working() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(conf["connection_status"], "WORKING");
+    // The original data model's lowercase status, ours beside it.
+    assert_eq!(conf["connection_status"], "connected");
+    assert_eq!(conf["lite_status"], "WORKING");
     assert_eq!(conf["tipo_conexion"], "lite");
     assert_eq!(conf["numero_telefono"], format!("+{ACCOUNT}"));
     assert!(lite.events("session.status").await >= 3);

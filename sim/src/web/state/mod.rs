@@ -256,6 +256,11 @@ pub struct Inbound {
     pub name: Option<String>,
     pub text: Option<String>,
     pub media: Option<InboundMedia>,
+    /// The Click-to-WhatsApp ad the contact came from, as the page's message model carries it
+    /// (`ctwaContext`: `sourceUrl`, `sourceId`, `sourceType` `ad`|`post`, `title`,
+    /// `description`, `mediaType`, `thumbnailUrl`, `ctwaClid`).
+    #[serde(default)]
+    pub ctwa_context: Option<Value>,
 }
 
 /// The shared simulator state.

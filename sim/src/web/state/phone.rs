@@ -105,6 +105,9 @@ impl Sim {
             }
             (None, None) => return Err(SimError::BadRequest("give text or media".into())),
         }
+        if let Some(ctwa) = &req.ctwa_context {
+            msg["ctwaContext"] = ctwa_context(ctwa)?;
+        }
         let id = incoming_id();
         let serialized = add_incoming(&mut inner, &account, &from, &id, msg);
         Ok(json!({"id": id, "serialized": serialized}))
@@ -382,4 +385,45 @@ impl Sim {
         }
         Ok((blob.bytes.clone(), blob.mimetype.clone()))
     }
+}
+
+/// A Click-to-WhatsApp context as the page's message model holds it: strings only, the
+/// source's URL, id and type (`ad` or `post`) always there.
+fn ctwa_context(v: &Value) -> Result<Value, SimError> {
+    const FIELDS: &[&str] = &[
+        "sourceUrl",
+        "sourceId",
+        "sourceType",
+        "title",
+        "description",
+        "mediaType",
+        "thumbnailUrl",
+        "ctwaClid",
+    ];
+    let o = v
+        .as_object()
+        .ok_or_else(|| SimError::BadRequest("ctwa_context must be an object".into()))?;
+    for (k, v) in o {
+        if !FIELDS.contains(&k.as_str()) || !v.is_string() {
+            return Err(SimError::BadRequest(format!(
+                "ctwa_context.{k} is not a string field of the page's ctwaContext"
+            )));
+        }
+    }
+    for k in ["sourceUrl", "sourceId"] {
+        if !o.contains_key(k) {
+            return Err(SimError::BadRequest(format!(
+                "ctwa_context.{k} is required"
+            )));
+        }
+    }
+    if !matches!(
+        o.get("sourceType").and_then(Value::as_str),
+        Some("ad" | "post")
+    ) {
+        return Err(SimError::BadRequest(
+            "ctwa_context.sourceType must be ad or post".into(),
+        ));
+    }
+    Ok(v.clone())
 }

@@ -1,0 +1,113 @@
+//! A contact changes number (Business `system` message `user_changed_number`): the lead and
+//! the conversation follow, messages from the new number (and late ones from the old)
+//! continue the same history, and a `lead.updated` event says so.
+
+use super::{WAIT, contact_writes, row_json, text};
+use crate::helpers::{eventually, spawn_business_app};
+use serde_json::json;
+use sincro_sim::graph::GraphSimConfig;
+
+const OLD: &str = "+5511987650201";
+const NEW: &str = "+5511987650202";
+
+#[tokio::test]
+async fn crm_number_change_moves_the_lead_and_continues_the_conversation() {
+    let (app, sim) = spawn_business_app(GraphSimConfig::default()).await;
+    let (user, key) = app.user("crm-number@example.com", false).await;
+    let n = app.business_number(&sim.base_url(), &key).await;
+    let sim = sim.base_url();
+    let where_is = |id| {
+        let app = &app;
+        async move {
+            row_json(
+                app,
+                "SELECT c.id AS conversation, c.lead_id AS lead, c.remitente FROM mensajes_conversacion m
+                 JOIN conversaciones c ON c.id = m.conversacion_id WHERE m.id = $1",
+                &[&id],
+            )
+            .await
+        }
+    };
+    let before = where_is(contact_writes(&app, &sim, &n, OLD, text("hola")).await).await;
+
+    // WhatsApp reports the change (from the old number, naming the new one).
+    let change = json!({"type": "system", "system": {
+        "body": "User A changed from 5511987650201 to 5511987650202",
+        "wa_id": NEW.trim_start_matches('+'), "type": "user_changed_number"}});
+    contact_writes(&app, &sim, &n, OLD, change).await;
+    let lead = row_json(
+        &app,
+        "SELECT telefono, metadata FROM leads WHERE id = $1",
+        &[&before["lead"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .unwrap()],
+    )
+    .await;
+    assert_eq!(lead["telefono"], NEW);
+    assert_eq!(lead["metadata"]["telefonos_anteriores"], json!([OLD]));
+    assert_eq!(lead["metadata"]["wa_id"], NEW.trim_start_matches('+'));
+
+    // The new number writes, and a late message from the old one arrives: one history.
+    let after = where_is(contact_writes(&app, &sim, &n, NEW, text("sigo siendo yo")).await).await;
+    assert_eq!(after["conversation"], before["conversation"]);
+    assert_eq!(after["lead"], before["lead"]);
+    assert_eq!(after["remitente"], NEW);
+    let late = where_is(contact_writes(&app, &sim, &n, OLD, text("tarde")).await).await;
+    assert_eq!(late["conversation"], before["conversation"]);
+    let count = |sql: &'static str| {
+        let app = &app;
+        async move { app.count(sql, &[&user]).await }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM leads WHERE usuario_id = $1").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM conversaciones WHERE usuario_id = $1").await,
+        1
+    );
+
+    // The API finds the lead by the new number, and the stream was told.
+    let found: serde_json::Value = app
+        .get(
+            &format!("/v1/leads?phone={}", NEW.replace('+', "%2B")),
+            &key,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["items"][0]["id"], before["lead"]);
+    let told = eventually(WAIT, || async {
+        let client = app.pool().get().await.unwrap();
+        let rows = client
+            .query(
+                "SELECT seq FROM events WHERE usuario_id = $1 AND type = 'lead.updated'",
+                &[&user],
+            )
+            .await
+            .unwrap();
+        (!rows.is_empty()).then_some(rows.len())
+    })
+    .await;
+    assert!(told.is_some());
+    let opened = sincro_core::store::events::read_after(
+        &app.pool().get().await.unwrap(),
+        &app.app().context().sealer,
+        user,
+        0,
+        1000,
+    )
+    .await
+    .unwrap();
+    let changed = opened
+        .iter()
+        .find(|e| e.kind == "lead.updated" && e.data["reason"] == "user_changed_number")
+        .expect("a lead.updated event for the change");
+    assert_eq!(changed.data["changes"]["telefono"], NEW);
+    assert_eq!(changed.data["previous_telefono"], OLD);
+}
