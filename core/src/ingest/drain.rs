@@ -330,9 +330,13 @@ impl Actor for InboxPoller {
         match message {
             InboxPollerMessage::Drain => loop {
                 match drain_once(&state.shared, BATCH_ROWS).await {
-                    Ok(r) => {
+                    Ok(mut r) => {
                         let full = r.rows >= BATCH_ROWS as usize;
+                        // Automatic answers decided with the stored messages, queued now that
+                        // they are committed.
+                        let answers = std::mem::take(&mut r.ingest.auto_replies);
                         after_step(&state.shared, &state.media, r);
+                        crate::crm::auto_reply::send_due(&state.shared, &answers).await;
                         if !full {
                             // Everything due was drained: no lag.
                             metrics::gauge!(LAG_GAUGE).set(0.0);

@@ -166,5 +166,6 @@ impl IngestReport {
         self.leads_created += o.leads_created;
         self.leads_merged += o.leads_merged;
         self.events += o.events;
+        self.auto_replies.extend(o.auto_replies.iter().cloned());
     }
 }
