@@ -34,6 +34,30 @@ pub const SERVICES: [&str; 11] = [
     "nodes",
 ];
 
+/// `GET url` with the key, its JSON body; None while it does not answer with JSON.
+async fn get_json(http: &reqwest::Client, url: String, key: &str) -> Option<Value> {
+    http.get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// `POST url` with the key and a JSON body, its JSON answer.
+async fn post_json(http: &reqwest::Client, url: String, key: &str, body: Value) -> Value {
+    let resp = http
+        .post(url)
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    resp.json().await.unwrap()
+}
+
 /// The daemon's `/metrics` text, None while it does not answer.
 async fn scrape(http: &reqwest::Client, base: &str) -> Option<String> {
     http.get(format!("{base}/metrics"))
@@ -138,19 +162,15 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
         field("app_secret"),
         field("verify_token"),
     );
-    let number: Value = http
-        .post(format!("{base}/v1/business/numbers"))
-        .bearer_auth(&key)
-        .json(
-            &json!({"phone_number_id": field("phone_number_id"), "waba_id": field("waba_id"),
-                      "access_token": token, "app_secret": app_secret, "verify_token": verify}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let credentials = json!({"phone_number_id": field("phone_number_id"), "waba_id": field("waba_id"),
+        "access_token": token, "app_secret": app_secret, "verify_token": verify});
+    let number = post_json(
+        &http,
+        format!("{base}/v1/business/numbers"),
+        &key,
+        credentials,
+    )
+    .await;
     let connection = number["id"].as_str().expect("connected").to_string();
     let subscribed = http
         .post(format!("{}/v23.0/{}/subscribed_apps", graph.base_url(), field("waba_id")))
@@ -199,30 +219,12 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
     .expect("the contact's message on the stream");
     assert_eq!(frame["data"]["direction"], "entrante");
     let outbound_body = format!("outbound body {run}");
-    let queued: Value = http
-        .post(format!("{base}/v1/messages"))
-        .bearer_auth(&second_key)
-        .json(
-            &json!({"connection_id": connection, "to": format!("+{CONTACT}"), "type": "text",
-                      "text": {"body": outbound_body}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let send = json!({"connection_id": connection, "to": format!("+{CONTACT}"), "type": "text",
+        "text": {"body": outbound_body}});
+    let queued = post_json(&http, format!("{base}/v1/messages"), &second_key, send).await;
     let message = queued["id"].as_str().expect("queued").to_string();
     eventually(WAIT, || async {
-        let m: Value = http
-            .get(format!("{base}/v1/messages/{message}"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let m = get_json(&http, format!("{base}/v1/messages/{message}"), &key).await?;
         (m["estado"] == "sent").then_some(())
     })
     .await
@@ -230,26 +232,10 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
 
     // A Lite session linked in Chromium, until a health check measured its browser.
     if has_chromium {
-        let created: Value = http
-            .post(format!("{base}/v1/lite/sessions"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let created = post_json(&http, format!("{base}/v1/lite/sessions"), &key, json!({})).await;
         let id = created["id"].as_str().unwrap().to_string();
         eventually(WAIT, || async {
-            let qr: Value = http
-                .get(format!("{base}/v1/lite/sessions/{id}/qr"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let qr = get_json(&http, format!("{base}/v1/lite/sessions/{id}/qr"), &key).await?;
             let scanned = http
                 .post(format!("{}sim/scan", web.base_url()))
                 .json(&json!({"qr": qr["qr"].as_str()?, "phone": ACCOUNT}))
