@@ -3,10 +3,12 @@
 //! webhook, a message out, a stream client live, a Lite session linked in Chromium, alerts
 //! delivered to a webhook. Then its whole log is searched for every body, contact number,
 //! token, secret and key it handled (none may appear), each line's `service` names a
-//! component, request lines carry their request id; and its `/metrics` serves every metric
-//! the example Prometheus rules name, with no contact number anywhere.
+//! component, request lines carry their request id, send lines their message; the answers of
+//! its POSTs match their documented schemas; and its `/metrics` serves every metric the
+//! example Prometheus rules name, with no contact number anywhere.
 
 use super::metrics::{rule_metrics, served};
+use super::openapi::assert_conforms;
 use crate::helpers::{base_env, eventually, fresh_database};
 use crate::lite::{ACCOUNT, CHROMIUM, chromium, lite_env};
 use crate::process::{command, serve};
@@ -46,16 +48,27 @@ async fn get_json(http: &reqwest::Client, url: String, key: &str) -> Option<Valu
         .ok()
 }
 
-/// `POST url` with the key and a JSON body, its JSON answer.
-async fn post_json(http: &reqwest::Client, url: String, key: &str, body: Value) -> Value {
+/// `POST base + path` with the key and a JSON body: a success whose body matches the schema
+/// documented for `template`, as JSON.
+async fn post_json(
+    http: &reqwest::Client,
+    base: &str,
+    (path, template): (&str, &str),
+    key: &str,
+    body: Value,
+) -> Value {
     let resp = http
-        .post(url)
+        .post(format!("{base}{path}"))
         .bearer_auth(key)
         .json(&body)
         .send()
         .await
         .unwrap();
-    resp.json().await.unwrap()
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    assert!((200..300).contains(&status), "POST {path}: {status}");
+    assert_conforms("POST", template, status, &bytes);
+    serde_json::from_slice(&bytes).unwrap()
 }
 
 /// The daemon's `/metrics` text, None while it does not answer.
@@ -166,7 +179,8 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
         "access_token": token, "app_secret": app_secret, "verify_token": verify});
     let number = post_json(
         &http,
-        format!("{base}/v1/business/numbers"),
+        &base,
+        ("/v1/business/numbers", "/v1/business/numbers"),
         &key,
         credentials,
     )
@@ -221,7 +235,14 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
     let outbound_body = format!("outbound body {run}");
     let send = json!({"connection_id": connection, "to": format!("+{CONTACT}"), "type": "text",
         "text": {"body": outbound_body}});
-    let queued = post_json(&http, format!("{base}/v1/messages"), &second_key, send).await;
+    let queued = post_json(
+        &http,
+        &base,
+        ("/v1/messages", "/v1/messages"),
+        &second_key,
+        send,
+    )
+    .await;
     let message = queued["id"].as_str().expect("queued").to_string();
     eventually(WAIT, || async {
         let m = get_json(&http, format!("{base}/v1/messages/{message}"), &key).await?;
@@ -232,7 +253,14 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
 
     // A Lite session linked in Chromium, until a health check measured its browser.
     if has_chromium {
-        let created = post_json(&http, format!("{base}/v1/lite/sessions"), &key, json!({})).await;
+        let created = post_json(
+            &http,
+            &base,
+            ("/v1/lite/sessions", "/v1/lite/sessions"),
+            &key,
+            json!({}),
+        )
+        .await;
         let id = created["id"].as_str().unwrap().to_string();
         eventually(WAIT, || async {
             let qr = get_json(&http, format!("{base}/v1/lite/sessions/{id}/qr"), &key).await?;
