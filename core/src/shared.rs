@@ -26,6 +26,8 @@ pub struct Shared {
     pub settings: ActorSettings,
     /// Fetches links on users' behalf through the SSRF guard, with `MEDIA_FETCH_ALLOW`.
     pub media_fetcher: Arc<crate::net_guard::MediaFetcher>,
+    /// Measurements the metrics sampler reads (the stream's delays).
+    pub probes: crate::telemetry::probes::Probes,
 }
 
 impl Shared {
