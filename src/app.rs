@@ -192,6 +192,7 @@ impl Application {
             media_fetcher: Arc::new(sincro_core::net_guard::MediaFetcher::new(
                 config.media_fetch_allow.clone(),
             )),
+            probes: Default::default(),
         });
         let (actors, tree) =
             match sincro_core::start_tree(shared.clone(), options.restart_policy).await {

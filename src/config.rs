@@ -171,6 +171,17 @@ impl Reader<'_> {
         v
     }
 
+    /// A positive number of seconds.
+    fn secs(&mut self, name: &str, default: Duration) -> Duration {
+        Duration::from_secs(self.positive(name, default.as_secs(), "a number of seconds"))
+    }
+
+    /// A positive number of milliseconds.
+    fn millis(&mut self, name: &str, default: Duration) -> Duration {
+        let ms = default.as_millis() as u64;
+        Duration::from_millis(self.positive(name, ms, "a number of milliseconds"))
+    }
+
     /// A positive whole number (limits, counts, hours) that fits a `u32`.
     fn count(&mut self, name: &str, default: u32, what: &str) -> u32 {
         let v = self.positive(name, default.into(), what);
@@ -489,23 +500,12 @@ impl Config {
                 }
                 sincro_core::alerts::settings::AlertWebhook { url, secret: secret.unwrap_or_default() }
             });
-            let secs = |r: &mut Reader, name: &str, d: Duration| {
-                Duration::from_secs(r.positive(name, d.as_secs(), "a number of seconds"))
-            };
             sincro_core::alerts::AlertSettings {
                 webhook,
-                queue_age: secs(&mut r, "ALERT_QUEUE_AGE_SECS", d.queue_age),
-                inbox_lag: secs(&mut r, "ALERT_INBOX_LAG_SECS", d.inbox_lag),
-                stream_latency: Duration::from_millis(r.positive(
-                    "ALERT_STREAM_LATENCY_MS",
-                    d.stream_latency.as_millis() as u64,
-                    "a number of milliseconds",
-                )),
-                sample_interval: Duration::from_millis(r.positive(
-                    "METRICS_SAMPLE_MS",
-                    d.sample_interval.as_millis() as u64,
-                    "a number of milliseconds",
-                )),
+                queue_age: r.secs("ALERT_QUEUE_AGE_SECS", d.queue_age),
+                inbox_lag: r.secs("ALERT_INBOX_LAG_SECS", d.inbox_lag),
+                stream_latency: r.millis("ALERT_STREAM_LATENCY_MS", d.stream_latency),
+                sample_interval: r.millis("METRICS_SAMPLE_MS", d.sample_interval),
                 ..d
             }
         };

@@ -28,6 +28,8 @@ pub struct Shared {
     pub media_fetcher: Arc<crate::net_guard::MediaFetcher>,
     /// The last memory reading of each Lite session running here, for the API.
     pub lite_memory: Arc<crate::lite::memory::SessionMemory>,
+    /// Measurements the metrics sampler reads (the stream's delays).
+    pub probes: crate::telemetry::probes::Probes,
 }
 
 impl Shared {

@@ -1,17 +1,20 @@
 //! Performance alerts: after each metrics sample, each threshold of [`AlertSettings`] passed
 //! raises its condition (`queue_age` per priority, `inbox_lag`, `stream_latency`) and one back
-//! under it resolves the condition. The thresholds are configuration (`ALERT_QUEUE_AGE_SECS`,
+//! under it resolves the condition. The same step resolves a user's inbound dead-letter alert
+//! once every letter of theirs was replayed. The thresholds are configuration (`ALERT_QUEUE_AGE_SECS`,
 //! `ALERT_INBOX_LAG_SECS`, `ALERT_STREAM_LATENCY_MS`).
 //!
 //! [`AlertSettings`]: super::AlertSettings
 
-use super::{AlertCondition, keys};
+use super::{AlertCondition, keys, lifecycle};
 use crate::shared::Shared;
+use crate::store::StoreError;
 use crate::store::alerts::Severity;
 use crate::telemetry::{self, Sample};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+use uuid::Uuid;
 
 /// One threshold's verdict: the condition's key, and the alert when it is passed.
 #[derive(Debug, Clone)]
@@ -90,10 +93,37 @@ pub async fn check(shared: &Shared, s: &Sample) {
     }
 }
 
-/// One step: a metrics sample, then its thresholds checked.
-pub async fn step(shared: &Shared) -> Result<Sample, crate::store::StoreError> {
+/// The key `Shared::raise_alert` gives the drain's `inbound_dead_letter` alert of a user
+/// (kind, source, user), without the user.
+pub const DEAD_LETTER_KEY_PREFIX: &str = "inbound_dead_letter:ingest:";
+
+/// Resolves the dead-letter alerts of users who have no letter left to replay.
+pub async fn resolve_cleared_dead_letters(shared: &Shared) -> Result<usize, StoreError> {
+    let client = shared.pool.get().await?;
+    let mut resolved = 0;
+    for key in lifecycle::open_keys(&client, DEAD_LETTER_KEY_PREFIX).await? {
+        let Some(user) = key[DEAD_LETTER_KEY_PREFIX.len()..].parse::<Uuid>().ok() else {
+            continue;
+        };
+        let open: i64 = client
+            .query_one(
+                "SELECT count(*) FROM inbound_dead_letters WHERE usuario_id = $1 AND replayed_at IS NULL",
+                &[&user],
+            )
+            .await?
+            .get(0);
+        if open == 0 && super::resolve_now(shared, &key).await?.is_some() {
+            resolved += 1;
+        }
+    }
+    Ok(resolved)
+}
+
+/// One step: a metrics sample, then its thresholds checked and cleared dead letters resolved.
+pub async fn step(shared: &Shared) -> Result<Sample, StoreError> {
     let s = telemetry::sample(shared).await?;
     check(shared, &s).await;
+    resolve_cleared_dead_letters(shared).await?;
     Ok(s)
 }
 

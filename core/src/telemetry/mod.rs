@@ -8,11 +8,11 @@
 //! the whole cluster's value (aggregate them with `max`, not `sum`).
 
 pub mod catalog;
+pub mod probes;
 pub mod process;
 
 use crate::shared::Shared;
 use crate::store::StoreError;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -29,15 +29,6 @@ pub struct Sample {
     pub inbox_lag: Duration,
     /// The slowest event delivered to a stream client since the last sample.
     pub stream_latency: Duration,
-}
-
-/// The slowest event → stream client delay (milliseconds) since the last sample.
-static STREAM_LATENCY_MAX_MS: AtomicU64 = AtomicU64::new(0);
-
-/// Records how long after it was written an event reached a stream client.
-pub fn stream_latency(latency: Duration) {
-    metrics::histogram!("sincro_stream_event_latency_seconds").record(latency.as_secs_f64());
-    STREAM_LATENCY_MAX_MS.fetch_max(latency.as_millis() as u64, Ordering::Relaxed);
 }
 
 /// A Lite session's Chromium: its memory (PSS) and how many processes it runs.
@@ -100,7 +91,7 @@ pub async fn sample(shared: &Shared) -> Result<Sample, StoreError> {
 
     connections(&client).await?;
     open_alerts(crate::alerts::lifecycle::open_counts(&client).await?);
-    s.stream_latency = Duration::from_millis(STREAM_LATENCY_MAX_MS.swap(0, Ordering::Relaxed));
+    s.stream_latency = shared.probes.take_stream_latency();
     Ok(s)
 }
 

@@ -249,7 +249,7 @@ impl Connection {
                     self.sent += 1;
                     fed += 1;
                     let delay = time::OffsetDateTime::now_utc() - frame.at;
-                    sincro_core::telemetry::stream_latency(delay.unsigned_abs());
+                    self.ctx.probes.stream_latency(delay.unsigned_abs());
                 }
                 if fed >= BATCH {
                     break;

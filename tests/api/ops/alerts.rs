@@ -339,7 +339,7 @@ async fn a_refused_business_token_raises_an_alert_that_new_credentials_resolve()
 }
 
 #[tokio::test]
-async fn performance_thresholds_raise_and_resolve() {
+async fn performance_thresholds_and_cleared_dead_letters_resolve() {
     let app = spawn_app_with(|env| {
         env.insert("ALERT_INBOX_LAG_SECS".into(), "30".into());
         // The daemon's own sampler stays out of the way: the test checks samples it makes.
@@ -370,6 +370,28 @@ async fn performance_thresholds_raise_and_resolve() {
         .await,
         1
     );
+    // A dead-letter alert of a user with no letter left to replay is resolved by the step.
+    let (user, _) = app.user("letters@example.com", false).await;
+    shared.raise_alert(sincro_core::store::alerts::NewAlert {
+        usuario_id: Some(user),
+        kind: "inbound_dead_letter".into(),
+        severity: Severity::Warning,
+        source: "ingest".into(),
+        message: "letters".into(),
+        details: json!({"count": 1}),
+    });
+    eventually(WAIT, || async {
+        let key = format!("{}{user}", alerts::monitor::DEAD_LETTER_KEY_PREFIX);
+        let open = app
+            .count(
+                "SELECT count(*) FROM alerts WHERE dedup_key = $1 AND resolved_at IS NULL",
+                &[&key],
+            )
+            .await;
+        (open == 1).then_some(())
+    })
+    .await
+    .expect("the drain's alert under the key the monitor resolves");
     // A real sample of an idle daemon passes no threshold.
     let s = alerts::monitor::step(&shared).await.unwrap();
     assert_eq!(s.queue.len(), 3);

@@ -3,10 +3,12 @@
 //! webhook, a message out, a stream client live, a Lite session linked in Chromium, alerts
 //! delivered to a webhook. Then its whole log is searched for every body, contact number,
 //! token, secret and key it handled (none may appear), each line's `service` names a
-//! component, request lines carry their request id; and its `/metrics` serves every metric
-//! the example Prometheus rules name, with no contact number anywhere.
+//! component, request lines carry their request id, send lines their message; the answers of
+//! its POSTs match their documented schemas; and its `/metrics` serves every metric the
+//! example Prometheus rules name, with no contact number anywhere.
 
 use super::metrics::{rule_metrics, served};
+use super::openapi::assert_conforms;
 use crate::helpers::{base_env, eventually, fresh_database};
 use crate::lite::{ACCOUNT, CHROMIUM, chromium, lite_env};
 use crate::process::{command, serve};
@@ -33,6 +35,41 @@ pub const SERVICES: [&str; 11] = [
     "supervisor",
     "nodes",
 ];
+
+/// `GET url` with the key, its JSON body; None while it does not answer with JSON.
+async fn get_json(http: &reqwest::Client, url: String, key: &str) -> Option<Value> {
+    http.get(url)
+        .bearer_auth(key)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// `POST base + path` with the key and a JSON body: a success whose body matches the schema
+/// documented for `template`, as JSON.
+async fn post_json(
+    http: &reqwest::Client,
+    base: &str,
+    (path, template): (&str, &str),
+    key: &str,
+    body: Value,
+) -> Value {
+    let resp = http
+        .post(format!("{base}{path}"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    assert!((200..300).contains(&status), "POST {path}: {status}");
+    assert_conforms("POST", template, status, &bytes);
+    serde_json::from_slice(&bytes).unwrap()
+}
 
 /// The daemon's `/metrics` text, None while it does not answer.
 async fn scrape(http: &reqwest::Client, base: &str) -> Option<String> {
@@ -138,19 +175,16 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
         field("app_secret"),
         field("verify_token"),
     );
-    let number: Value = http
-        .post(format!("{base}/v1/business/numbers"))
-        .bearer_auth(&key)
-        .json(
-            &json!({"phone_number_id": field("phone_number_id"), "waba_id": field("waba_id"),
-                      "access_token": token, "app_secret": app_secret, "verify_token": verify}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let credentials = json!({"phone_number_id": field("phone_number_id"), "waba_id": field("waba_id"),
+        "access_token": token, "app_secret": app_secret, "verify_token": verify});
+    let number = post_json(
+        &http,
+        &base,
+        ("/v1/business/numbers", "/v1/business/numbers"),
+        &key,
+        credentials,
+    )
+    .await;
     let connection = number["id"].as_str().expect("connected").to_string();
     let subscribed = http
         .post(format!("{}/v23.0/{}/subscribed_apps", graph.base_url(), field("waba_id")))
@@ -199,30 +233,19 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
     .expect("the contact's message on the stream");
     assert_eq!(frame["data"]["direction"], "entrante");
     let outbound_body = format!("outbound body {run}");
-    let queued: Value = http
-        .post(format!("{base}/v1/messages"))
-        .bearer_auth(&second_key)
-        .json(
-            &json!({"connection_id": connection, "to": format!("+{CONTACT}"), "type": "text",
-                      "text": {"body": outbound_body}}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let send = json!({"connection_id": connection, "to": format!("+{CONTACT}"), "type": "text",
+        "text": {"body": outbound_body}});
+    let queued = post_json(
+        &http,
+        &base,
+        ("/v1/messages", "/v1/messages"),
+        &second_key,
+        send,
+    )
+    .await;
     let message = queued["id"].as_str().expect("queued").to_string();
     eventually(WAIT, || async {
-        let m: Value = http
-            .get(format!("{base}/v1/messages/{message}"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let m = get_json(&http, format!("{base}/v1/messages/{message}"), &key).await?;
         (m["estado"] == "sent").then_some(())
     })
     .await
@@ -230,26 +253,17 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
 
     // A Lite session linked in Chromium, until a health check measured its browser.
     if has_chromium {
-        let created: Value = http
-            .post(format!("{base}/v1/lite/sessions"))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let created = post_json(
+            &http,
+            &base,
+            ("/v1/lite/sessions", "/v1/lite/sessions"),
+            &key,
+            json!({}),
+        )
+        .await;
         let id = created["id"].as_str().unwrap().to_string();
         eventually(WAIT, || async {
-            let qr: Value = http
-                .get(format!("{base}/v1/lite/sessions/{id}/qr"))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let qr = get_json(&http, format!("{base}/v1/lite/sessions/{id}/qr"), &key).await?;
             let scanned = http
                 .post(format!("{}sim/scan", web.base_url()))
                 .json(&json!({"qr": qr["qr"].as_str()?, "phone": ACCOUNT}))
