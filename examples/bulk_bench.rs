@@ -323,6 +323,18 @@ async fn run(url: &str, total: usize, clients: usize) -> Result<(), Box<dyn std:
     );
     let http = reqwest::Client::new();
     let (conn, pnid) = connect(&http, &sim.base_url(), &base, &key).await?;
+    // The number's tier as the daemon keeps it (connecting does not record Meta's level yet).
+    pool.get()
+        .await?
+        .execute(
+            "UPDATE configuracion_mensajeria_usuario SET configuracion = configuracion
+                 || jsonb_build_object('business_config', COALESCE(configuracion->'business_config', '{}')
+                    || '{\"throughput\": {\"level\": \"HIGH\"}}'::jsonb)
+             WHERE id = $1",
+            &[&conn],
+        )
+        .await?;
+    let tiered = Instant::now();
     approved_template(&http, &base, &key, conn).await?;
 
     let base_rate = baseline(&pool, &sealer, user, conn, total, clients).await?;
@@ -333,7 +345,8 @@ async fn run(url: &str, total: usize, clients: usize) -> Result<(), Box<dyn std:
         rate / base_rate
     );
 
-    // Phase 2: release the backlog.
+    // Phase 2: release the backlog, once the lane has re-read the number's limits.
+    tokio::time::sleep(Duration::from_secs(31).saturating_sub(tiered.elapsed())).await;
     let client = pool.get().await?;
     client
         .execute(
