@@ -2,6 +2,8 @@
 //! map so tests never touch the process environment. Every bad value is reported, one line
 //! each; secrets are wrapped in [`Secret`] so Debug output and logs never show them.
 
+mod hooks;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -87,6 +89,8 @@ pub struct Config {
     /// Lite sessions: limits, memory recycling, snapshots; page URL, browser and
     /// DATA_DIR come from the fields above.
     pub lite: sincro_core::lite::LiteSettings,
+    /// Event webhooks (`WEBHOOK_*`).
+    pub hooks: sincro_core::hooks::HooksSettings,
     /// Notices about seed variables that are set but not used; logged once at start.
     pub notices: Vec<String>,
 }
@@ -475,6 +479,7 @@ impl Config {
                 ),
             }
         };
+        let hooks = hooks::read(&mut r);
         let notices = UNUSED_SEED_VARS
             .iter()
             .filter(|(name, _)| r.get(name).is_some())
@@ -516,6 +521,7 @@ impl Config {
             public_url,
             outbound,
             lite,
+            hooks,
             notices,
         })
     }
@@ -538,6 +544,7 @@ impl Config {
             outbound: self.outbound.clone(),
             lite: self.lite.clone(),
             public_url: self.public_url.clone(),
+            hooks: self.hooks.clone(),
         }
     }
 }

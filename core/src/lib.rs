@@ -6,6 +6,7 @@ pub mod business;
 pub mod connection;
 pub mod daemon;
 pub mod digest;
+pub mod hooks;
 pub mod hub;
 pub mod ingest;
 pub mod leads;

@@ -29,6 +29,8 @@ pub struct ActorSettings {
     pub lite: crate::lite::LiteSettings,
     /// `PUBLIC_URL`: connecting a number subscribes the app with its webhook callback.
     pub public_url: Option<String>,
+    /// Event webhooks: URL exceptions, retries, disabling, leases (`WEBHOOK_*`).
+    pub hooks: crate::hooks::HooksSettings,
 }
 
 impl Default for ActorSettings {
@@ -47,6 +49,7 @@ impl Default for ActorSettings {
             outbound: Default::default(),
             lite: Default::default(),
             public_url: None,
+            hooks: Default::default(),
         }
     }
 }

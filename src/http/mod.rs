@@ -12,6 +12,7 @@ pub mod conversations;
 pub mod cursor;
 pub mod error;
 pub mod health;
+pub mod hooks;
 pub mod inbound;
 pub mod keys;
 pub mod leads;
@@ -67,6 +68,8 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .or(inbound::routes(ctx.clone()))
         .unify()
         .or(keys::routes(ctx.clone()))
+        .unify()
+        .or(hooks::routes(ctx.clone()))
         .unify()
         .boxed();
     api.recover(error::recover)

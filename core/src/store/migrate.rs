@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_inbound_inbox.sql"),
     migration!(9, "0009_lite_durable.sql"),
     migration!(10, "0010_key_scopes_audit.sql"),
+    migration!(11, "0011_event_webhooks.sql"),
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).
