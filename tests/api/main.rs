@@ -9,6 +9,7 @@ mod deploy;
 mod embedded_pg;
 mod errors;
 mod helpers;
+mod hooks;
 mod identity;
 mod inbound;
 mod ingest;
