@@ -66,8 +66,11 @@ async fn receivers() -> (String, Arrivals) {
                 .push((seq, Instant::now()));
             warp::reply()
         });
-    let (addr, server) = warp::serve(route).bind_ephemeral(([127, 0, 0, 1], 0));
-    tokio::spawn(server);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(warp::serve(route).incoming(listener).run());
     (format!("http://{addr}"), arrivals)
 }
 

@@ -245,6 +245,7 @@ impl Lane {
             p.attempt += 1;
             let delivery = send::Delivery {
                 url: &target.url,
+                allow: &ctx.settings.allow,
                 headers: &target.headers,
                 secrets: &target.secrets,
                 webhook_id: target.id,

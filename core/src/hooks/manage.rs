@@ -283,6 +283,7 @@ pub async fn test(shared: &Shared, usuario_id: Uuid, id: Uuid) -> Result<TestRes
         &http,
         &send::Delivery {
             url: &target.url,
+            allow: &settings.allow,
             headers: &target.headers,
             secrets: &target.secrets,
             webhook_id: id,

@@ -33,6 +33,8 @@ pub fn client(allow: AllowList, timeout: Duration) -> Client {
 /// One delivery to make.
 pub struct Delivery<'a> {
     pub url: &'a str,
+    /// The exceptions to the guard (`WEBHOOK_URL_ALLOW`), for an address written in the URL.
+    pub allow: &'a AllowList,
     pub headers: &'a [(String, String)],
     pub secrets: &'a [String],
     pub webhook_id: Uuid,
@@ -115,6 +117,15 @@ async fn post(client: &Client, d: &Delivery<'_>) -> Outcome {
             };
         }
     };
+    // An address written in the URL never reaches the guarded resolver: check it here (the
+    // allow list may have changed since the endpoint was made).
+    if let Err(e) = net_guard::check_url(d.allow, &url) {
+        return Outcome::Retry {
+            status: None,
+            error: short(&fetch_error_text(&e)),
+            after: None,
+        };
+    }
     let t = time::OffsetDateTime::now_utc().unix_timestamp();
     let secrets: Vec<&str> = d.secrets.iter().map(String::as_str).collect();
     let mut req = client.post(url);

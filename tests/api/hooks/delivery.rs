@@ -218,3 +218,42 @@ async fn two_nodes_never_deliver_one_event_twice() {
         .await;
     assert!(owners >= 1);
 }
+
+#[tokio::test]
+async fn a_crashed_dispatcher_is_restarted_and_delivery_resumes_at_the_cursor() {
+    // Arrange: a backlog being delivered.
+    let app = hooks_app(&[]).await;
+    let (user, key) = app.user("hooks-crash@test", false).await;
+    let rx = Receiver::start(Mode::Accept).await;
+    create_hook(&app, &key, json!({"url": rx.url})).await;
+    emit(&app, user, &["message.received"; 300]).await;
+    rx.wait_accepted(20, WAIT).await;
+
+    // Act: the HookDispatcher panics (its lanes end with it).
+    let daemon = app.app().context().actors.daemon.clone();
+    let crashed = daemon
+        .call(
+            |reply| sincro_core::daemon::DaemonMessage::Crash {
+                child: "hook_dispatcher".into(),
+                reply,
+            },
+            Some(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(crashed, ractor::rpc::CallResult::Success(true)));
+
+    // Assert: everything arrives in order; at most the delivery in flight is repeated.
+    let got = eventually(Duration::from_secs(60), || async {
+        let got = rx.accepted();
+        let mut distinct = seqs(&got);
+        distinct.dedup();
+        (distinct.len() >= 300).then_some(got)
+    })
+    .await
+    .expect("all 300 delivered after the restart");
+    let mut distinct = seqs(&got);
+    distinct.dedup();
+    assert_eq!(distinct, (1..=300).collect::<Vec<i64>>());
+    assert!(got.len() - 300 <= 1, "{} repeated", got.len() - 300);
+}
