@@ -138,8 +138,15 @@ impl Lane {
             if Instant::now() < at {
                 return Ok(Step::Wait(at.min(self.renew_at)));
             }
-            self.retry_at = None;
-            return self.send_inflight().await;
+            // A retry reloads the endpoint first: a change, a replay or a disable made while
+            // it waited wins over it (a new version drops what is in flight).
+            self.renew_at = Instant::now();
+            if !self.lease().await? {
+                return Ok(Step::Stop);
+            }
+            if self.retry_at.take().is_some() {
+                return self.send_inflight().await;
+            }
         }
         if self.buffer.is_empty() && !self.read_page().await? {
             return Ok(Step::Idle);
