@@ -2,6 +2,8 @@
 //! map so tests never touch the process environment. Every bad value is reported, one line
 //! each; secrets are wrapped in [`Secret`] so Debug output and logs never show them.
 
+mod hooks;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -91,6 +93,8 @@ pub struct Config {
     pub alerts: sincro_core::alerts::AlertSettings,
     /// Opt-out keywords and retention (`OPT_OUT_KEYWORDS`, `*RETENTION_DAYS`).
     pub privacy: sincro_core::privacy::PrivacySettings,
+    /// Event webhooks (`WEBHOOK_*`).
+    pub hooks: sincro_core::hooks::HooksSettings,
     /// Notices about seed variables that are set but not used; logged once at start.
     pub notices: Vec<String>,
 }
@@ -534,6 +538,7 @@ impl Config {
                 retention_batch: d.retention_batch,
             }
         };
+        let hooks = hooks::read(&mut r);
         let notices = UNUSED_SEED_VARS
             .iter()
             .filter(|(name, _)| r.get(name).is_some())
@@ -577,6 +582,7 @@ impl Config {
             lite,
             alerts,
             privacy,
+            hooks,
             notices,
         })
     }
@@ -601,6 +607,7 @@ impl Config {
             public_url: self.public_url.clone(),
             alerts: self.alerts.clone(),
             privacy: self.privacy.clone(),
+            hooks: self.hooks.clone(),
         }
     }
 }

@@ -4,6 +4,8 @@
 
 use crate::business::handle::BusinessSupervisorHandle;
 use crate::business::supervisor::{BusinessSupervisor, BusinessSupervisorMessage};
+use crate::hooks::dispatcher::{HookDispatcher, HookDispatcherMessage};
+use crate::hooks::handle::HookDispatcherHandle;
 use crate::hub::{Hub, HubHandle, HubMessage};
 use crate::ingest::{Ingest, IngestHandle, IngestMessage};
 use crate::leads::handle::LeadSyncHandle;
@@ -37,6 +39,7 @@ pub struct ChildSlots {
     pub business: Slot<BusinessSupervisorMessage>,
     pub lite: Slot<LiteSupervisorMessage>,
     pub retention: Slot<RetentionMessage>,
+    pub hooks: Slot<HookDispatcherMessage>,
 }
 
 /// `ChildSlots::NAME(&self) -> HANDLE`: the handle over one child's slot, each written once.
@@ -61,6 +64,7 @@ slot_handles! {
     ingest_handle: ingest => IngestHandle,
     dispatcher_handle: dispatcher => DispatcherHandle,
     retention_handle: retention => RetentionHandle,
+    hooks_handle: hooks => HookDispatcherHandle,
 }
 
 /// The running tree as the rest of the daemon sees it.
@@ -197,6 +201,11 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
     let dispatcher = shared_spec(shared, "dispatcher", false, &slots.dispatcher, |s| {
         (Dispatcher, s)
     });
+    // Event webhooks read only the event log: started last, stopped first, handing their
+    // endpoints' leases back for another node to take at once.
+    let hooks = shared_spec(shared, "hook_dispatcher", false, &slots.hooks, |s| {
+        (HookDispatcher, s)
+    });
     vec![
         membership,
         rate_limiter,
@@ -207,6 +216,7 @@ fn specs(shared: &Arc<Shared>, slots: &ChildSlots) -> Vec<ChildSpec> {
         business,
         lite,
         dispatcher,
+        hooks,
     ]
 }
 

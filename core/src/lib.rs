@@ -8,6 +8,7 @@ pub mod connection;
 pub mod crm;
 pub mod daemon;
 pub mod digest;
+pub mod hooks;
 pub mod hub;
 pub mod ingest;
 pub mod leads;

@@ -33,6 +33,8 @@ pub struct ActorSettings {
     pub alerts: crate::alerts::settings::AlertSettings,
     /// Opt-out keywords and retention.
     pub privacy: crate::privacy::PrivacySettings,
+    /// Event webhooks: URL exceptions, retries, disabling, leases (`WEBHOOK_*`).
+    pub hooks: crate::hooks::HooksSettings,
 }
 
 impl Default for ActorSettings {
@@ -53,6 +55,7 @@ impl Default for ActorSettings {
             public_url: None,
             alerts: Default::default(),
             privacy: Default::default(),
+            hooks: Default::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod conversations;
 pub mod cursor;
 pub mod error;
 pub mod health;
+pub mod hooks;
 pub mod inbound;
 pub mod keys;
 pub mod leads;
@@ -81,6 +82,8 @@ pub fn routes(ctx: Arc<AppContext>) -> BoxedFilter<(Response,)> {
         .or(keys::routes(ctx.clone()))
         .unify()
         .or(alerts::routes(ctx.clone()))
+        .unify()
+        .or(hooks::routes(ctx.clone()))
         .unify()
         .or(queue::routes(ctx.clone()))
         .unify()

@@ -11,6 +11,7 @@ mod deploy;
 mod embedded_pg;
 mod errors;
 mod helpers;
+mod hooks;
 mod identity;
 mod inbound;
 mod inbound_batching;

@@ -15,6 +15,7 @@ const CHILDREN: &[&str] = &[
     "dispatcher",
     "business_supervisor",
     "lite_supervisor",
+    "hook_dispatcher",
 ];
 
 fn child<'a>(status: &'a Value, name: &str) -> &'a Value {

@@ -123,7 +123,7 @@ impl MediaFetcher {
 
 /// A reqwest error as a [`FetchError`]: a refusal of the resolver or the redirect policy is
 /// found in its chain of causes.
-pub(super) fn classify(e: reqwest::Error) -> FetchError {
+pub fn classify(e: reqwest::Error) -> FetchError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
         if let Some(f) = s.downcast_ref::<FetchError>() {

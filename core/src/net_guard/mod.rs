@@ -25,7 +25,7 @@ mod addresses;
 mod fetcher;
 
 pub use addresses::{AllowList, is_public};
-pub use fetcher::{Fetched, MediaFetcher};
+pub use fetcher::{Fetched, MediaFetcher, classify};
 
 /// Redirects followed at most (each one checked like the first URL).
 pub const MAX_REDIRECTS: usize = 5;

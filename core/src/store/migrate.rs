@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_alerts.sql"),
     migration!(12, "0012_privacy.sql"),
     migration!(13, "0013_crm_contract.sql"),
+    migration!(14, "0014_event_webhooks.sql"),
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).

@@ -10,6 +10,7 @@ use sincro_core::business::error::BusinessSupervisorError;
 use sincro_core::business::graph::GraphError;
 use sincro_core::business::media::UploadError;
 use sincro_core::business::templates::TemplateError;
+use sincro_core::hooks::HookError;
 use sincro_core::hub::HubError;
 use sincro_core::ingest::IngestError;
 use sincro_core::ingest::dead_letter::ReplayError;
@@ -378,5 +379,24 @@ impl From<UploadError> for ApiError {
             UploadError::InvalidFilename => "invalid_filename",
         };
         ApiError::unprocessable(code, e.to_string())
+    }
+}
+
+impl From<HookError> for ApiError {
+    fn from(e: HookError) -> Self {
+        let message = e.to_string();
+        match e {
+            HookError::NotFound => ApiError::NotFound("webhook"),
+            HookError::InvalidUrl(_) => ApiError::unprocessable("invalid_url", message),
+            HookError::UrlNotAllowed(_) => ApiError::unprocessable("url_not_allowed", message),
+            HookError::InvalidTypes(_) => ApiError::unprocessable("invalid_types", message),
+            HookError::InvalidHeader(_) => ApiError::unprocessable("invalid_header", message),
+            HookError::Invalid(code, _) => ApiError::unprocessable(code, message),
+            HookError::SinceNotRetained { .. } => {
+                ApiError::unprocessable("since_not_retained", message)
+            }
+            HookError::SinceAhead { .. } => ApiError::bad_request("invalid_since", message),
+            HookError::Store(e) => e.into(),
+        }
     }
 }
