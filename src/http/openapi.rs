@@ -36,6 +36,15 @@ const FRAGMENTS: &[(&str, &str)] = &[
     ),
     ("media", include_str!("../../docs/openapi/media.json")),
     ("alerts", include_str!("../../docs/openapi/alerts.json")),
+    (
+        "messages_batch",
+        include_str!("../../docs/openapi/messages_batch.json"),
+    ),
+    ("contacts", include_str!("../../docs/openapi/contacts.json")),
+    ("users", include_str!("../../docs/openapi/users.json")),
+    ("queue", include_str!("../../docs/openapi/queue.json")),
+    ("admin", include_str!("../../docs/openapi/admin.json")),
+    ("hooks", include_str!("../../docs/openapi/hooks.json")),
 ];
 
 /// Every HTTP method an OpenAPI path item may hold.

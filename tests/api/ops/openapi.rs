@@ -128,7 +128,7 @@ fn concrete(template: &str) -> String {
     template
         .split('/')
         .map(|s| match s {
-            "{id}" => uuid::Uuid::now_v7().to_string(),
+            s if s == "{id}" || s.ends_with("_id}") => uuid::Uuid::now_v7().to_string(),
             s if s.starts_with('{') => "x".into(),
             s => s.into(),
         })
