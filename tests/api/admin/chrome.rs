@@ -21,12 +21,11 @@ use std::time::{Duration, Instant};
 /// How long one condition on the page may take before the test fails.
 pub const PAGE_WAIT: Duration = Duration::from_secs(90);
 
-/// Where the screenshots go: `admin-screenshots/` in the build's target folder
-/// (`CARGO_TARGET_DIR` when set, else the crate's `target/`), kept by CI as artifacts.
+/// Where the screenshots go: `target/admin-screenshots/` of the checkout, whatever
+/// `CARGO_TARGET_DIR` says (CI builds elsewhere), so a CI run keeps them beside its clone.
 pub fn screenshot_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
         .join("admin-screenshots")
 }
 
