@@ -142,7 +142,7 @@ async fn refresh(
         .query_opt(
             "UPDATE leads SET metadata = metadata || jsonb_build_object($2::text, $3::bigint)
              WHERE id = $1 AND merged_into IS NULL
-               AND COALESCE((metadata->>$2)::bigint, 0) <= $3 - $4
+               AND COALESCE((metadata->>$2)::bigint, 0) <= $3::bigint - $4::bigint
              RETURNING usuario_id, metadata->>$5",
             &[&lead, &CHECKED_AT, &now, &REFRESH_SECS, &TAG],
         )

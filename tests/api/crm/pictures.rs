@@ -76,7 +76,7 @@ async fn lite_profile_pictures_are_stored_sealed_at_most_daily() {
 
     // The first message: the picture is looked up, stored sealed, and the lead shows it.
     contact_writes(&lite, CONTACT, "hola").await;
-    let lead: Value = eventually(WAIT, || async {
+    let lead: Option<Value> = eventually(WAIT, || async {
         let r: Option<Value> = lite
             .app
             .pool()
@@ -93,8 +93,18 @@ async fn lite_profile_pictures_are_stored_sealed_at_most_daily() {
             .map(|r| r.get(0));
         r
     })
-    .await
-    .expect("the lead got the picture");
+    .await;
+    let Some(lead) = lead else {
+        let tried = ["error", "none", "fresh", "sync_off", "stored", "unchanged"];
+        let mut seen = Vec::new();
+        for o in tried {
+            seen.push((o, outcomes(&lite, o).await));
+        }
+        panic!(
+            "the lead got no picture; lookups: {seen:?}, simulator: {}",
+            fetches(&lite).await
+        );
+    };
     let media_id: Uuid = lead["profile_picture_media_id"]
         .as_str()
         .unwrap()
