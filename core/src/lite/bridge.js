@@ -18,7 +18,7 @@
  * resume(since) reports what the page keeps from `since` on (after a browser restart the
  * daemon asks for what came after the last event it confirmed; it dedupes by message id).
  * The daemon calls window.__sincro.* (send, newId, download/chunk/release, put, confirm,
- * resend, resume, refreshQr, pair, logout, takeover, health) with Runtime.evaluate. */
+ * resend, resume, refreshQr, pair, logout, takeover, health, profilePic) with Runtime.evaluate. */
 (function () {
   'use strict';
   if (window.__sincro) return;
@@ -217,6 +217,27 @@
     return R('WABase64').encodeB64(b.subarray(offset, offset + len));
   };
   api.release = function (key) { api.media.delete(key); api.uploads.delete(key); return true; };
+
+  // A contact's profile picture, looked up on the server and fetched by the browser from the
+  // link it gives (a CDN link that expires): {mimetype, b64}, or null when the contact has
+  // none or hides it (a 404/401 from the server), or when it is larger than maxBytes.
+  api.profilePic = async function (digits, maxBytes) {
+    var W = R('WAWebWidFactory');
+    var info;
+    try {
+      info = await R('WAWebContactProfilePicThumbBridge').requestProfilePicFromServer(W.createWid(digits + '@c.us'));
+    } catch (e) {
+      if (e && (e.statusCode === 404 || e.statusCode === 401)) return null;
+      throw e;
+    }
+    if (!info || !info.eurl) return null;
+    var res = await fetch(info.eurl, { credentials: 'omit' });
+    if (!res.ok) throw new Error('picture fetch: ' + res.status);
+    var bytes = new Uint8Array(await res.arrayBuffer());
+    if (bytes.length === 0 || bytes.length > maxBytes) return null;
+    var mimetype = (res.headers.get('content-type') || 'image/jpeg').split(';')[0];
+    return { mimetype: mimetype, b64: R('WABase64').encodeB64(bytes), tag: info.tag || null };
+  };
 
   // Media the daemon sends: base64 chunks appended under a key, then send({media: {key}}).
   api.put = function (key, b64) {

@@ -36,6 +36,7 @@ pub mod login;
 pub mod login_storage;
 pub mod media;
 pub mod memory;
+pub mod picture;
 pub mod profile;
 pub mod qr;
 pub mod reaper;

@@ -17,6 +17,8 @@
 //! | `GET /sim/qr` | extra: `[{page, device, ref, qr}]`, the QR strings shown right now |
 //! | `POST /sim/upload?mimetype=&filename=` | the page's media upload (raw body) → media entry |
 //! | `GET /sim/media?direct_path=&media_key=` | the bytes behind a `directPath` (page downloads, tests) |
+//! | `POST /sim/profile-pic {phone, mimetype, data_base64}` | contact `phone`'s profile picture from now on |
+//! | `GET /sim/profile-pic-fetches` | `{phone: n}`: how many times pages looked up each contact's picture |
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -31,7 +33,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::error::SimError;
-use super::state::{Inbound, Sim};
+use super::state::{Inbound, PictureReq, Sim};
 
 #[derive(Deserialize)]
 struct ScanReq {
@@ -197,6 +199,16 @@ pub(super) fn routes(
             let filename = q.get("filename").cloned().filter(|f| !f.is_empty());
             json_reply(Ok(sim.upload(b, &mimetype, filename)))
         });
+    let profile_pic =
+        post("profile-pic")
+            .and(with_sim.clone())
+            .and(body())
+            .map(|sim: Arc<Sim>, b: Bytes| {
+                json_reply(parse::<PictureReq>(&b).and_then(|r| sim.set_profile_pic(r)))
+            });
+    let profile_pic_fetches = get("profile-pic-fetches")
+        .and(with_sim.clone())
+        .map(|sim: Arc<Sim>| json_reply(Ok(sim.profile_pic_fetches())));
     let media =
         get("media")
             .and(with_sim)
@@ -235,6 +247,10 @@ pub(super) fn routes(
         .or(upload)
         .unify()
         .or(media)
+        .unify()
+        .or(profile_pic)
+        .unify()
+        .or(profile_pic_fetches)
         .unify()
 }
 

@@ -3,12 +3,12 @@
 //!
 //! Page → server: `hello {device, keys{noise,identity,adv}, platform, login{account}|null, url,
 //! browser}` (first), `refresh_qr`, `pair_request {rid, phone}`, `send {msg}`, `seen {chat}`,
-//! `exists {rid, wid}`, `receipt {sids}` (the page has these pushes in its own store), `logout`,
+//! `exists {rid, wid}`, `profile_pic {rid, wid}`, `receipt {sids}` (the page has these pushes in its own store), `logout`,
 //! `takeover`.
 //!
 //! Server → page: `welcome {device, status: linked|unpaired|revoked}`, `ref {ref, ttl_ms}`,
 //! `idle`, `pair_code {rid, code}`, `pair_error {rid, message}`, `exists_result {rid, exists,
-//! wid}`, `pairing`, `linked {account, wid, lid, pushname, fresh}`, `synced`, `offline {count}` … `offline_done`, `msg {msg, sid}`,
+//! wid}`, `profile_pic_result {rid, status, eurl?, tag?}`, `pairing`, `linked {account, wid, lid, pushname, fresh}`, `synced`, `offline {count}` … `offline_done`, `msg {msg, sid}`,
 //! `ack {id, ack, error?, sid?}`, `state {state}`, `logout {reason}`. Pushes with a `sid` are
 //! kept for the device until the page sends their `receipt`, and sent again whenever a page of
 //! the device becomes ready.

@@ -1,11 +1,12 @@
 //! The CRM's side of the contract, end to end: the original data model's fields read with
 //! plain SQL after each lifecycle step (`schema.rs`), lead sources (`sources.rs`), a contact
-//! changing number (`number_change.rs`), automatic answers (`auto_reply.rs`) and connections
+//! changing number (`number_change.rs`), Lite profile pictures (`pictures.rs`), automatic answers (`auto_reply.rs`) and connections
 //! with notifications or contact sync off (`settings.rs`). Business numbers run against the
 //! in-process Graph simulator, Lite sessions against real Chromium and the WhatsApp Web one.
 
 mod auto_reply;
 mod number_change;
+mod pictures;
 mod schema;
 mod settings;
 mod sources;

@@ -5,7 +5,7 @@
 use super::{CALL_TIMEOUT, LiteSessionMessage, SessionState};
 use crate::ingest::InboundItem;
 use crate::lite::bridge::{self, BridgeEvent, PageMessage};
-use crate::lite::{LiteError, Status, inbound, reason, store};
+use crate::lite::{LiteError, Status, inbound, picture, reason, store};
 use ractor::ActorRef;
 use serde_json::json;
 use std::time::Duration;
@@ -216,7 +216,8 @@ impl SessionState {
     }
 
     /// A message the page reports: from a contact, or sent by the account (from its phone
-    /// unless the daemon sent it). Stored durably first; its media is fetched afterwards.
+    /// unless the daemon sent it). Stored durably first; its media and the contact's profile
+    /// picture are fetched afterwards.
     pub(super) async fn inbound(&mut self, eid: Option<String>, msg: PageMessage) {
         let Some(item) = inbound::message_item(self.args.usuario_id, self.id(), &msg) else {
             tracing::debug!(session = %self.id(), "ignored a message that is not a contact's chat");
@@ -239,6 +240,14 @@ impl SessionState {
         let stored = self
             .durable(eid, vec![InboundItem::Message(item)], msg.t)
             .await;
+        if stored
+            && let Some(r) = &mut self.running
+            && let Some(task) =
+                picture::spawn(self.args.shared.clone(), r.page.clone(), self.args.id, &msg)
+        {
+            r.tasks.retain(|t| !t.is_finished());
+            r.tasks.push(task);
+        }
         if stored
             && msg.media
             && let Some(r) = &mut self.running

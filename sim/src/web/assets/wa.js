@@ -814,13 +814,19 @@
   });
   define('WAWebContactProfilePicThumbBridge', ['WAWebWidFactory'], function (W) {
     return {
-      // The simulator's contacts have no pictures: the server answers 404 like WhatsApp does
-      // for a contact whose privacy hides it.
-      requestProfilePicFromServer: function () {
-        var e = new Error('item-not-found');
-        e.name = 'ServerStatusCodeError';
-        e.statusCode = 404;
-        return Promise.reject(e);
+      // Asks the server for the contact's picture: {eurl, tag, id} with a link the browser
+      // fetches, or a 404 (no picture, or its privacy hides it) as WhatsApp answers.
+      requestProfilePicFromServer: function (w) {
+        var wid = W.createWid(w);
+        return rpc({ t: 'profile_pic', wid: wid._serialized }).then(function (r) {
+          if (r && r.status === 200 && r.eurl) {
+            return { eurl: new URL(r.eurl, location.href).href, tag: r.tag, id: wid };
+          }
+          var e = new Error('item-not-found');
+          e.name = 'ServerStatusCodeError';
+          e.statusCode = (r && r.status) || 404;
+          throw e;
+        });
       },
       profilePicResync: function () { return Promise.resolve(); },
     };
@@ -1007,6 +1013,7 @@
         if (m.t === 'pair_code') { pairingCode = m.code; r.resolve(m.code); render(); } else r.reject(new Error(m.message));
         break;
       }
+      case 'profile_pic_result':
       case 'exists_result': {
         var q = rpcs.get(m.rid);
         if (q) { rpcs.delete(m.rid); q.resolve(m); }

@@ -11,6 +11,7 @@
 mod delivery;
 mod pages;
 mod phone;
+mod pictures;
 mod values;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,6 +26,8 @@ use tokio::sync::{mpsc, watch};
 use super::WebSimConfig;
 use delivery::*;
 use values::*;
+
+pub use pictures::PictureReq;
 
 pub use values::normalize_phone;
 
@@ -208,6 +211,10 @@ struct Inner {
     next_page: PageId,
     /// Sequence of pushes kept for devices (`sid`).
     next_sid: u64,
+    /// Contacts' profile pictures, by phone number.
+    pictures: HashMap<String, pictures::Picture>,
+    /// Picture lookups the pages made, by contact phone number.
+    picture_fetches: BTreeMap<String, u64>,
 }
 
 /// The fields of a message's media that describe the stored file (as WhatsApp Web gives

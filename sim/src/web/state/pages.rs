@@ -140,6 +140,7 @@ impl Sim {
                 page.push(json!({"t": "exists_result", "rid": rid, "exists": known,
                     "wid": known.then(|| format!("{user}@c.us"))}));
             }
+            "profile_pic" => super::pictures::lookup(&mut inner, page_id, &msg),
             "send" => {
                 let m = msg.get("msg").cloned().unwrap_or(Value::Null);
                 self.page_send(&mut inner, page_id, m);
