@@ -10,7 +10,9 @@
  *   synced {me}                                        Socket hasSynced: logged in and loaded
  *   logout {}                                          Cmd logout / logout_from_bridge
  *   msg {eid, msg}                                     a new message (Msg add): from a contact, or
- *                                                      msg.fromMe, sent from the account's phone
+ *                                                      msg.fromMe, sent from the account's phone;
+ *                                                      also a contact's number-change notice
+ *                                                      (Msg add or change)
  *   ack {eid, id, ack}                                 ack change of a message the account sent
  *   error {error}                                      the modules never appeared
  * msg and ack events stay pending here until the daemon confirms their eid (confirm), once it
@@ -101,8 +103,14 @@
       author: wid(m.author), type: m.type, body: hasMedia ? undefined : m.body, caption: m.caption,
       t: m.t, notifyName: m.notifyName, mimetype: m.mimetype, filename: m.filename, size: m.size,
       media: hasMedia, lat: m.lat, lng: m.lng, loc: m.loc, quoted: m.quotedStanzaID,
-      ctwa: ctwaOf(m),
+      ctwa: ctwaOf(m), subtype: m.subtype, to: wid(m.to),
+      templateParams: Array.isArray(m.templateParams) ? m.templateParams.map(wid) : undefined,
     };
+  }
+  // WhatsApp Web's notice that a contact changed number (in the old number's chat: `to` is
+  // the new id, `templateParams` the old and the new).
+  function isNumberChange(m) {
+    return !!m && m.type === 'notification_template' && m.subtype === 'change_number';
   }
 
   // An event the daemon must confirm: reported now, and again until confirmed.
@@ -149,6 +157,11 @@
     Msg.on('add', function (msg) {
       if (!msg || !msg.isNewMsg || !msg.id) return;
       reportMsg(msg);
+    });
+    // A number-change notice may be filled in after it was added (drivers of the real page
+    // watch for it on `change`): reported again then; the daemon keeps one row per id.
+    Msg.on('change', function (msg) {
+      if (isNumberChange(msg) && msg.id && msg.isNewMsg) reportMsg(msg);
     });
     Msg.on('change:ack', function (msg, ack) {
       if (!msg || !msg.id || !msg.id.fromMe) return;

@@ -96,6 +96,15 @@ pub struct PageMessage {
     /// The Click-to-WhatsApp ad the contact came from (the model's `ctwaContext`).
     #[serde(default)]
     pub ctwa: Option<serde_json::Value>,
+    /// A notice's kind (`change_number` for a contact that changed number).
+    #[serde(default)]
+    pub subtype: Option<String>,
+    /// A number-change notice's new id (WhatsApp Web puts it in the model's `to`).
+    #[serde(default)]
+    pub to: Option<String>,
+    /// A notice's parameters (a number change: the old and the new id).
+    #[serde(rename = "templateParams", default)]
+    pub template_params: Vec<String>,
 }
 
 impl BridgeEvent {

@@ -18,6 +18,7 @@
 
 use super::LiteError;
 use super::bridge::{self, PageMessage};
+use crate::crm::identity;
 use crate::ingest::{Estado, InboundItem, InboundMessage, MessageKind, StatusUpdate, inbox};
 use crate::media_store::{self, MAX_MEDIA_BYTES, NewMedia};
 use crate::shared::Shared;
@@ -41,8 +42,24 @@ pub const RESUME_SLACK_SECS: i64 = 120;
 /// How long a media task waits for its message's row (the inbox drain stores it).
 const ROW_WAIT: Duration = Duration::from_secs(60);
 
+/// The page's `subtype` of a contact's number-change notice.
+const CHANGE_NUMBER: &str = "change_number";
+
+/// The new number (digits) of a number-change notice in chat `remote`: the model's `to`, else
+/// whichever of its `templateParams` is not the old id; None when it is not a phone number.
+fn changed_to(msg: &PageMessage, remote: &str) -> Option<String> {
+    let new = msg.to.as_deref().filter(|to| *to != remote).or_else(|| {
+        msg.template_params
+            .iter()
+            .map(String::as_str)
+            .find(|p| *p != remote)
+    })?;
+    let digits = new.strip_suffix("@c.us")?;
+    (!digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())).then(|| digits.to_string())
+}
+
 /// What a page message becomes: None for what is not a CRM message (groups, status
-/// broadcasts, system notices).
+/// broadcasts, system notices other than a contact's change of number).
 pub fn message_item(
     usuario_id: Uuid,
     connection_id: Uuid,
@@ -65,6 +82,9 @@ pub fn message_item(
         "sticker" => MessageKind::Sticker,
         "location" => MessageKind::Ubicacion,
         "vcard" | "multi_vcard" => MessageKind::Contacto,
+        "notification_template" if msg.subtype.as_deref() == Some(CHANGE_NUMBER) => {
+            MessageKind::Sistema
+        }
         "revoked" | "gp2" | "e2e_notification" | "notification_template" | "ciphertext" => {
             return None;
         }
@@ -77,6 +97,12 @@ pub fn message_item(
     }
     if let Some(r) = msg.ctwa.as_ref().and_then(crate::crm::source::from_page) {
         details["referral"] = r;
+    }
+    if kind == MessageKind::Sistema {
+        // Filed as the Cloud API files its `user_changed_number`, so the CRM side
+        // (`crm::identity`) moves the lead the same way for both kinds of connection.
+        details["system_type"] = json!(identity::USER_CHANGED_NUMBER);
+        details["new_wa_id"] = json!(changed_to(msg, remote)?);
     }
     if msg.media {
         let mime = msg
@@ -407,6 +433,36 @@ mod tests {
 
     fn page_msg(json: &str) -> PageMessage {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_number_change_notice_names_the_new_number() {
+        // As WhatsApp Web files it: in the old chat, `to` the new id, both in templateParams.
+        let m = page_msg(
+            r#"{"id":"N1","serialized":"false_5511@c.us_N1","remote":"5511@c.us","type":"notification_template","subtype":"change_number","to":"5522@c.us","templateParams":["5511@c.us","5522@c.us"]}"#,
+        );
+        let item = message_item(Uuid::nil(), Uuid::nil(), &m).unwrap();
+        assert_eq!(item.kind, MessageKind::Sistema);
+        assert_eq!(item.from, "+5511");
+        assert_eq!(item.details["system_type"], "user_changed_number");
+        assert_eq!(item.details["new_wa_id"], "5522");
+        assert_eq!(
+            crate::crm::identity::new_number(&item).as_deref(),
+            Some("5522")
+        );
+        // Only the parameters: the one that is not the old id.
+        let m = page_msg(
+            r#"{"id":"N2","serialized":"x","remote":"5511@c.us","type":"notification_template","subtype":"change_number","templateParams":["5511@c.us","5533@c.us"]}"#,
+        );
+        let item = message_item(Uuid::nil(), Uuid::nil(), &m).unwrap();
+        assert_eq!(item.details["new_wa_id"], "5533");
+        // A new id that is not a number, and other notices: not CRM messages.
+        for other in [
+            r#"{"id":"N3","serialized":"x","remote":"5511@c.us","type":"notification_template","subtype":"change_number","to":"99@lid"}"#,
+            r#"{"id":"N4","serialized":"x","remote":"5511@c.us","type":"notification_template","subtype":"biz_intro"}"#,
+        ] {
+            assert!(message_item(Uuid::nil(), Uuid::nil(), &page_msg(other)).is_none());
+        }
     }
 
     #[test]

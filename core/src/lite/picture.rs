@@ -53,8 +53,8 @@ pub fn spawn(
     connection_id: Uuid,
     msg: &PageMessage,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    if msg.from_me {
-        return None;
+    if msg.from_me || msg.kind == "notification_template" {
+        return None; // the account's own, or a notice (a number change) rather than a message
     }
     let digits = msg.remote.as_deref()?.strip_suffix("@c.us")?.to_string();
     if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {

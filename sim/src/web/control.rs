@@ -7,6 +7,7 @@
 //! | `POST /sim/scan {qr, phone, name?}` | phone `phone` scans `qr`; 409 `qr_not_current` unless a page shows it now |
 //! | `POST /sim/pair {code, phone, name?}` | link with a code from `startAltLinkingFlow`; 404 unknown code, 409 other phone |
 //! | `POST /sim/messages {account, from, name?, text?, media?, ctwa_context?}` | contact `from` writes to `account` (`ctwa_context`: the Click-to-WhatsApp ad it came from) → `{id, serialized}` |
+//! | `POST /sim/number-change {account, from, to}` | contact `from` changed number to `to`: the old chat gets WhatsApp Web's `change_number` notice → `{id, serialized}` |
 //! | `POST /sim/phone-send {account, to, text}` | the account's own phone sends `text` to `to`: its linked pages get a `fromMe` message → `{id, serialized, devices}` |
 //! | `GET /sim/sent?account=` | `[{id, serialized, to, to_phone, type, body, caption, sent_at, ack, media{mimetype, filename, size, sha256, direct_path}, message}]` |
 //! | `POST /sim/acks {id, ack}` | ack (-1, 1 server, 2 device, 3 read, 4 played) of a sent message (raw or serialized id) |
@@ -60,6 +61,13 @@ struct PhoneSendReq {
     account: String,
     to: String,
     text: String,
+}
+
+#[derive(Deserialize)]
+struct NumberChangeReq {
+    account: String,
+    from: String,
+    to: String,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +156,16 @@ pub(super) fn routes(
                         .and_then(|r| sim.phone_send(&r.account, &r.to, &r.text)),
                 )
             });
+    let number_change =
+        post("number-change")
+            .and(with_sim.clone())
+            .and(body())
+            .map(|sim: Arc<Sim>, b: Bytes| {
+                json_reply(
+                    parse::<NumberChangeReq>(&b)
+                        .and_then(|r| sim.number_change(&r.account, &r.from, &r.to)),
+                )
+            });
     let sent = get("sent")
         .and(with_sim.clone())
         .and(warp::query::<Query>())
@@ -229,6 +247,8 @@ pub(super) fn routes(
         .or(messages)
         .unify()
         .or(phone_send)
+        .unify()
+        .or(number_change)
         .unify()
         .or(sent)
         .unify()

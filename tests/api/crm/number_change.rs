@@ -1,10 +1,12 @@
-//! A contact changes number (Business `system` message `user_changed_number`): the lead and
-//! the conversation follow, messages from the new number (and late ones from the old)
-//! continue the same history, and a `lead.updated` event says so.
+//! A contact changes number (Business: the `system` message `user_changed_number`; Lite:
+//! WhatsApp Web's `change_number` notice, in real Chromium): the lead and the conversation
+//! follow, messages from the new number (and late ones from the old) continue the same
+//! history, and a `lead.updated` event says so.
 
 use super::{WAIT, contact_writes, row_json, text};
 use crate::helpers::{eventually, spawn_business_app};
-use serde_json::json;
+use crate::lite::{ACCOUNT, CHROMIUM, Lite, lite_app};
+use serde_json::{Value, json};
 use sincro_sim::graph::GraphSimConfig;
 
 const OLD: &str = "+5511987650201";
@@ -110,4 +112,107 @@ async fn crm_number_change_moves_the_lead_and_continues_the_conversation() {
         .expect("a lead.updated event for the change");
     assert_eq!(changed.data["changes"]["telefono"], NEW);
     assert_eq!(changed.data["previous_telefono"], OLD);
+}
+
+/// Waits for the row of `sql` (as JSON, its one parameter the Lite user) to exist.
+async fn lite_row(lite: &Lite, sql: &str) -> Value {
+    let got = eventually(WAIT, || async {
+        lite.app
+            .pool()
+            .get()
+            .await
+            .unwrap()
+            .query_opt(&format!("SELECT to_jsonb(x) FROM ({sql}) x"), &[&lite.user])
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, Value>(0))
+    })
+    .await;
+    got.unwrap_or_else(|| panic!("no row for {sql}"))
+}
+
+#[tokio::test]
+async fn lite_number_change_moves_the_lead_and_continues_the_conversation() {
+    let _turn = CHROMIUM.lock().await;
+    let Some(lite) = lite_app().await else { return };
+    lite.working_session(ACCOUNT).await;
+    let (old, new) = ("5511987650301", "5511987650302");
+    let writes = |from: &'static str, text: &'static str| {
+        let lite = &lite;
+        async move {
+            let (status, body) = lite
+                .sim_post(
+                    "messages",
+                    json!({"account": ACCOUNT, "from": from, "name": "Ana", "text": text}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    writes(old, "hola").await;
+    let before = lite_row(
+        &lite,
+        "SELECT c.id AS conversation, c.lead_id AS lead FROM conversaciones c
+         WHERE c.usuario_id = $1",
+    )
+    .await;
+
+    // The page shows WhatsApp Web's notice in the old chat.
+    let (status, body) = lite
+        .sim_post(
+            "number-change",
+            json!({"account": ACCOUNT, "from": old, "to": new}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let lead = lite_row(
+        &lite,
+        "SELECT id, telefono, metadata FROM leads
+         WHERE usuario_id = $1 AND telefono = '+5511987650302'",
+    )
+    .await;
+    assert_eq!(lead["id"], before["lead"]);
+    assert_eq!(
+        lead["metadata"]["telefonos_anteriores"],
+        json!([format!("+{old}")])
+    );
+    assert_eq!(lead["metadata"]["wa_id"], new);
+
+    // The new number writes: the same lead and conversation.
+    writes(new, "sigo siendo yo").await;
+    let after = lite_row(
+        &lite,
+        "SELECT c.id AS conversation, c.lead_id AS lead FROM mensajes_conversacion m
+         JOIN conversaciones c ON c.id = m.conversacion_id
+         WHERE c.usuario_id = $1 AND m.remitente = '+5511987650302'",
+    )
+    .await;
+    assert_eq!(after, before);
+    let count = |sql: &'static str| {
+        let lite = &lite;
+        async move { lite.app.count(sql, &[&lite.user]).await }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM leads WHERE usuario_id = $1").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM conversaciones WHERE usuario_id = $1").await,
+        1
+    );
+    let opened = sincro_core::store::events::read_after(
+        &lite.app.pool().get().await.unwrap(),
+        &lite.app.app().context().sealer,
+        lite.user,
+        0,
+        1000,
+    )
+    .await
+    .unwrap();
+    let changed = opened
+        .iter()
+        .find(|e| e.kind == "lead.updated" && e.data["reason"] == "user_changed_number")
+        .expect("a lead.updated event for the change");
+    assert_eq!(changed.data["changes"]["telefono"], format!("+{new}"));
+    lite.finish().await;
 }

@@ -309,6 +309,10 @@
       if (!(this.id instanceof MsgKey)) this.id = new MsgKey(this.id || {});
       if (this.from && !(this.from instanceof Wid)) this.from = createWid(this.from);
       if (this.to && !(this.to instanceof Wid)) this.to = createWid(this.to);
+      // A number-change notice names the old and the new id as Wids, as WhatsApp Web does.
+      if (this.subtype === 'change_number' && Array.isArray(this.templateParams)) {
+        this.templateParams = this.templateParams.map(createWid);
+      }
       if (this.ack === undefined) this.ack = 0;
       if (this.t === undefined) this.t = nowSecs();
       if (this.type === undefined) this.type = 'chat';
@@ -464,6 +468,7 @@
       k: m.id._serialized,
       key: { fromMe: m.id.fromMe, remote: widStr(m.id.remote), id: m.id.id, participant: widStr(m.id.participant) },
       from: widStr(m.from), to: widStr(m.to),
+      templateParams: Array.isArray(m.templateParams) ? m.templateParams.map(widStr) : undefined,
     });
   }
   // Resolves once the message is committed to the profile (false: no storage).

@@ -71,7 +71,9 @@ pub(super) fn add_incoming(
     let serialized = format!("false_{remote}_{id}");
     msg["id"] = json!({"fromMe": false, "remote": remote, "id": id, "_serialized": serialized});
     msg["from"] = json!(remote);
-    msg["to"] = json!(format!("{account}@c.us"));
+    if msg.get("to").is_none() {
+        msg["to"] = json!(format!("{account}@c.us")); // a notice says whom it is about
+    }
     msg["ack"] = json!(1);
     msg["isNewMsg"] = json!(true);
     inner.messages.insert(

@@ -9,6 +9,7 @@
 //! per-page `epoch` under the lock before acting, so any state change cancels them.
 
 mod delivery;
+mod number_change;
 mod pages;
 mod phone;
 mod pictures;
