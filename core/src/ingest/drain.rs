@@ -233,6 +233,12 @@ pub async fn store_isolated(
     }
     metrics::counter!("sincro_ingest_messages_total").increment(report.messages_inserted as u64);
     metrics::counter!("sincro_ingest_statuses_total").increment(report.statuses_applied as u64);
+    tracing::debug!(
+        messages = report.messages_inserted,
+        statuses = report.statuses_applied,
+        refused = dead.len(),
+        "inbox rows stored"
+    );
     Ok((report, dead))
 }
 

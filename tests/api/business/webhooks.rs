@@ -1,4 +1,4 @@
-//! `GET/POST /webhooks/whatsapp`: Meta's handshake; every case of the shared fixtures
+//! `GET/POST /webhooks/whatsapp`: Meta's handshake; every case of `tests/fixtures/meta-webhooks/`
 //! (ids substituted, signed, posted) landing as the right rows and events; signatures,
 //! malformed and oversized bodies refused with nothing stored; duplicates and reordered
 //! statuses.
@@ -13,9 +13,8 @@ use uuid::Uuid;
 const CONTACT: &str = "5511987654321";
 
 fn fixtures(file: &str) -> serde_json::Map<String, Value> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meta-webhooks");
-    let text =
-        std::fs::read_to_string(dir.join(file)).expect("fixture (shared/ lies beside the clone)");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/meta-webhooks");
+    let text = std::fs::read_to_string(dir.join(file)).expect("fixture");
     serde_json::from_str(&text).unwrap()
 }
 

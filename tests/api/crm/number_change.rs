@@ -4,7 +4,7 @@
 //! history, and a `lead.updated` event says so.
 
 use super::{WAIT, contact_writes, row_json, text};
-use crate::helpers::{eventually, spawn_business_app};
+use crate::helpers::{TestApp, eventually, spawn_business_app};
 use crate::lite::{ACCOUNT, CHROMIUM, Lite, lite_app};
 use serde_json::{Value, json};
 use sincro_sim::graph::GraphSimConfig;
@@ -97,6 +97,13 @@ async fn crm_number_change_moves_the_lead_and_continues_the_conversation() {
     })
     .await;
     assert!(told.is_some());
+    let changed = change_event(&app, user).await;
+    assert_eq!(changed["changes"]["telefono"], NEW);
+    assert_eq!(changed["previous_telefono"], OLD);
+}
+
+/// The data of the `lead.updated` event that announced the change, opened as the stream sends it.
+async fn change_event(app: &TestApp, user: uuid::Uuid) -> Value {
     let opened = sincro_core::store::events::read_after(
         &app.pool().get().await.unwrap(),
         &app.app().context().sealer,
@@ -106,12 +113,11 @@ async fn crm_number_change_moves_the_lead_and_continues_the_conversation() {
     )
     .await
     .unwrap();
-    let changed = opened
-        .iter()
+    opened
+        .into_iter()
         .find(|e| e.kind == "lead.updated" && e.data["reason"] == "user_changed_number")
-        .expect("a lead.updated event for the change");
-    assert_eq!(changed.data["changes"]["telefono"], NEW);
-    assert_eq!(changed.data["previous_telefono"], OLD);
+        .expect("a lead.updated event for the change")
+        .data
 }
 
 /// Waits for the row of `sql` (as JSON, its one parameter the Lite user) to exist.
@@ -200,19 +206,8 @@ async fn lite_number_change_moves_the_lead_and_continues_the_conversation() {
         count("SELECT count(*) FROM conversaciones WHERE usuario_id = $1").await,
         1
     );
-    let opened = sincro_core::store::events::read_after(
-        &lite.app.pool().get().await.unwrap(),
-        &lite.app.app().context().sealer,
-        lite.user,
-        0,
-        1000,
-    )
-    .await
-    .unwrap();
-    let changed = opened
-        .iter()
-        .find(|e| e.kind == "lead.updated" && e.data["reason"] == "user_changed_number")
-        .expect("a lead.updated event for the change");
-    assert_eq!(changed.data["changes"]["telefono"], format!("+{new}"));
+    let changed = change_event(&lite.app, lite.user).await;
+    assert_eq!(changed["changes"]["telefono"], format!("+{new}"));
+    assert_eq!(changed["previous_telefono"], format!("+{old}"));
     lite.finish().await;
 }
