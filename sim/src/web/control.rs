@@ -242,7 +242,10 @@ pub(super) fn routes(
                 }
             });
 
-    scan.or(pair)
+    // Boxed in two halves: one chain of every route is a type deep enough to overflow the
+    // compiler's recursion limit in release builds.
+    let phone = scan
+        .or(pair)
         .unify()
         .or(messages)
         .unify()
@@ -258,8 +261,8 @@ pub(super) fn routes(
         .unify()
         .or(conflict)
         .unify()
-        .or(socket_state)
-        .unify()
+        .boxed();
+    let views = socket_state
         .or(state)
         .unify()
         .or(qr)
@@ -272,6 +275,8 @@ pub(super) fn routes(
         .unify()
         .or(profile_pic_fetches)
         .unify()
+        .boxed();
+    phone.or(views).unify()
 }
 
 /// Turns warp's rejections into the simulator's error shape.
