@@ -61,7 +61,7 @@ async fn keys_are_stored_hashed_only() {
         .await
         .unwrap();
     let raw: String = row.get(2);
-    let secret = key.rsplit('_').next().unwrap();
+    let secret = crate::helpers::key_secret(&key);
     assert!(!raw.contains(secret), "the key's secret part is stored");
     assert!(key.contains(&row.get::<_, String>(0)));
     assert_eq!(row.get::<_, Vec<u8>>(1).len(), 32);

@@ -54,7 +54,7 @@ async fn user_create_prints_a_working_key() {
     assert!(row.get::<_, bool>(1));
     assert!(
         !row.get::<_, String>(2)
-            .contains(key.rsplit('_').next().unwrap())
+            .contains(crate::helpers::key_secret(key))
     );
     let found = sincro_core::store::api_keys::authenticate(
         &sincro_core::store::connect_pool(&url, 1)

@@ -206,6 +206,14 @@ pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> s
     body
 }
 
+/// The secret part of an API key `swk_<prefix>_<secret>`. The secret is base64url, whose
+/// alphabet has `_`, so splitting at the last `_` would sometimes return a fragment of it.
+pub fn key_secret(key: &str) -> &str {
+    key.splitn(3, '_')
+        .nth(2)
+        .expect("a key of the shape swk_<prefix>_<secret>")
+}
+
 /// A second daemon on the same database and ENCRYPTION_KEY as `other` (another node).
 pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
     init_logs();
@@ -332,6 +340,20 @@ impl TestApp {
             resp.text().await.unwrap()
         );
         let created: serde_json::Value = resp.json().await.unwrap();
+        let connection_id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+        // The actor syncs templates from Meta at start; tests that add templates to the store
+        // directly must not have them undone by that sync.
+        self.app()
+            .context()
+            .actors
+            .children
+            .business_handle()
+            .number(connection_id)
+            .await
+            .expect("the number's actor runs")
+            .start_done()
+            .await
+            .expect("the number's start work ends");
         let subscribed = self
             .http
             .post(format!(
@@ -353,7 +375,7 @@ impl TestApp {
             subscribed.text().await.unwrap()
         );
         BusinessNumber {
-            connection_id: created["id"].as_str().unwrap().parse().unwrap(),
+            connection_id,
             phone_number_id: text("phone_number_id"),
             waba_id: text("waba_id"),
             display_phone_number: text("display_phone_number"),
@@ -412,6 +434,22 @@ impl TestApp {
             Duration::from_secs(30),
         )
         .await
+    }
+
+    /// Waits until every webhook inbox row is drained (a row is marked in the drain's
+    /// transaction, so what it stored is visible by then); false if `limit` passed first.
+    pub async fn inbox_drained(&self, limit: Duration) -> bool {
+        eventually(limit, || async {
+            let left = self
+                .count(
+                    "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
+                    &[],
+                )
+                .await;
+            (left == 0).then_some(())
+        })
+        .await
+        .is_some()
     }
 
     /// One number from a query returning a single bigint.

@@ -158,17 +158,7 @@ async fn real_world_senders_are_each_stored_once_on_the_right_lead() {
     .await;
     assert!(wait_all.is_some());
     // Let any replayed delivery finish: the inbox is empty once both copies were drained.
-    let drained = eventually(WAIT, || async {
-        let c = app
-            .count(
-                "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
-                &[],
-            )
-            .await;
-        (c == 0).then_some(())
-    })
-    .await;
-    assert!(drained.is_some());
+    assert!(app.inbox_drained(WAIT).await);
     let (messages, conversations, leads) = (
         app.count(
             "SELECT count(*) FROM mensajes_conversacion WHERE connection_id = $1",
@@ -538,17 +528,7 @@ async fn business_app_echoes_join_the_conversation_as_sent_messages() {
     .await;
     let (direccion, conv) = delivered.expect("the status reached the echo");
     assert_eq!(direccion, "saliente");
-    let drained = eventually(WAIT, || async {
-        let c = app
-            .count(
-                "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
-                &[],
-            )
-            .await;
-        (c == 0).then_some(())
-    })
-    .await;
-    assert!(drained.is_some());
+    assert!(app.inbox_drained(WAIT).await);
     assert_eq!(
         app.count(
             "SELECT count(*) FROM mensajes_conversacion WHERE conversacion_id = $1",

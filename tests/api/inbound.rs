@@ -316,19 +316,6 @@ async fn inbound_template_updates_only_move_forward() {
         }
     };
 
-    let drained = || async {
-        eventually(WAIT, || async {
-            (app.count(
-                "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
-                &[],
-            )
-            .await
-                == 0)
-                .then_some(())
-        })
-        .await
-        .is_some()
-    };
     let post = |event: &'static str, time: i64| {
         let body = send(event, time);
         let app = &app;
@@ -342,7 +329,7 @@ async fn inbound_template_updates_only_move_forward() {
     assert!(wait_for("APPROVED").await);
     assert_eq!(post("PENDING", 100).await, 200);
     assert_eq!(post("PENDING", 200).await, 200);
-    assert!(drained().await);
+    assert!(app.inbox_drained(WAIT).await);
     assert_eq!(
         template_status(&app, n.connection_id, "welcome").await,
         "APPROVED"
@@ -352,7 +339,7 @@ async fn inbound_template_updates_only_move_forward() {
     assert_eq!(post("DELETED", 400).await, 200);
     assert!(wait_for("DELETED").await);
     assert_eq!(post("APPROVED", 500).await, 200);
-    assert!(drained().await);
+    assert!(app.inbox_drained(WAIT).await);
     assert_eq!(
         template_status(&app, n.connection_id, "welcome").await,
         "DELETED"

@@ -108,6 +108,18 @@ impl BusinessNumberHandle {
         BusinessNumberHandle { actor }
     }
 
+    /// Waits until the work the number does at start (template sync, throughput level) is
+    /// over, whatever its outcome.
+    pub async fn start_done(&self) -> Result<(), BusinessError> {
+        ask(
+            &self.actor,
+            BusinessNumberMessage::StartDone,
+            TEMPLATE_TIMEOUT,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Re-reads the account's templates from Meta into the store.
     pub async fn sync_templates(&self) -> Result<SyncReport, BusinessError> {
         ask(

@@ -9,7 +9,8 @@
 use super::BusinessError;
 use super::store::{self, Route};
 use super::templates;
-use super::webhook::{self, Change, TemplateUpdate};
+use super::throughput;
+use super::webhook::{self, Change, NumberUpdate, TemplateUpdate};
 use crate::ingest::InboundItem;
 use crate::ingest::dead_letter::NewDeadLetter;
 use crate::ingest::inbox::{SOURCE_META, Tagged};
@@ -46,11 +47,20 @@ pub struct TemplateChange {
     pub at: Option<OffsetDateTime>,
 }
 
+/// A throughput level Meta gave a connected number (`phone_number_quality_update`).
+pub struct ThroughputChange {
+    pub connection_id: Uuid,
+    pub level: &'static str,
+    /// The entry's `time` (when Meta changed it); the drain's time when absent.
+    pub at: OffsetDateTime,
+}
+
 /// What the bodies of one drain step say, routed.
 #[derive(Default)]
 pub struct Routed {
     pub items: Vec<Tagged>,
     pub templates: Vec<TemplateChange>,
+    pub throughput: Vec<ThroughputChange>,
     pub dead: Vec<NewDeadLetter>,
     pub media: Vec<MediaToFetch>,
     /// Inbound messages of the last two seconds by connection: Meta counts them in the
@@ -108,7 +118,7 @@ pub async fn route(
             | Change::Status {
                 phone_number_id, ..
             } => phone_ids.push(phone_number_id.clone()),
-            Change::Template(_) | Change::Ignored(_) => {}
+            Change::Template(_) | Change::NumberUpdate(_) | Change::Ignored(_) => {}
         }
         waba_ids.push(c.waba_id.clone());
     }
@@ -245,10 +255,73 @@ pub async fn route(
                     at: c.at,
                 });
             }
+            Change::NumberUpdate(u) => {
+                if let Err(reason) = number_update(&routes, &c, u, &mut out.throughput) {
+                    out.dead.push(dead(owner, None, None, reason));
+                }
+            }
             Change::Ignored(field) => tracing::debug!(field = %field, "webhook field not handled"),
         }
     }
     Ok(out)
+}
+
+/// A number-level update for the numbers of the entry's WABA, signed by their owner, whose
+/// display number it names. One that moves no throughput (`ONBOARDING`, messaging limits) is
+/// only logged; one that does but names no such number is the caller's dead letter.
+fn number_update(
+    routes: &[Route],
+    c: &EntryChange,
+    u: &NumberUpdate,
+    out: &mut Vec<ThroughputChange>,
+) -> Result<(), String> {
+    let Some(level) = throughput::level_after(&u.event) else {
+        tracing::debug!(event = %u.event, "number update without a throughput change");
+        return Ok(());
+    };
+    let before = out.len();
+    out.extend(
+        routes
+            .iter()
+            .filter(|r| {
+                r.waba_id == c.waba_id
+                    && r.display_digits == u.display_phone_number
+                    && signed(&c.signed_by, r.usuario_id)
+            })
+            .map(|r| ThroughputChange {
+                connection_id: r.connection_id,
+                level,
+                at: c.at.unwrap_or_else(OffsetDateTime::now_utc),
+            }),
+    );
+    if out.len() == before {
+        return Err(format!(
+            "throughput update for number {} of business account {}, which is not connected here for the body's signer",
+            u.display_phone_number, c.waba_id
+        ));
+    }
+    Ok(())
+}
+
+/// Stores the throughput levels of a step's number updates (inside its transaction).
+pub async fn apply_throughput(
+    tx: &impl GenericClient,
+    sealer: &Sealer,
+    changes: &[ThroughputChange],
+) -> Result<usize, BusinessError> {
+    let mut changed = 0;
+    for t in changes {
+        changed += throughput::store_level(
+            tx,
+            sealer,
+            t.connection_id,
+            t.level,
+            t.at,
+            throughput::Source::Webhook,
+        )
+        .await? as usize;
+    }
+    Ok(changed)
 }
 
 /// The number a message or status change names, if the body may touch it: connected here,

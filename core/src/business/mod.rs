@@ -2,9 +2,10 @@
 //! errors mean ([`classify`]), the BusinessNumber actor that owns one client per connected
 //! phone_number_id ([`number`]), credential validation before a number is stored
 //! ([`validate`]), webhook envelopes → inbound items ([`webhook`]) drained from the durable
-//! inbox ([`inbox`]), templates ([`templates`]), sealed media files ([`media`]) and the rows of
-//! connected numbers ([`store`]). The supervisor is `crate::business::supervisor`; the rest of
-//! the daemon calls it and its numbers through [`handle`].
+//! inbox ([`inbox`]), templates ([`templates`]), sealed media files ([`media`]), the numbers'
+//! throughput levels ([`throughput`]) and the rows of connected numbers ([`store`]). The
+//! supervisor is `crate::business::supervisor`; the rest of the daemon calls it and its numbers
+//! through [`handle`].
 
 mod callback;
 pub mod classify;
@@ -21,11 +22,15 @@ pub mod store;
 pub mod subscription;
 pub mod supervisor;
 pub mod templates;
+pub mod throughput;
 pub mod validate;
 pub mod webhook;
 
 use crate::seal::SealError;
 use crate::store::StoreError;
+
+/// The SQL condition of a connected Business number's row in `configuracion_mensajeria_usuario`.
+pub(crate) const ACTIVE: &str = "activo AND configuracion->>'tipo_conexion' = 'business'";
 
 /// Errors of Business operations, for the actors and the HTTP routes that call them.
 #[derive(Debug, thiserror::Error)]

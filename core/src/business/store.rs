@@ -13,7 +13,7 @@
 //! Meta's handshake (which names only the token) finds its number without opening every row.
 //! Status changes append a `business.status` event in the same transaction.
 
-use super::BusinessError;
+use super::{ACTIVE, BusinessError};
 use crate::seal::{Purpose, Sealer};
 use crate::secret::Secret;
 use crate::store::events;
@@ -30,8 +30,6 @@ pub mod status {
     pub const RESTRICTED: &str = "restricted";
     pub const DISCONNECTED: &str = "disconnected";
 }
-
-const ACTIVE: &str = "activo AND configuracion->>'tipo_conexion' = 'business'";
 
 /// A number with its secrets opened, for the actor that owns it.
 #[derive(Clone, Debug)]
@@ -61,10 +59,12 @@ pub struct NumberInfo {
     pub display_phone_number: Option<String>,
     pub verified_name: Option<String>,
     pub quality_rating: Option<String>,
+    /// `throughput.level`: `STANDARD`, `HIGH`... (the Dispatcher paces sends by it).
+    pub throughput_level: Option<String>,
 }
 
 fn business_config(sealer: &Sealer, c: &Credentials, info: &NumberInfo) -> Value {
-    json!({
+    let mut config = json!({
         "phone_number_id": c.phone_number_id,
         "waba_id": c.waba_id,
         "display_phone_number": info.display_phone_number,
@@ -74,7 +74,15 @@ fn business_config(sealer: &Sealer, c: &Credentials, info: &NumberInfo) -> Value
         "app_secret": sealer.seal_str(Purpose::Secret, c.app_secret.expose()),
         "verify_token": sealer.seal_str(Purpose::Secret, c.verify_token.expose()),
         "verify_token_sha256": crate::digest::sha256_hex(c.verify_token.expose()),
-    })
+    });
+    if let Some(level) = &info.throughput_level {
+        config["throughput"] = super::throughput::stored(
+            level,
+            time::OffsetDateTime::now_utc(),
+            super::throughput::Source::Graph,
+        );
+    }
+    config
 }
 
 fn numero(info: &NumberInfo) -> Option<String> {
@@ -233,6 +241,9 @@ pub struct Route {
     pub usuario_id: Uuid,
     pub phone_number_id: String,
     pub waba_id: String,
+    /// Digits only: Meta's number-level webhooks (`phone_number_quality_update`) name the
+    /// number by it alone.
+    pub display_digits: String,
     /// The app secret, opened (only filled by [`routes`] with `with_secret`).
     pub app_secret: Option<String>,
 }
@@ -287,6 +298,10 @@ pub async fn routes(
             usuario_id: r.get(1),
             phone_number_id: text("phone_number_id"),
             waba_id: text("waba_id"),
+            display_digits: text("display_phone_number")
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect(),
             app_secret,
         });
     }

@@ -81,6 +81,7 @@ pub async fn validate(
         display_phone_number: text("display_phone_number"),
         verified_name: text("verified_name"),
         quality_rating: text("quality_rating"),
+        throughput_level: super::throughput::level_of(&number),
     })
 }
 

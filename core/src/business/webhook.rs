@@ -106,6 +106,15 @@ pub struct TemplateUpdate {
     pub reason: Option<String>,
 }
 
+/// A `phone_number_quality_update`: Meta changed a number's throughput level or its
+/// messaging limit. It names the number only by its display number (digits, no `+`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberUpdate {
+    pub display_phone_number: String,
+    /// `THROUGHPUT_UPGRADE`, `ONBOARDING`...
+    pub event: String,
+}
+
 /// One thing a payload says, in order.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -120,6 +129,7 @@ pub enum Change {
         status: Value,
     },
     Template(TemplateUpdate),
+    NumberUpdate(NumberUpdate),
     /// A field the daemon does not act on (account_update, quality...), by name.
     Ignored(String),
 }
@@ -143,6 +153,10 @@ pub fn changes(envelope: &Value) -> Vec<Change> {
                 "smb_message_echoes" => echoes_change(&value, &mut out),
                 "message_template_status_update" => match template_update(&waba_id, &value) {
                     Some(t) => out.push(Change::Template(t)),
+                    None => out.push(Change::Ignored(field.to_string())),
+                },
+                "phone_number_quality_update" => match number_update(&value) {
+                    Some(u) => out.push(Change::NumberUpdate(u)),
                     None => out.push(Change::Ignored(field.to_string())),
                 },
                 other => out.push(Change::Ignored(other.to_string())),
@@ -224,6 +238,14 @@ fn echoes_change(value: &Value, out: &mut Vec<Change>) {
             message: m.clone(),
         });
     }
+}
+
+fn number_update(v: &Value) -> Option<NumberUpdate> {
+    let display = v.get("display_phone_number").and_then(id_text)?;
+    Some(NumberUpdate {
+        display_phone_number: display.chars().filter(char::is_ascii_digit).collect(),
+        event: v.get("event")?.as_str()?.to_ascii_uppercase(),
+    })
 }
 
 fn template_update(waba_id: &str, v: &Value) -> Option<TemplateUpdate> {
@@ -465,6 +487,27 @@ mod tests {
         assert!(matches!(envelope(b"nope"), Err(EnvelopeError::NotJson(_))));
         assert!(envelope(b"{\"entry\":[]}").is_err());
         assert!(envelope(b"[1,2]").is_err());
+    }
+
+    #[test]
+    fn quality_updates_name_their_number_by_its_display_digits() {
+        // As Meta documents it since `current_limit` was retired: no metadata, no phone number id.
+        let body = json!({"object":"whatsapp_business_account","entry":[{"id":"W1","time":1733000000,
+            "changes":[{"field":"phone_number_quality_update","value":{
+                "display_phone_number":"1 555-078-3881","event":"THROUGHPUT_UPGRADE",
+                "max_daily_conversations_per_business":"TIER_UNLIMITED"}}]}]});
+        match changes(&body).as_slice() {
+            [Change::NumberUpdate(u)] => {
+                assert_eq!(u.display_phone_number, "15550783881");
+                assert_eq!(u.event, "THROUGHPUT_UPGRADE");
+            }
+            other => panic!("{other:?}"),
+        }
+        let shapeless = json!({"entry":[{"id":"W1","changes":[
+            {"field":"phone_number_quality_update","value":{"event":"ONBOARDING"}}]}]});
+        assert!(
+            matches!(changes(&shapeless).as_slice(), [Change::Ignored(f)] if f == "phone_number_quality_update")
+        );
     }
 
     #[test]

@@ -175,6 +175,7 @@ pub async fn drain_once(shared: &Shared, limit: i64) -> Result<DrainReport, Busi
     }
     report.templates_changed =
         meta::apply_templates(&tx, &shared.sealer, &routed.templates).await?;
+    meta::apply_throughput(&tx, &shared.sealer, &routed.throughput).await?;
     dead_letter::record(&tx, &report.dead).await?;
     for d in &report.dead {
         tracing::warn!(inbox_id = d.inbox_id, source = %d.source, connection = ?d.connection_id, reason = %d.reason, "inbound item dead-lettered");

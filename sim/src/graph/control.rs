@@ -30,6 +30,7 @@ use warp::reply::Response;
 use super::config::StatusKind;
 use super::errors::{ControlError, json_response};
 use super::ids;
+use super::levels;
 use super::media;
 use super::records::FaultSpec;
 use super::records::WebhookOptions;
@@ -114,6 +115,7 @@ pub async fn handle(
             ))
         }
         ("POST", ["statuses"]) => emit_status(sim, body),
+        ("POST", ["throughput"]) => levels::set(sim, body),
         _ => Err(ControlError::new(
             404,
             "not_found",

@@ -18,7 +18,7 @@
 //!
 //! Control routes (JSON; see `control.rs`): `POST|GET /sim/accounts`, `POST /sim/inbound`,
 //! `GET /sim/sent`, `POST|GET|DELETE /sim/faults`, `POST|GET /sim/webhooks`,
-//! `POST /sim/statuses`.
+//! `POST /sim/statuses`, `POST /sim/throughput` (a number's level; see `levels.rs`).
 
 mod config;
 mod control;
@@ -26,6 +26,7 @@ mod errors;
 mod faults;
 mod ids;
 mod inbound_extras;
+mod levels;
 mod limits;
 mod media;
 mod messages;

@@ -15,6 +15,7 @@ use super::config::StatusKind;
 use super::errors::{GraphError, code_info, json_response};
 use super::faults;
 use super::ids;
+use super::levels;
 use super::media::mime_kind;
 use super::messages::{self, Request, SendRequest};
 use super::state::{Account, SentMessage, Sim, unix_now};
@@ -205,17 +206,17 @@ fn accept(
             }
         }
         let now = Instant::now();
+        let per_sec = levels::limit(sim, &st, &pnid);
         if !st
             .throughput
             .entry(pnid.clone())
             .or_default()
-            .allows(now, cfg.throughput_per_sec)
+            .allows(now, per_sec)
         {
             return Err(GraphError::new(
                 130429,
                 format!(
-                    "Cloud API message throughput has been reached ({} messages per second).",
-                    cfg.throughput_per_sec
+                    "Cloud API message throughput has been reached ({per_sec} messages per second)."
                 ),
             ));
         }

@@ -90,6 +90,9 @@ pub struct State {
     /// (phone_number_id, wa_id) → unix time of the contact's last inbound message.
     pub windows: HashMap<(String, String), i64>,
     pub throughput: HashMap<String, Throughput>,
+    /// Messages per second of numbers whose level was set (`/sim/throughput`); the others
+    /// have `throughput_per_sec`.
+    pub levels: HashMap<String, u32>,
     pub pair: HashMap<(String, String), PairRate>,
     pub faults: Vec<Fault>,
     pub webhook_options: WebhookOptions,

@@ -231,17 +231,10 @@ async fn business_webhook_every_fixture_message_lands() {
     assert_eq!(name.as_deref(), Some("Test Name"));
     // A row is marked drained when the drain's transaction commits, just after the messages
     // it stored became visible: wait for it.
-    let drained = eventually(Duration::from_secs(10), || async {
-        (app.count(
-            "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
-            &[],
-        )
-        .await
-            == 0)
-            .then_some(())
-    })
-    .await;
-    assert!(drained.is_some(), "every inbox row drained");
+    assert!(
+        app.inbox_drained(Duration::from_secs(10)).await,
+        "every inbox row drained"
+    );
     let raw: String = client
         .query_one("SELECT body FROM webhook_inbox LIMIT 1", &[])
         .await
@@ -338,17 +331,7 @@ async fn business_webhook_statuses_duplicates_and_reordering() {
         substitute(&mut envelope, &n, "wamid.out.reorder");
         post(&app, &n, &envelope).await;
     }
-    let drained = eventually(Duration::from_secs(10), || async {
-        (app.count(
-            "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
-            &[],
-        )
-        .await
-            == 0)
-            .then_some(())
-    })
-    .await;
-    assert!(drained.is_some());
+    assert!(app.inbox_drained(Duration::from_secs(10)).await);
     assert_eq!(estado(&app, "wamid.out.reorder").await.0, "read");
 
     // The duplicated inbound message is one row and one event.

@@ -2,7 +2,7 @@
 //! (nobody else calls Meta with this token), registers itself in `shared.connections` for the
 //! Dispatcher while it runs, sends (checks, Meta's answer classified by
 //! [`super::classify`]), keeps its templates in step with Meta, uploads outbound media and
-//! fetches inbound media.
+//! fetches inbound media; at start it reads the number's throughput level again.
 //!
 //! Calls to Meta run in tasks the actor spawns, so one slow call (up to its timeout) never
 //! holds up the number's other sends; what they share (the client, whether sending is halted,
@@ -26,6 +26,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 mod inbound_media;
+mod level;
 mod sending;
 mod template_calls;
 
@@ -52,6 +53,10 @@ pub enum BusinessNumberMessage {
     },
     /// Download the media of an inbound message (after it was stored) and keep it sealed.
     FetchMedia { external_id: String, details: Value },
+    /// Reply once the work the actor does at start (template sync, throughput level) is done,
+    /// failed or skipped: whoever changes templates behind Meta's back (tests, operators'
+    /// scripts) waits for it, or the start sync may undo the change.
+    StartDone(RpcReplyPort<()>),
     /// Fault injection: panic in the handler (supervision tests).
     Panic,
 }
@@ -68,6 +73,8 @@ pub struct Inner {
     pair_strikes: Mutex<HashMap<String, u32>>,
     /// When sends leave (the Dispatcher's pacing, kept at the last moment).
     departures: Departures,
+    /// Turns true when the work done at start is over.
+    start_done: tokio::sync::watch::Sender<bool>,
 }
 
 impl Inner {
@@ -193,8 +200,10 @@ impl Actor for BusinessNumber {
             halted: Mutex::new(halted),
             pair_strikes: Mutex::new(HashMap::new()),
             departures: Departures::default(),
+            start_done: tokio::sync::watch::Sender::new(false),
         });
-        // Templates in step with Meta from the start (a dead token shows up here too).
+        // The templates and the throughput level in step with Meta from the start (a dead
+        // token shows up here too). Templates first: a send may be waiting on their approval.
         let first = inner.clone();
         tokio::spawn(async move {
             if first.halted().is_none()
@@ -202,6 +211,12 @@ impl Actor for BusinessNumber {
             {
                 tracing::warn!(connection = %first.record.connection_id, error = %e, "template sync at start failed");
             }
+            if first.halted().is_none()
+                && let Err(e) = first.refresh_level().await
+            {
+                tracing::warn!(connection = %first.record.connection_id, error = %e, "reading the throughput level at start failed");
+            }
+            first.start_done.send_replace(true);
         });
         Ok(inner)
     }
@@ -268,6 +283,14 @@ impl Actor for BusinessNumber {
                                 tokio::time::sleep(Duration::from_secs(wait)).await;
                             }
                         }
+                    }
+                });
+            }
+            BusinessNumberMessage::StartDone(reply) => {
+                let mut done = inner.start_done.subscribe();
+                tokio::spawn(async move {
+                    if done.wait_for(|d| *d).await.is_ok() {
+                        let _ = reply.send(());
                     }
                 });
             }
