@@ -11,6 +11,7 @@ use crate::store::StoreError;
 use crate::store::users;
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
+use std::collections::HashSet;
 use uuid::Uuid;
 
 /// The contact key of a number or WhatsApp id the API was given, read in the user's region
@@ -75,8 +76,13 @@ pub struct Footprint {
     pub messages: Vec<Uuid>,
     /// The provider's ids of its messages (wamids, WhatsApp Web ids): statuses name them.
     pub external_ids: Vec<String>,
-    /// Its media files (those its messages name or are linked to).
+    /// Its media files (those its messages name or are linked to) that no other message of
+    /// the user names or is linked to: an erasure removes these.
     pub media: Vec<Uuid>,
+    /// Files its messages name that other messages use too (one upload or link sent to many
+    /// contacts, a received file forwarded): exported with the contact, kept by an erasure so
+    /// the other messages, queued ones too, keep their file.
+    pub shared_media: Vec<Uuid>,
     /// How many consent rows it has.
     pub consent_rows: i64,
 }
@@ -163,17 +169,35 @@ pub async fn footprint(
             strings(&payload, &mut named);
         }
     }
-    let media: Vec<Uuid> = client
+    let candidates: Vec<MediaRow> = client
         .query(
-            "SELECT id FROM media WHERE usuario_id = $1
+            "SELECT id, provider_id, message_id, created_at FROM media WHERE usuario_id = $1
                AND (message_id = ANY($2) OR id::text = ANY($3) OR provider_id = ANY($3))
              ORDER BY created_at, id",
             &[&usuario_id, &messages, &named],
         )
         .await?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| MediaRow {
+            id: r.get(0),
+            provider_id: r.get(1),
+            message_id: r.get(2),
+            created_at: r.get(3),
+        })
         .collect();
+    let used = used_elsewhere(
+        client,
+        sealer,
+        usuario_id,
+        &conversations,
+        &messages,
+        &candidates,
+    )
+    .await?;
+    let (shared_media, media): (Vec<Uuid>, Vec<Uuid>) = candidates
+        .iter()
+        .map(|m| m.id)
+        .partition(|id| used.contains(id));
     let consent_rows: i64 = client
         .query_one(
             "SELECT count(*) FROM contact_consent WHERE usuario_id = $1 AND contact = $2",
@@ -189,8 +213,68 @@ pub async fn footprint(
         messages,
         external_ids,
         media,
+        shared_media,
         consent_rows,
     })
+}
+
+/// A media row a contact's messages name or are linked to.
+struct MediaRow {
+    id: Uuid,
+    provider_id: Option<String>,
+    message_id: Option<Uuid>,
+    created_at: time::OffsetDateTime,
+}
+
+/// Which of `candidates` another message of the user (outside `conversations`) is linked to
+/// or names in its sealed request. Only messages written since the oldest candidate can name
+/// one, so an erasure reads those, not the user's whole history.
+async fn used_elsewhere(
+    client: &impl GenericClient,
+    sealer: &Sealer,
+    usuario_id: Uuid,
+    conversations: &[Uuid],
+    messages: &[Uuid],
+    candidates: &[MediaRow],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let mut used: HashSet<Uuid> = candidates
+        .iter()
+        .filter(|m| m.message_id.is_some_and(|id| !messages.contains(&id)))
+        .map(|m| m.id)
+        .collect();
+    let Some(oldest) = candidates.iter().map(|m| m.created_at).min() else {
+        return Ok(used);
+    };
+    let rows = client
+        .query(
+            "SELECT metadata->>'payload_sealed' FROM mensajes_conversacion
+             WHERE usuario_id = $1 AND NOT (conversacion_id = ANY($2))
+               AND metadata ? 'payload_sealed' AND created_at >= $3",
+            &[&usuario_id, &conversations, &oldest],
+        )
+        .await?;
+    let mut named: HashSet<String> = HashSet::new();
+    for row in &rows {
+        let sealed: Option<String> = row.get(0);
+        if let Some(sealed) = sealed
+            && let Ok(plain) = sealer.open(Purpose::MessageBody, &sealed)
+            && let Ok(payload) = serde_json::from_slice::<Value>(&plain)
+        {
+            let mut found = Vec::new();
+            strings(&payload, &mut found);
+            named.extend(found);
+        }
+    }
+    used.extend(
+        candidates
+            .iter()
+            .filter(|m| {
+                named.contains(&m.id.to_string())
+                    || m.provider_id.as_ref().is_some_and(|p| named.contains(p))
+            })
+            .map(|m| m.id),
+    );
+    Ok(used)
 }
 
 /// Every string leaf of `v`.

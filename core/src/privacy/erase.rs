@@ -4,7 +4,8 @@
 //! of the inbox's webhook bodies ([`super::inbox_scrub`]), and its leads: anonymised (name,
 //! number, e-mail and metadata cleared; the row stays for the CRM's references) or deleted
 //! (`?lead=delete`). One `contact.erased` event tells the CRM (ids only). The media files go
-//! after the commit. Nothing is left that names the number, so a later message from it starts
+//! after the commit, except files other messages use too (one upload sent to many contacts):
+//! those stay with the other messages, counted in `media_files_kept_shared`. Nothing is left that names the number, so a later message from it starts
 //! a new lead and conversation.
 
 use super::PrivacyError;
@@ -51,6 +52,8 @@ pub struct Erased {
     pub messages: u64,
     pub outbox_rows: u64,
     pub media_files: usize,
+    /// Files the contact's messages named that other messages still use, kept.
+    pub media_files_kept_shared: usize,
     pub events: u64,
     pub inbox_rows_rewritten: u64,
     pub inbox_rows_deleted: u64,
@@ -86,6 +89,7 @@ pub async fn erase_contact(
         },
         lead_ids: found.leads.clone(),
         media_files: paths.len(),
+        media_files_kept_shared: found.shared_media.len(),
         ..Erased::default()
     };
     out.events = erase_events(&tx, sealer, usuario_id, &markers).await?;

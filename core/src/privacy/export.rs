@@ -50,7 +50,7 @@ pub async fn prepare(
         return Err(PrivacyError::ContactNotFound);
     }
     let mut media = Vec::new();
-    for id in &found.media {
+    for id in found.media.iter().chain(&found.shared_media) {
         if let Some(row) = media_store::get(&client, usuario_id, *id)
             .await
             .map_err(|e| PrivacyError::Files(e.to_string()))?

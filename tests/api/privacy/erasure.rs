@@ -244,3 +244,84 @@ async fn erasure_can_delete_the_lead() {
     .await;
     assert!(logged.is_some());
 }
+
+#[tokio::test]
+async fn erasure_keeps_a_file_other_contacts_messages_still_use() {
+    // Arrange: one uploaded file sent to two contacts.
+    let (app, _sim, _user, key, n) = business_user("erase-shared@example.com").await;
+    let conn = n.connection_id;
+    for (from, wamid) in [(CONTACT, "wamid.s1"), (OTHER, "wamid.s2")] {
+        receive(&app, &n, &body(&n, vec![text(from, wamid, "oi")])).await;
+    }
+    let up: Value = app
+        .post(
+            &format!("/v1/media?connection_id={conn}&filename=catalogo.pdf"),
+            &key,
+        )
+        .header("content-type", "application/pdf")
+        .body(b"catalogo-da-loja".to_vec())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let media_id: Uuid = up["id"].as_str().unwrap().parse().unwrap();
+    for to in [CONTACT, OTHER] {
+        let doc = json!({"connection_id": conn, "to": to, "type": "document",
+                         "document": {"id": media_id, "filename": "catalogo.pdf"}});
+        let (status, sent) = send(&app, &key, &doc).await;
+        assert_eq!(status, 202, "{sent}");
+    }
+    settled(&app).await;
+    let stored_file = || async {
+        let path: Option<String> = app
+            .pool()
+            .get()
+            .await
+            .unwrap()
+            .query_opt("SELECT storage_path FROM media WHERE id = $1", &[&media_id])
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        path.map(|p| Path::new(&app.env["DATA_DIR"]).join(p).exists())
+    };
+    assert_eq!(stored_file().await, Some(true));
+
+    // Act: the first contact is erased.
+    let resp = app
+        .delete("/v1/contacts/5511987654321", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let erased: Value = resp.json().await.unwrap();
+
+    // Assert: the file stays for the other contact's message, and is in its export.
+    assert_eq!(erased["media_files"], 0, "{erased}");
+    assert_eq!(erased["media_files_kept_shared"], 1, "{erased}");
+    assert_eq!(stored_file().await, Some(true));
+    let export = app
+        .get("/v1/contacts/5521999990000/export", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status().as_u16(), 200);
+    let zip = export.bytes().await.unwrap();
+    let name = format!("media/{media_id}");
+    assert!(
+        zip.windows(name.len()).any(|w| w == name.as_bytes()),
+        "the export names the shared file"
+    );
+
+    // Act + Assert: the last contact using it is erased, and the file goes with it.
+    let resp = app
+        .delete("/v1/contacts/5521999990000", &key)
+        .send()
+        .await
+        .unwrap();
+    let erased: Value = resp.json().await.unwrap();
+    assert_eq!(erased["media_files"], 1, "{erased}");
+    assert_eq!(erased["media_files_kept_shared"], 0, "{erased}");
+    assert_eq!(stored_file().await, None);
+}
