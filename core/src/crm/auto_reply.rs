@@ -4,9 +4,12 @@
 //! `auto_reply_config.window_minutes`. Never to the user's own messages (phone or Business
 //! app: `outgoing`) and never to the daemon's (they are not inbound). The decision is
 //! [`decide`], one function, run inside the ingest transaction, which also claims the
-//! contact's window slot (`auto_replies`); the answer is queued after the commit by
-//! [`send_due`] through `POST /v1/messages`' own path, so it is a normal outbound message
-//! (validated, queued, sent on the connection's lane, with its statuses).
+//! contact's window slot (`auto_replies`, `pending` until queued); the answer is queued after
+//! the commit by [`send_due`] through `POST /v1/messages`' own path, so it is a normal outbound
+//! message (validated, queued, sent on the connection's lane, with its statuses). A daemon
+//! killed between that commit and the queueing leaves the slot pending: [`resume_pending`]
+//! (run by the inbox poller every [`RESUME_EVERY`]) queues the answers still pending after
+//! [`RESUME_AFTER`], with the same idempotency key, so none is lost and none is sent twice.
 
 use super::reply::Due;
 use super::settings::CrmSettings;
@@ -16,8 +19,15 @@ use crate::shared::Shared;
 use crate::store::StoreError;
 use deadpool_postgres::GenericClient;
 use serde_json::{Value, json};
+use std::time::Duration;
 use time::PrimitiveDateTime;
 use uuid::Uuid;
+
+/// How often the inbox poller looks for answers decided but never queued.
+pub const RESUME_EVERY: Duration = Duration::from_secs(30);
+/// How long an answer stays pending before the sweep queues it: the normal path queues it
+/// milliseconds after its decision commits, so one still pending after this was cut off.
+pub const RESUME_AFTER: Duration = Duration::from_secs(60);
 
 /// What the rule needs to know about one stored message.
 #[derive(Debug, Clone, Copy)]
@@ -92,14 +102,17 @@ pub async fn decide(
     }
     let claimed = tx
         .query_opt(
-            "INSERT INTO auto_replies AS a (connection_id, contact, replied_at) VALUES ($1, $2, now())
-             ON CONFLICT (connection_id, contact) DO UPDATE SET replied_at = now(), message_id = NULL
+            "INSERT INTO auto_replies AS a (connection_id, contact, replied_at, in_reply_to, pending)
+             VALUES ($1, $2, now(), $4, true)
+             ON CONFLICT (connection_id, contact) DO UPDATE
+                 SET replied_at = now(), message_id = NULL, in_reply_to = $4, pending = true
              WHERE a.replied_at <= now() - make_interval(mins => $3::int)
              RETURNING 1",
             &[
                 &m.connection_id,
                 &contact,
                 &(s.auto_reply_config.window_minutes.min(i32::MAX as i64) as i32),
+                &message_id,
             ],
         )
         .await?;
@@ -129,18 +142,82 @@ async fn local_now(
 /// Queues each decided answer as a message of its connection (high priority; the inbound
 /// message's id is the idempotency key, so a repeated call queues nothing twice) and marks
 /// it `metadata.auto_reply`. A refusal (e.g. a Business text outside the 24 h window, a
-/// template no longer approved) is logged with its reason and the contact stays unanswered.
+/// template no longer approved) is logged with its reason and the contact stays unanswered;
+/// a store that does not answer leaves the answer pending for [`resume_pending`].
 pub async fn send_due(shared: &Shared, due: &[Due]) {
     for d in due {
-        if let Err(e) = send_one(shared, d).await {
-            tracing::warn!(
-                connection_id = %d.connection_id,
-                in_reply_to = %d.in_reply_to,
-                error = %e,
-                "automatic answer not queued"
-            );
+        let Err(e) = send_one(shared, d).await else {
+            continue;
+        };
+        tracing::warn!(
+            connection_id = %d.connection_id,
+            in_reply_to = %d.in_reply_to,
+            error = %e,
+            "automatic answer not queued"
+        );
+        if !matches!(e, submit::SubmitError::Store(_))
+            && let Err(e) = settle(shared, d).await
+        {
+            tracing::warn!(connection_id = %d.connection_id, error = %e, "automatic answer left pending");
         }
     }
+}
+
+/// Marks the answer of `d` no longer pending (queued, or refused for good).
+async fn settle(shared: &Shared, d: &Due) -> Result<(), StoreError> {
+    shared
+        .pool
+        .get()
+        .await?
+        .execute(
+            "UPDATE auto_replies SET pending = false
+             WHERE connection_id = $1 AND contact = $2 AND in_reply_to = $3",
+            &[&d.connection_id, &d.to, &d.in_reply_to],
+        )
+        .await?;
+    Ok(())
+}
+
+/// One sweep: queues the answers decided more than [`RESUME_AFTER`] ago and still pending
+/// (their daemon stopped between the decision's commit and the queueing), at most 100, with
+/// the connection's answer as configured now. Returns how many it handled.
+pub async fn resume_pending(shared: &Shared) -> Result<usize, StoreError> {
+    let rows = shared
+        .pool
+        .get()
+        .await?
+        .query(
+            "SELECT a.connection_id, a.contact, a.in_reply_to, c.usuario_id, c.configuracion
+             FROM auto_replies a JOIN configuracion_mensajeria_usuario c ON c.id = a.connection_id
+             WHERE a.pending AND a.in_reply_to IS NOT NULL
+               AND a.replied_at < now() - make_interval(secs => $1)
+             ORDER BY a.replied_at LIMIT 100",
+            &[&RESUME_AFTER.as_secs_f64()],
+        )
+        .await?;
+    let mut due = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let d = Due {
+            connection_id: r.get(0),
+            to: r.get(1),
+            in_reply_to: r.get(2),
+            usuario_id: r.get(3),
+            answer: Value::Null,
+        };
+        match answer(&CrmSettings::from_configuracion(&r.get::<_, Value>(4))) {
+            Some(answer) => due.push(Due { answer, ..d }),
+            // Nothing to say any more (the answer was removed from the settings).
+            None => settle(shared, &d).await?,
+        }
+    }
+    if !due.is_empty() {
+        tracing::info!(
+            count = due.len(),
+            "queueing automatic answers a stopped daemon left pending"
+        );
+        send_due(shared, &due).await;
+    }
+    Ok(rows.len())
 }
 
 async fn send_one(shared: &Shared, d: &Due) -> Result<(), submit::SubmitError> {
@@ -176,7 +253,8 @@ async fn send_one(shared: &Shared, d: &Due) -> Result<(), submit::SubmitError> {
         .map_err(StoreError::from)?;
     client
         .execute(
-            "UPDATE auto_replies SET message_id = $3 WHERE connection_id = $1 AND contact = $2",
+            "UPDATE auto_replies SET message_id = $3, pending = false
+             WHERE connection_id = $1 AND contact = $2",
             &[&d.connection_id, &d.to, &view.id],
         )
         .await

@@ -284,6 +284,8 @@ async fn in_savepoint(
 pub enum InboxPollerMessage {
     /// Drain now (the timer, or a component that stored a row).
     Drain,
+    /// Queue the automatic answers a stopped daemon decided but never queued (a timer).
+    ResumeAnswers,
     /// Fault injection: panic in the handler (supervision tests).
     Panic,
 }
@@ -311,6 +313,9 @@ impl Actor for InboxPoller {
         (shared, media): (Arc<Shared>, MediaSink),
     ) -> Result<Self::State, ActorProcessingErr> {
         let timer = myself.send_interval(POLL_EVERY, || InboxPollerMessage::Drain);
+        let resume = myself.send_interval(crate::crm::auto_reply::RESUME_EVERY, || {
+            InboxPollerMessage::ResumeAnswers
+        });
         let wake = shared.inbox_wake.clone();
         let me = myself.clone();
         let waker = tokio::spawn(async move {
@@ -324,7 +329,7 @@ impl Actor for InboxPoller {
         Ok(InboxPollerState {
             shared,
             media,
-            tasks: vec![timer, waker],
+            tasks: vec![timer, resume, waker],
         })
     }
 
@@ -360,6 +365,11 @@ impl Actor for InboxPoller {
                     }
                 }
             },
+            InboxPollerMessage::ResumeAnswers => {
+                if let Err(e) = crate::crm::auto_reply::resume_pending(&state.shared).await {
+                    tracing::warn!(error = %e, "could not look for pending automatic answers");
+                }
+            }
             InboxPollerMessage::Panic => panic!("fault injection in webhook_inbox"),
         }
         Ok(())

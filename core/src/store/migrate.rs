@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(12, "0012_privacy.sql"),
     migration!(13, "0013_crm_contract.sql"),
     migration!(14, "0014_event_webhooks.sql"),
+    migration!(15, "0015_auto_reply_pending.sql"),
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).

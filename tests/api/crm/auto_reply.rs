@@ -164,3 +164,56 @@ async fn crm_auto_reply_answers_outside_business_hours() {
     answered(&app, &sim, &n, f, 1).await;
     assert_eq!(sent_to(&app, &sim, &n, e).await.len(), 1);
 }
+
+#[tokio::test]
+async fn crm_auto_reply_left_pending_by_a_stopped_daemon_is_queued_once() {
+    // Arrange: automatic answers configured, but off while G writes, so nothing answers it;
+    // then the row a daemon killed between the decision's commit and the queueing leaves
+    // behind: G's slot claimed, the answer pending for two minutes.
+    let (app, sim) = spawn_business_app(GraphSimConfig::default()).await;
+    let (user, key) = app.user("crm-pending@example.com", false).await;
+    let n = app.business_number(&sim.base_url(), &key).await;
+    let sim = sim.base_url();
+    let g = "+5511987650321";
+    let mut off = config(json!({}));
+    off["auto_reply"] = json!(false);
+    set_settings(&app, n.connection_id, off).await;
+    let inbound = contact_writes(&app, &sim, &n, g, text("hola")).await;
+    let client = app.pool().get().await.unwrap();
+    let cut_off =
+        "INSERT INTO auto_replies (connection_id, contact, replied_at, in_reply_to, pending)
+                   VALUES ($1, $2, now() - interval '2 minutes', $3, true)
+                   ON CONFLICT (connection_id, contact) DO UPDATE
+                   SET replied_at = now() - interval '2 minutes', pending = true";
+    client
+        .execute(cut_off, &[&n.connection_id, &g, &inbound])
+        .await
+        .unwrap();
+    let shared = app.app().context().shared.clone();
+
+    // Act: one sweep (the poller's own, every 30 s, may run too: either queues it, once).
+    sincro_core::crm::auto_reply::resume_pending(&shared)
+        .await
+        .unwrap();
+
+    // Assert: the answer is queued and reaches the contact; the slot is settled.
+    let to_g = answered(&app, &sim, &n, g, 1).await;
+    assert_eq!(to_g[0]["request"]["text"]["body"], ANSWER);
+    let settled = "SELECT count(*) FROM auto_replies
+                   WHERE connection_id = $1 AND NOT pending AND message_id IS NOT NULL";
+    assert_eq!(app.count(settled, &[&n.connection_id]).await, 1);
+
+    // Act + Assert: cut off again after the queueing but before the slot was settled: the
+    // sweep finds the answer already queued (same key) and queues nothing more.
+    client
+        .execute(cut_off, &[&n.connection_id, &g, &inbound])
+        .await
+        .unwrap();
+    sincro_core::crm::auto_reply::resume_pending(&shared)
+        .await
+        .unwrap();
+    let answers = "SELECT count(*) FROM mensajes_conversacion
+                   WHERE usuario_id = $1 AND metadata->>'auto_reply' = 'true'";
+    assert_eq!(app.count(answers, &[&user]).await, 1);
+    assert_eq!(app.count(settled, &[&n.connection_id]).await, 1);
+}
