@@ -288,6 +288,22 @@ async fn a_full_run_logs_no_content_or_secret_and_serves_every_ruled_metric() {
             .await
             .unwrap();
         assert_eq!(stopped.status().as_u16(), 200);
+        // Its browser closed, its gauges no longer report one.
+        let gone = eventually(WAIT, || async {
+            let text = scrape(&http, &base).await?;
+            text.lines()
+                .any(|l| {
+                    l.starts_with("sincro_lite_chromium_processes{")
+                        && l.contains(&id)
+                        && l.split_whitespace().last() == Some("0")
+                })
+                .then_some(())
+        })
+        .await;
+        assert!(
+            gone.is_some(),
+            "a stopped session still reports its Chromium"
+        );
     }
 
     // Every metric a rule reads is served (Lite's only when Chromium ran here).

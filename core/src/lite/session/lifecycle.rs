@@ -185,6 +185,9 @@ impl SessionState {
             return;
         };
         self.args.shared.lite_memory.forget(self.id());
+        // No browser, no memory: a stopped or recycled session must not keep reporting the
+        // Chromium it had (dashboards and alerts would count a zombie).
+        crate::telemetry::chromium_gauges(self.id(), 0, 0);
         let grace = if graceful {
             // The request leaves at once (the CDP handler still runs); its answer may never
             // come (the browser is closing), so wait for the process instead.

@@ -94,6 +94,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         self.shared.connections.unregister(self.id);
         self.shared.lite_memory.forget(self.id);
+        crate::telemetry::chromium_gauges(self.id, 0, 0);
     }
 }
 
