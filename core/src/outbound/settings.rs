@@ -162,6 +162,17 @@ impl ConnectionLimits {
         }
         (self.per_second().ceil() as usize).clamp(1, 1000)
     }
+
+    /// Sends in flight at once. A Business send holds its place from the moment it is handed
+    /// over (up to 50 ms before its slot) until Meta answers (often 100 to 300 ms), so at
+    /// 1,000 a second a fixed 64 would cap the number at a few hundred: 0.4 s of sending, at
+    /// least 64 and at most 1,000. A Lite session sends one at a time (one page).
+    pub fn concurrency(&self) -> usize {
+        match self.kind {
+            ConnectionKind::Lite => 1,
+            ConnectionKind::Business => ((self.per_second() * 0.4).ceil() as usize).clamp(64, 1000),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +198,23 @@ mod tests {
             &d,
         );
         assert_eq!(l.per_period, 5);
+    }
+
+    #[test]
+    fn concurrency_follows_the_rate() {
+        let d = OutboundSettings::default();
+        let at = |level: &str| {
+            ConnectionLimits::from_config(
+                ConnectionKind::Business,
+                &json!({"business_config": {"throughput": {"level": level}}}),
+                &d,
+            )
+            .concurrency()
+        };
+        assert_eq!(at("STANDARD"), 64);
+        assert_eq!(at("HIGH"), 400);
+        let lite = ConnectionLimits::from_config(ConnectionKind::Lite, &json!({}), &d);
+        assert_eq!(lite.concurrency(), 1);
     }
 
     #[test]

@@ -36,7 +36,8 @@ use uuid::Uuid;
 const PARK_MAX: Duration = Duration::from_secs(2);
 /// Most messages asked permits for in one RateLimiter call.
 const PERMIT_BATCH: usize = 64;
-/// Concurrent sends per Business lane (one per Lite lane: one browser page).
+/// Concurrent sends of a Business lane until its limits are read (then
+/// [`ConnectionLimits::concurrency`]); one per Lite lane: one browser page.
 const BUSINESS_CONCURRENCY: usize = 64;
 
 /// What a lane waits for after a step.
@@ -130,6 +131,13 @@ impl Lane {
         let limits =
             ConnectionLimits::from_config(self.kind, &cfg, &self.ctx.shared.settings.outbound);
         self.usuario_id = usuario;
+        // Only ever grown: a lower level paces sends by its slots anyway, and permits held by
+        // sends in flight cannot be taken back.
+        let wanted = limits.concurrency();
+        if wanted > self.concurrency {
+            self.sends.add_permits(wanted - self.concurrency);
+            self.concurrency = wanted;
+        }
         self.limits = Some(limits.clone());
         self.limits_at = Instant::now();
         Ok(limits)
