@@ -59,11 +59,21 @@ impl StoreError {
         }
     }
 
-    /// Whether PostgreSQL could not be reached at all (as opposed to a query error).
+    /// Whether PostgreSQL could not be reached or serve us just now (as opposed to a query
+    /// error): no connection, a connection that closed, or a server that says so itself:
+    /// connection exceptions (class 08), too many connections or no resources (class 53), and
+    /// a backend terminated by an administrator or a server shutting down or starting
+    /// (57P01 to 57P03: `pg_terminate_backend` answers the next query with 57P01).
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Pool(_) => true,
-            StoreError::Db(e) => e.is_closed() || e.code().is_none(),
+            StoreError::Db(e) => {
+                e.is_closed()
+                    || e.code().is_none_or(|c| {
+                        let c = c.code();
+                        c.starts_with("08") || c.starts_with("53") || c.starts_with("57P0")
+                    })
+            }
             _ => false,
         }
     }

@@ -239,14 +239,18 @@ async fn the_alert_webhook_gets_each_raise_and_resolve_signed_and_retried() {
         let v: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(v["alert"]["id"], raised.id.to_string());
     }
-    assert_eq!(
-        app.count(
-            "SELECT count(*) FROM alert_deliveries WHERE delivered_at IS NOT NULL AND attempts >= 1",
-            &[]
-        )
-        .await,
-        2
-    );
+    // The receiver keeps a post before the notifier reads its answer and marks it delivered.
+    let marked = eventually(WAIT, || async {
+        let n = app
+            .count(
+                "SELECT count(*) FROM alert_deliveries WHERE delivered_at IS NOT NULL AND attempts >= 1",
+                &[],
+            )
+            .await;
+        (n == 2).then_some(())
+    })
+    .await;
+    assert!(marked.is_some(), "both deliveries marked delivered");
 }
 
 #[tokio::test]
