@@ -10,7 +10,7 @@ use super::error::ApiError;
 use super::{json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
-use sincro_core::alerts::{self, Scope, StateFilter};
+use sincro_core::alerts::{self, StateFilter};
 use sincro_core::store::api_keys::Principal;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -50,21 +50,13 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     list.or(ack).unify().boxed()
 }
 
-fn scope(p: &Principal) -> Scope {
-    if p.is_admin {
-        Scope::All
-    } else {
-        Scope::User(p.usuario_id)
-    }
-}
-
 async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let state = StateFilter::parse(q.state.as_deref()).ok_or_else(|| {
         ApiError::bad_request("invalid_state", "state must be open, resolved or all")
     })?;
     let (limit, after) = cursor::request(q.limit, q.cursor.as_deref())?;
     let client = ctx.pool.get().await?;
-    let rows = alerts::lifecycle::list(&client, scope(&p), state, after, limit + 1).await?;
+    let rows = alerts::lifecycle::list(&client, p.scope(), state, after, limit + 1).await?;
     Ok(cursor::page_named(
         "alerts",
         rows,
@@ -76,6 +68,6 @@ async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Respon
 
 async fn ack(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let client = ctx.pool.get().await?;
-    let alert = alerts::ack(&client, scope(&p), id, p.usuario_id).await?;
+    let alert = alerts::ack(&client, p.scope(), id, p.usuario_id).await?;
     Ok(json_reply(StatusCode::OK, &alert))
 }

@@ -12,7 +12,7 @@ use super::{json_reply, respond, with_ctx};
 use crate::context::AppContext;
 use serde::Deserialize;
 use serde_json::json;
-use sincro_core::ingest::dead_letter::{self, Scope};
+use sincro_core::ingest::dead_letter;
 use sincro_core::ingest::inbox;
 use sincro_core::store::api_keys::Principal;
 use std::sync::Arc;
@@ -53,14 +53,6 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
     list.or(replay).unify().boxed()
 }
 
-fn scope(p: &Principal) -> Scope {
-    if p.is_admin {
-        Scope::All
-    } else {
-        Scope::User(p.usuario_id)
-    }
-}
-
 async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let include_replayed = match q.state.as_deref() {
         None | Some("open") => false,
@@ -74,13 +66,13 @@ async fn list(p: Principal, q: ListQuery, ctx: Arc<AppContext>) -> Result<Respon
     };
     let (limit, after) = cursor::request(q.limit, q.cursor.as_deref())?;
     let client = ctx.pool.get().await?;
-    let rows = dead_letter::list(&client, scope(&p), include_replayed, after, limit + 1).await?;
+    let rows = dead_letter::list(&client, p.scope(), include_replayed, after, limit + 1).await?;
     Ok(cursor::page(rows, limit, |r| (r.created_at, r.id), |r| r))
 }
 
 async fn replay(id: Uuid, p: Principal, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let mut client = ctx.pool.get().await?;
-    let inbox_id = dead_letter::replay(&mut client, scope(&p), id).await?;
+    let inbox_id = dead_letter::replay(&mut client, p.scope(), id).await?;
     inbox::wake(&ctx.shared);
     Ok(json_reply(
         StatusCode::ACCEPTED,

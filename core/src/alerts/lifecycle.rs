@@ -5,6 +5,7 @@
 //! sealer, so the daemon's shared state can call it without depending on [`super`].
 
 use crate::seal::Sealer;
+use crate::store::Scope;
 use crate::store::StoreError;
 use crate::store::alerts::Severity;
 use crate::store::events;
@@ -210,22 +211,6 @@ async fn announce(
         .await?;
     }
     Ok(())
-}
-
-/// Which alerts a reader may see: one user's, or all (admins).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    User(Uuid),
-    All,
-}
-
-impl Scope {
-    fn user(self) -> Option<Uuid> {
-        match self {
-            Scope::User(u) => Some(u),
-            Scope::All => None,
-        }
-    }
 }
 
 /// Which alerts a listing shows.

@@ -16,11 +16,11 @@ pub mod notifier;
 pub mod settings;
 
 pub use error::AlertError;
-pub use lifecycle::{Alert, AlertCondition, Scope, StateFilter};
+pub use lifecycle::{Alert, AlertCondition, StateFilter};
 pub use settings::AlertSettings;
 
 use crate::shared::Shared;
-use crate::store::StoreError;
+use crate::store::{Scope, StoreError};
 use std::sync::Arc;
 
 /// Raises `condition` without waiting (see [`raise_now`]).

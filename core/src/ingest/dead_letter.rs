@@ -4,6 +4,7 @@
 //! message per connection and external id, statuses only move forward), so a replay stores what
 //! failed and changes nothing that was already stored.
 
+use crate::store::Scope;
 use crate::store::StoreError;
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
@@ -60,22 +61,6 @@ pub async fn record(
         .await?;
     metrics::counter!("sincro_inbound_dead_letters_total").increment(letters.len() as u64);
     Ok(())
-}
-
-/// Which letters a caller may see: one user's, or every one (admins).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    User(Uuid),
-    All,
-}
-
-impl Scope {
-    fn user(self) -> Option<Uuid> {
-        match self {
-            Scope::User(u) => Some(u),
-            Scope::All => None,
-        }
-    }
 }
 
 /// Letters newest first, after the `(created_at, id)` cursor; replayed ones only when asked.

@@ -98,6 +98,17 @@ pub struct Principal {
     pub ip: Option<IpAddr>,
 }
 
+impl Principal {
+    /// What the key may list across users: every user's rows with an admin key, else its own.
+    pub fn scope(&self) -> super::Scope {
+        if self.is_admin {
+            super::Scope::All
+        } else {
+            super::Scope::User(self.usuario_id)
+        }
+    }
+}
+
 /// A newly made key: `plaintext` is shown once and never stored.
 #[derive(Debug)]
 pub struct NewApiKey {

@@ -15,8 +15,27 @@ pub mod users;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::time::Duration;
+use uuid::Uuid;
 
 pub use deadpool_postgres::{Client, Transaction};
+
+/// Whose rows a reader may see: one user's, or every user's (admin keys). Listings that admins
+/// see across users (alerts, dead letters) take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    User(Uuid),
+    All,
+}
+
+impl Scope {
+    /// The one user, or None for every user.
+    pub fn user(self) -> Option<Uuid> {
+        match self {
+            Scope::User(u) => Some(u),
+            Scope::All => None,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
