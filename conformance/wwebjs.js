@@ -178,7 +178,8 @@ async function main() {
   await extras(client, base, msg.from);
 }
 
-// Beyond the six stages, checked as well (a failure fails the run): media upload, lookups, and
+// Beyond the six stages, checked as well (a failure fails the run): media upload, lookups, a
+// contact's number change (contact_changed), and
 // which of the modules the driver's code names the page defines (a report, not a check: most
 // of them serve features the simulator does not have, such as groups or channels).
 async function extras(client, base, to) {
@@ -208,6 +209,17 @@ async function extras(client, base, to) {
   const chats = await client.getChats();
   if (!chats.some((c) => c.id._serialized === to)) throw new Error('getChats misses ' + to);
   log(`extra lookups: ok (contact ${contact.pushname || contact.number}, number id, picture ${pic === undefined ? 'hidden' : pic}, state ${state}, ${chats.length} chat(s))`);
+
+  // The contact changes number: the driver's contact_changed names the old and the new id.
+  const moved = '5511912340099@c.us';
+  const idOf = (x) => (x && typeof x === 'object' ? x._serialized : x);
+  const changed = waitFor('contact_changed', (resolve) => client.on('contact_changed', (m, oldId, newId, isContact) => {
+    if (isContact && idOf(newId) === moved) resolve(idOf(oldId));
+  }));
+  await control(base, 'POST', 'sim/number-change', { account: ACCOUNT, from: CONTACT, to: moved.split('@')[0] });
+  const oldId = await changed;
+  if (oldId !== to) throw new Error(`contact_changed names ${oldId} as the old id, not ${to}`);
+  log(`extra number change: ok (${oldId} -> ${moved})`);
 
   const names = new Set();
   const src = path.join(modules, 'whatsapp-web.js', 'src');

@@ -79,17 +79,22 @@ pub async fn ingest_in(
         .map(|m| (m.usuario_id, keyed[m.from.as_str()].key.clone()))
         .collect();
     let changed = crm.current_keys(tx, &pairs).await?;
+    // Messages from a number the contact left: their lead and conversation are the new
+    // number's, whose WhatsApp id they must not overwrite with the old one (WhatsApp Web
+    // reports its number-change notice twice, and old-number messages can come late).
+    let mut from_old_number: Vec<bool> = Vec::with_capacity(messages.len());
     for m in messages {
         let key = keyed[m.from.as_str()].clone();
-        let key = match changed.get(&(m.usuario_id, key.key.clone())) {
-            Some(now) => phone::contact_key(now, None),
-            None => key,
+        let (key, moved) = match changed.get(&(m.usuario_id, key.key.clone())) {
+            Some(now) => (phone::contact_key(now, None), true),
+            None => (key, false),
         };
+        from_old_number.push(moved);
         let k = clean::owned_text(key.key.clone());
         contacts.push(Contact {
             usuario_id: m.usuario_id,
             key,
-            wa_id: Some(wa_id(m)),
+            wa_id: (!moved).then(|| wa_id(m)),
             profile_name: crm.profile_name(m),
             profile_picture_url: m.profile_picture_url.clone(),
         });
@@ -110,8 +115,9 @@ pub async fn ingest_in(
     // move `last_inbound_at` (the 24 h window); a conversation the user's phone opened is
     // `saliente`.
     let mut conv_keys: HashMap<(Uuid, Uuid, String), ConvKey> = HashMap::new();
-    for (m, e164) in &accepted {
+    for ((m, e164), moved) in accepted.iter().zip(&from_old_number) {
         let lead = resolved.leads[&(m.usuario_id, e164.clone())];
+        let own = (!moved).then(|| wa_id(m));
         let entry = conv_keys
             .entry((m.usuario_id, m.connection_id, e164.clone()))
             .or_insert(ConvKey {
@@ -119,10 +125,10 @@ pub async fn ingest_in(
                 last_inbound: None,
                 last_message: m.timestamp,
                 opened_by_us: true,
-                wa_id: wa_id(m),
+                wa_id: own.clone(),
             });
-        if m.timestamp >= entry.last_message {
-            entry.wa_id = wa_id(m);
+        if m.timestamp >= entry.last_message && own.is_some() {
+            entry.wa_id = own;
         }
         entry.last_message = entry.last_message.max(m.timestamp);
         if !m.outgoing {
@@ -165,7 +171,8 @@ pub async fn ingest_in(
                 "INSERT INTO conversaciones AS c (id, usuario_id, lead_id, servicio_origen, tipo, remitente,
                      connection_id, metadata, last_inbound_at, last_message_at)
                  SELECT i, u, l, 'whatsapp', o, r, k,
-                        jsonb_build_object('connection_id', k, 'last_inbound_at', t, 'wa_id', w), t, lm
+                        jsonb_build_object('connection_id', k, 'last_inbound_at', t)
+                            || jsonb_strip_nulls(jsonb_build_object('wa_id', w)), t, lm
                  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::timestamptz[],
                              $7::timestamptz[], $8::text[], $9::text[])
                       AS x(i, u, k, r, l, t, lm, o, w)
@@ -176,8 +183,8 @@ pub async fn ingest_in(
                      last_inbound_at = GREATEST(c.last_inbound_at, EXCLUDED.last_inbound_at),
                      last_message_at = GREATEST(c.last_message_at, EXCLUDED.last_message_at),
                      metadata = c.metadata || jsonb_build_object('connection_id', c.connection_id,
-                         'last_inbound_at', GREATEST(c.last_inbound_at, EXCLUDED.last_inbound_at),
-                         'wa_id', EXCLUDED.metadata->'wa_id'),
+                         'last_inbound_at', GREATEST(c.last_inbound_at, EXCLUDED.last_inbound_at))
+                         || jsonb_strip_nulls(jsonb_build_object('wa_id', EXCLUDED.metadata->'wa_id')),
                      updated_at = now()
                  RETURNING id, usuario_id, connection_id, remitente",
                 &[&ids, &us, &cs, &rs, &ls, &ts, &ms, &tipos, &was],
@@ -355,8 +362,9 @@ struct ConvKey {
     last_message: OffsetDateTime,
     /// Every message of the batch for it is `outgoing`: a new row is `saliente`.
     opened_by_us: bool,
-    /// The contact's WhatsApp id on its newest message.
-    wa_id: String,
+    /// The contact's WhatsApp id on its newest message (None: only messages from a number
+    /// the contact left, which keep the conversation's id as it is).
+    wa_id: Option<String>,
 }
 
 /// The contact's WhatsApp id exactly as the provider gave it (`wa_id` digits; Lite's id),

@@ -58,6 +58,22 @@ async fn crm_number_change_moves_the_lead_and_continues_the_conversation() {
     assert_eq!(after["remitente"], NEW);
     let late = where_is(contact_writes(&app, &sim, &n, OLD, text("tarde")).await).await;
     assert_eq!(late["conversation"], before["conversation"]);
+    // ...without taking the lead and conversation back to the old WhatsApp id.
+    let ids: serde_json::Value = app
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT jsonb_build_array(l.metadata->'wa_id', c.metadata->'wa_id')
+             FROM leads l JOIN conversaciones c ON c.lead_id = l.id WHERE l.usuario_id = $1",
+            &[&user],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let new_id = NEW.trim_start_matches('+');
+    assert_eq!(ids, serde_json::json!([new_id, new_id]));
     let count = |sql: &'static str| {
         let app = &app;
         async move { app.count(sql, &[&user]).await }

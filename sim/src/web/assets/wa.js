@@ -928,6 +928,9 @@
       chat.msgs.add(msg);
       chat.set({ t: msg.t, unreadCount: (chat.unreadCount > 0 ? chat.unreadCount : 0) + (msg.id.fromMe ? 0 : 1) });
       Collections.Msg.add(msg);
+      // WhatsApp Web fills a number-change notice in after adding it: drivers read it on the
+      // model's `change` (whatsapp-web.js's contact_changed listens there, not on `add`).
+      if (msg.subtype === 'change_number') msg.trigger('change', msg);
       logMsg(msg);
     });
   }
