@@ -1,6 +1,6 @@
 //! The number's throughput (received messages counted in it) and the pair rate per recipient.
 
-use crate::fixture::{Env, assert_meta_error, fast_config};
+use crate::fixture::{Env, assert_meta_error, fast_config, wait_for};
 use serde_json::{Value, json};
 use sincro_sim::graph::GraphSimConfig;
 use std::sync::Arc;
@@ -154,4 +154,67 @@ async fn pair_rate_limits_one_recipient_only() {
     let (st, _) = env.text("15551230031", "other recipient").await;
     assert_eq!(st, 200);
     env.stop().await;
+}
+
+#[tokio::test]
+async fn an_upgrade_raises_the_reported_level_and_sends_metas_webhook() {
+    let env = Env::new(fast_config()).await;
+    let pnid = env.s("phone_number_id");
+    let level = || async {
+        let (st, v) = env
+            .call(
+                reqwest::Method::GET,
+                &format!("{pnid}?fields=throughput"),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        v["throughput"]["level"].as_str().unwrap().to_string()
+    };
+    assert_eq!(level().await, "STANDARD");
+
+    // Bad levels and unknown numbers are refused and change nothing.
+    let (st, _) = env
+        .control(
+            reqwest::Method::POST,
+            "throughput",
+            json!({"phone_number_id": pnid, "level": "TURBO"}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    let (st, _) = env
+        .control(
+            reqwest::Method::POST,
+            "throughput",
+            json!({"phone_number_id": "999", "level": "HIGH"}),
+        )
+        .await;
+    assert_eq!(st, 404);
+    assert_eq!(level().await, "STANDARD");
+
+    // The upgrade: reported by Graph, announced by webhook (display number only).
+    let (st, v) = env
+        .control(
+            reqwest::Method::POST,
+            "throughput",
+            json!({"phone_number_id": pnid, "level": "HIGH"}),
+        )
+        .await;
+    assert_eq!((st, &v["webhook"]), (200, &json!(true)));
+    assert_eq!(level().await, "HIGH");
+    let secret = env.secret();
+    let change = wait_for("the upgrade webhook", Duration::from_secs(5), || {
+        env.cb
+            .changes(&secret)
+            .into_iter()
+            .find(|(field, _)| field == "phone_number_quality_update")
+            .map(|(_, v)| v)
+    })
+    .await;
+    assert_eq!(change["event"], "THROUGHPUT_UPGRADE");
+    assert_eq!(
+        change["display_phone_number"],
+        env.s("display_phone_number")
+    );
+    assert!(change.get("metadata").is_none(), "{change}");
 }
