@@ -184,10 +184,16 @@ impl Lite {
     }
 
     /// `DELETE /v1/lite/sessions/{id}{query}`, answered 200; its body (the session as stopped).
+    /// The daemon bounds a stop by `SESSION_STOP_TIMEOUT` (a session still launching its
+    /// browser stops once the launch step returns), so the request may take that long on a
+    /// busy machine: longer than the test client's usual 20 s.
     pub async fn delete_session(&self, id: &str, query: &str) -> Value {
         let res = self
             .app
             .delete(&format!("/v1/lite/sessions/{id}{query}"), &self.key)
+            .timeout(
+                sincro_core::lite::session::handle::SESSION_STOP_TIMEOUT + Duration::from_secs(15),
+            )
             .send()
             .await
             .unwrap();
