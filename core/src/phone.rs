@@ -129,7 +129,8 @@ pub fn whatsapp_digits(digits: &str) -> String {
     digits.to_string()
 }
 
-fn digits_of(s: &str) -> String {
+/// The ASCII digits of `s`, in order (a number however it was written: `+1 555-078-3881`).
+pub fn digits_of(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
 }
 

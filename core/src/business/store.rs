@@ -298,10 +298,7 @@ pub async fn routes(
             usuario_id: r.get(1),
             phone_number_id: text("phone_number_id"),
             waba_id: text("waba_id"),
-            display_digits: text("display_phone_number")
-                .chars()
-                .filter(char::is_ascii_digit)
-                .collect(),
+            display_digits: crate::phone::digits_of(&text("display_phone_number")),
             app_secret,
         });
     }

@@ -243,7 +243,7 @@ fn echoes_change(value: &Value, out: &mut Vec<Change>) {
 fn number_update(v: &Value) -> Option<NumberUpdate> {
     let display = v.get("display_phone_number").and_then(id_text)?;
     Some(NumberUpdate {
-        display_phone_number: display.chars().filter(char::is_ascii_digit).collect(),
+        display_phone_number: crate::phone::digits_of(&display),
         event: v.get("event")?.as_str()?.to_ascii_uppercase(),
     })
 }

@@ -115,7 +115,7 @@ pub async fn handle(
             ))
         }
         ("POST", ["statuses"]) => emit_status(sim, body),
-        ("POST", ["throughput"]) => levels::set(sim, body),
+        ("POST", ["throughput"]) => set_level(sim, body),
         _ => Err(ControlError::new(
             404,
             "not_found",
@@ -404,7 +404,40 @@ fn echo(sim: &Arc<Sim>, body: &Bytes) -> R {
     Ok(json_response(StatusCode::ACCEPTED, &json!({"id": id})))
 }
 
-/// Unix seconds given as a number or a string; now when absent.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetLevel {
+    phone_number_id: String,
+    level: String,
+}
+
+/// `POST /sim/throughput {"phone_number_id", "level"}`: the number's level as Meta would set
+/// it; a rise to `HIGH` sends Meta's upgrade webhook (see `levels.rs`).
+fn set_level(sim: &Arc<Sim>, body: &Bytes) -> R {
+    let req: SetLevel = parse(body)?;
+    let per_sec = levels::per_sec(&req.level).ok_or_else(|| {
+        ControlError::bad_request(format!(
+            "level must be \"STANDARD\" or \"HIGH\", not {:?}",
+            req.level
+        ))
+    })?;
+    let (account, before) = {
+        let mut st = sim.lock();
+        let account = account_of(&st.accounts, &req.phone_number_id)?.clone();
+        let before = levels::limit(sim, &st, &req.phone_number_id);
+        st.levels.insert(req.phone_number_id.clone(), per_sec);
+        (account, before)
+    };
+    let upgraded = per_sec == levels::HIGH_PER_SEC && before < levels::HIGH_PER_SEC;
+    if upgraded {
+        webhooks::emit(sim, &account, levels::upgrade_entry(&account));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"phone_number_id": req.phone_number_id, "level": levels::name(per_sec), "webhook": upgraded}),
+    ))
+}
+
 /// The account of `phone_number_id`, or the control API's 404 naming it.
 fn account_of<'a>(
     accounts: &'a std::collections::BTreeMap<String, Account>,
@@ -419,6 +452,7 @@ fn account_of<'a>(
     })
 }
 
+/// Unix seconds given as a number or a string; now when absent.
 fn unix_seconds(v: Option<&Value>) -> Result<i64, ControlError> {
     let bad = || ControlError::bad_request("timestamp must be unix seconds");
     match v {

@@ -2,19 +2,13 @@
 //! `throughput_per_sec`, 80 by default) until a number is upgraded to `HIGH` (1,000 messages
 //! per second), which Meta does on its own for eligible numbers and announces with a
 //! `phone_number_quality_update` webhook (event `THROUGHPUT_UPGRADE`) naming the number only by
-//! its display number. `POST /sim/throughput {"phone_number_id", "level"}` sets a number's
-//! level: `GET /{phone_number_id}?fields=throughput` reports it, sends are limited by it, and
-//! a rise to `HIGH` sends that webhook.
+//! its display number. `POST /sim/throughput {"phone_number_id", "level"}` (`control.rs`) sets
+//! a number's level: `GET /{phone_number_id}?fields=throughput` reports it, sends are limited by
+//! it, and a rise to `HIGH` sends that webhook.
 
-use serde::Deserialize;
-use serde_json::json;
-use std::sync::Arc;
-use warp::http::StatusCode;
-use warp::reply::Response;
+use serde_json::{Value, json};
 
-use super::errors::{ControlError, json_response};
-use super::state::{Sim, State, unix_now};
-use super::webhooks;
+use super::state::{Account, Sim, State, unix_now};
 
 /// Messages per second of a `HIGH` number.
 pub const HIGH_PER_SEC: u32 = 1000;
@@ -38,64 +32,30 @@ pub fn name(per_sec: u32) -> &'static str {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetLevel {
-    phone_number_id: String,
-    level: String,
+/// The messages per second of a level a control request names, if it is one.
+pub fn per_sec(level: &str) -> Option<u32> {
+    match level {
+        "HIGH" => Some(HIGH_PER_SEC),
+        "STANDARD" => Some(STANDARD_PER_SEC),
+        _ => None,
+    }
 }
 
-/// `POST /sim/throughput`.
-pub fn set(sim: &Arc<Sim>, body: &[u8]) -> Result<Response, ControlError> {
-    let req: SetLevel = serde_json::from_slice(body)
-        .map_err(|e| ControlError::bad_request(format!("invalid JSON body: {e}")))?;
-    let per_sec = match req.level.as_str() {
-        "HIGH" => HIGH_PER_SEC,
-        "STANDARD" => STANDARD_PER_SEC,
-        other => {
-            return Err(ControlError::bad_request(format!(
-                "level must be \"STANDARD\" or \"HIGH\", not {other:?}"
-            )));
-        }
-    };
-    let (account, before) = {
-        let mut st = sim.lock();
-        let account = st
-            .accounts
-            .get(&req.phone_number_id)
-            .cloned()
-            .ok_or_else(|| {
-                ControlError::new(
-                    404,
-                    "unknown_account",
-                    format!("no account with phone_number_id {}", req.phone_number_id),
-                )
-            })?;
-        let before = limit(sim, &st, &req.phone_number_id);
-        st.levels.insert(req.phone_number_id.clone(), per_sec);
-        (account, before)
-    };
-    let upgraded = per_sec == HIGH_PER_SEC && before < HIGH_PER_SEC;
-    if upgraded {
-        // Meta's payload since `current_limit` was retired: no metadata, no phone number id.
-        let entry = json!({
-            "id": account.waba_id,
-            "time": unix_now(),
-            "changes": [{
-                "field": "phone_number_quality_update",
-                "value": {
-                    "display_phone_number": account.display_phone_number,
-                    "event": "THROUGHPUT_UPGRADE",
-                    "max_daily_conversations_per_business": "TIER_UNLIMITED",
-                },
-            }],
-        });
-        webhooks::emit(sim, &account, entry);
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"phone_number_id": req.phone_number_id, "level": name(per_sec), "webhook": upgraded}),
-    ))
+/// The webhook entry Meta sends when it upgrades `account`'s number, as documented since
+/// `current_limit` was retired: no metadata, no phone number id, only the display number.
+pub fn upgrade_entry(account: &Account) -> Value {
+    json!({
+        "id": account.waba_id,
+        "time": unix_now(),
+        "changes": [{
+            "field": "phone_number_quality_update",
+            "value": {
+                "display_phone_number": account.display_phone_number,
+                "event": "THROUGHPUT_UPGRADE",
+                "max_daily_conversations_per_business": "TIER_UNLIMITED",
+            },
+        }],
+    })
 }
 
 #[cfg(test)]
