@@ -5,7 +5,7 @@
 //! new app secret, less than [`TTL`] ago may have one of its webhooks refused with 401, which
 //! Meta retries.
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::Pool;
 use sincro_core::business::BusinessError;
 use sincro_core::business::store::{self, Route};
 use sincro_core::seal::Sealer;
@@ -29,10 +29,12 @@ pub struct RouteCache {
 
 impl RouteCache {
     /// The routes (with their app secrets) of the named ids: cached ones, and one store lookup
-    /// for the others.
+    /// for the others. A pooled connection is taken only for that lookup: under a flood every
+    /// post is a cache hit, and waiting for a connection the group commit and the drain are
+    /// using would only add to its latency.
     pub async fn routes(
         &self,
-        client: &impl GenericClient,
+        pool: &Pool,
         sealer: &Sealer,
         phone_ids: &[String],
         waba_ids: &[String],
@@ -60,7 +62,12 @@ impl RouteCache {
         }
         if !missing_p.is_empty() || !missing_w.is_empty() {
             self.lookups.fetch_add(1, Ordering::Relaxed);
-            let fresh = store::routes(client, sealer, &missing_p, &missing_w, true).await?;
+            let client = pool
+                .get()
+                .await
+                .map_err(sincro_core::store::StoreError::from)?;
+            let fresh = store::routes(&client, sealer, &missing_p, &missing_w, true).await?;
+            drop(client);
             let now = Instant::now();
             let mut entries = self.entries.lock().expect("route cache");
             if entries.len() + missing_p.len() + missing_w.len() > MAX_ENTRIES {

@@ -119,18 +119,15 @@ async fn receive(
     };
     let (_, named) = webhook::envelope(&body)
         .map_err(|e| ApiError::bad_request("invalid_payload", e.to_string()))?;
-    let routes = {
-        // Held only for the lookup: the commit below waits for other requests' rows.
-        let client = ctx.pool.get().await?;
-        ctx.webhook_routes
-            .routes(
-                &client,
-                &ctx.sealer,
-                &named.phone_number_ids,
-                &named.waba_ids,
-            )
-            .await?
-    };
+    let routes = ctx
+        .webhook_routes
+        .routes(
+            &ctx.pool,
+            &ctx.sealer,
+            &named.phone_number_ids,
+            &named.waba_ids,
+        )
+        .await?;
     // The users whose numbers' app secrets verify the signature. Unknown numbers and a bad
     // signature answer alike, so the route does not tell who is connected here. The drain
     // applies the body only to those users' numbers.

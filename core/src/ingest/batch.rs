@@ -166,8 +166,8 @@ pub async fn ingest_in(
             });
             was.push(k.wa_id.clone());
         }
-        let rows = tx
-            .query(
+        let upsert = tx
+            .prepare_cached(
                 "INSERT INTO conversaciones AS c (id, usuario_id, lead_id, servicio_origen, tipo, remitente,
                      connection_id, metadata, last_inbound_at, last_message_at)
                  SELECT i, u, l, 'whatsapp', o, r, k,
@@ -187,8 +187,10 @@ pub async fn ingest_in(
                          || jsonb_strip_nulls(jsonb_build_object('wa_id', EXCLUDED.metadata->'wa_id')),
                      updated_at = now()
                  RETURNING id, usuario_id, connection_id, remitente",
-                &[&ids, &us, &cs, &rs, &ls, &ts, &ms, &tipos, &was],
             )
+            .await?;
+        let rows = tx
+            .query(&upsert, &[&ids, &us, &cs, &rs, &ls, &ts, &ms, &tipos, &was])
             .await?;
         for row in rows {
             conversations.insert((row.get(1), row.get(2), row.get(3)), row.get(0));
@@ -238,8 +240,8 @@ pub async fn ingest_in(
             dirs.push(if m.outgoing { "saliente" } else { "entrante" });
             estados.push(if m.outgoing { "sent" } else { "received" });
         }
-        let inserted = tx
-            .query(
+        let insert = tx
+            .prepare_cached(
                 "INSERT INTO mensajes_conversacion (id, conversacion_id, usuario_id, connection_id, tipo,
                      contenido, remitente, canal, metadata, direccion, external_id, estado)
                  SELECT i, v, u, k, t, b, f, 'whatsapp', m, d, e, s
@@ -248,7 +250,14 @@ pub async fn ingest_in(
                       AS x(i, v, u, k, t, b, f, m, e, d, s)
                  ON CONFLICT (connection_id, external_id) WHERE external_id IS NOT NULL DO NOTHING
                  RETURNING id",
-                &[&ids, &convs, &us, &cs, &tipos, &bodies, &froms, &metas, &exts, &dirs, &estados],
+            )
+            .await?;
+        let inserted = tx
+            .query(
+                &insert,
+                &[
+                    &ids, &convs, &us, &cs, &tipos, &bodies, &froms, &metas, &exts, &dirs, &estados,
+                ],
             )
             .await?;
         let fresh: std::collections::HashSet<Uuid> = inserted.iter().map(|r| r.get(0)).collect();

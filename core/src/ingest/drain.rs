@@ -15,6 +15,10 @@
 //!
 //! [`InboxPoller`] is the actor that runs the step: on a timer, and at once when an inbox row
 //! is committed ([`super::inbox::wake`]).
+//!
+//! The statements every step runs (the claim, the stores of `batch.rs` and the event log, the
+//! mark) are prepared once per pooled connection (`prepare_cached`): unprepared, each costs
+//! PostgreSQL a parse and a plan and the step a round trip, every time.
 
 use super::dead_letter::{self, NewDeadLetter};
 use super::inbox::{LiteBody, SOURCE_LITE, SOURCE_META, Tagged};
@@ -28,6 +32,7 @@ use crate::store::alerts::{NewAlert, Severity};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -70,14 +75,24 @@ pub struct DrainReport {
 pub async fn drain_once(shared: &Shared, limit: i64) -> Result<DrainReport, BusinessError> {
     let mut client = shared.pool.get().await?;
     let mut tx = client.transaction().await?;
+    // The claim walks the pending index in id order. Left to itself the planner takes a bitmap
+    // scan, which visits the heap for every entry of a row drained since the last vacuum
+    // (thousands under a flood: milliseconds per claim, growing) and never marks them dead;
+    // a plain index scan marks them as it passes, so the next claim skips them.
+    tx.batch_execute("SET LOCAL enable_bitmapscan = off")
+        .await?;
     let rows = tx
         .query(
-            "SELECT id, source, body, usuario_id, connection_id, signed_by FROM webhook_inbox
+            &tx.prepare_cached(
+                "SELECT id, source, body, usuario_id, connection_id, signed_by FROM webhook_inbox
              WHERE processed_at IS NULL AND next_attempt_at <= now()
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            )
+            .await?,
             &[&limit],
         )
         .await?;
+    tx.batch_execute("SET LOCAL enable_bitmapscan = on").await?;
     let mut report = DrainReport {
         rows: rows.len(),
         ..Default::default()
@@ -162,13 +177,14 @@ pub async fn drain_once(shared: &Shared, limit: i64) -> Result<DrainReport, Busi
         }
         Err(e) => {
             tracing::error!(error = %e, rows = ids.len(), "inbox rows not stored; they will be retried");
-            tx.execute(
-                "UPDATE webhook_inbox SET attempts = attempts + 1, error = $2,
+            let retry = tx
+                .prepare_cached(
+                    "UPDATE webhook_inbox SET attempts = attempts + 1, error = $2,
                      next_attempt_at = now() + least(interval '1 second' * power(2, attempts), interval '5 minutes')
                  WHERE id = ANY($1)",
-                &[&ids, &e.to_string()],
-            )
-            .await?;
+                )
+                .await?;
+            tx.execute(&retry, &[&ids, &e.to_string()]).await?;
             tx.commit().await?;
             return Err(BusinessError::Io(format!("ingest failed: {e}")));
         }
@@ -180,11 +196,12 @@ pub async fn drain_once(shared: &Shared, limit: i64) -> Result<DrainReport, Busi
     for d in &report.dead {
         tracing::warn!(inbox_id = d.inbox_id, source = %d.source, connection = ?d.connection_id, reason = %d.reason, "inbound item dead-lettered");
     }
-    tx.execute(
-        "UPDATE webhook_inbox SET processed_at = now(), attempts = attempts + 1, error = NULL WHERE id = ANY($1)",
-        &[&ids],
-    )
-    .await?;
+    let mark = tx
+        .prepare_cached(
+            "UPDATE webhook_inbox SET processed_at = now(), attempts = attempts + 1, error = NULL WHERE id = ANY($1)",
+        )
+        .await?;
+    tx.execute(&mark, &[&ids]).await?;
     tx.commit().await?;
     Ok(report)
 }
@@ -300,6 +317,8 @@ pub struct InboxPollerState {
     shared: Arc<Shared>,
     media: MediaSink,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// A wake-up's `Drain` is in the mailbox (cleared when a step starts).
+    queued: Arc<AtomicBool>,
 }
 
 impl Actor for InboxPoller {
@@ -318,10 +337,16 @@ impl Actor for InboxPoller {
         });
         let wake = shared.inbox_wake.clone();
         let me = myself.clone();
+        let queued = Arc::new(AtomicBool::new(false));
+        let flag = queued.clone();
         let waker = tokio::spawn(async move {
             loop {
                 wake.notified().await;
-                if me.cast(InboxPollerMessage::Drain).is_err() {
+                // One wake-up waits in the mailbox at most: under a flood every committed
+                // batch notifies, and a message per notification would run a step (a claim
+                // query) per batch, most finding the rows already taken by the step before.
+                if !flag.swap(true, Ordering::AcqRel) && me.cast(InboxPollerMessage::Drain).is_err()
+                {
                     break;
                 }
             }
@@ -330,6 +355,7 @@ impl Actor for InboxPoller {
             shared,
             media,
             tasks: vec![timer, resume, waker],
+            queued,
         })
     }
 
@@ -341,6 +367,8 @@ impl Actor for InboxPoller {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             InboxPollerMessage::Drain => loop {
+                // Rows committed from here on wake a next step.
+                state.queued.store(false, Ordering::Release);
                 match drain_once(&state.shared, BATCH_ROWS).await {
                     Ok(mut r) => {
                         let full = r.rows >= BATCH_ROWS as usize;

@@ -2,12 +2,12 @@
 //!
 //! Each webhook POST must be committed before its 200, and a commit waits for the WAL flush
 //! (`synchronous_commit` stays on). One commit per request caps a burst of small POSTs at the
-//! disk's flush rate; here the rows of concurrent requests are collected for at most
-//! [`WINDOW`] (or until [`MAX_ROWS`] / [`MAX_BYTES`]), written with ONE multi-row `INSERT`
-//! (one statement in autocommit: one commit), and every request of the batch is answered with
-//! the outcome of that commit, so a 200 still means "committed". Up to [`IN_FLIGHT`] batches
-//! commit at once on their own connections; while they do, the next batch fills, so under load
-//! the batches grow by themselves.
+//! disk's flush rate; here the rows of concurrent requests that are waiting (up to
+//! [`MAX_ROWS`] / [`MAX_BYTES`]) are written with ONE multi-row `INSERT` (one statement in
+//! autocommit: one commit), and every request of the batch is answered with the outcome of
+//! that commit, so a 200 still means "committed". Up to [`IN_FLIGHT`] batches commit at once on
+//! their own connections; while they do, the next batch fills, so under load the batches grow
+//! by themselves, and a lone request waits for nothing but its own commit.
 //!
 //! The writer task is a loop over two testable steps, [`collect`] and [`flush`]. A request
 //! whose writer is gone (the task ended) writes its row alone, so no request is refused for it.
@@ -17,13 +17,9 @@ use crate::seal::{Purpose, Sealer};
 use crate::store::StoreError;
 use deadpool_postgres::{GenericClient, Pool};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio::time::Instant;
 use uuid::Uuid;
 
-/// How long the first row of a batch waits for others to join it.
-pub const WINDOW: Duration = Duration::from_millis(1);
 /// Rows per batch at most.
 pub const MAX_ROWS: usize = 256;
 /// Sealed bytes per batch at most (a batch is one statement; webhook bodies reach 3 MB).
@@ -143,7 +139,7 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Pending>) {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let Some(batch) = collect(&mut rx, WINDOW, MAX_ROWS, MAX_BYTES).await else {
+        let Some(batch) = collect(&mut rx, MAX_ROWS, MAX_BYTES).await else {
             return;
         };
         let pool = pool.clone();
@@ -160,28 +156,24 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Pending>) {
     }
 }
 
-/// One batch: waits for a first request, then takes what arrives within `window` of it, up
-/// to `max_rows` rows or `max_bytes` sealed bytes. None once every sender is gone.
+/// One batch: waits for a first request, then takes every request already waiting, up to
+/// `max_rows` rows or `max_bytes` sealed bytes. None once every sender is gone.
+///
+/// It never waits for more: a request arriving while no batch commits is written at once, and
+/// requests arriving while batches commit queue up and form the next batch by themselves.
+/// (A fixed gathering window, tried first, only added its length to every answer: with
+/// closed-loop senders the next requests come after the answers, not during the window.)
 async fn collect(
     rx: &mut mpsc::Receiver<Pending>,
-    window: Duration,
     max_rows: usize,
     max_bytes: usize,
 ) -> Option<Vec<Pending>> {
     let first = rx.recv().await?;
-    let deadline = Instant::now() + window;
     let mut bytes = first.row.sealed_body.len();
     let mut batch = vec![first];
     while batch.len() < max_rows && bytes < max_bytes {
-        let next = match rx.try_recv() {
-            Ok(p) => p,
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(p)) => p,
-                    Ok(None) | Err(_) => break,
-                }
-            }
+        let Ok(next) = rx.try_recv() else {
+            break;
         };
         bytes += next.row.sealed_body.len();
         batch.push(next);
@@ -217,13 +209,20 @@ pub async fn insert_rows(client: &impl GenericClient, rows: &[InboxRow]) -> Resu
     let users: Vec<Option<Uuid>> = rows.iter().map(|r| r.usuario_id).collect();
     let connections: Vec<Option<Uuid>> = rows.iter().map(|r| r.connection_id).collect();
     let bodies: Vec<&str> = rows.iter().map(|r| r.sealed_body.as_str()).collect();
-    client
-        .execute(
+    // Prepared once per pooled connection: every POST runs it, and an unprepared statement
+    // costs a second round trip before the commit the POST is waiting for.
+    let insert = client
+        .prepare_cached(
             "INSERT INTO webhook_inbox (source, phone_number_id, signed_by, usuario_id, connection_id, body)
              SELECT s, p, g::uuid[], u, c, b
              FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[])
                   WITH ORDINALITY AS x(s, p, g, u, c, b, n)
              ORDER BY n",
+        )
+        .await?;
+    client
+        .execute(
+            &insert,
             &[&sources, &phones, &signed, &users, &connections, &bodies],
         )
         .await?;

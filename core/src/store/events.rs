@@ -75,7 +75,7 @@ pub async fn append(
     )
     .await?;
     tx.execute(
-        "SELECT pg_notify($1, $2)",
+        &tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
         &[&CHANNEL, &format!("{usuario_id}:{seq}")],
     )
     .await?;
@@ -228,15 +228,15 @@ pub async fn append_many(
     counts.sort_by_key(|(u, _)| *u);
     let users: Vec<Uuid> = counts.iter().map(|c| c.0).collect();
     let ns: Vec<i64> = counts.iter().map(|c| c.1).collect();
-    let rows = tx
-        .query(
+    let count = tx
+        .prepare_cached(
             "INSERT INTO event_counters (usuario_id, last_seq)
              SELECT u, n FROM unnest($1::uuid[], $2::bigint[]) AS x(u, n) ORDER BY u
              ON CONFLICT (usuario_id) DO UPDATE SET last_seq = event_counters.last_seq + EXCLUDED.last_seq
              RETURNING usuario_id, last_seq",
-            &[&users, &ns],
         )
         .await?;
+    let rows = tx.query(&count, &[&users, &ns]).await?;
     let mut next: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
     for row in &rows {
         let (u, last): (Uuid, i64) = (row.get(0), row.get(1));
@@ -258,12 +258,13 @@ pub async fn append_many(
         payloads.push(sealer.seal(Purpose::Event, e.data.to_string().as_bytes()));
     }
     tx.execute(
-        &format!(
+        &tx.prepare_cached(&format!(
             "INSERT INTO events (usuario_id, seq, type, payload, muted)
              SELECT u, s, t, p, {} FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[],
                  $5::uuid[]) AS x(u, s, t, p, c)",
             muted_sql("x.c")
-        ),
+        ))
+        .await?,
         &[&eu, &seqs, &kinds, &payloads, &connections],
     )
     .await?;
@@ -272,7 +273,8 @@ pub async fn append_many(
         .map(|(u, after_last)| format!("{u}:{}", after_last - 1))
         .collect();
     tx.execute(
-        "SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n",
+        &tx.prepare_cached("SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n")
+            .await?,
         &[&CHANNEL, &notes],
     )
     .await?;

@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(13, "0013_crm_contract.sql"),
     migration!(14, "0014_event_webhooks.sql"),
     migration!(15, "0015_auto_reply_pending.sql"),
+    migration!(16, "0016_inbox_vacuum.sql"),
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).
