@@ -3,13 +3,15 @@
 //! looks for enabled endpoints whose lease is free, expired, its own or an earlier incarnation's
 //! of this node, and starts a [`lane`] for each (the lane takes the lease, or finds another
 //! node took it first and stops). A LISTEN on the event log's channel wakes the lanes of the
-//! user who got an event, so a delivery starts at once; an idle lane also polls. On a graceful
+//! user who got an event, so a delivery starts at once; one on endpoint changes has the
+//! changed endpoint's lane reload it first; an idle lane also polls. On a graceful
 //! stop the lanes end and the leases are handed back, so another node takes over at once; after
 //! a crash they expire (`WEBHOOK_LEASE_SECS`), or come back at once to this node's next start.
 
 use super::cursor;
-use super::lane::{self, Lane, LaneCtx};
+use super::lane::{self, Lane, LaneCtx, LaneWake};
 use super::send;
+use super::store::CHANGED_CHANNEL;
 use crate::outbound::lease::owner_name;
 use crate::outbound::listen::Listener;
 use crate::shared::Shared;
@@ -18,7 +20,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -59,7 +60,7 @@ impl Drop for LaneEntry {
 }
 
 /// Lane wake-ups per user, shared with the LISTEN task.
-type Wakes = Arc<Mutex<HashMap<Uuid, Vec<(Uuid, Arc<Notify>)>>>>;
+type Wakes = Arc<Mutex<HashMap<Uuid, Vec<(Uuid, Arc<LaneWake>)>>>>;
 
 pub struct HookDispatcherState {
     ctx: Arc<LaneCtx>,
@@ -112,7 +113,7 @@ impl HookDispatcherState {
         if self.lanes.contains_key(&id) {
             return;
         }
-        let wake = Arc::new(Notify::new());
+        let wake = Arc::new(LaneWake::default());
         self.wakes
             .lock()
             .expect("wakes lock")
@@ -128,14 +129,22 @@ async fn start_listener(shared: &Arc<Shared>, wakes: &Wakes) -> Option<Listener>
     let wakes = wakes.clone();
     Listener::start_or_warn(
         &shared.database_url,
-        events::CHANNEL,
+        &[events::CHANNEL, CHANGED_CHANNEL],
         "webhook lanes poll until it is back",
-        move |payload| {
-            if let Some((usuario_id, _)) = events::parse_notification(payload)
-                && let Some(lanes) = wakes.lock().expect("wakes lock").get(&usuario_id)
+        move |channel, payload| {
+            let wakes = wakes.lock().expect("wakes lock");
+            if channel == CHANGED_CHANNEL {
+                let Ok(id) = payload.parse::<Uuid>() else {
+                    return;
+                };
+                for (_, wake) in wakes.values().flatten().filter(|(lane, _)| *lane == id) {
+                    wake.changed();
+                }
+            } else if let Some((usuario_id, _)) = events::parse_notification(payload)
+                && let Some(lanes) = wakes.get(&usuario_id)
             {
                 for (_, wake) in lanes {
-                    wake.notify_one();
+                    wake.notify.notify_one();
                 }
             }
         },

@@ -19,6 +19,7 @@ use crate::store::StoreError;
 use crate::store::events::{self, Event};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -393,20 +394,40 @@ impl Lane {
     }
 }
 
+/// How a lane is woken: `notify` for a new event of its user; `reload` is set as well when
+/// the endpoint was changed through the API (on any node), so the lane reloads it before it
+/// delivers anything more.
+#[derive(Default)]
+pub struct LaneWake {
+    pub notify: Notify,
+    pub reload: AtomicBool,
+}
+
+impl LaneWake {
+    /// The endpoint changed: reload, then go on.
+    pub fn changed(&self) {
+        self.reload.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+}
+
 /// Runs a lane until it stops: rounds back to back while busy; when idle, until `wake`
-/// (a new event of the user) or the poll; while a retry waits, until its time.
-pub async fn run(mut lane: Lane, wake: Arc<Notify>) {
+/// (a new event of the user, or a change) or the poll; while a retry waits, until its time.
+/// A new event costs no lease write: the lease is renewed on its own schedule, and the
+/// endpoint reloaded only when it changed (or at the poll, in case that notice was lost).
+pub async fn run(mut lane: Lane, wake: Arc<LaneWake>) {
     let poll = lane.ctx.settings.poll.min(lane.ctx.settings.lease / 3);
     loop {
+        if wake.reload.swap(false, Ordering::AcqRel) {
+            lane.renew_at = Instant::now();
+        }
         match lane.step().await {
             Ok(Step::Busy) => tokio::task::yield_now().await,
             Ok(Step::Idle) => {
                 tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(poll) => {}
+                    _ = wake.notify.notified() => {}
+                    _ = tokio::time::sleep(poll) => lane.renew_at = Instant::now(),
                 }
-                // A replay or a change may have moved the cursor meanwhile.
-                lane.renew_at = Instant::now();
             }
             Ok(Step::Wait(until)) => tokio::time::sleep_until(until).await,
             Ok(Step::Stop) => {

@@ -241,15 +241,8 @@ pub async fn replay(
             first_available,
         });
     }
-    let endpoint = store::rewind(&client, &shared.sealer, usuario_id, id, since).await?;
-    // Wake the endpoint's lane (it listens for its user's events) to start at once.
-    client
-        .execute(
-            "SELECT pg_notify($1, $2)",
-            &[&events::CHANNEL, &format!("{usuario_id}:{newest}")],
-        )
-        .await?;
-    Ok(endpoint)
+    // Announced to the endpoint's lane, which reloads and starts at once.
+    store::rewind(&client, &shared.sealer, usuario_id, id, since).await
 }
 
 /// What a test delivery gave.

@@ -191,6 +191,22 @@ pub struct Changes {
     pub enabled: Option<bool>,
 }
 
+/// The LISTEN/NOTIFY channel of endpoint changes; the payload is the endpoint's id.
+pub const CHANGED_CHANNEL: &str = "sincro_webhook_changed";
+
+/// Tells the endpoint's lane, on whichever node runs it, to reload the endpoint before its
+/// next delivery (sent once the change is committed). Without it an idle lane would learn of
+/// a change only when it next writes its cursor, after delivering one more event as before.
+async fn announce(client: &impl GenericClient, id: Uuid) -> Result<(), HookError> {
+    client
+        .execute(
+            "SELECT pg_notify($1, $2)",
+            &[&CHANGED_CHANNEL, &id.to_string()],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Applies `changes` and bumps the version, so the endpoint's lane reloads it.
 pub async fn update(
     client: &impl GenericClient,
@@ -237,6 +253,7 @@ pub async fn update(
         )
         .await?
         .ok_or(HookError::NotFound)?;
+    announce(client, id).await?;
     Ok(view(sealer, &row))
 }
 
@@ -254,7 +271,7 @@ pub async fn delete(
     if n == 0 {
         return Err(HookError::NotFound);
     }
-    Ok(())
+    announce(client, id).await
 }
 
 /// Replaces the secret; the previous one keeps signing for `overlap`.
@@ -287,6 +304,7 @@ pub async fn rotate(
         )
         .await?
         .ok_or(HookError::NotFound)?;
+    announce(client, id).await?;
     Ok(view(sealer, &row))
 }
 
@@ -311,6 +329,7 @@ pub async fn rewind(
         .query_opt(&sql, &[&id, &usuario_id, &since])
         .await?
         .ok_or(HookError::NotFound)?;
+    announce(client, id).await?;
     Ok(view(sealer, &row))
 }
 

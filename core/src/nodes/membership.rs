@@ -83,9 +83,9 @@ async fn listen(shared: &Arc<Shared>, myself: &ActorRef<MembershipMessage>) -> O
     let me = myself.clone();
     Listener::start_or_warn(
         &shared.database_url,
-        CONTROL_CHANNEL,
+        &[CONTROL_CHANNEL],
         "retried on the next heartbeat",
-        move |payload| match serde_json::from_str::<Control>(payload) {
+        move |_, payload| match serde_json::from_str::<Control>(payload) {
             Ok(c) => {
                 let _ = me.cast(MembershipMessage::Control(c));
             }

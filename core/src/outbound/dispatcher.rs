@@ -342,9 +342,9 @@ async fn start_listener(
     let wakes = wakes.clone();
     Listener::start_or_warn(
         &shared.database_url,
-        crate::outbound::CHANNEL,
+        &[crate::outbound::CHANNEL],
         "lanes poll until it is back",
-        move |payload| {
+        move |_, payload| {
             if let Ok(connection) = payload.parse::<Uuid>()
                 && let Some(w) = wakes.lock().expect("wakes lock").get(&connection)
             {

@@ -1,7 +1,7 @@
-//! A PostgreSQL session of its own doing `LISTEN` on one channel (outside the pool: a LISTEN
+//! A PostgreSQL session of its own doing `LISTEN` on its channels (outside the pool: a LISTEN
 //! must stay on one session): the Dispatcher's `sincro_outbox` (every NOTIFY names a
-//! connection whose lane to wake) and the Membership's `sincro_control` (commands between
-//! nodes). A lost session only loses the fast path: lanes still poll every `OUTBOX_POLL_MS`,
+//! connection whose lane to wake), the Membership's `sincro_control` (commands between
+//! nodes), the HookDispatcher's event log and endpoint changes. A lost session only loses the fast path: lanes still poll every `OUTBOX_POLL_MS`,
 //! and the owners reconnect on their next tick.
 
 use futures::StreamExt;
@@ -25,18 +25,19 @@ impl Drop for Listener {
 }
 
 impl Listener {
-    /// Connects and listens on `channel`; `on_notify` gets the payload of every notification.
+    /// Connects and listens on `channels`; `on_notify` gets the channel and the payload of
+    /// every notification.
     pub async fn start(
         database_url: &str,
-        channel: &'static str,
-        on_notify: impl Fn(&str) + Send + 'static,
+        channels: &'static [&'static str],
+        on_notify: impl Fn(&str, &str) + Send + 'static,
     ) -> Result<Listener, String> {
         let mut target = crate::store::tls::PgConnect::parse(database_url)
             .map_err(|_| "DATABASE_URL is not valid".to_string())?;
         let cfg = &mut target.config;
         cfg.connect_timeout(Duration::from_secs(5));
         cfg.keepalives(true);
-        cfg.application_name(format!("sincro-whatsapp-{channel}"));
+        cfg.application_name(format!("sincro-whatsapp-{}", channels.join("-")));
         let (client, mut connection) = target
             .connect()
             .await
@@ -47,8 +48,8 @@ impl Listener {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
-                    Ok(AsyncMessage::Notification(n)) if n.channel() == channel => {
-                        on_notify(n.payload());
+                    Ok(AsyncMessage::Notification(n)) if channels.contains(&n.channel()) => {
+                        on_notify(n.channel(), n.payload());
                     }
                     Ok(_) => {}
                     Err(_) => break,
@@ -58,7 +59,12 @@ impl Listener {
         });
         tokio::time::timeout(
             Duration::from_secs(10),
-            client.batch_execute(&format!("LISTEN {channel}")),
+            client.batch_execute(
+                &channels
+                    .iter()
+                    .map(|c| format!("LISTEN {c};"))
+                    .collect::<String>(),
+            ),
         )
         .await
         .map_err(|_| "LISTEN timed out".to_string())?
@@ -74,14 +80,14 @@ impl Listener {
     /// and gives None, for the owner to try again on its next round.
     pub async fn start_or_warn(
         database_url: &str,
-        channel: &'static str,
+        channels: &'static [&'static str],
         meanwhile: &str,
-        on_notify: impl Fn(&str) + Send + 'static,
+        on_notify: impl Fn(&str, &str) + Send + 'static,
     ) -> Option<Listener> {
-        match Listener::start(database_url, channel, on_notify).await {
+        match Listener::start(database_url, channels, on_notify).await {
             Ok(l) => Some(l),
             Err(e) => {
-                tracing::warn!(error = %e, channel, "LISTEN failed; {meanwhile}");
+                tracing::warn!(error = %e, channels = ?channels, "LISTEN failed; {meanwhile}");
                 None
             }
         }

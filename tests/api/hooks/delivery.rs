@@ -1,6 +1,7 @@
 //! Delivery to local receivers: the stream's frame, signed, in seq order, filtered by type;
-//! both secrets sign during a rotation; a test delivery; a hanging endpoint delays neither
-//! another endpoint nor the WebSocket stream; two nodes never deliver one event twice.
+//! both secrets sign during a rotation; a test delivery; a changed URL takes the next event at
+//! once; a hanging endpoint delays neither another endpoint nor the WebSocket stream; two
+//! nodes never deliver one event twice.
 
 use super::{Mode, Receiver, create_hook, emit, hooks_app, seqs};
 use crate::helpers::{eventually, spawn_app_sharing};
@@ -139,6 +140,38 @@ async fn during_a_rotation_both_secrets_sign_and_a_test_delivery_goes_out_now() 
     let body: serde_json::Value = serde_json::from_str(&test.body).unwrap();
     assert_eq!(body["seq"], serde_json::Value::Null);
     assert_eq!(body["data"]["webhook_id"], id.to_string());
+}
+
+#[tokio::test]
+async fn a_new_url_takes_the_very_next_event_of_an_idle_endpoint() {
+    // Arrange: an endpoint that delivered and went idle; its lane's poll set far off, so only
+    // the change's announcement can make it reload before the next event.
+    let app = hooks_app(&[("WEBHOOK_POLL_MS", "600000")]).await;
+    let (user, key) = app.user("hooks-moved@test", false).await;
+    let (old_rx, new_rx) = (
+        Receiver::start(Mode::Accept).await,
+        Receiver::start(Mode::Accept).await,
+    );
+    let (id, _) = create_hook(&app, &key, json!({"url": old_rx.url})).await;
+    let first = emit(&app, user, &["lead.created"]).await[0];
+    assert_eq!(seqs(&old_rx.wait_accepted(1, WAIT).await), vec![first]);
+
+    // Act
+    let moved = app
+        .http
+        .patch(format!("{}/v1/webhooks/{id}", app.base))
+        .bearer_auth(&key)
+        .json(&json!({"url": new_rx.url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status().as_u16(), 200);
+    let next = emit(&app, user, &["lead.updated"]).await[0];
+
+    // Assert: the next event goes to the new URL only (a lane that had not reloaded would
+    // have sent it to the old one first, and only then found the change).
+    assert_eq!(seqs(&new_rx.wait_accepted(1, WAIT).await), vec![next]);
+    assert_eq!(seqs(&old_rx.got()), vec![first]);
 }
 
 #[tokio::test]
