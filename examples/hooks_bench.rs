@@ -128,7 +128,6 @@ fn report(commits: &HashMap<i64, Instant>, arrivals: &Arrivals, receivers: usize
 
 /// Appends events at `rate` for `secs`: one transaction per [`TICK`] with as many events as
 /// the timetable owes; `on_commit` gets each event's seq and frame as its commit returns.
-#[derive(Clone)]
 struct Writer {
     pool: deadpool_postgres::Pool,
     sealer: Arc<sincro_core::seal::Sealer>,
@@ -138,18 +137,23 @@ struct Writer {
 }
 
 impl Writer {
-    /// One event, committed.
-    async fn once(&self) -> Result<(), Box<dyn std::error::Error>> {
+    /// Appends `batch` in one transaction; the seqs once it committed.
+    async fn commit(&self, batch: &[NewEvent]) -> Result<Vec<i64>, Box<dyn std::error::Error>> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        let seqs = events::append_many(&tx, &self.sealer, batch).await?;
+        tx.commit().await?;
+        Ok(seqs)
+    }
+
+    /// One event, committed.
+    async fn once(&self) -> Result<(), Box<dyn std::error::Error>> {
         let warm = NewEvent {
             usuario_id: self.user,
             kind: "message.received",
             data: json!({"warm_up": true}),
         };
-        events::append_many(&tx, &self.sealer, &[warm]).await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit(&[warm]).await.map(|_| ())
     }
 
     async fn run(
@@ -174,10 +178,7 @@ impl Writer {
                     data: json!({"i": i, "text": "x".repeat(150)}),
                 })
                 .collect();
-            let mut client = self.pool.get().await?;
-            let tx = client.transaction().await?;
-            let seqs = events::append_many(&tx, &self.sealer, &batch).await?;
-            tx.commit().await?;
+            let seqs = self.commit(&batch).await?;
             let at = Instant::now();
             for (seq, e) in seqs.iter().zip(&batch) {
                 commits.insert(*seq, at);

@@ -82,14 +82,12 @@ pub async fn ingest_in(
     // Messages from a number the contact left: their lead and conversation are the new
     // number's, whose WhatsApp id they must not overwrite with the old one (WhatsApp Web
     // reports its number-change notice twice, and old-number messages can come late).
-    let mut from_old_number: Vec<bool> = Vec::with_capacity(messages.len());
     for m in messages {
         let key = keyed[m.from.as_str()].clone();
         let (key, moved) = match changed.get(&(m.usuario_id, key.key.clone())) {
             Some(now) => (phone::contact_key(now, None), true),
             None => (key, false),
         };
-        from_old_number.push(moved);
         let k = clean::owned_text(key.key.clone());
         contacts.push(Contact {
             usuario_id: m.usuario_id,
@@ -115,9 +113,10 @@ pub async fn ingest_in(
     // move `last_inbound_at` (the 24 h window); a conversation the user's phone opened is
     // `saliente`.
     let mut conv_keys: HashMap<(Uuid, Uuid, String), ConvKey> = HashMap::new();
-    for ((m, e164), moved) in accepted.iter().zip(&from_old_number) {
+    for ((m, e164), contact) in accepted.iter().zip(&contacts) {
         let lead = resolved.leads[&(m.usuario_id, e164.clone())];
-        let own = (!moved).then(|| wa_id(m));
+        // None for a message from a number the contact left (see above).
+        let own = contact.wa_id.clone();
         let entry = conv_keys
             .entry((m.usuario_id, m.connection_id, e164.clone()))
             .or_insert(ConvKey {

@@ -79,20 +79,18 @@ pub async fn drain_once(shared: &Shared, limit: i64) -> Result<DrainReport, Busi
     // scan, which visits the heap for every entry of a row drained since the last vacuum
     // (thousands under a flood: milliseconds per claim, growing) and never marks them dead;
     // a plain index scan marks them as it passes, so the next claim skips them.
-    tx.batch_execute("SET LOCAL enable_bitmapscan = off")
-        .await?;
-    let rows = tx
-        .query(
-            &tx.prepare_cached(
-                "SELECT id, source, body, usuario_id, connection_id, signed_by FROM webhook_inbox
+    let claim = tx
+        .prepare_cached(
+            "SELECT id, source, body, usuario_id, connection_id, signed_by FROM webhook_inbox
              WHERE processed_at IS NULL AND next_attempt_at <= now()
              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            )
-            .await?,
-            &[&limit],
         )
         .await?;
-    tx.batch_execute("SET LOCAL enable_bitmapscan = on").await?;
+    tx.batch_execute("SET LOCAL enable_bitmapscan = off")
+        .await?;
+    let rows = tx.query(&claim, &[&limit]).await?;
+    tx.batch_execute("SET LOCAL enable_bitmapscan TO DEFAULT")
+        .await?;
     let mut report = DrainReport {
         rows: rows.len(),
         ..Default::default()
@@ -177,14 +175,13 @@ pub async fn drain_once(shared: &Shared, limit: i64) -> Result<DrainReport, Busi
         }
         Err(e) => {
             tracing::error!(error = %e, rows = ids.len(), "inbox rows not stored; they will be retried");
-            let retry = tx
-                .prepare_cached(
-                    "UPDATE webhook_inbox SET attempts = attempts + 1, error = $2,
+            tx.execute(
+                "UPDATE webhook_inbox SET attempts = attempts + 1, error = $2,
                      next_attempt_at = now() + least(interval '1 second' * power(2, attempts), interval '5 minutes')
                  WHERE id = ANY($1)",
-                )
-                .await?;
-            tx.execute(&retry, &[&ids, &e.to_string()]).await?;
+                &[&ids, &e.to_string()],
+            )
+            .await?;
             tx.commit().await?;
             return Err(BusinessError::Io(format!("ingest failed: {e}")));
         }

@@ -75,7 +75,7 @@ pub async fn append(
     )
     .await?;
     tx.execute(
-        &tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
+        "SELECT pg_notify($1, $2)",
         &[&CHANNEL, &format!("{usuario_id}:{seq}")],
     )
     .await?;
