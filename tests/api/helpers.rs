@@ -164,6 +164,12 @@ impl TestApp {
             .bearer_auth(key)
     }
 
+    pub fn patch(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
+        self.http
+            .patch(format!("{}{path}", self.base))
+            .bearer_auth(key)
+    }
+
     pub fn delete(&self, path: &str, key: &str) -> reqwest::RequestBuilder {
         self.http
             .delete(format!("{}{path}", self.base))

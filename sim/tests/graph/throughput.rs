@@ -171,35 +171,24 @@ async fn an_upgrade_raises_the_reported_level_and_sends_metas_webhook() {
         assert_eq!(st, 200, "{v}");
         v["throughput"]["level"].as_str().unwrap().to_string()
     };
+    let set = |number: &str, to: &str| {
+        env.control(
+            reqwest::Method::POST,
+            "throughput",
+            json!({"phone_number_id": number, "level": to}),
+        )
+    };
     assert_eq!(level().await, "STANDARD");
 
     // Bad levels and unknown numbers are refused and change nothing.
-    let (st, _) = env
-        .control(
-            reqwest::Method::POST,
-            "throughput",
-            json!({"phone_number_id": pnid, "level": "TURBO"}),
-        )
-        .await;
+    let (st, _) = set(&pnid, "TURBO").await;
     assert_eq!(st, 400);
-    let (st, _) = env
-        .control(
-            reqwest::Method::POST,
-            "throughput",
-            json!({"phone_number_id": "999", "level": "HIGH"}),
-        )
-        .await;
+    let (st, _) = set("999", "HIGH").await;
     assert_eq!(st, 404);
     assert_eq!(level().await, "STANDARD");
 
     // The upgrade: reported by Graph, announced by webhook (display number only).
-    let (st, v) = env
-        .control(
-            reqwest::Method::POST,
-            "throughput",
-            json!({"phone_number_id": pnid, "level": "HIGH"}),
-        )
-        .await;
+    let (st, v) = set(&pnid, "HIGH").await;
     assert_eq!((st, &v["webhook"]), (200, &json!(true)));
     assert_eq!(level().await, "HIGH");
     let secret = env.secret();

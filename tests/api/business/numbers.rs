@@ -236,9 +236,7 @@ async fn business_numbers_of_another_user_are_not_found() {
     assert_eq!(list["items"], json!([]));
     expect_error(app.get(&path, &bob).send().await.unwrap(), 404, "not_found").await;
     let patch = app
-        .http
-        .patch(format!("{}{path}", app.base))
-        .bearer_auth(&bob)
+        .patch(&path, &bob)
         .json(&json!({"access_token": number.access_token}))
         .send()
         .await

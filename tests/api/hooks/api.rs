@@ -183,9 +183,7 @@ async fn another_users_endpoint_is_not_found_and_changes_are_audited() {
     )
     .await;
     let patched = app
-        .http
-        .patch(format!("{}{path}", app.base))
-        .bearer_auth(&key_b)
+        .patch(&path, &key_b)
         .json(&json!({"enabled": false}))
         .send()
         .await
@@ -200,9 +198,7 @@ async fn another_users_endpoint_is_not_found_and_changes_are_audited() {
 
     // A changes, rotates and deletes it.
     let patched = app
-        .http
-        .patch(format!("{}{path}", app.base))
-        .bearer_auth(&key_a)
+        .patch(&path, &key_a)
         .json(&json!({"types": ["lead.*"], "description": null, "max_in_flight": 4}))
         .send()
         .await

@@ -158,9 +158,7 @@ async fn a_new_url_takes_the_very_next_event_of_an_idle_endpoint() {
 
     // Act
     let moved = app
-        .http
-        .patch(format!("{}/v1/webhooks/{id}", app.base))
-        .bearer_auth(&key)
+        .patch(&format!("/v1/webhooks/{id}"), &key)
         .json(&json!({"url": new_rx.url}))
         .send()
         .await

@@ -97,9 +97,7 @@ async fn an_endpoint_refusing_with_4xx_is_disabled_and_alerted() {
     // Enabled again, it delivers what comes next.
     rx.set(Mode::Accept);
     let enabled = app
-        .http
-        .patch(format!("{}/v1/webhooks/{id}", app.base))
-        .bearer_auth(&key)
+        .patch(&format!("/v1/webhooks/{id}"), &key)
         .json(&json!({"enabled": true}))
         .send()
         .await
@@ -184,9 +182,7 @@ async fn a_cursor_behind_retention_moves_on_with_a_record_and_an_alert() {
         .expect("a first attempt");
     // Disabled meanwhile so the lane lets go of what it read; events 1-3 are purged.
     let patch = |enabled: bool| {
-        app.http
-            .patch(format!("{}/v1/webhooks/{id}", app.base))
-            .bearer_auth(&key)
+        app.patch(&format!("/v1/webhooks/{id}"), &key)
             .json(&json!({"enabled": enabled}))
             .send()
     };

@@ -258,9 +258,7 @@ async fn my_default_region_is_validated() {
     let mut app = spawn_app().await;
     let (_, key) = app.user("me@example.com", false).await;
     let resp = app
-        .http
-        .patch(format!("{}/v1/me", app.base))
-        .bearer_auth(&key)
+        .patch("/v1/me", &key)
         .json(&json!({"default_region": "br"}))
         .send()
         .await
@@ -269,9 +267,7 @@ async fn my_default_region_is_validated() {
     let me: Value = resp.json().await.unwrap();
     assert_eq!(me["default_region"], "BR");
     let resp = app
-        .http
-        .patch(format!("{}/v1/me", app.base))
-        .bearer_auth(&key)
+        .patch("/v1/me", &key)
         .json(&json!({"default_region": "Brazil"}))
         .send()
         .await

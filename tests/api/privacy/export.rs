@@ -80,9 +80,7 @@ async fn export_holds_exactly_the_contacts_data() {
         .unwrap();
     assert_eq!(old.status().as_u16(), 200);
     let region = app
-        .http
-        .patch(format!("{}/v1/me", app.base))
-        .bearer_auth(&key)
+        .patch("/v1/me", &key)
         .json(&json!({"default_region": "BR"}))
         .send()
         .await

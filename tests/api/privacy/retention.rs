@@ -11,13 +11,7 @@ use std::path::Path;
 use uuid::Uuid;
 
 async fn patch_me(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
-    app.http
-        .patch(format!("{}/v1/me", app.base))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    app.patch("/v1/me", key).json(&body).send().await.unwrap()
 }
 
 async fn backdate(app: &TestApp, table: &str, column: &str, days: i32, filter: &str) {
