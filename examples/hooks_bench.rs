@@ -14,8 +14,8 @@
 //!
 //! Knobs (environment): BENCH_PG (server URL, default postgres://postgres@127.0.0.1:5432),
 //! BENCH_ENDPOINTS (10), BENCH_RATE (events/s, 1000), BENCH_SECS (10), BENCH_IN_FLIGHT
-//! (deliveries in flight per endpoint, 16; 1 is strict one-at-a-time). It creates its own
-//! database and drops it at the end.
+//! (deliveries in flight per endpoint, 16; 1 is strict one-at-a-time), DB_POOL_SIZE (the
+//! daemon's, 16 as by default). It creates its own database and drops it at the end.
 
 use serde_json::json;
 use sincro_core::store::events::{self, NewEvent};
@@ -227,6 +227,10 @@ async fn bench(url: &str) -> Result<(), Box<dyn std::error::Error>> {
         ),
         ("NODE_ID".to_string(), "bench".to_string()),
         ("WEBHOOK_URL_ALLOW".to_string(), "127.0.0.1/32".to_string()),
+        (
+            "DB_POOL_SIZE".to_string(),
+            std::env::var("DB_POOL_SIZE").unwrap_or_else(|_| "16".into()),
+        ),
     ]);
     let config = Config::from_map(&env).map_err(|e| format!("{e:?}"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

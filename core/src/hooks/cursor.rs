@@ -13,6 +13,7 @@ use crate::hub::TypeFilter;
 use crate::seal::{Purpose, Sealer};
 use crate::store::StoreError;
 use deadpool_postgres::GenericClient;
+use std::collections::HashMap;
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -166,53 +167,88 @@ pub struct Progress {
     pub attempts: Vec<AttemptRow>,
 }
 
-/// Moves the cursor, records the attempts and renews the lease in one statement, if `owner`
-/// still holds the lease on version `version`. Returns the endpoint's `failing_since` after
-/// it (outer None: the write found nothing, reload).
-pub async fn advance(
+/// One lane's round to write: endpoint `id` as loaded at `version`, and what the round did.
+#[derive(Debug, Clone)]
+pub struct Advance {
+    pub id: Uuid,
+    pub version: i32,
+    pub progress: Progress,
+}
+
+/// Moves the cursors, records the attempts and renews the leases of several endpoints in one
+/// statement (one commit), each only if `owner` still holds its lease on the version its
+/// lane loaded: the cursor never moves without its record. Returns, for each endpoint
+/// written, its `failing_since` after the write; an endpoint missing from the answer was
+/// changed or lost its lease (its lane reloads). The rounds must be of distinct endpoints.
+pub async fn advance_many(
     client: &impl GenericClient,
-    id: Uuid,
     owner: &str,
-    version: i32,
     lease: Duration,
-    p: &Progress,
-) -> Result<Option<Option<OffsetDateTime>>, StoreError> {
-    let col = |f: fn(&AttemptRow) -> Option<i32>| p.attempts.iter().map(f).collect::<Vec<_>>();
-    let ids: Vec<Uuid> = p.attempts.iter().map(|a| a.delivery_id).collect();
-    let seqs: Vec<Option<i64>> = p.attempts.iter().map(|a| a.seq).collect();
-    let types: Vec<&str> = p.attempts.iter().map(|a| a.event_type.as_str()).collect();
-    let numbers = col(|a| Some(a.attempt));
-    let outcomes: Vec<&str> = p.attempts.iter().map(|a| a.outcome).collect();
-    let statuses = col(|a| a.http_status);
-    let errors: Vec<Option<&str>> = p.attempts.iter().map(|a| a.error.as_deref()).collect();
-    let latencies = col(|a| a.latency_ms);
-    let row = client
-        .query_opt(
+    rounds: &[Advance],
+) -> Result<HashMap<Uuid, Option<OffsetDateTime>>, StoreError> {
+    let ids: Vec<Uuid> = rounds.iter().map(|r| r.id).collect();
+    let versions: Vec<i32> = rounds.iter().map(|r| r.version).collect();
+    let cursors: Vec<i64> = rounds.iter().map(|r| r.progress.cursor).collect();
+    let failed: Vec<bool> = rounds.iter().map(|r| r.progress.failed).collect();
+    // The failing clock stops only on a round where something succeeded and nothing failed.
+    let succeeded: Vec<bool> = rounds
+        .iter()
+        .map(|r| r.progress.succeeded && !r.progress.failed)
+        .collect();
+    let attempts = || {
+        rounds
+            .iter()
+            .flat_map(|r| r.progress.attempts.iter().map(move |a| (r.id, a)))
+    };
+    let endpoints: Vec<Uuid> = attempts().map(|(id, _)| id).collect();
+    let delivery_ids: Vec<Uuid> = attempts().map(|(_, a)| a.delivery_id).collect();
+    let seqs: Vec<Option<i64>> = attempts().map(|(_, a)| a.seq).collect();
+    let types: Vec<&str> = attempts().map(|(_, a)| a.event_type.as_str()).collect();
+    let numbers: Vec<i32> = attempts().map(|(_, a)| a.attempt).collect();
+    let outcomes: Vec<&str> = attempts().map(|(_, a)| a.outcome).collect();
+    let statuses: Vec<Option<i32>> = attempts().map(|(_, a)| a.http_status).collect();
+    let errors: Vec<Option<&str>> = attempts().map(|(_, a)| a.error.as_deref()).collect();
+    let latencies: Vec<Option<i32>> = attempts().map(|(_, a)| a.latency_ms).collect();
+    // Prepared once per pooled connection: every lane round ends in it.
+    let advance = client
+        .prepare_cached(
             "WITH w AS (
-               UPDATE event_webhooks SET cursor = GREATEST(cursor, $4),
-                 lease_until = now() + make_interval(secs => $5),
-                 failing_since = CASE WHEN $6 THEN COALESCE(failing_since, now())
-                                      WHEN $7 THEN NULL ELSE failing_since END,
-                 last_success_at = CASE WHEN $7 THEN now() ELSE last_success_at END
-               WHERE id = $1 AND lease_owner = $2 AND version = $3
-               RETURNING id, failing_since),
+               UPDATE event_webhooks e SET cursor = GREATEST(e.cursor, x.cursor),
+                 lease_until = now() + make_interval(secs => $2),
+                 failing_since = CASE WHEN x.failed THEN COALESCE(e.failing_since, now())
+                                      WHEN x.succeeded THEN NULL ELSE e.failing_since END,
+                 last_success_at = CASE WHEN x.succeeded THEN now() ELSE e.last_success_at END
+               FROM unnest($3::uuid[], $4::int[], $5::bigint[], $6::bool[], $7::bool[])
+                 AS x(id, version, cursor, failed, succeeded)
+               WHERE e.id = x.id AND e.lease_owner = $1 AND e.version = x.version
+               RETURNING e.id, e.failing_since),
              a AS (
                INSERT INTO event_webhook_attempts (webhook_id, delivery_id, seq, event_type,
                    attempt, outcome, http_status, error, latency_ms)
-               SELECT w.id, x.* FROM w, unnest($8::uuid[], $9::bigint[], $10::text[],
-                   $11::int[], $12::text[], $13::int[], $14::text[], $15::int[])
-                 AS x(delivery_id, seq, event_type, attempt, outcome, http_status, error,
-                      latency_ms))
-             SELECT failing_since FROM w",
+               SELECT webhook_id, delivery_id, seq, event_type, attempt, outcome,
+                   http_status, error, latency_ms
+               FROM unnest($8::uuid[], $9::uuid[], $10::bigint[], $11::text[], $12::int[],
+                   $13::text[], $14::int[], $15::text[], $16::int[]) WITH ORDINALITY
+                 AS y(webhook_id, delivery_id, seq, event_type, attempt, outcome, http_status,
+                      error, latency_ms, n)
+               WHERE webhook_id IN (SELECT id FROM w)
+               ORDER BY n)
+             SELECT id, failing_since FROM w",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &advance,
             &[
-                &id,
                 &owner,
-                &version,
-                &p.cursor,
                 &lease.as_secs_f64(),
-                &p.failed,
-                &(p.succeeded && !p.failed),
                 &ids,
+                &versions,
+                &cursors,
+                &failed,
+                &succeeded,
+                &endpoints,
+                &delivery_ids,
                 &seqs,
                 &types,
                 &numbers,
@@ -223,7 +259,7 @@ pub async fn advance(
             ],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Disables endpoint `id` (its lane's owner only); returns its user when it did.

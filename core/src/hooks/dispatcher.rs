@@ -10,6 +10,7 @@
 
 use super::cursor;
 use super::lane::{self, Lane, LaneCtx, LaneWake};
+use super::progress::ProgressWriter;
 use super::send;
 use super::store::CHANGED_CHANNEL;
 use crate::outbound::lease::owner_name;
@@ -163,9 +164,11 @@ impl Actor for HookDispatcher {
         shared: Arc<Shared>,
     ) -> Result<Self::State, ActorProcessingErr> {
         let settings = shared.settings.hooks.clone();
+        let owner = owner_name(&shared.node_id);
         let ctx = Arc::new(LaneCtx {
             http: send::client(settings.allow.clone(), settings.timeout),
-            owner: owner_name(&shared.node_id),
+            progress: ProgressWriter::start(shared.pool.clone(), &owner, settings.lease),
+            owner,
             node_pattern: cursor::node_pattern(&shared.node_id),
             shared: shared.clone(),
             settings,

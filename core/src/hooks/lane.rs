@@ -2,14 +2,17 @@
 //! after its cursor, in seq order. [`Lane::step`] is one round (testable alone): renew the
 //! lease when due, read the next page of events from the log, skip what the endpoint's filter
 //! does not take, send the next event (or up to `max_in_flight` at once when the endpoint opted
-//! in), then move the cursor and record the attempts in one statement. An event whose attempt
-//! must be retried holds the lane (order first) until its backoff passes; a permanent failure
-//! is recorded and passed. An endpoint failing longer than `disable_after` is disabled and
-//! alerted. A cursor that fell behind the log's retention is moved to the oldest event still
-//! stored, with an `expired` record and an alert saying which seqs were lost.
+//! in), then move the cursor and record the attempts in one statement (shared with the other
+//! lanes' rounds waiting then, [`super::progress`]; for an endpoint that takes several at
+//! once, while its next round sends: [`Lane::write_behind`]). An event whose
+//! attempt must be retried holds the lane (order first) until its backoff passes; a permanent
+//! failure is recorded and passed. An endpoint failing longer than `disable_after` is disabled
+//! and alerted. A cursor that fell behind the log's retention is moved to the oldest event
+//! still stored, with an `expired` record and an alert saying which seqs were lost.
 
 use super::HooksSettings;
-use super::cursor::{self, AttemptRow, Progress, Target};
+use super::cursor::{self, Advance, AttemptRow, Progress, Target};
+use super::progress::{ProgressWriter, Written};
 use super::send::{self, Outcome};
 use super::{alert, sign};
 use crate::hub::Frame;
@@ -40,6 +43,8 @@ pub struct LaneCtx {
     /// Earlier incarnations of this node, whose leases it takes over at once.
     pub node_pattern: String,
     pub settings: HooksSettings,
+    /// Writes the lanes' rounds, those waiting together in one commit.
+    pub progress: ProgressWriter,
 }
 
 /// What a round left the lane to do.
@@ -74,6 +79,15 @@ pub struct Lane {
     /// Events sent whose delivery is not finished (a retry waits for `retry_at`).
     inflight: Vec<Pending>,
     retry_at: Option<Instant>,
+    /// The last round's write, still committing while the next round sends (see
+    /// [`Lane::write_behind`]).
+    writing: Option<Writing>,
+}
+
+/// A round's write committing in a task of its own.
+struct Writing {
+    task: tokio::task::JoinHandle<Result<Written, StoreError>>,
+    started: Instant,
 }
 
 impl Lane {
@@ -87,11 +101,14 @@ impl Lane {
             read_upto: 0,
             inflight: Vec::new(),
             retry_at: None,
+            writing: None,
         }
     }
 
     /// Forgets what it read: the next round reloads the endpoint and reads from its cursor.
     fn reset(&mut self) {
+        // A write still committing finishes on its own; the reload reads what it left.
+        self.writing = None;
         self.target = None;
         self.buffer.clear();
         self.inflight.clear();
@@ -114,17 +131,19 @@ impl Lane {
             s.settings.lease,
         )
         .await?;
-        let Some(loaded) = loaded else {
+        let Some(mut loaded) = loaded else {
             return Ok(false);
         };
         self.renew_at = Instant::now() + s.settings.lease / 3;
-        let same = self
-            .target
-            .as_ref()
-            .is_some_and(|t| t.version == loaded.version);
-        if !same {
-            self.reset();
-            self.read_upto = loaded.cursor;
+        match self.target.as_ref() {
+            // A write still committing may hold a later cursor than the row shows yet.
+            Some(old) if old.version == loaded.version => {
+                loaded.cursor = loaded.cursor.max(old.cursor)
+            }
+            _ => {
+                self.reset();
+                self.read_upto = loaded.cursor;
+            }
         }
         self.target = Some(loaded);
         Ok(true)
@@ -150,7 +169,12 @@ impl Lane {
             }
         }
         if self.buffer.is_empty() && !self.read_page().await? {
-            return Ok(Step::Idle);
+            // Idle with every round written: nothing delivered waits for its record.
+            return Ok(if self.settle().await? {
+                Step::Idle
+            } else {
+                Step::Busy
+            });
         }
         let target = self.target.as_ref().expect("leased");
         let mut skipped_to = None;
@@ -318,8 +342,12 @@ impl Lane {
                 .map(|next| next.seq - 1)
                 .unwrap_or(self.read_upto),
         };
+        let behind = target.max_in_flight > 1 && progress.succeeded && !progress.failed;
         self.inflight = remaining;
         self.retry_at = wait.map(|w| Instant::now() + w);
+        if behind {
+            return self.write_behind(progress).await;
+        }
         let step = self.write(progress).await?;
         Ok(match (step, self.retry_at) {
             (Step::Busy, Some(at)) => Step::Wait(at.min(self.renew_at)),
@@ -327,15 +355,81 @@ impl Lane {
         })
     }
 
+    /// Starts writing a round where every delivery succeeded, and lets the next round send
+    /// while it commits (endpoints that take several deliveries in flight only): the lane's
+    /// rate is then bound by its sends, not by sends plus a commit. One write at a time, in
+    /// order: the previous one is waited for first. A `kill -9` then repeats at most the
+    /// deliveries of two rounds (the one being written and the one in flight), with the same
+    /// delivery ids, where a strict endpoint repeats at most its one delivery in flight.
+    async fn write_behind(&mut self, progress: Progress) -> Result<Step, StoreError> {
+        if !self.settle().await? {
+            return Ok(Step::Busy);
+        }
+        let target = self.target.as_mut().expect("leased");
+        let s = self.ctx.clone();
+        let (id, version) = (target.id, target.version);
+        // The next round reads on from `read_upto`; the cursor the lane holds is the one this
+        // write sets unless it finds the endpoint changed (then the lane reloads anyway).
+        target.cursor = progress.cursor.max(target.cursor);
+        let task = tokio::spawn(async move {
+            s.progress
+                .write(Advance {
+                    id,
+                    version,
+                    progress,
+                })
+                .await
+        });
+        self.writing = Some(Writing {
+            task,
+            started: Instant::now(),
+        });
+        Ok(Step::Busy)
+    }
+
+    /// Waits for the write started by [`Lane::write_behind`], if any; false when it found the
+    /// endpoint changed or its lease lost (the lane was reset: it reloads next round).
+    async fn settle(&mut self) -> Result<bool, StoreError> {
+        let Some(writing) = self.writing.take() else {
+            return Ok(true);
+        };
+        let failing_since = match writing.task.await {
+            Ok(Ok(Some(failing_since))) => failing_since,
+            Ok(Ok(None)) | Err(_) => {
+                self.reset();
+                return Ok(false);
+            }
+            Ok(Err(e)) => return Err(e),
+        };
+        self.renew_at = self
+            .renew_at
+            .max(writing.started + self.ctx.settings.lease / 3);
+        if let Some(target) = self.target.as_mut() {
+            target.failing_since = failing_since;
+        }
+        self.record_lag();
+        Ok(true)
+    }
+
     /// Writes a round's progress; reloads when the endpoint changed, disables it when it has
     /// failed too long.
     async fn write(&mut self, progress: Progress) -> Result<Step, StoreError> {
+        if !self.settle().await? {
+            return Ok(Step::Busy);
+        }
         let target = self.target.as_ref().expect("leased");
         let (id, version, usuario_id) = (target.id, target.version, target.usuario_id);
         let s = self.ctx.clone();
-        let client = s.shared.pool.get().await?;
-        let written =
-            cursor::advance(&client, id, &s.owner, version, s.settings.lease, &progress).await?;
+        let failed = progress.failed;
+        let cursor = progress.cursor;
+        let written = s
+            .progress
+            .write(Advance {
+                id,
+                version,
+                progress,
+            })
+            .await?;
         let Some(failing_since) = written else {
             // Changed through the API, or the lease was lost: reload (or stop) next round.
             self.reset();
@@ -343,16 +437,17 @@ impl Lane {
         };
         self.renew_at = Instant::now() + s.settings.lease / 3;
         let target = self.target.as_mut().expect("leased");
-        target.cursor = progress.cursor.max(target.cursor);
+        target.cursor = cursor.max(target.cursor);
         target.failing_since = failing_since;
         self.record_lag();
         let too_long = failing_since
             .is_some_and(|since| OffsetDateTime::now_utc() - since >= s.settings.disable_after);
-        if progress.failed && too_long {
+        if failed && too_long {
             let reason = format!(
                 "deliveries kept failing for {} s",
                 s.settings.disable_after.as_secs()
             );
+            let client = s.shared.pool.get().await?;
             if cursor::disable(&client, id, &s.owner, &reason)
                 .await?
                 .is_some()

@@ -7,13 +7,15 @@
 //! holds ([`cursor::take_lease`]): the lane reads the user's events after the cursor, sends each
 //! one ([`send`]), and moves the cursor in the same statement that records the attempt and
 //! renews the lease, so a restart, a `kill -9` or a node failover resumes where it stopped and
-//! repeats at most the deliveries that were in flight, with the same delivery id
+//! repeats at most the deliveries that were in flight (an endpoint taking several at once: also
+//! the round whose record was still committing), with the same delivery id
 //! ([`sign::delivery_id`]). One lane per endpoint: a slow or dead endpoint only holds up its
 //! own lane, never another endpoint or the WebSocket stream.
 //!
 //! Files: [`manage`] (what the HTTP routes call), [`store`] (the endpoint rows), [`cursor`]
-//! (the lanes' statements), [`sign`] (secrets, signatures, delivery ids), [`send`] (one
-//! attempt and its classification), [`lane`], [`dispatcher`], [`handle`], [`alert`].
+//! (the lanes' statements), [`progress`] (the lanes' rounds, several to a commit), [`sign`]
+//! (secrets, signatures, delivery ids), [`send`] (one attempt and its classification),
+//! [`lane`], [`dispatcher`], [`handle`], [`alert`].
 
 pub mod alert;
 pub mod cursor;
@@ -22,6 +24,7 @@ pub mod error;
 pub mod handle;
 pub mod lane;
 pub mod manage;
+pub mod progress;
 pub mod send;
 pub mod sign;
 pub mod store;

@@ -96,13 +96,15 @@ pub async fn read_after(
     after: i64,
     limit: i64,
 ) -> Result<Vec<Event>, StoreError> {
-    let rows = client
-        .query(
+    // Prepared once per pooled connection: every stream client's catch-up and every webhook
+    // lane's round runs it.
+    let read = client
+        .prepare_cached(
             "SELECT seq, type, created_at, payload, muted FROM events
              WHERE usuario_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            &[&usuario_id, &after, &limit],
         )
         .await?;
+    let rows = client.query(&read, &[&usuario_id, &after, &limit]).await?;
     rows.iter()
         .map(|row| {
             let sealed: String = row.get(3);

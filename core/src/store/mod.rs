@@ -53,6 +53,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found")]
     NotFound,
+    /// The error of one statement written for several callers at once (a group commit): each
+    /// of them gets it.
+    #[error("{0}")]
+    Shared(std::sync::Arc<StoreError>),
 }
 
 impl StoreError {
@@ -74,6 +78,7 @@ impl StoreError {
         match self {
             StoreError::Db(e) => e.code(),
             StoreError::Pool(deadpool_postgres::PoolError::Backend(e)) => e.code(),
+            StoreError::Shared(e) => e.sql_state(),
             _ => None,
         }
     }
@@ -93,6 +98,7 @@ impl StoreError {
                         c.starts_with("08") || c.starts_with("53") || c.starts_with("57P0")
                     })
             }
+            StoreError::Shared(e) => e.is_unavailable(),
             _ => false,
         }
     }

@@ -1,7 +1,8 @@
 //! Delivery to local receivers: the stream's frame, signed, in seq order, filtered by type;
 //! both secrets sign during a rotation; a test delivery; a changed URL takes the next event at
-//! once; a hanging endpoint delays neither another endpoint nor the WebSocket stream; two
-//! nodes never deliver one event twice.
+//! once; deleting an endpoint or its user removes its delivery records; a hanging endpoint
+//! delays neither another endpoint nor the WebSocket stream; two nodes never deliver one event
+//! twice.
 
 use super::{Mode, Receiver, create_hook, emit, hooks_app, seqs};
 use crate::helpers::{eventually, spawn_app_sharing};
@@ -89,6 +90,51 @@ async fn events_arrive_in_order_signed_as_the_streams_frames_and_filtered() {
     assert!(attempts.iter().all(|a| a["outcome"] == "delivered"
         && a["http_status"] == 200
         && a["latency_ms"].is_number()));
+}
+
+#[tokio::test]
+async fn deleting_an_endpoint_or_its_user_removes_its_delivery_records() {
+    // Arrange: two endpoints of one user, each with delivery records.
+    let app = hooks_app(&[]).await;
+    let (user, key) = app.user("hooks-delete@test", false).await;
+    let rx = Receiver::start(Mode::Accept).await;
+    let (first, _) = create_hook(&app, &key, json!({"url": rx.url})).await;
+    let (second, _) = create_hook(&app, &key, json!({"url": rx.url})).await;
+    emit(&app, user, &["lead.created", "lead.updated"]).await;
+    rx.wait_accepted(4, WAIT).await;
+    let records = |id: uuid::Uuid| {
+        let app = &app;
+        async move {
+            app.count(
+                "SELECT count(*) FROM event_webhook_attempts WHERE webhook_id = $1",
+                &[&id],
+            )
+            .await
+        }
+    };
+    let both = eventually(WAIT, || async {
+        (records(first).await == 2 && records(second).await == 2).then_some(())
+    })
+    .await;
+    assert!(both.is_some(), "two records per endpoint");
+
+    // Act / Assert: deleting one endpoint removes its records only.
+    let deleted = app
+        .delete(&format!("/v1/webhooks/{first}"), &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 200);
+    assert_eq!(records(first).await, 0);
+    assert_eq!(records(second).await, 2);
+
+    // Act / Assert: deleting the user removes its endpoints and their records.
+    let client = app.pool().get().await.unwrap();
+    client
+        .execute("DELETE FROM usuarios WHERE id = $1", &[&user])
+        .await
+        .unwrap();
+    assert_eq!(records(second).await, 0);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
-//! Failures: a receiver down, then back (everything arrives once, in order); a 4xx endpoint
-//! disabled and alerted; a replay from a seq still retained, and a clear 4xx for one that is
-//! not; a cursor that fell behind retention moves on with an `expired` record and an alert.
+//! Failures: a receiver down, then back (everything arrives once, in order; once with several
+//! in flight); a 4xx endpoint disabled and alerted; a replay from a seq still retained, and a
+//! clear 4xx for one that is not; a cursor that fell behind retention moves on with an
+//! `expired` record and an alert.
 
 use super::{Mode, Receiver, create_hook, deliveries, emit, hook, hooks_app, seqs};
 use crate::helpers::{eventually, expect_error};
@@ -11,11 +12,33 @@ const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn a_receiver_down_then_back_gets_everything_once_in_order() {
+    let (emitted, got) = down_then_back("hooks-down@test", 1).await;
+    assert_eq!(seqs(&got), emitted, "each event once, in order");
+}
+
+#[tokio::test]
+async fn with_several_in_flight_a_receiver_down_then_back_gets_everything_once() {
+    let (emitted, got) = down_then_back("hooks-down4@test", 4).await;
+    let mut arrived = seqs(&got);
+    arrived.sort();
+    assert_eq!(arrived, emitted, "each event once");
+}
+
+/// 20 events to an endpoint taking `max_in_flight` at once while its receiver is down, then
+/// back; checks that the endpoint was failing with nothing acknowledged, and recovered with
+/// every delivery id once and its cursor at the newest event. Returns the seqs emitted and
+/// what the receiver accepted.
+async fn down_then_back(email: &str, max_in_flight: i32) -> (Vec<i64>, Vec<super::Received>) {
     // Arrange: the receiver drops every connection (down).
     let app = hooks_app(&[]).await;
-    let (user, key) = app.user("hooks-down@test", false).await;
+    let (user, key) = app.user(email, false).await;
     let rx = Receiver::start(Mode::Drop).await;
-    let (id, _) = create_hook(&app, &key, json!({"url": rx.url})).await;
+    let (id, _) = create_hook(
+        &app,
+        &key,
+        json!({"url": rx.url, "max_in_flight": max_in_flight}),
+    )
+    .await;
 
     // Act: events while it is down; several retries fail; then it is back.
     let emitted = emit(&app, user, &["message.received"; 20]).await;
@@ -36,8 +59,8 @@ async fn a_receiver_down_then_back_gets_everything_once_in_order() {
 
     // Assert
     let got = rx.wait_accepted(20, WAIT).await;
-    assert_eq!(seqs(&got), emitted, "each event once, in order");
     let mut ids: Vec<&str> = got.iter().map(|r| r.delivery()).collect();
+    ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 20);
     let back = eventually(WAIT, || async {
@@ -48,6 +71,9 @@ async fn a_receiver_down_then_back_gets_everything_once_in_order() {
     .expect("cursor caught up");
     assert!(back["failing_since"].is_null(), "{back}");
     assert_eq!(back["enabled"], true);
+    // Nothing more arrives: no delivery was repeated.
+    assert_eq!(rx.accepted().len(), 20);
+    (emitted, got)
 }
 
 #[tokio::test]

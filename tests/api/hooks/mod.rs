@@ -1,5 +1,6 @@
 //! Event webhooks: the API (`api`), delivery against local receivers (`delivery`), failures
-//! and recovery (`failures`), and a `kill -9` of the daemon process mid-delivery (`kill`).
+//! and recovery (`failures`), a `kill -9` of the daemon process mid-delivery (`kill`), and the
+//! lanes' rounds written several to a commit (`progress`).
 //! [`Receiver`] is a small HTTP/1.1 server on loopback whose answer the test sets (accept,
 //! a status, drop the connection, hang) and which records every request.
 
@@ -7,6 +8,7 @@ mod api;
 mod delivery;
 mod failures;
 mod kill;
+mod progress;
 
 use crate::helpers::{TestApp, eventually};
 use sincro_core::store::events::{self, NewEvent};
