@@ -12,7 +12,7 @@
 
 use super::HooksSettings;
 use super::cursor::{self, Advance, AttemptRow, Progress, Target};
-use super::progress::{ProgressWriter, Written};
+use super::progress::{ProgressWriter, Submitted};
 use super::send::{self, Outcome};
 use super::{alert, sign};
 use crate::hub::Frame;
@@ -84,9 +84,9 @@ pub struct Lane {
     writing: Option<Writing>,
 }
 
-/// A round's write committing in a task of its own.
+/// A round handed to the writer, its answer not taken yet.
 struct Writing {
-    task: tokio::task::JoinHandle<Result<Written, StoreError>>,
+    submitted: Submitted,
     started: Instant,
 }
 
@@ -107,7 +107,7 @@ impl Lane {
 
     /// Forgets what it read: the next round reloads the endpoint and reads from its cursor.
     fn reset(&mut self) {
-        // A write still committing finishes on its own; the reload reads what it left.
+        // A round handed to the writer is still written; the reload reads what it left.
         self.writing = None;
         self.target = None;
         self.buffer.clear();
@@ -366,22 +366,17 @@ impl Lane {
             return Ok(Step::Busy);
         }
         let target = self.target.as_mut().expect("leased");
-        let s = self.ctx.clone();
         let (id, version) = (target.id, target.version);
         // The next round reads on from `read_upto`; the cursor the lane holds is the one this
         // write sets unless it finds the endpoint changed (then the lane reloads anyway).
         target.cursor = progress.cursor.max(target.cursor);
-        let task = tokio::spawn(async move {
-            s.progress
-                .write(Advance {
-                    id,
-                    version,
-                    progress,
-                })
-                .await
+        let submitted = self.ctx.progress.submit(Advance {
+            id,
+            version,
+            progress,
         });
         self.writing = Some(Writing {
-            task,
+            submitted,
             started: Instant::now(),
         });
         Ok(Step::Busy)
@@ -393,13 +388,9 @@ impl Lane {
         let Some(writing) = self.writing.take() else {
             return Ok(true);
         };
-        let failing_since = match writing.task.await {
-            Ok(Ok(Some(failing_since))) => failing_since,
-            Ok(Ok(None)) | Err(_) => {
-                self.reset();
-                return Ok(false);
-            }
-            Ok(Err(e)) => return Err(e),
+        let Some(failing_since) = self.ctx.progress.written(writing.submitted).await? else {
+            self.reset();
+            return Ok(false);
         };
         self.renew_at = self
             .renew_at

@@ -63,26 +63,47 @@ impl ProgressWriter {
         }
     }
 
+    /// Hands `round` to the writer at once, without waiting: [`ProgressWriter::written`]
+    /// waits for its answer.
+    pub fn submit(&self, round: Advance) -> Submitted {
+        let (done, answer) = oneshot::channel();
+        match self.queue.send(Pending { round, done }) {
+            Ok(()) => Submitted::Queued(answer),
+            Err(mpsc::error::SendError(pending)) => Submitted::Alone(pending.round),
+        }
+    }
+
+    /// The answer to a submitted round, once its statement committed (or failed).
+    pub async fn written(&self, submitted: Submitted) -> Result<Written, StoreError> {
+        match submitted {
+            Submitted::Queued(answer) => match answer.await {
+                Ok(result) => result.map_err(StoreError::Shared),
+                // The task ended with the round in hand: whether it committed is unknown;
+                // the lane reloads and repeats the round (with the same delivery ids).
+                Err(_) => Ok(None),
+            },
+            Submitted::Alone(round) => {
+                let client = self.pool.get().await?;
+                let rounds = std::slice::from_ref(&round);
+                let written =
+                    cursor::advance_many(&client, &self.owner, self.lease, rounds).await?;
+                Ok(written.get(&round.id).copied())
+            }
+        }
+    }
+
     /// Writes `round` with the next statement; resolves once that committed (or failed).
     pub async fn write(&self, round: Advance) -> Result<Written, StoreError> {
-        let (done, answer) = oneshot::channel();
-        let id = round.id;
-        let round = match self.queue.send(Pending { round, done }) {
-            Ok(()) => {
-                return match answer.await {
-                    Ok(result) => result.map_err(StoreError::Shared),
-                    // The task ended with the round in hand: whether it committed is unknown;
-                    // the lane reloads and repeats the round (with the same delivery ids).
-                    Err(_) => Ok(None),
-                };
-            }
-            Err(mpsc::error::SendError(pending)) => pending.round,
-        };
-        // No writer (it ended): the round is written alone.
-        let client = self.pool.get().await?;
-        let written = cursor::advance_many(&client, &self.owner, self.lease, &[round]).await?;
-        Ok(written.get(&id).copied())
+        self.written(self.submit(round)).await
     }
+}
+
+/// A round handed to the writer.
+pub enum Submitted {
+    /// In the writer's queue: the answer comes once its statement committed.
+    Queued(oneshot::Receiver<Result<Written, Arc<StoreError>>>),
+    /// The writer had ended (the daemon stopping): written alone when the answer is asked for.
+    Alone(Advance),
 }
 
 /// The writer loop: take a slot, collect what is waiting, commit it in a task of its own.
