@@ -175,6 +175,18 @@ pub async fn apply(
         }
     }
     let tx = client.transaction().await?;
+    // The statuses of these messages may be on their way in: see `status_order`.
+    let sent_connections: Vec<Uuid> = batch
+        .iter()
+        .filter(|d| {
+            matches!(
+                d.outcome,
+                Outcome::Send(SendOutcome::Sent { .. } | SendOutcome::SentTo { .. })
+            )
+        })
+        .map(|d| d.connection_id)
+        .collect();
+    crate::store::status_order::lock(&tx, &sent_connections).await?;
     let mut new_events: Vec<NewEvent> = Vec::new();
 
     if !sent_ids.is_empty() {

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod events;
 pub mod install;
 pub mod migrate;
+pub mod status_order;
 pub mod tls;
 pub mod users;
 

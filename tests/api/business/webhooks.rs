@@ -354,6 +354,75 @@ async fn business_webhook_statuses_duplicates_and_reordering() {
 }
 
 #[tokio::test]
+async fn business_webhook_status_waits_for_the_send_answer_being_written() {
+    // Arrange: a conversation, and an outbound message whose send's answer (the external id
+    // Meta gave it) is being written by a transaction that has not committed yet, holding
+    // the connection's status-order lock as the outbound recorder does.
+    let (app, sim) = spawn_business_app(GraphSimConfig::default()).await;
+    let (user, key) = app.user("race@example.com", false).await;
+    let n = app.business_number(&sim.base_url(), &key).await;
+    let mut text = fixtures("message.json")["text"].clone();
+    substitute(&mut text, &n, "wamid.race.in");
+    post(&app, &n, &text).await;
+    eventually(Duration::from_secs(10), || {
+        message_tipo(&app, &n, "wamid.race.in")
+    })
+    .await
+    .expect("the inbound message is stored");
+    outbound(&app, user, &n, "wamid.race.placeholder").await;
+    let mut recorder = app.pool().get().await.unwrap();
+    let answer = recorder.transaction().await.unwrap();
+    sincro_core::store::status_order::lock(&answer, &[n.connection_id])
+        .await
+        .unwrap();
+    answer
+        .execute(
+            "UPDATE mensajes_conversacion SET external_id = 'wamid.race.out', estado = 'sent'
+             WHERE external_id = 'wamid.race.placeholder'",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    // Act: Meta's `delivered` arrives before that answer is committed, then it commits.
+    let mut envelope = fixtures("message_status.json")["delivered"].clone();
+    substitute(&mut envelope, &n, "wamid.race.out");
+    post(&app, &n, &envelope).await;
+    let name = app.database_url.rsplit('/').next().unwrap().to_string();
+    eventually(Duration::from_secs(10), || async {
+        let waiting = app
+            .count(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                &[&name],
+            )
+            .await;
+        (waiting > 0).then_some(())
+    })
+    .await
+    .expect("the status waits for the answer being written");
+    answer.commit().await.unwrap();
+
+    // Assert: the status is applied to the message, not left waiting for a message that
+    // already exists.
+    let applied = eventually(Duration::from_secs(10), || async {
+        (estado(&app, "wamid.race.out").await.0 == "delivered").then_some(())
+    })
+    .await;
+    assert!(
+        applied.is_some(),
+        "{:?}",
+        estado(&app, "wamid.race.out").await
+    );
+    assert!(app.inbox_drained(Duration::from_secs(10)).await);
+    assert_eq!(
+        app.count("SELECT count(*) FROM pending_statuses", &[])
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn business_webhook_template_updates() {
     let (app, sim) = spawn_business_app(GraphSimConfig::default()).await;
     let (user, key) = app.user("tplhook@example.com", false).await;

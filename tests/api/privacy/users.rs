@@ -65,6 +65,10 @@ async fn erasing_a_user_removes_everything_it_owns() {
     )])
     .await;
     let (_, admin) = app.user("admin@example.com", true).await;
+    for table in ["events", "mensajes_conversacion"] {
+        let sql = format!("SELECT count(*) FROM {table} WHERE usuario_id = $1");
+        assert!(app.count(&sql, &[&user]).await > 0, "{table}");
+    }
 
     expect_error(
         app.delete(&format!("/v1/users/{user}"), &stays_key)
@@ -113,6 +117,19 @@ async fn erasing_a_user_removes_everything_it_owns() {
             .await,
         0
     );
+    // Its events (no foreign key to the user: a trigger removes them), messages and
+    // conversations go with it.
+    for table in ["events", "mensajes_conversacion", "conversaciones"] {
+        assert_eq!(
+            app.count(
+                &format!("SELECT count(*) FROM {table} WHERE usuario_id = $1"),
+                &[&user]
+            )
+            .await,
+            0,
+            "{table}"
+        );
+    }
     let kept = find_anywhere(&app, &data_dir, &["conversa-que-fica"]).await;
     assert!(
         kept.iter().any(|f| f.starts_with("mensajes_conversacion")),
