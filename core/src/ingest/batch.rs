@@ -29,6 +29,9 @@ pub async fn ingest_batch(
     items: &[InboundItem],
 ) -> Result<IngestReport, StoreError> {
     let tx = client.transaction().await?;
+    // Statuses, and echoes of messages the user sent from their phone, wait for whoever is
+    // making their messages findable (`status_order`): taken first, before any row lock.
+    crate::store::status_order::lock(&tx, &status_connections(items)).await?;
     let items: Vec<&InboundItem> = items.iter().collect();
     let report = ingest_in(&tx, sealer, default_region, opt_out, &items).await?;
     tx.commit().await?;
@@ -36,7 +39,8 @@ pub async fn ingest_batch(
 }
 
 /// Runs one batch inside the caller's transaction (or savepoint): the inbox drain stores its
-/// rows' items and marks the rows done in one commit.
+/// rows' items and marks the rows done in one commit. The caller holds the `status_order`
+/// locks of [`status_connections`] of `items`, taken once for its whole transaction.
 pub async fn ingest_in(
     tx: &deadpool_postgres::Transaction<'_>,
     sealer: &Sealer,
@@ -54,9 +58,6 @@ pub async fn ingest_in(
         }
     }
     let mut new_events: Vec<NewEvent> = Vec::new();
-    // Statuses, and echoes of messages the user sent from their phone, wait for whoever is
-    // making their messages findable (`status_order`): taken first, before any row lock.
-    crate::store::status_order::lock(tx, &status_connections(items.iter().copied())).await?;
 
     // Users' regions, for numbers typed in national format in the CRM.
     let mut users: Vec<Uuid> = messages.iter().map(|m| m.usuario_id).collect();
@@ -341,13 +342,7 @@ async fn upsert_conversations(
     }
     let mut keys: Vec<(&(Uuid, Uuid, String), &ConvKey)> = conv_keys.iter().collect();
     keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let us: Vec<Uuid> = keys.iter().map(|(k, _)| k.0).collect();
-    let cs: Vec<Uuid> = keys.iter().map(|(k, _)| k.1).collect();
-    let rs: Vec<&str> = keys.iter().map(|(k, _)| k.2.as_str()).collect();
-    let ls: Vec<Uuid> = keys.iter().map(|(_, v)| v.lead).collect();
-    let ts: Vec<Option<OffsetDateTime>> = keys.iter().map(|(_, v)| v.last_inbound).collect();
-    let ms: Vec<OffsetDateTime> = keys.iter().map(|(_, v)| v.last_message).collect();
-    let was: Vec<Option<&str>> = keys.iter().map(|(_, v)| v.wa_id.as_deref()).collect();
+    let all = ConvColumns::of(&keys);
     let update = tx
         .prepare_cached(
             "UPDATE conversaciones AS c SET lead_id = x.l,
@@ -365,7 +360,12 @@ async fn upsert_conversations(
         )
         .await?;
     for row in tx
-        .query(&update, &[&us, &cs, &rs, &ls, &ts, &ms, &was])
+        .query(
+            &update,
+            &[
+                &all.us, &all.cs, &all.rs, &all.ls, &all.ts, &all.ms, &all.was,
+            ],
+        )
         .await?
     {
         conversations.insert((row.get(1), row.get(2), row.get(3)), row.get(0));
@@ -377,30 +377,18 @@ async fn upsert_conversations(
     if new.is_empty() {
         return Ok(conversations);
     }
-    let mut ids = Vec::new();
-    let mut us = Vec::new();
-    let mut cs = Vec::new();
-    let mut rs = Vec::new();
-    let mut ls = Vec::new();
-    let mut ts = Vec::new();
-    let mut ms = Vec::new();
-    let mut tipos = Vec::new();
-    let mut was = Vec::new();
-    for ((u, c, r), k) in new {
-        ids.push(Uuid::now_v7());
-        us.push(*u);
-        cs.push(*c);
-        rs.push(r.as_str());
-        ls.push(k.lead);
-        ts.push(k.last_inbound);
-        ms.push(k.last_message);
-        tipos.push(if k.opened_by_us {
-            "saliente"
-        } else {
-            "entrante"
-        });
-        was.push(k.wa_id.as_deref());
-    }
+    let ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
+    let tipos: Vec<&str> = new
+        .iter()
+        .map(|(_, k)| {
+            if k.opened_by_us {
+                "saliente"
+            } else {
+                "entrante"
+            }
+        })
+        .collect();
+    let c = ConvColumns::of(&new);
     let upsert = tx
         .prepare_cached(
             "INSERT INTO conversaciones AS c (id, usuario_id, lead_id, servicio_origen, tipo, remitente,
@@ -425,12 +413,42 @@ async fn upsert_conversations(
         )
         .await?;
     let rows = tx
-        .query(&upsert, &[&ids, &us, &cs, &rs, &ls, &ts, &ms, &tipos, &was])
+        .query(
+            &upsert,
+            &[
+                &ids, &c.us, &c.cs, &c.rs, &c.ls, &c.ts, &c.ms, &tipos, &c.was,
+            ],
+        )
         .await?;
     for row in rows {
         conversations.insert((row.get(1), row.get(2), row.get(3)), row.get(0));
     }
     Ok(conversations)
+}
+
+/// The columns both conversation statements take, one entry per key.
+struct ConvColumns<'a> {
+    us: Vec<Uuid>,
+    cs: Vec<Uuid>,
+    rs: Vec<&'a str>,
+    ls: Vec<Uuid>,
+    ts: Vec<Option<OffsetDateTime>>,
+    ms: Vec<OffsetDateTime>,
+    was: Vec<Option<&'a str>>,
+}
+
+impl<'a> ConvColumns<'a> {
+    fn of(keys: &[(&'a (Uuid, Uuid, String), &'a ConvKey)]) -> Self {
+        ConvColumns {
+            us: keys.iter().map(|(k, _)| k.0).collect(),
+            cs: keys.iter().map(|(k, _)| k.1).collect(),
+            rs: keys.iter().map(|(k, _)| k.2.as_str()).collect(),
+            ls: keys.iter().map(|(_, v)| v.lead).collect(),
+            ts: keys.iter().map(|(_, v)| v.last_inbound).collect(),
+            ms: keys.iter().map(|(_, v)| v.last_message).collect(),
+            was: keys.iter().map(|(_, v)| v.wa_id.as_deref()).collect(),
+        }
+    }
 }
 
 /// What one conversation of a batch needs.

@@ -164,8 +164,9 @@ pub async fn drain_once(shared: &Shared, limit: i64) -> Result<DrainReport, Busi
 
     let routed = meta::route(&tx, &shared.sealer, bodies).await?;
     items.extend(routed.items);
-    // Taken for the whole step before its first chunk: a later chunk waiting for it while an
-    // earlier one holds message rows a send's answer is updating could deadlock.
+    // Taken once for the whole step, before its first chunk (`batch::ingest_in` leaves it to
+    // the owner of the transaction): a later chunk waiting for it while an earlier one holds
+    // message rows a send's answer is updating could deadlock.
     crate::store::status_order::lock(
         &tx,
         &super::batch::status_connections(items.iter().map(|t| &t.item)),

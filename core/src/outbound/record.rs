@@ -102,6 +102,7 @@ pub async fn apply(
         Vec::<String>::new(),
         Vec::<Option<String>>::new(),
     );
+    let mut sent_connections: Vec<Uuid> = Vec::new();
     let (mut back_ids, mut back_secs, mut back_err, mut back_code, mut back_undo) = (
         Vec::new(),
         Vec::<f64>::new(),
@@ -116,11 +117,13 @@ pub async fn apply(
         match &d.outcome {
             Outcome::Send(SendOutcome::Sent { external_id }) => {
                 sent_ids.push(d.message_id);
+                sent_connections.push(d.connection_id);
                 sent_ext.push(external_id.clone());
                 sent_wa.push(None);
             }
             Outcome::Send(SendOutcome::SentTo { external_id, wa_id }) => {
                 sent_ids.push(d.message_id);
+                sent_connections.push(d.connection_id);
                 sent_ext.push(external_id.clone());
                 sent_wa.push(Some(clean::text(wa_id).into_owned()));
             }
@@ -176,16 +179,6 @@ pub async fn apply(
     }
     let tx = client.transaction().await?;
     // The statuses of these messages may be on their way in: see `status_order`.
-    let sent_connections: Vec<Uuid> = batch
-        .iter()
-        .filter(|d| {
-            matches!(
-                d.outcome,
-                Outcome::Send(SendOutcome::Sent { .. } | SendOutcome::SentTo { .. })
-            )
-        })
-        .map(|d| d.connection_id)
-        .collect();
     crate::store::status_order::lock(&tx, &sent_connections).await?;
     let mut new_events: Vec<NewEvent> = Vec::new();
 
