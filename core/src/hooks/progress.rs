@@ -83,10 +83,10 @@ impl ProgressWriter {
                 Err(_) => Ok(None),
             },
             Submitted::Alone(round) => {
-                let client = self.pool.get().await?;
                 let rounds = std::slice::from_ref(&round);
-                let written =
-                    cursor::advance_many(&client, &self.owner, self.lease, rounds).await?;
+                let written = flush(&self.pool, &self.owner, self.lease, rounds)
+                    .await
+                    .map_err(StoreError::Shared)?;
                 Ok(written.get(&round.id).copied())
             }
         }
