@@ -460,6 +460,24 @@ impl TestApp {
         .is_some()
     }
 
+    /// Waits until a session of this test's database waits on a lock (`wait_event` names which
+    /// kind, e.g. `advisory`, or any kind when None); panics after 30 s saying `what`.
+    pub async fn until_waiting_on_lock(&self, wait_event: Option<&str>, what: &str) {
+        eventually(Duration::from_secs(30), || async {
+            let waiting = self
+                .count(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'
+                       AND ($1::text IS NULL OR wait_event = $1)",
+                    &[&wait_event],
+                )
+                .await;
+            (waiting > 0).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("{what}"));
+    }
+
     /// One number from a query returning a single bigint.
     pub async fn count(
         &self,

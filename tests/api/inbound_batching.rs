@@ -220,18 +220,8 @@ async fn inbound_batched_drain_keeps_order_dedups_replays_and_isolates_the_bad_i
         }
     };
     post(vec![(ordered[0].clone(), contact.clone())]).await;
-    let name = app.database_url.rsplit('/').next().unwrap().to_string();
-    eventually(WAIT, || async {
-        let waiting = app
-            .count(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
-                &[&name],
-            )
-            .await;
-        (waiting > 0).then_some(())
-    })
-    .await
-    .expect("the drain waits on the lock");
+    app.until_waiting_on_lock(None, "the drain waits on the lock")
+        .await;
 
     // Act: one contact's messages one POST after another, a body with a bad message between
     // two good ones from others, and a replay of an earlier body; then the lock goes.

@@ -388,19 +388,11 @@ async fn business_webhook_status_waits_for_the_send_answer_being_written() {
     let mut envelope = fixtures("message_status.json")["delivered"].clone();
     substitute(&mut envelope, &n, "wamid.race.out");
     post(&app, &n, &envelope).await;
-    let name = app.database_url.rsplit('/').next().unwrap().to_string();
-    eventually(Duration::from_secs(10), || async {
-        let waiting = app
-            .count(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
-                &[&name],
-            )
-            .await;
-        (waiting > 0).then_some(())
-    })
-    .await
-    .expect("the status waits for the answer being written");
+    app.until_waiting_on_lock(
+        Some("advisory"),
+        "the status waits for the answer being written",
+    )
+    .await;
     answer.commit().await.unwrap();
 
     // Assert: the status is applied to the message, not left waiting for a message that
