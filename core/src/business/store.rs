@@ -272,16 +272,18 @@ pub async fn routes(
     waba_ids: &[String],
     with_secret: bool,
 ) -> Result<Vec<Route>, BusinessError> {
+    // Prepared once per pooled connection: every drain step with Meta bodies runs it.
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT id, usuario_id, configuracion->'business_config'
+             FROM configuracion_mensajeria_usuario
+             WHERE {ACTIVE} AND (configuracion->'business_config'->>'phone_number_id' = ANY($1)
+                 OR configuracion->'business_config'->>'waba_id' = ANY($2))"
+        ))
+        .await
+        .map_err(crate::store::StoreError::from)?;
     let rows = client
-        .query(
-            &format!(
-                "SELECT id, usuario_id, configuracion->'business_config'
-                 FROM configuracion_mensajeria_usuario
-                 WHERE {ACTIVE} AND (configuracion->'business_config'->>'phone_number_id' = ANY($1)
-                     OR configuracion->'business_config'->>'waba_id' = ANY($2))"
-            ),
-            &[&phone_ids, &waba_ids],
-        )
+        .query(&statement, &[&phone_ids, &waba_ids])
         .await
         .map_err(crate::store::StoreError::from)?;
     let mut out = Vec::with_capacity(rows.len());

@@ -46,14 +46,14 @@ impl CrmBatch {
         let mut settings = HashMap::new();
         let mut lite = HashSet::new();
         if !ids.is_empty() {
-            for r in tx
-                .query(
+            // Prepared once per pooled connection: every ingest batch runs it.
+            let statement = tx
+                .prepare_cached(
                     "SELECT id, configuracion->'settings', configuracion->>'tipo_conexion' = 'lite'
                      FROM configuracion_mensajeria_usuario WHERE id = ANY($1)",
-                    &[&ids],
                 )
-                .await?
-            {
+                .await?;
+            for r in tx.query(&statement, &[&ids]).await? {
                 let s: Option<Value> = r.get(1);
                 let conf = json!({ "settings": s.unwrap_or(Value::Null) });
                 settings.insert(r.get(0), CrmSettings::from_configuracion(&conf));
@@ -79,15 +79,6 @@ impl CrmBatch {
             .get(&m.connection_id)
             .is_none_or(|s| s.sync_contacts);
         if sync { m.profile_name.clone() } else { None }
-    }
-
-    /// Contact keys that stand for another since the contact changed number.
-    pub async fn current_keys(
-        &self,
-        tx: &impl GenericClient,
-        keys: &[(Uuid, String)],
-    ) -> Result<HashMap<(Uuid, String), String>, StoreError> {
-        identity::current_keys(tx, keys).await
     }
 
     /// Lead sources (on the messages, first touch on the leads), number changes and the
@@ -145,12 +136,13 @@ impl CrmBatch {
             }
         }
         if !ids.is_empty() {
-            tx.execute(
-                "UPDATE mensajes_conversacion m SET metadata = m.metadata || jsonb_build_object('source', x.s)
-                 FROM unnest($1::uuid[], $2::jsonb[]) AS x(i, s) WHERE m.id = x.i",
-                &[&ids, &sources],
-            )
-            .await?;
+            let statement = tx
+                .prepare_cached(
+                    "UPDATE mensajes_conversacion m SET metadata = m.metadata || jsonb_build_object('source', x.s)
+                     FROM unnest($1::uuid[], $2::jsonb[]) AS x(i, s) WHERE m.id = x.i",
+                )
+                .await?;
+            tx.execute(&statement, &[&ids, &sources]).await?;
         }
         let (leads, touches): (Vec<Uuid>, Vec<Value>) = firsts
             .iter()
@@ -159,15 +151,16 @@ impl CrmBatch {
                 (*lead, source::first_touch(src.as_ref(), s.message_id, at))
             })
             .unzip();
-        let rows = tx
-            .query(
+        // Prepared once per pooled connection: every batch of inbound messages runs it.
+        let first_touch = tx
+            .prepare_cached(
                 "UPDATE leads l SET metadata = jsonb_set(l.metadata, '{source}', x.s), updated_at = now()
                  FROM unnest($1::uuid[], $2::jsonb[]) AS x(i, s)
                  WHERE l.id = x.i AND NOT (l.metadata ? 'source')
                  RETURNING l.id, l.usuario_id, l.metadata->'source'",
-                &[&leads, &touches],
             )
             .await?;
+        let rows = tx.query(&first_touch, &[&leads, &touches]).await?;
         for r in rows {
             let (lead, source): (Uuid, Value) = (r.get(0), r.get(2));
             // A lead created by this batch says it in its `lead.created`; an older one gets

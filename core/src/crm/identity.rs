@@ -45,13 +45,14 @@ pub async fn current_keys(
         return Ok(HashMap::new());
     }
     let (users, olds): (Vec<Uuid>, Vec<String>) = keys.iter().cloned().unzip();
-    let rows = tx
-        .query(
+    // Prepared once per pooled connection: every ingest batch runs it.
+    let statement = tx
+        .prepare_cached(
             "SELECT c.usuario_id, c.old_key, c.new_key FROM contact_number_changes c
              JOIN unnest($1::uuid[], $2::text[]) AS k(u, t) ON c.usuario_id = k.u AND c.old_key = k.t",
-            &[&users, &olds],
         )
         .await?;
+    let rows = tx.query(&statement, &[&users, &olds]).await?;
     Ok(rows
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))

@@ -63,7 +63,6 @@ pub async fn ingest_in(
     let mut users: Vec<Uuid> = messages.iter().map(|m| m.usuario_id).collect();
     users.sort();
     users.dedup();
-    let regions = crate::store::users::regions(tx, &users, default_region).await?;
 
     // Contacts: the sender's WhatsApp id is its identity, whatever libphonenumber thinks of
     // it: no message is left out for its sender's number. WhatsApp ids are international.
@@ -76,13 +75,18 @@ pub async fn ingest_in(
             .entry(m.from.as_str())
             .or_insert_with(|| phone::contact_key(&m.from, None));
     }
-    // The CRM side: connections' settings, and keys of contacts that changed number.
-    let crm = CrmBatch::load(tx, &messages).await?;
     let pairs: Vec<(Uuid, String)> = messages
         .iter()
         .map(|m| (m.usuario_id, keyed[m.from.as_str()].key.clone()))
         .collect();
-    let changed = crm.current_keys(tx, &pairs).await?;
+    // The regions, the CRM side (connections' settings) and the keys of contacts that changed
+    // number do not depend on each other: the three reads go out together and come back in one
+    // round trip (tokio-postgres pipelines requests polled together).
+    let (regions, crm, changed) = futures::try_join!(
+        crate::store::users::regions(tx, &users, default_region),
+        CrmBatch::load(tx, &messages),
+        crate::crm::identity::current_keys(tx, &pairs),
+    )?;
     // Messages from a number the contact left: their lead and conversation are the new
     // number's, whose WhatsApp id they must not overwrite with the old one (WhatsApp Web
     // reports its number-change notice twice, and old-number messages can come late).

@@ -93,7 +93,10 @@ pub async fn resolve(
     let users: Vec<Uuid> = by_key.keys().map(|k| k.0).collect();
     let phones: Vec<String> = by_key.keys().map(|k| k.1.clone()).collect();
 
-    // 1. Exact matches.
+    // 1. Exact matches. Left unprepared on purpose: planned afresh for each batch, from the
+    //    batch's size and the table's size now. Prepared, PostgreSQL soon switches to one
+    //    generic plan, and on a table never analyzed (autovacuum off) that plan read every
+    //    lead of the user again for each contact (half a second a batch at 5,000 leads).
     let rows = tx
         .query(
             "SELECT l.id, l.usuario_id, l.telefono, l.nombre, l.metadata FROM leads l
@@ -131,15 +134,8 @@ pub async fn resolve(
     let rows = if du.is_empty() {
         Vec::new()
     } else {
-        tx.query(
-            "SELECT l.id, l.usuario_id, l.telefono, l.nombre, l.metadata FROM leads l
-             JOIN unnest($1::uuid[], $2::text[]) AS k(u, d)
-               ON l.usuario_id = k.u AND regexp_replace(l.telefono, '\\D', '', 'g') = k.d
-             WHERE l.merged_into IS NULL
-             ORDER BY l.created_at, l.id",
-            &[&du, &dd],
-        )
-        .await?
+        let lookalikes = tx.prepare_cached(LOOKALIKES_SQL).await?;
+        tx.query(&lookalikes, &[&du, &dd]).await?
     };
     let mut lookalikes: HashMap<(Uuid, String), Vec<Existing>> = HashMap::new();
     let mut seen = HashSet::new();
@@ -293,6 +289,22 @@ pub async fn resolve(
     }
     Ok(out)
 }
+
+/// The leads of each `($1[i], $2[i])` (user, digits of one spelling) whose number has those
+/// digits however it is typed: one probe of the digits index per spelling. Written as a plain
+/// join, the planner cannot tell how many leads a spelling's digits match (an expression
+/// joined to an array), so it hashes every lead of the user through `regexp_replace`
+/// instead: 29 ms a batch at 50,000 leads, growing with the CRM, for every batch holding a new
+/// contact. `OFFSET 0` keeps the lateral subquery from being flattened into such a join, so it
+/// stays a parameterised index scan (0.2 ms for 20 contacts, 12 ms for 2,000).
+pub const LOOKALIKES_SQL: &str = "SELECT l.id, l.usuario_id, l.telefono, l.nombre, l.metadata
+     FROM unnest($1::uuid[], $2::text[]) AS k(u, d)
+     CROSS JOIN LATERAL (
+         SELECT * FROM leads l
+         WHERE l.usuario_id = k.u AND l.merged_into IS NULL
+           AND regexp_replace(l.telefono, '\\D', '', 'g') = k.d
+         OFFSET 0) l
+     ORDER BY l.created_at, l.id";
 
 /// Metadata flag: this lead was already checked for look-alike duplicates.
 const CHECKED: &str = "dupes_checked";

@@ -171,12 +171,11 @@ pub async fn regions(
     if users.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = client
-        .query(
-            "SELECT id, default_region FROM usuarios WHERE id = ANY($1)",
-            &[&users],
-        )
+    // Prepared once per pooled connection: every ingest batch runs it.
+    let statement = client
+        .prepare_cached("SELECT id, default_region FROM usuarios WHERE id = ANY($1)")
         .await?;
+    let rows = client.query(&statement, &[&users]).await?;
     Ok(rows
         .iter()
         .map(|row| {

@@ -1,6 +1,6 @@
 //! Leads through Ingest: spellings of one number merge into one lead, duplicates merge on
-//! request, profile changes keep their history, senders without a placeable number, and the
-//! default region's validation.
+//! request, profile changes keep their history, senders without a placeable number, the
+//! default region's validation, and the look-alike lookup's plan in a large CRM.
 
 use super::{events, text};
 use crate::helpers::{expect_error, spawn_app};
@@ -285,5 +285,63 @@ async fn my_default_region_is_validated() {
         me["default_region"], "BR",
         "a refused change changes nothing"
     );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_look_alike_lookup_probes_the_digits_index_however_large_the_crm() {
+    // Arrange: a CRM user with 20,000 leads, their statistics taken (as autovacuum would).
+    let mut app = spawn_app().await;
+    let (user, _) = app.user("big-crm@example.com", false).await;
+    let client = app.pool().get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO leads (usuario_id, telefono, origen)
+             SELECT $1, '+55 11 9' || lpad(g::text, 8, '0'), 'CRM' FROM generate_series(1, 20000) g",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    client.batch_execute("ANALYZE leads").await.unwrap();
+    // Act: the plan of one batch's look-alike lookup, 50 new contacts.
+    let users = vec![user; 50];
+    let digits: Vec<String> = (0..50).map(|i| format!("55119{:08}", i * 7)).collect();
+    let explain = client
+        .prepare(&format!(
+            "EXPLAIN (FORMAT JSON) {}",
+            sincro_core::leads::store::LOOKALIKES_SQL
+        ))
+        .await
+        .unwrap();
+    let plan: Value = client
+        .query_one(&explain, &[&users, &digits])
+        .await
+        .unwrap()
+        .get(0);
+    // Assert: one index probe per spelling, never a pass over all of the user's leads.
+    let plan = plan.to_string();
+    assert!(plan.contains("leads_usuario_digits_idx"), "{plan}");
+    assert!(!plan.contains("\"Seq Scan\""), "{plan}");
+    assert!(!plan.contains("\"Hash Join\""), "{plan}");
+    drop(client);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_daemons_sessions_never_compile_statements_with_jit() {
+    // Arrange
+    let mut app = spawn_app().await;
+    // Act
+    let jit: String = app
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query_one("SHOW jit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // Assert: whatever the server's default.
+    assert_eq!(jit, "off");
     app.shutdown().await;
 }
