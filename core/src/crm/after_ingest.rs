@@ -25,6 +25,8 @@ pub struct Stored<'a> {
     /// The contact's key (the conversation's `remitente`).
     pub contact: &'a str,
     pub message: &'a InboundMessage,
+    /// The lead had its first touch (`metadata.source`) already when the batch read it.
+    pub lead_sourced: bool,
 }
 
 /// The settings of the connections one batch touches.
@@ -131,7 +133,7 @@ impl CrmBatch {
             let earlier = firsts
                 .get(&s.lead_id)
                 .is_some_and(|(f, _)| f.message.timestamp <= s.message.timestamp);
-            if !earlier {
+            if !earlier && !s.lead_sourced {
                 firsts.insert(s.lead_id, (s, src));
             }
         }
@@ -151,7 +153,12 @@ impl CrmBatch {
                 (*lead, source::first_touch(src.as_ref(), s.message_id, at))
             })
             .unzip();
-        // Prepared once per pooled connection: every batch of inbound messages runs it.
+        // A lead's first touch is written once; most messages come from leads that have it
+        // (the batch read their metadata), and the update would change nothing.
+        if leads.is_empty() {
+            return Ok(());
+        }
+        // Prepared once per pooled connection: every batch with a new lead runs it.
         let first_touch = tx
             .prepare_cached(
                 "UPDATE leads l SET metadata = jsonb_set(l.metadata, '{source}', x.s), updated_at = now()

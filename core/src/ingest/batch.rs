@@ -235,12 +235,14 @@ pub async fn ingest_in(
             .filter(|(n, _)| fresh.contains(&ids[*n]))
             .map(|(n, &i)| {
                 let (m, e164) = &accepted[i];
+                let lead_id = resolved.leads[&(m.usuario_id, e164.clone())];
                 Stored {
                     message_id: ids[n],
                     conversation_id: convs[n],
-                    lead_id: resolved.leads[&(m.usuario_id, e164.clone())],
+                    lead_id,
                     contact: e164.as_str(),
                     message: m,
+                    lead_sourced: resolved.sourced.contains(&lead_id),
                 }
             })
             .collect();

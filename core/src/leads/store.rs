@@ -38,6 +38,8 @@ pub struct LeadEvent {
 pub struct Resolved {
     /// `(usuario_id, contact key)` → lead id.
     pub leads: HashMap<(Uuid, String), Uuid>,
+    /// Leads found with their first touch (`metadata.source`) recorded already.
+    pub sourced: HashSet<Uuid>,
     pub events: Vec<LeadEvent>,
     pub created: usize,
     pub merged: usize,
@@ -231,6 +233,9 @@ pub async fn resolve(
                 kind: "lead.updated",
                 data: json!({"lead_id": lead.id, "changes": changes}),
             });
+        }
+        if lead.metadata.get("source").is_some() {
+            out.sourced.insert(lead.id);
         }
         out.leads.insert(key.clone(), lead.id);
     }
