@@ -98,7 +98,7 @@ pub async fn resolve(
     // 1. Exact matches. Left unprepared on purpose: planned afresh for each batch, from the
     //    batch's size and the table's size now. Prepared, PostgreSQL soon switches to one
     //    generic plan, and on a table never analyzed (autovacuum off) that plan read every
-    //    lead of the user again for each contact (half a second a batch at 5,000 leads).
+    //    lead of the user again for each contact (0.3 s for a batch of 250 at 5,000 leads).
     let rows = tx
         .query(
             "SELECT l.id, l.usuario_id, l.telefono, l.nombre, l.metadata FROM leads l
