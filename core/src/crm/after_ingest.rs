@@ -122,7 +122,8 @@ impl CrmBatch {
         events: &mut Vec<NewEvent>,
     ) -> Result<(), StoreError> {
         let (mut ids, mut sources) = (Vec::new(), Vec::new());
-        // The earliest message of each lead in the batch, with what it said.
+        // The earliest message of each lead in the batch without a first touch yet, with what
+        // it said.
         let mut firsts: HashMap<Uuid, (&Stored, Option<Value>)> = HashMap::new();
         for s in inbound {
             let src = source::of_message(s.message, &self.of(s.message.connection_id).wa_me_links);
@@ -130,10 +131,13 @@ impl CrmBatch {
                 ids.push(s.message_id);
                 sources.push(v.clone());
             }
+            if s.lead_sourced {
+                continue;
+            }
             let earlier = firsts
                 .get(&s.lead_id)
                 .is_some_and(|(f, _)| f.message.timestamp <= s.message.timestamp);
-            if !earlier && !s.lead_sourced {
+            if !earlier {
                 firsts.insert(s.lead_id, (s, src));
             }
         }

@@ -59,7 +59,8 @@ pub async fn ingest_in(
     }
     let mut new_events: Vec<NewEvent> = Vec::new();
 
-    // Users' regions, for numbers typed in national format in the CRM.
+    // The batch's users: their regions (read below) place numbers typed in national format in
+    // the CRM.
     let mut users: Vec<Uuid> = messages.iter().map(|m| m.usuario_id).collect();
     users.sort();
     users.dedup();
