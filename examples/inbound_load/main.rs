@@ -87,7 +87,7 @@ async fn run(server: &str, name: &str, daemon: tokio::runtime::Handle) -> Result
     )
     .await?;
     let data_dir = tempfile::tempdir()?;
-    let env = HashMap::from([
+    let mut env = HashMap::from([
         ("DATABASE_URL".to_string(), url.clone()),
         (
             "ENCRYPTION_KEY".to_string(),
@@ -100,6 +100,10 @@ async fn run(server: &str, name: &str, daemon: tokio::runtime::Handle) -> Result
         ("API_RATE_PER_IP_PER_MINUTE".into(), "10000000".into()),
         ("API_RATE_PER_USER_PER_MINUTE".into(), "10000000".into()),
     ]);
+    // The daemon's own knob for parallel ingest transactions (the drain's lanes), to compare.
+    if let Ok(lanes) = std::env::var("INGEST_CONCURRENCY") {
+        env.insert("INGEST_CONCURRENCY".into(), lanes);
+    }
     let config = Config::from_map(&env).map_err(|e| format!("{e:?}"))?;
     let app = daemon
         .spawn(async move {

@@ -2,7 +2,8 @@
 //! means its body is committed, also when the database goes away right after; a database that
 //! is gone answers 503 and stores nothing; the drain, storing many rows in one transaction,
 //! keeps each conversation's order, stores a replayed body once, and dead-letters only the bad
-//! item of a batch, never its neighbours.
+//! item of a batch, never its neighbours; a flood's step is stored by parallel lanes, each
+//! contact in one, in order, once.
 
 use crate::helpers::{BusinessNumber, TestApp, eventually, expect_error, spawn_business_app};
 use serde_json::{Value, json};
@@ -280,4 +281,195 @@ async fn inbound_batched_drain_keeps_order_dedups_replays_and_isolates_the_bad_i
         .filter(|id| ordered.contains(id))
         .collect();
     assert_eq!(announced, ordered);
+}
+
+/// Holds the drain on its first step (a lock on the messages table, one message posted), posts
+/// `bodies` while it waits, and lets it go: the next step takes every body at once.
+async fn in_one_step(app: &TestApp, n: &BusinessNumber, bodies: Vec<Vec<(String, String)>>) {
+    let mut holder = crate::helpers::connect(&app.database_url).await;
+    let lock = holder.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE mensajes_conversacion IN SHARE ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let first = body(n, &[("wamid.lanes.first".into(), sender(9_999))]);
+    let resp = app.post_webhook(&first, Some(&n.app_secret)).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    app.until_waiting_on_lock(None, "the drain waits on the lock")
+        .await;
+    for messages in bodies {
+        let resp = app
+            .post_webhook(&body(n, &messages), Some(&n.app_secret))
+            .await;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    lock.rollback().await.unwrap();
+}
+
+/// 24 bodies of 50 messages from 300 contacts (a campaign's answers), contact 0 writing one
+/// message in each body; `poison` replaces one message of contact 1 when given.
+fn campaign(poison: Option<&str>) -> (Vec<Vec<(String, String)>>, Vec<String>) {
+    let mut ordered = Vec::new();
+    let bodies = (0..24)
+        .map(|b| {
+            (0..50)
+                .map(|i| {
+                    let id = format!("wamid.lanes.{b}.{i}");
+                    if i == 0 {
+                        ordered.push(id.clone());
+                        return (id, sender(0));
+                    }
+                    if b == 12 && i == 1 {
+                        if let Some(p) = poison {
+                            return (p.to_string(), sender(1));
+                        }
+                    }
+                    (id, sender(1 + (b * 49 + i) % 299))
+                })
+                .collect()
+        })
+        .collect();
+    (bodies, ordered)
+}
+
+#[tokio::test]
+async fn inbound_a_flood_is_stored_in_parallel_lanes_each_contact_in_one_in_order_and_once() {
+    // Arrange: a number, and 1,200 messages that one drain step takes at once (more than
+    // `LANES_FROM_ITEMS`, so the step stores them in parallel lanes).
+    let (app, sim) = spawn_business_app(GraphSimConfig::default()).await;
+    let (user, key) = app.user("lanes@example.com", false).await;
+    let n = app.business_number(&sim.base_url(), &key).await;
+    let (bodies, ordered) = campaign(None);
+    assert!(bodies.len() * 50 >= sincro_core::ingest::lanes::LANES_FROM_ITEMS);
+
+    // Act
+    in_one_step(&app, &n, bodies).await;
+
+    // Assert: every message stored once, and the inbox drained.
+    wait_stored(&app, n.connection_id, 1 + 24 * 50).await;
+    eventually(WAIT, || async {
+        (app.count(
+            "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
+            &[],
+        )
+        .await
+            == 0)
+            .then_some(())
+    })
+    .await
+    .expect("every inbox row marked done");
+    assert_eq!(inbox_rows(&app).await, 25);
+
+    // Assert: the step's messages were written by two transactions (a row's `xmin`), and each
+    // contact's by one of them.
+    let client = app.pool().get().await.unwrap();
+    let writers = app
+        .count(
+            "SELECT count(DISTINCT xmin::text)::bigint FROM mensajes_conversacion
+             WHERE external_id LIKE 'wamid.lanes.%' AND external_id <> 'wamid.lanes.first'",
+            &[],
+        )
+        .await;
+    assert_eq!(writers, 2, "the flood was stored in two lanes");
+    let split_contacts = app
+        .count(
+            "SELECT count(*) FROM (SELECT remitente FROM mensajes_conversacion
+                 WHERE external_id LIKE 'wamid.lanes.%' AND external_id <> 'wamid.lanes.first'
+                 GROUP BY remitente HAVING count(DISTINCT xmin::text) > 1) AS s",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        split_contacts, 0,
+        "a contact's messages are written by one lane"
+    );
+
+    // Assert: contact 0's messages stored and announced in the order they were posted; every
+    // message announced once, the user's events numbered without a gap.
+    let rows = client
+        .query(
+            "SELECT external_id FROM mensajes_conversacion WHERE remitente LIKE $1
+             ORDER BY created_at, id",
+            &[&format!("%{}", &sender(0)[5..])],
+        )
+        .await
+        .unwrap();
+    let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(got, ordered);
+    let sealer = &app.app().context().sealer;
+    let events = sincro_core::store::events::read_after(&client, sealer, user, 0, 5000)
+        .await
+        .unwrap();
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "event numbers without a gap");
+    }
+    let announced: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind == "message.received")
+        .filter_map(|e| e.data["external_id"].as_str().map(str::to_owned))
+        .collect();
+    let distinct: std::collections::HashSet<&String> = announced.iter().collect();
+    assert_eq!(
+        (announced.len(), distinct.len()),
+        (1 + 24 * 50, 1 + 24 * 50)
+    );
+    let contact0: Vec<String> = announced
+        .into_iter()
+        .filter(|id| ordered.contains(id))
+        .collect();
+    assert_eq!(contact0, ordered);
+}
+
+#[tokio::test]
+async fn inbound_a_bad_item_in_a_lane_is_dead_lettered_alone() {
+    // Arrange: a store that refuses one message of a flood drained in lanes.
+    let (app, sim) = spawn_business_app(GraphSimConfig::default()).await;
+    let (_, key) = app.user("lanes-poison@example.com", false).await;
+    let n = app.business_number(&sim.base_url(), &key).await;
+    let client = app.pool().get().await.unwrap();
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.external_id = 'wamid.lanes.poison' THEN
+                 RAISE EXCEPTION 'this store refuses the poison message';
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_poison BEFORE INSERT ON mensajes_conversacion
+               FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
+        )
+        .await
+        .unwrap();
+    let (bodies, _) = campaign(Some("wamid.lanes.poison"));
+
+    // Act
+    in_one_step(&app, &n, bodies).await;
+
+    // Assert: all but the bad message stored, it alone a dead letter with the store's reason,
+    // and every inbox row marked done.
+    wait_stored(&app, n.connection_id, 24 * 50).await;
+    let letters = eventually(WAIT, || async {
+        let rows = client
+            .query("SELECT external_id, reason FROM inbound_dead_letters", &[])
+            .await
+            .unwrap();
+        (!rows.is_empty()).then_some(rows)
+    })
+    .await
+    .expect("a dead letter");
+    assert_eq!(letters.len(), 1, "only the bad item is a dead letter");
+    assert_eq!(letters[0].get::<_, String>(0), "wamid.lanes.poison");
+    assert!(
+        letters[0]
+            .get::<_, String>(1)
+            .contains("refuses the poison")
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
+            &[]
+        )
+        .await,
+        0
+    );
 }
