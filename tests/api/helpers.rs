@@ -478,6 +478,26 @@ impl TestApp {
         .unwrap_or_else(|| panic!("{what}"));
     }
 
+    /// Makes this test's store refuse the message `external_id` (a trigger in the test's own
+    /// database, `refuse_poison`), as it would a value it cannot hold.
+    pub async fn refuse_message(&self, external_id: &str) {
+        let client = self.pool().get().await.unwrap();
+        client
+            .batch_execute(&format!(
+                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                   IF NEW.external_id = '{external_id}' THEN
+                     RAISE EXCEPTION 'this store refuses the poison message';
+                   END IF;
+                   RETURN NEW;
+                 END $$;
+                 CREATE TRIGGER refuse_poison BEFORE INSERT ON mensajes_conversacion
+                   FOR EACH ROW EXECUTE FUNCTION refuse_poison();"
+            ))
+            .await
+            .unwrap();
+    }
+
     /// One number from a query returning a single bigint.
     pub async fn count(
         &self,

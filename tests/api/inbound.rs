@@ -95,20 +95,7 @@ async fn inbound_poison_item_is_dead_lettered_and_replayed() {
     let (_, other) = app.user("other@example.com", false).await;
     let n = app.business_number(&sim.base_url(), &key).await;
     let client = app.pool().get().await.unwrap();
-    client
-        .batch_execute(
-            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-               IF NEW.external_id = 'wamid.poison' THEN
-                 RAISE EXCEPTION 'this store refuses the poison message';
-               END IF;
-               RETURN NEW;
-             END $$;
-             CREATE TRIGGER refuse_poison BEFORE INSERT ON mensajes_conversacion
-               FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
-        )
-        .await
-        .unwrap();
+    app.refuse_message("wamid.poison").await;
     let mut ids: Vec<String> = (0..99).map(|i| format!("wamid.good.{i}")).collect();
     ids.insert(42, "wamid.poison".into());
 

@@ -193,20 +193,7 @@ async fn inbound_batched_drain_keeps_order_dedups_replays_and_isolates_the_bad_i
     let (user, key) = app.user("order@example.com", false).await;
     let n = app.business_number(&sim.base_url(), &key).await;
     let mut holder = crate::helpers::connect(&app.database_url).await;
-    holder
-        .batch_execute(
-            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-               IF NEW.external_id = 'wamid.order.poison' THEN
-                 RAISE EXCEPTION 'this store refuses the poison message';
-               END IF;
-               RETURN NEW;
-             END $$;
-             CREATE TRIGGER refuse_poison BEFORE INSERT ON mensajes_conversacion
-               FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
-        )
-        .await
-        .unwrap();
+    app.refuse_message("wamid.order.poison").await;
     let lock = holder.transaction().await.unwrap();
     lock.batch_execute("LOCK TABLE mensajes_conversacion IN SHARE ROW EXCLUSIVE MODE")
         .await
@@ -426,20 +413,7 @@ async fn inbound_a_bad_item_in_a_lane_is_dead_lettered_alone() {
     let (_, key) = app.user("lanes-poison@example.com", false).await;
     let n = app.business_number(&sim.base_url(), &key).await;
     let client = app.pool().get().await.unwrap();
-    client
-        .batch_execute(
-            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-               IF NEW.external_id = 'wamid.lanes.poison' THEN
-                 RAISE EXCEPTION 'this store refuses the poison message';
-               END IF;
-               RETURN NEW;
-             END $$;
-             CREATE TRIGGER refuse_poison BEFORE INSERT ON mensajes_conversacion
-               FOR EACH ROW EXECUTE FUNCTION refuse_poison();",
-        )
-        .await
-        .unwrap();
+    app.refuse_message("wamid.lanes.poison").await;
     let (bodies, _) = campaign(Some("wamid.lanes.poison"));
 
     // Act

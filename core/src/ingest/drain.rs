@@ -8,7 +8,7 @@
 //! contact instead ([`lanes`]), and the claim's transaction marks the rows once they committed.
 //!
 //! One bad item never holds up or loses the others: items are stored in chunks, each in a
-//! savepoint; when the store refuses a chunk (a value it cannot hold, a constraint), it is
+//! savepoint ([`super::isolate`]); when the store refuses a chunk (a value it cannot hold, a constraint), it is
 //! rolled back to its savepoint and split in halves, down to the single item at fault, which
 //! becomes a dead letter with the store's reason while its neighbours are stored. Only an
 //! unreachable store leaves the rows for a later step, with a growing pause. A row that cannot
@@ -24,8 +24,9 @@
 
 use super::dead_letter::{self, NewDeadLetter};
 use super::inbox::{LiteBody, SOURCE_LITE, SOURCE_META, Tagged};
+use super::isolate::store_isolated;
 use super::lanes;
-use super::{InboundItem, IngestError, IngestReport};
+use super::{InboundItem, IngestReport};
 use crate::business::BusinessError;
 use crate::business::inbox::{self as meta, MediaToFetch, MetaRow};
 use crate::rate_limiter::RateLimiterMessage;
@@ -227,102 +228,6 @@ pub async fn drain_once(shared: &Arc<Shared>, limit: i64) -> Result<DrainReport,
     tx.execute(&mark, &[&ids]).await?;
     tx.commit().await?;
     Ok(report)
-}
-
-/// Items stored per savepoint at most: a step's items go in chunks of this many, so one
-/// statement never carries an unbounded batch. A chunk writes each of its contacts' lead and
-/// conversation once however many messages it holds, so it is as large as a step of
-/// 50-message bodies (Meta's largest batches): in chunks of 2,000, a flood updated every
-/// conversation several times a step (end to end 5,700 against 7,100 msg/s, CPU per message
-/// +20 %).
-pub const CHUNK_ITEMS: usize = 16_000;
-
-/// Stores `items` inside the step's transaction, isolating the ones the store refuses: each
-/// chunk in a savepoint; a refused chunk is rolled back to its savepoint and split in halves
-/// down to the item at fault. Returns what was stored and a dead letter per refused item. Err
-/// only when the store cannot be reached (nothing is lost: the caller leaves its rows for a
-/// later step).
-pub async fn store_isolated(
-    shared: &Shared,
-    tx: &mut deadpool_postgres::Transaction<'_>,
-    items: &[&Tagged],
-) -> Result<(IngestReport, Vec<NewDeadLetter>), IngestError> {
-    let mut report = IngestReport::default();
-    let mut dead = Vec::new();
-    let mut ranges: Vec<std::ops::Range<usize>> = (0..items.len())
-        .step_by(CHUNK_ITEMS)
-        .map(|start| start..(start + CHUNK_ITEMS).min(items.len()))
-        .rev()
-        .collect();
-    while let Some(range) = ranges.pop() {
-        if range.is_empty() {
-            continue;
-        }
-        let batch: Vec<&InboundItem> = items[range.clone()].iter().map(|t| &t.item).collect();
-        match in_savepoint(shared, tx, &batch).await {
-            Ok(r) => report.add(&r),
-            Err(
-                e @ (IngestError::Unavailable(_)
-                | IngestError::NotRunning
-                | IngestError::TimedOut(_)),
-            ) => return Err(e),
-            Err(IngestError::Refused(why)) if range.len() == 1 => {
-                dead.push(items[range.start].dead_letter(why));
-            }
-            Err(IngestError::Refused(_)) => {
-                let mid = range.start + range.len() / 2;
-                ranges.push(mid..range.end);
-                ranges.push(range.start..mid);
-            }
-        }
-    }
-    metrics::counter!("sincro_ingest_messages_total").increment(report.messages_inserted as u64);
-    metrics::counter!("sincro_ingest_statuses_total").increment(report.statuses_applied as u64);
-    tracing::debug!(
-        messages = report.messages_inserted,
-        statuses = report.statuses_applied,
-        refused = dead.len(),
-        "inbox rows stored"
-    );
-    Ok((report, dead))
-}
-
-/// One chunk in a savepoint of the step's transaction, run again after a lost deadlock.
-async fn in_savepoint(
-    shared: &Shared,
-    tx: &mut deadpool_postgres::Transaction<'_>,
-    items: &[&InboundItem],
-) -> Result<IngestReport, IngestError> {
-    let region = shared.settings.default_region.as_deref();
-    let failed = |e: tokio_postgres::Error| IngestError::from_store(&e.into());
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let savepoint = tx.transaction().await.map_err(failed)?;
-        match super::batch::ingest_in(
-            &savepoint,
-            &shared.sealer,
-            region,
-            &shared.settings.privacy.opt_out_keywords,
-            items,
-        )
-        .await
-        {
-            Ok(report) => {
-                savepoint.commit().await.map_err(failed)?;
-                return Ok(report);
-            }
-            Err(e) => {
-                savepoint.rollback().await.map_err(failed)?;
-                if attempt < 4 && e.is_retryable_conflict() {
-                    tracing::warn!(attempt, "inbox chunk met a concurrent batch; retrying");
-                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
-                    continue;
-                }
-                return Err(IngestError::from_store(&e));
-            }
-        }
-    }
 }
 
 pub enum InboxPollerMessage {

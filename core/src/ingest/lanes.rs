@@ -7,7 +7,7 @@
 //! statuses go to the first lane. A lane is a transaction of its own: it takes the
 //! `status_order` locks of its statuses and echoes before its first write (so a status and
 //! the echo it names, in two lanes, still see each other's commit), stores its items with
-//! [`super::drain::store_isolated`] and commits. The step's transaction marks the inbox rows
+//! [`super::isolate::store_isolated`] and commits. The step's transaction marks the inbox rows
 //! done once every lane committed; a lane that failed leaves the rows for a later step, which
 //! stores again only what is missing (messages are idempotent on connection and external id,
 //! statuses move forward only, events are appended for new messages only), so nothing is
@@ -20,8 +20,8 @@
 //! numbers in commit order. A deadlock between lanes is retried like any other.
 
 use super::dead_letter::NewDeadLetter;
-use super::drain::store_isolated;
 use super::inbox::Tagged;
+use super::isolate::store_isolated;
 use super::{InboundItem, IngestError, IngestReport};
 use crate::phone;
 use crate::shared::Shared;

@@ -11,6 +11,7 @@ pub mod drain;
 pub mod group_commit;
 pub mod handle;
 pub mod inbox;
+pub mod isolate;
 pub mod lanes;
 pub mod model;
 
