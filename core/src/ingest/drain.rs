@@ -7,12 +7,12 @@
 //! (from [`lanes::LANES_FROM_ITEMS`] items) stores its items in parallel transactions by
 //! contact instead ([`lanes`]), and the claim's transaction marks the rows once they committed.
 //!
-//! One bad item never holds up or loses the others: items are stored in chunks, each in a
-//! savepoint ([`super::isolate`]); when the store refuses a chunk (a value it cannot hold, a constraint), it is
-//! rolled back to its savepoint and split in halves, down to the single item at fault, which
+//! One bad item never holds up or loses the others: items are stored in chunks, each in a savepoint
+//! ([`super::isolate`]); when the store refuses a chunk (a value it cannot hold, a constraint), it
+//! is rolled back to its savepoint and split in halves, down to the single item at fault, which
 //! becomes a dead letter with the store's reason while its neighbours are stored. Only an
-//! unreachable store leaves the rows for a later step, with a growing pause. A row that cannot
-//! be opened or parsed is a dead letter too: nothing leaves the inbox without being stored or
+//! unreachable store leaves the rows for a later step, with a growing pause. A row that cannot be
+//! opened or parsed is a dead letter too: nothing leaves the inbox without being stored or
 //! dead-lettered.
 //!
 //! [`InboxPoller`] is the actor that runs the step: on a timer, and at once when an inbox row

@@ -10,19 +10,18 @@ use super::{InboundItem, IngestError, IngestReport};
 use crate::shared::Shared;
 use std::time::Duration;
 
-/// Items stored per savepoint at most: a step's items go in chunks of this many, so one
-/// statement never carries an unbounded batch. A chunk writes each of its contacts' lead and
-/// conversation once however many messages it holds, so it is as large as a step of
-/// 50-message bodies (Meta's largest batches): in chunks of 2,000, a flood updated every
-/// conversation several times a step (end to end 5,700 against 7,100 msg/s, CPU per message
-/// +20 %).
+/// Items stored per savepoint at most: a step's items go in chunks of this many, so one statement
+/// never carries an unbounded batch. A chunk writes each of its contacts' lead and conversation
+/// once however many messages it holds, so it holds a whole step of 50-message bodies (250 rows,
+/// 12,500 items): in chunks of 2,000, a flood updated every conversation several times a step (end
+/// to end 5,700 against 7,100 msg/s, CPU per message +20 %).
 pub const CHUNK_ITEMS: usize = 16_000;
 
-/// Stores `items` inside the step's transaction, isolating the ones the store refuses: each
-/// chunk in a savepoint; a refused chunk is rolled back to its savepoint and split in halves
-/// down to the item at fault. Returns what was stored and a dead letter per refused item. Err
-/// only when the store cannot be reached (nothing is lost: the caller leaves its rows for a
-/// later step).
+/// Stores `items` inside the caller's transaction (the step's, or a lane's), isolating the ones the
+/// store refuses: each chunk in a savepoint; a refused chunk is rolled back to its savepoint and
+/// split in halves down to the item at fault. Returns what was stored and a dead letter per refused
+/// item. Err only when the store cannot be reached (nothing is lost: the caller leaves its rows for
+/// a later step).
 pub async fn store_isolated(
     shared: &Shared,
     tx: &mut deadpool_postgres::Transaction<'_>,
@@ -68,7 +67,7 @@ pub async fn store_isolated(
     Ok((report, dead))
 }
 
-/// One chunk in a savepoint of the step's transaction, run again after a lost deadlock.
+/// One chunk in a savepoint of the caller's transaction, run again after a lost deadlock.
 async fn in_savepoint(
     shared: &Shared,
     tx: &mut deadpool_postgres::Transaction<'_>,
