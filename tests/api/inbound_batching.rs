@@ -53,6 +53,31 @@ async fn stored(app: &TestApp, connection: Uuid) -> (i64, i64) {
     (row.get(0), row.get(1))
 }
 
+/// The external ids of `contact`'s stored messages, in the order they were stored.
+async fn stored_order(app: &TestApp, contact: &str) -> Vec<String> {
+    let client = app.pool().get().await.unwrap();
+    client
+        .query(
+            "SELECT external_id FROM mensajes_conversacion WHERE remitente LIKE $1
+             ORDER BY created_at, id",
+            &[&format!("%{}", &contact[5..])],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Inbox rows not drained yet.
+async fn pending_rows(app: &TestApp) -> i64 {
+    app.count(
+        "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
+        &[],
+    )
+    .await
+}
+
 async fn wait_stored(app: &TestApp, connection: Uuid, expected: i64) {
     eventually(WAIT, || async {
         (stored(app, connection).await.0 >= expected).then_some(())
@@ -247,16 +272,7 @@ async fn inbound_batched_drain_keeps_order_dedups_replays_and_isolates_the_bad_i
 
     // Assert: the contact's conversation holds its messages in the order they were posted,
     // and the stream's events announce them in that order.
-    let rows = client
-        .query(
-            "SELECT external_id FROM mensajes_conversacion WHERE remitente LIKE $1
-             ORDER BY created_at, id",
-            &[&format!("%{}", &contact[5..])],
-        )
-        .await
-        .unwrap();
-    let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(got, ordered);
+    assert_eq!(stored_order(&app, &contact).await, ordered);
     let sealer = &app.app().context().sealer;
     let events = sincro_core::store::events::read_after(&client, sealer, user, 0, 1000)
         .await
@@ -334,13 +350,7 @@ async fn inbound_a_flood_is_stored_in_parallel_lanes_each_contact_in_one_in_orde
     // Assert: every message stored once, and the inbox drained.
     wait_stored(&app, n.connection_id, 1 + 24 * 50).await;
     eventually(WAIT, || async {
-        (app.count(
-            "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
-            &[],
-        )
-        .await
-            == 0)
-            .then_some(())
+        (pending_rows(&app).await == 0).then_some(())
     })
     .await
     .expect("every inbox row marked done");
@@ -372,16 +382,7 @@ async fn inbound_a_flood_is_stored_in_parallel_lanes_each_contact_in_one_in_orde
 
     // Assert: contact 0's messages stored and announced in the order they were posted; every
     // message announced once, the user's events numbered without a gap.
-    let rows = client
-        .query(
-            "SELECT external_id FROM mensajes_conversacion WHERE remitente LIKE $1
-             ORDER BY created_at, id",
-            &[&format!("%{}", &sender(0)[5..])],
-        )
-        .await
-        .unwrap();
-    let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(got, ordered);
+    assert_eq!(stored_order(&app, &sender(0)).await, ordered);
     let sealer = &app.app().context().sealer;
     let events = sincro_core::store::events::read_after(&client, sealer, user, 0, 5000)
         .await
@@ -438,12 +439,5 @@ async fn inbound_a_bad_item_in_a_lane_is_dead_lettered_alone() {
             .get::<_, String>(1)
             .contains("refuses the poison")
     );
-    assert_eq!(
-        app.count(
-            "SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL",
-            &[]
-        )
-        .await,
-        0
-    );
+    assert_eq!(pending_rows(&app).await, 0);
 }

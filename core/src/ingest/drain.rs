@@ -188,7 +188,6 @@ pub async fn drain_once(shared: &Arc<Shared>, limit: i64) -> Result<DrainReport,
             &super::batch::status_connections(items.iter().map(|t| &t.item)),
         )
         .await?;
-        let items: Vec<&Tagged> = items.iter().collect();
         store_isolated(shared, &mut tx, &items).await
     };
     report.dead.extend(routed.dead);

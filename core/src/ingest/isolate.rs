@@ -25,7 +25,7 @@ pub const CHUNK_ITEMS: usize = 16_000;
 pub async fn store_isolated(
     shared: &Shared,
     tx: &mut deadpool_postgres::Transaction<'_>,
-    items: &[&Tagged],
+    items: &[Tagged],
 ) -> Result<(IngestReport, Vec<NewDeadLetter>), IngestError> {
     let mut report = IngestReport::default();
     let mut dead = Vec::new();

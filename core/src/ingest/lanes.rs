@@ -37,24 +37,25 @@ pub const LANES_FROM_ITEMS: usize = 1000;
 /// Splits `items` into `lanes` groups by contact, keeping their order within each group.
 pub fn split(items: Vec<Tagged>, lanes: usize) -> Vec<Vec<Tagged>> {
     let lanes = lanes.max(1);
-    let mut out: Vec<Vec<Tagged>> = (0..lanes).map(|_| Vec::new()).collect();
     // A step repeats its senders: each is keyed once.
-    let mut seen: HashMap<(Uuid, String), usize> = HashMap::new();
-    for t in items {
-        let lane = match &t.item {
-            InboundItem::Message(m) => match seen.get(&(m.usuario_id, m.from.clone())) {
-                Some(lane) => *lane,
-                None => {
-                    let mut h = DefaultHasher::new();
-                    m.usuario_id.hash(&mut h);
-                    phone::contact_key(&m.from, None).key.hash(&mut h);
-                    let lane = (h.finish() % lanes as u64) as usize;
-                    seen.insert((m.usuario_id, m.from.clone()), lane);
-                    lane
-                }
-            },
-            InboundItem::Status(_) => 0,
-        };
+    let mut seen: HashMap<(Uuid, &str), usize> = HashMap::new();
+    let lane_of: Vec<usize> =
+        items
+            .iter()
+            .map(|t| match &t.item {
+                InboundItem::Message(m) => *seen
+                    .entry((m.usuario_id, m.from.as_str()))
+                    .or_insert_with(|| {
+                        let mut h = DefaultHasher::new();
+                        m.usuario_id.hash(&mut h);
+                        phone::contact_key(&m.from, None).key.hash(&mut h);
+                        (h.finish() % lanes as u64) as usize
+                    }),
+                InboundItem::Status(_) => 0,
+            })
+            .collect();
+    let mut out: Vec<Vec<Tagged>> = (0..lanes).map(|_| Vec::new()).collect();
+    for (t, lane) in items.into_iter().zip(lane_of) {
         out[lane].push(t);
     }
     out
@@ -74,10 +75,7 @@ pub async fn store(
         .filter(|p| !p.is_empty())
         .map(|part| {
             let shared = shared.clone();
-            tokio::spawn(async move {
-                let part: Vec<&Tagged> = part.iter().collect();
-                store_lane(&shared, &part).await
-            })
+            tokio::spawn(async move { store_lane(&shared, &part).await })
         })
         .collect();
     let mut report = IngestReport::default();
@@ -108,7 +106,7 @@ pub async fn store(
 /// One lane: its own connection and transaction, committed before it returns.
 async fn store_lane(
     shared: &Shared,
-    items: &[&Tagged],
+    items: &[Tagged],
 ) -> Result<(IngestReport, Vec<NewDeadLetter>), IngestError> {
     let failed = |e: tokio_postgres::Error| IngestError::from_store(&e.into());
     let mut client = shared
