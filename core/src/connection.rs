@@ -53,8 +53,53 @@ pub struct Departure {
 /// moment before the request goes: whatever delayed a send before (a slow store, a busy
 /// machine, the process pausing), the sends that fell due meanwhile do not leave in a burst,
 /// and a burst is what a per-second limit refuses.
+///
+/// The spacing runs from when the previous send was due to leave, not from when its timer
+/// fired: a timer wakes on the next millisecond tick or later ([`TIMER_SLACK`]), so spacing
+/// each send from the last one's wake-up adds that lateness to every send, and capped a
+/// 1,000/s number at about 550 sends a second. A due time is never counted as more than the
+/// slack in the past, so after a stall at most the slack's worth of sends leaves at once.
 #[derive(Debug, Default)]
-pub struct Departures(tokio::sync::Mutex<VecDeque<Instant>>);
+pub struct Departures(tokio::sync::Mutex<Left>);
+
+/// What [`Departures`] remembers.
+#[derive(Debug, Default)]
+struct Left {
+    /// When the last sends actually left (as many as the cap).
+    at: VecDeque<Instant>,
+    /// When the last send was due to leave.
+    due: Option<Instant>,
+}
+
+/// How late a timer may fire: tokio's timers end on a whole millisecond tick, and a busy
+/// machine wakes the task later still.
+pub const TIMER_SLACK: Duration = Duration::from_millis(4);
+
+impl Left {
+    /// When a send with `d` may leave.
+    fn due(&self, d: &Departure) -> Instant {
+        let mut due = d.at;
+        if let Some(previous) = self.due {
+            due = due.max(previous + d.spacing);
+        }
+        if d.cap > 0
+            && self.at.len() >= d.cap
+            && let Some(oldest) = self.at.get(self.at.len() - d.cap)
+        {
+            due = due.max(*oldest + d.period);
+        }
+        due
+    }
+
+    /// Counts a send that was due at `due` as left at `now`.
+    fn leave(&mut self, d: &Departure, due: Instant, now: Instant) {
+        self.due = Some(due.max(now.checked_sub(TIMER_SLACK).unwrap_or(now)));
+        self.at.push_back(now);
+        while self.at.len() > d.cap.max(1) {
+            self.at.pop_front();
+        }
+    }
+}
 
 impl Departures {
     /// Waits until a send with `departure` may leave and counts it as left. Sends wait in
@@ -64,21 +109,9 @@ impl Departures {
             return;
         };
         let mut left = self.0.lock().await;
-        let mut at = d.at;
-        if let Some(previous) = left.back() {
-            at = at.max(*previous + d.spacing);
-        }
-        if d.cap > 0
-            && left.len() >= d.cap
-            && let Some(oldest) = left.get(left.len() - d.cap)
-        {
-            at = at.max(*oldest + d.period);
-        }
-        tokio::time::sleep_until(at.into()).await;
-        left.push_back(tokio::time::Instant::now().into_std());
-        while left.len() > d.cap.max(1) {
-            left.pop_front();
-        }
+        let due = left.due(&d);
+        tokio::time::sleep_until(due.into()).await;
+        left.leave(&d, due, tokio::time::Instant::now().into_std());
     }
 }
 
@@ -222,7 +255,7 @@ impl Connections {
 
 #[cfg(test)]
 mod tests {
-    use super::{Departure, Departures};
+    use super::{Departure, Departures, TIMER_SLACK};
     use std::time::Duration;
     use tokio::time::Instant;
 
@@ -242,17 +275,50 @@ mod tests {
         // On time: it leaves on its slot.
         d.wait(at(20)).await;
         assert_eq!(Instant::now(), t0 + Duration::from_millis(20));
-        // The process stalls past the next three slots: they leave spaced, not at once.
+        // The process stalls past the next three slots: they leave spaced, not at once (the
+        // first one's due time counted the timer slack back, as a late timer would fire).
         tokio::time::advance(Duration::from_millis(200)).await;
         let resumed = Instant::now();
-        for k in 0..3u32 {
+        d.wait(at(30)).await;
+        assert_eq!(Instant::now(), resumed);
+        for k in 1..3u32 {
             d.wait(at(30 + 10 * k as u64)).await;
-            assert_eq!(Instant::now(), resumed + spacing * k);
+            assert_eq!(Instant::now(), resumed - TIMER_SLACK + spacing * k);
         }
         // Without a departure: at once.
         let before = Instant::now();
         d.wait(None).await;
         assert_eq!(Instant::now(), before);
+    }
+
+    #[test]
+    fn a_thousand_a_second_leave_on_their_slots_though_timers_fire_late() {
+        // A HIGH-tier number: slots about 1.04 ms apart, catch-up spacing half that. Each
+        // send's timer fires on the next whole millisecond, and the busy machine wakes the
+        // task 0.7 ms after that.
+        let mut left = super::Left::default();
+        let t0 = std::time::Instant::now();
+        let interval = Duration::from_micros(1_042);
+        let fired = |due: std::time::Instant| {
+            let micros = (due - t0).as_micros() as u64;
+            t0 + Duration::from_millis(micros.div_ceil(1_000)) + Duration::from_micros(700)
+        };
+        for k in 0..2_000u32 {
+            let d = Departure {
+                at: t0 + interval * k,
+                spacing: interval / 2,
+                cap: 970,
+                period: Duration::from_secs(1),
+            };
+            let due = left.due(&d);
+            let now = fired(due);
+            left.leave(&d, due, now);
+            let late = now - d.at;
+            assert!(
+                late <= Duration::from_millis(2),
+                "send {k} left {late:?} after its slot"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -284,6 +350,11 @@ mod tests {
             );
         }
         assert_eq!(left[10], left[0] + Duration::from_secs(1));
-        assert_eq!(left[1], left[0] + Duration::from_millis(2));
+        // Spaced from the first one's due time, counted the timer slack back: the slack's
+        // worth leave with it, then one every 2 ms.
+        assert_eq!(TIMER_SLACK, Duration::from_millis(4));
+        assert_eq!(left[1], left[0]);
+        assert_eq!(left[2], left[0]);
+        assert_eq!(left[3], left[0] + Duration::from_millis(2));
     }
 }
