@@ -55,7 +55,7 @@ pub struct Departure {
 /// and a burst is what a per-second limit refuses.
 ///
 /// The spacing runs from when the previous send was due to leave, not from when its timer
-/// fired: a timer wakes on the next millisecond tick or later ([`TIMER_SLACK`]), so spacing
+/// fired: a timer wakes on the next millisecond tick or later (`TIMER_SLACK`), so spacing
 /// each send from the last one's wake-up adds that lateness to every send, and capped a
 /// 1,000/s number at about 550 sends a second. A due time is never counted as more than the
 /// slack in the past, so after a stall at most the slack's worth of sends leaves at once.
@@ -73,7 +73,7 @@ struct Left {
 
 /// How late a timer may fire: tokio's timers end on a whole millisecond tick, and a busy
 /// machine wakes the task later still.
-pub const TIMER_SLACK: Duration = Duration::from_millis(4);
+const TIMER_SLACK: Duration = Duration::from_millis(4);
 
 impl Left {
     /// When a send with `d` may leave.
