@@ -78,6 +78,19 @@ async fn pending_rows(app: &TestApp) -> i64 {
     .await
 }
 
+/// Asserts that `letters` (rows of `external_id, reason` from `inbound_dead_letters`) hold one
+/// dead letter, `external_id`, with the reason of the store that refused it
+/// (`TestApp::refuse_message`).
+fn assert_only_dead_letter(letters: &[tokio_postgres::Row], external_id: &str) {
+    assert_eq!(letters.len(), 1, "only the bad item is a dead letter");
+    assert_eq!(letters[0].get::<_, String>(0), external_id);
+    assert!(
+        letters[0]
+            .get::<_, String>(1)
+            .contains("refuses the poison")
+    );
+}
+
 async fn wait_stored(app: &TestApp, connection: Uuid, expected: i64) {
     eventually(WAIT, || async {
         (stored(app, connection).await.0 >= expected).then_some(())
@@ -262,13 +275,7 @@ async fn inbound_batched_drain_keeps_order_dedups_replays_and_isolates_the_bad_i
         )
         .await
         .unwrap();
-    assert_eq!(letters.len(), 1, "only the bad item is a dead letter");
-    assert_eq!(letters[0].get::<_, String>(0), "wamid.order.poison");
-    assert!(
-        letters[0]
-            .get::<_, String>(1)
-            .contains("refuses the poison")
-    );
+    assert_only_dead_letter(&letters, "wamid.order.poison");
 
     // Assert: the contact's conversation holds its messages in the order they were posted,
     // and the stream's events announce them in that order.
@@ -432,12 +439,6 @@ async fn inbound_a_bad_item_in_a_lane_is_dead_lettered_alone() {
     })
     .await
     .expect("a dead letter");
-    assert_eq!(letters.len(), 1, "only the bad item is a dead letter");
-    assert_eq!(letters[0].get::<_, String>(0), "wamid.lanes.poison");
-    assert!(
-        letters[0]
-            .get::<_, String>(1)
-            .contains("refuses the poison")
-    );
+    assert_only_dead_letter(&letters, "wamid.lanes.poison");
     assert_eq!(pending_rows(&app).await, 0);
 }
