@@ -328,6 +328,52 @@ async fn the_look_alike_lookup_probes_the_digits_index_however_large_the_crm() {
 }
 
 #[tokio::test]
+async fn the_exact_lead_lookup_probes_the_number_key_even_without_statistics() {
+    // Arrange: 20,000 leads never analyzed (a new CRM, or autovacuum off), and the statement
+    // planned as a prepared statement's generic plan is.
+    let mut app = spawn_app().await;
+    let (user, _) = app.user("fresh-crm@example.com", false).await;
+    let client = app.pool().get().await.unwrap();
+    client
+        .execute(
+            "INSERT INTO leads (usuario_id, telefono, origen)
+             SELECT $1, '+55119' || lpad(g::text, 8, '0'), 'CRM' FROM generate_series(1, 20000) g",
+            &[&user],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    // Act: the plan of one batch's exact lookup, 1,000 contacts.
+    let users = vec![user; 1000];
+    let numbers: Vec<String> = (0..1000).map(|i| format!("+55119{:08}", i * 19)).collect();
+    let explain = client
+        .prepare(&format!(
+            "EXPLAIN (FORMAT JSON) {}",
+            sincro_core::leads::store::BY_NUMBER_SQL
+        ))
+        .await
+        .unwrap();
+    let plan: Value = client
+        .query_one(&explain, &[&users, &numbers])
+        .await
+        .unwrap()
+        .get(0);
+    // Assert: one probe of the (user, number) key per contact; never the digits index, whose
+    // probe by user alone filters every lead of the user.
+    let plan = plan.to_string();
+    assert!(plan.contains("leads_usuario_telefono_key"), "{plan}");
+    assert!(!plan.contains("leads_usuario_digits_idx"), "{plan}");
+    assert!(!plan.contains("\"Seq Scan\""), "{plan}");
+    assert!(!plan.contains("\"Hash Join\""), "{plan}");
+    client.batch_execute("RESET plan_cache_mode").await.unwrap();
+    drop(client);
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_daemons_sessions_never_compile_statements_with_jit() {
     // Arrange
     let mut app = spawn_app().await;
