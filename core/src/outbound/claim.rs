@@ -76,22 +76,34 @@ pub async fn claim(
 }
 
 /// When the next pending row of the connection falls due (scheduled sends, retries), as a
-/// wait from now; None when it has none.
+/// wait from now; None when it has none. See [`NEXT_DUE_SQL`].
 pub async fn next_due(
     client: &impl GenericClient,
     connection_id: Uuid,
 ) -> Result<Option<Duration>, StoreError> {
-    let row = client
-        .query_one(
-            "SELECT extract(epoch FROM (min(due_at) - now()))::float8 FROM outbox
-             WHERE connection_id = $1 AND state = 'pending'",
-            &[&connection_id],
-        )
-        .await?;
+    let next = client.prepare_cached(NEXT_DUE_SQL).await?;
+    let row = client.query_one(&next, &[&connection_id]).await?;
     Ok(row
         .get::<_, Option<f64>>(0)
         .map(|secs| Duration::from_secs_f64(secs.max(0.0))))
 }
+
+/// The earliest due time of the connection's pending rows, found by probing the claim index
+/// (connection, priority, due_at) once per priority the connection has: a skip over its
+/// priorities, then the first entry of each. A plain `min(due_at)` over the connection read
+/// every pending row's entry, and this runs whenever an idle lane is woken, once per batch
+/// queued: 20 ms each behind a scheduled campaign of 40,000, growing with it, against 0.1 ms.
+pub const NEXT_DUE_SQL: &str = "WITH RECURSIVE p(priority) AS (
+         (SELECT priority FROM outbox WHERE connection_id = $1 AND state = 'pending'
+          ORDER BY priority LIMIT 1)
+         UNION ALL
+         SELECT (SELECT o.priority FROM outbox o
+                 WHERE o.connection_id = $1 AND o.state = 'pending' AND o.priority > p.priority
+                 ORDER BY o.priority LIMIT 1)
+         FROM p WHERE p.priority IS NOT NULL)
+     SELECT extract(epoch FROM (min((SELECT min(o.due_at) FROM outbox o
+         WHERE o.connection_id = $1 AND o.state = 'pending' AND o.priority = p.priority)) - now()))::float8
+     FROM p WHERE p.priority IS NOT NULL";
 
 /// Sends of the connection in the last 24 h (daily caps) and, when there are any, how long
 /// until the oldest of them leaves the window.

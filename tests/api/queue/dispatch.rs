@@ -272,3 +272,64 @@ async fn queue_statuses_that_beat_the_send_are_applied() {
         .get(0);
     assert_eq!(left, 0);
 }
+
+/// The largest number of rows any node of an `EXPLAIN (ANALYZE, FORMAT JSON)` plan produced.
+fn most_rows(node: &Value) -> u64 {
+    let own =
+        node["Actual Rows"].as_u64().unwrap_or(0) * node["Actual Loops"].as_u64().unwrap_or(1);
+    node["Plans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(most_rows)
+        .fold(own, u64::max)
+}
+
+#[tokio::test]
+async fn queue_next_due_finds_the_earliest_pending_row_without_reading_the_backlog() {
+    // Arrange: a scheduled campaign of 20,000 bulk rows due in two hours, one normal message
+    // due in one, a high one due in three, and a row sent already (not pending) due long ago.
+    let app = spawn_app().await;
+    let (user, _, conn) = user_with_connection(&app, "business", json!({})).await;
+    let client = app.pool().get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "WITH c AS (INSERT INTO conversaciones (usuario_id, servicio_origen, tipo, remitente, connection_id)
+                 VALUES ('{user}', 'whatsapp', 'saliente', '+5511900000000', '{conn}') RETURNING id),
+             m AS (INSERT INTO mensajes_conversacion (id, conversacion_id, usuario_id, connection_id, tipo, remitente, canal, direccion, estado)
+                 SELECT gen_random_uuid(), c.id, '{user}', '{conn}', 'texto', '+5511900000000', 'whatsapp', 'saliente', 'queued'
+                 FROM c, generate_series(1, 20003) RETURNING id)
+             INSERT INTO outbox (message_id, usuario_id, connection_id, recipient, payload, priority, state, due_at)
+             SELECT id, '{user}', '{conn}', '+5511900000000', 'x',
+                 CASE WHEN n <= 20000 THEN 2 WHEN n = 20001 THEN 1 ELSE 0 END,
+                 CASE WHEN n = 20003 THEN 'sent' ELSE 'pending' END,
+                 CASE WHEN n <= 20000 THEN now() + interval '2 hours'
+                      WHEN n = 20001 THEN now() + interval '1 hour'
+                      WHEN n = 20002 THEN now() + interval '3 hours'
+                      ELSE now() - interval '1 day' END
+             FROM (SELECT id, row_number() OVER () AS n FROM m) x"
+        ))
+        .await
+        .unwrap();
+    // Act
+    let due = sincro_core::outbound::claim::next_due(&client, conn)
+        .await
+        .unwrap()
+        .expect("rows are pending");
+    let explain = client
+        .prepare(&format!(
+            "EXPLAIN (ANALYZE, FORMAT JSON) {}",
+            sincro_core::outbound::claim::NEXT_DUE_SQL
+        ))
+        .await
+        .unwrap();
+    let plan: Value = client.query_one(&explain, &[&conn]).await.unwrap().get(0);
+    // Assert: the normal message's hour, whatever the priorities; a few index entries read
+    // for each of the three priorities, not the campaign's 20,000.
+    assert!(
+        due > Duration::from_secs(3500) && due <= Duration::from_secs(3600),
+        "{due:?}"
+    );
+    let read = most_rows(&plan[0]["Plan"]);
+    assert!(read <= 10, "a plan node produced {read} rows: {plan}");
+}
