@@ -43,6 +43,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(16, "0016_inbox_vacuum.sql"),
     migration!(17, "0017_webhook_attempts_lighter.sql"),
     migration!(18, "0018_ingest_lighter.sql"),
+    migration!(19, "0019_outbox_lighter.sql"),
 ];
 
 /// Key of the advisory lock held while migrating ("sincro-wa" in ASCII).

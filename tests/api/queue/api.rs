@@ -354,3 +354,64 @@ async fn queue_cancel_only_before_sending() {
     wait_estado(&app, &key, after, "sent", Duration::from_secs(15)).await;
     assert_eq!(fake.sends_of(id), 0, "a cancelled message was sent");
 }
+
+#[tokio::test]
+async fn queue_rows_go_with_their_connection_or_user() {
+    // Arrange: one user with two connections, another user, messages scheduled an hour ahead.
+    let app = spawn_app().await;
+    let (user, key, gone) = user_with_connection(&app, "lite", json!({})).await;
+    let kept = app.connection(user, "lite").await;
+    let (_, other_key, other) = user_with_connection(&app, "lite", json!({})).await;
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let scheduled = |conn: Uuid, body: &str| {
+        let mut b = text(conn, "+5511912345678", body);
+        b["send_at"] = json!(later);
+        b
+    };
+    let on_gone = [
+        send(&app, &key, &scheduled(gone, "one")).await,
+        send(&app, &key, &scheduled(gone, "two")).await,
+    ];
+    let on_kept = send(&app, &key, &scheduled(kept, "three")).await;
+    let others = send(&app, &other_key, &scheduled(other, "four")).await;
+    let queued = |id: Uuid| {
+        let app = &app;
+        async move {
+            app.count("SELECT count(*) FROM outbox WHERE message_id = $1", &[&id])
+                .await
+        }
+    };
+    // Act: the CRM deletes one connection.
+    let client = app.pool().get().await.unwrap();
+    client
+        .execute(
+            "DELETE FROM configuracion_mensajeria_usuario WHERE id = $1",
+            &[&gone],
+        )
+        .await
+        .unwrap();
+    // Assert: its queued rows are gone, its messages stay (without their connection), the
+    // other connection's row stays.
+    for id in on_gone {
+        assert_eq!(queued(id).await, 0);
+        assert_eq!(
+            app.count(
+                "SELECT count(*) FROM mensajes_conversacion WHERE id = $1 AND connection_id IS NULL",
+                &[&id]
+            )
+            .await,
+            1
+        );
+    }
+    assert_eq!(queued(on_kept).await, 1);
+    // Act: the user is deleted.
+    client
+        .execute("DELETE FROM usuarios WHERE id = $1", &[&user])
+        .await
+        .unwrap();
+    // Assert: its last queued row went with it; the other user's stays.
+    assert_eq!(queued(on_kept).await, 0);
+    assert_eq!(queued(others).await, 1);
+}
