@@ -9,7 +9,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use chacha20poly1305::aead::{Aead, Generate, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use std::fmt;
 
@@ -170,7 +170,9 @@ impl Sealer {
 
     pub fn seal(&self, purpose: Purpose, plaintext: &[u8]) -> String {
         let key = &self.keys[0];
-        let nonce = XNonce::generate();
+        // From the thread's CSPRNG (seeded and reseeded from the OS), not a system call per
+        // value: a batch of 1,000 messages seals about 4,000 values.
+        let nonce = XNonce::from(rand::random::<[u8; NONCE_LEN]>());
         let aad = aad(&key.id, purpose);
         let ciphertext = key
             .cipher

@@ -40,7 +40,7 @@ pub fn routes(ctx: Arc<AppContext>) -> warp::filters::BoxedFilter<(Response,)> {
 
 async fn create(p: Principal, body: Value, ctx: Arc<AppContext>) -> Result<Response, ApiError> {
     let daemon = submit_context(&ctx);
-    let done = batch::submit_batch(&ctx.pool, &daemon, p.usuario_id, &body).await?;
+    let done = batch::submit_batch(&ctx.pool, &daemon, p.usuario_id, body).await?;
     let (mut queued, mut replayed, mut refused) = (0usize, 0usize, 0usize);
     let results: Vec<Value> = done
         .into_iter()

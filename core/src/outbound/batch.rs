@@ -41,11 +41,11 @@ pub async fn submit_batch(
     pool: &Pool,
     s: &Submit<'_>,
     usuario_id: Uuid,
-    body: &Value,
+    body: Value,
 ) -> Result<Vec<Result<Submitted, SubmitError>>, BatchError> {
-    let list = body
-        .as_object()
-        .ok_or(BatchError::Malformed("the body is not an object"))?;
+    let Value::Object(mut list) = body else {
+        return Err(BatchError::Malformed("the body is not an object"));
+    };
     if let Some(k) = list.keys().find(|k| *k != "messages") {
         return Err(BatchError::Malformed(
             if k == "connection_id" || k == "to" {
@@ -55,12 +55,11 @@ pub async fn submit_batch(
             },
         ));
     }
-    let messages = list
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or(BatchError::Malformed(
+    let Some(Value::Array(messages)) = list.remove("messages") else {
+        return Err(BatchError::Malformed(
             "\"messages\" is missing or not a list",
-        ))?;
+        ));
+    };
     if messages.is_empty() {
         return Err(BatchError::Malformed("\"messages\" is empty"));
     }
@@ -70,8 +69,7 @@ pub async fn submit_batch(
     // Each item without its key is the body a single message would have (its hash too).
     let mut bodies: Vec<Value> = Vec::with_capacity(messages.len());
     let mut keys: Vec<Result<Option<String>, SubmitError>> = Vec::with_capacity(messages.len());
-    for m in messages {
-        let mut m = m.clone();
+    for mut m in messages {
         let key = match m.as_object_mut().and_then(|o| o.remove("idempotency_key")) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(k)) if key_ok(&k) => Ok(Some(k)),

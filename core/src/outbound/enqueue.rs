@@ -282,7 +282,6 @@ pub async fn enqueue(
         )
         .await?;
     }
-    events::append_many(&tx, sealer, &new_events).await?;
     let woken: Vec<String> = write
         .iter()
         .map(|&i| messages[i].connection_id)
@@ -295,6 +294,8 @@ pub async fn enqueue(
         &[&CHANNEL, &woken],
     )
     .await?;
+    // Last: from the event counter on, the user's other appends wait for this commit.
+    events::append_many(&tx, sealer, &new_events).await?;
     tx.commit().await?;
     Ok(outcome.into_iter().map(|o| o.expect("decided")).collect())
 }
@@ -403,7 +404,8 @@ struct Rows {
 impl Rows {
     fn push(&mut self, sealer: &Sealer, id: Uuid, conversation: Uuid, m: &NewMessage, key: &str) {
         let req = m.req;
-        let body_text = req.body.to_string();
+        // Sealed once: the message's metadata and its outbox row hold the same sealed body.
+        let payload = sealer.seal_str(Purpose::MessageBody, &req.body.to_string());
         self.ids.push(id);
         self.conversations.push(conversation);
         self.connections.push(m.connection_id);
@@ -417,11 +419,10 @@ impl Rows {
             "connection_id": m.connection_id,
             "to": m.phone.e164,
             "priority": super::priority_name(req.priority),
-            "payload_sealed": sealer.seal_str(Purpose::MessageBody, &body_text),
+            "payload_sealed": &payload,
         }));
         self.recipients.push(m.phone.e164.clone());
-        self.payloads
-            .push(sealer.seal_str(Purpose::MessageBody, &body_text));
+        self.payloads.push(payload);
         self.priorities.push(req.priority);
         self.due.push(req.send_at);
         self.kinds.push(req.kind.clone());

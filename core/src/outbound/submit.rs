@@ -140,6 +140,7 @@ pub async fn submit(pool: &Pool, s: &Submit<'_>, r: Request<'_>) -> Result<Submi
 struct Pending<'a> {
     index: usize,
     key: Option<&'a str>,
+    /// The request's hash, which a repeated key is checked against (empty without a key).
     hash: Vec<u8>,
     req: SendRequest,
     /// Set once the connection is checked.
@@ -191,7 +192,10 @@ pub async fn submit_many(
             Ok(req) => pending.push(Pending {
                 index,
                 key: item.idempotency_key,
-                hash: enqueue::request_hash(&validate::canonical(item.body)),
+                hash: item
+                    .idempotency_key
+                    .map(|_| enqueue::request_hash(&validate::canonical(item.body)))
+                    .unwrap_or_default(),
                 req,
                 kind: ConnectionKind::Business,
                 phone: None,

@@ -226,6 +226,13 @@ pub async fn append_many(
             None => counts.push((e.usuario_id, 1)),
         }
     }
+    // Sealed before the counter rows are taken: from that statement on, every other
+    // transaction appending for these users waits for this one's commit.
+    let payloads: Vec<String> = events
+        .iter()
+        .map(|e| sealer.seal(Purpose::Event, e.data.to_string().as_bytes()))
+        .collect();
+    let connections: Vec<Option<Uuid>> = events.iter().map(|e| connection_of(&e.data)).collect();
     // Lock counter rows in a stable order so concurrent batches cannot deadlock.
     counts.sort_by_key(|(u, _)| *u);
     let users: Vec<Uuid> = counts.iter().map(|c| c.0).collect();
@@ -248,16 +255,12 @@ pub async fn append_many(
     let mut seqs = Vec::with_capacity(events.len());
     let mut eu = Vec::with_capacity(events.len());
     let mut kinds = Vec::with_capacity(events.len());
-    let mut payloads = Vec::with_capacity(events.len());
-    let mut connections = Vec::with_capacity(events.len());
     for e in events {
-        connections.push(connection_of(&e.data));
         let slot = next.get_mut(&e.usuario_id).expect("counted user");
         seqs.push(*slot);
         *slot += 1;
         eu.push(e.usuario_id);
         kinds.push(e.kind);
-        payloads.push(sealer.seal(Purpose::Event, e.data.to_string().as_bytes()));
     }
     tx.execute(
         &tx.prepare_cached(&format!(
