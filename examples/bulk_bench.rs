@@ -346,7 +346,7 @@ async fn run(url: &str, total: usize, clients: usize) -> Result<(), Box<dyn std:
 
     // A warm-up first, to other recipients, then taken back out of the queue: a fresh
     // process pays for every page of memory it touches the first time (on this machine's
-    // virtual CPUs a third of the route's CPU while its heap grows), which a running daemon
+    // virtual CPUs a third of the process's CPU while its heap grew), which a running daemon
     // paid once, long ago.
     let warm = std::env::var("BENCH_WARMUP")
         .ok()
