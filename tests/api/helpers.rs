@@ -212,6 +212,21 @@ pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> s
     body
 }
 
+/// The plan PostgreSQL takes for `sql` with `params`, as `EXPLAIN (<options> FORMAT JSON)`
+/// gives it (`options`: e.g. `""`, or `"ANALYZE,"` to run it and count rows).
+pub async fn plan_of(
+    client: &deadpool_postgres::Client,
+    options: &str,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> serde_json::Value {
+    let explain = client
+        .prepare(&format!("EXPLAIN ({options} FORMAT JSON) {sql}"))
+        .await
+        .unwrap();
+    client.query_one(&explain, params).await.unwrap().get(0)
+}
+
 /// The secret part of an API key `swk_<prefix>_<secret>`. The secret is base64url, whose
 /// alphabet has `_`, so splitting at the last `_` would sometimes return a fragment of it.
 pub fn key_secret(key: &str) -> &str {

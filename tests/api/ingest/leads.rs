@@ -3,7 +3,7 @@
 //! default region's validation, and the look-alike lookup's plan in a large CRM.
 
 use super::{events, text};
-use crate::helpers::{expect_error, spawn_app};
+use crate::helpers::{expect_error, plan_of, spawn_app};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -306,18 +306,13 @@ async fn the_look_alike_lookup_probes_the_digits_index_however_large_the_crm() {
     // Act: the plan of one batch's look-alike lookup, 50 new contacts.
     let users = vec![user; 50];
     let digits: Vec<String> = (0..50).map(|i| format!("55119{:08}", i * 7)).collect();
-    let explain = client
-        .prepare(&format!(
-            "EXPLAIN (FORMAT JSON) {}",
-            sincro_core::leads::store::LOOKALIKES_SQL
-        ))
-        .await
-        .unwrap();
-    let plan: Value = client
-        .query_one(&explain, &[&users, &digits])
-        .await
-        .unwrap()
-        .get(0);
+    let plan = plan_of(
+        &client,
+        "",
+        sincro_core::leads::store::LOOKALIKES_SQL,
+        &[&users, &digits],
+    )
+    .await;
     // Assert: one index probe per spelling, never a pass over all of the user's leads.
     let plan = plan.to_string();
     assert!(plan.contains("leads_usuario_digits_idx"), "{plan}");
@@ -349,18 +344,13 @@ async fn the_exact_lead_lookup_probes_the_number_key_even_without_statistics() {
     // Act: the plan of one batch's exact lookup, 1,000 contacts.
     let users = vec![user; 1000];
     let numbers: Vec<String> = (0..1000).map(|i| format!("+55119{:08}", i * 19)).collect();
-    let explain = client
-        .prepare(&format!(
-            "EXPLAIN (FORMAT JSON) {}",
-            sincro_core::leads::store::BY_NUMBER_SQL
-        ))
-        .await
-        .unwrap();
-    let plan: Value = client
-        .query_one(&explain, &[&users, &numbers])
-        .await
-        .unwrap()
-        .get(0);
+    let plan = plan_of(
+        &client,
+        "",
+        sincro_core::leads::store::BY_NUMBER_SQL,
+        &[&users, &numbers],
+    )
+    .await;
     // Assert: one probe of the (user, number) key per contact; never the digits index, whose
     // probe by user alone filters every lead of the user.
     let plan = plan.to_string();

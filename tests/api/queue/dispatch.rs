@@ -7,7 +7,7 @@ use super::{
     backlog, fast_retries, lane_idle, message, open_window, send, text, user_with_connection,
     wait_estado,
 };
-use crate::helpers::{eventually, spawn_app, spawn_app_with};
+use crate::helpers::{eventually, plan_of, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 use sincro_core::connection::{ConnectionKind, OutboundMessage, SendOutcome};
 use std::time::{Duration, Instant};
@@ -316,14 +316,13 @@ async fn queue_next_due_finds_the_earliest_pending_row_without_reading_the_backl
         .await
         .unwrap()
         .expect("rows are pending");
-    let explain = client
-        .prepare(&format!(
-            "EXPLAIN (ANALYZE, FORMAT JSON) {}",
-            sincro_core::outbound::claim::NEXT_DUE_SQL
-        ))
-        .await
-        .unwrap();
-    let plan: Value = client.query_one(&explain, &[&conn]).await.unwrap().get(0);
+    let plan = plan_of(
+        &client,
+        "ANALYZE,",
+        sincro_core::outbound::claim::NEXT_DUE_SQL,
+        &[&conn],
+    )
+    .await;
     // Assert: the normal message's hour, whatever the priorities; a few index entries read
     // for each of the three priorities, not the campaign's 20,000.
     assert!(
