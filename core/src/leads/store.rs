@@ -272,7 +272,6 @@ pub async fn resolve(
         if !lost.is_empty() {
             let users: Vec<Uuid> = lost.iter().map(|c| c.usuario_id).collect();
             let phones: Vec<String> = lost.iter().map(|c| c.key.key.clone()).collect();
-            let by_number = tx.prepare_cached(BY_NUMBER_SQL).await?;
             for row in tx.query(&by_number, &[&users, &phones]).await? {
                 out.leads.insert((row.get(1), row.get(2)), row.get(0));
             }
