@@ -22,12 +22,12 @@
 //!   text (a server that does not offer TLS is used in plain text, as with libpq).
 //! - `prefer` connects in plain text when every address it may reach is this machine's own
 //!   (a loopback address, `localhost`, a Unix socket; libpq already skips TLS on a socket).
-//!   `prefer` checks no certificate, so it guards only against someone reading the traffic,
-//!   and traffic over loopback never leaves the machine: whoever can read it can read the
-//!   daemon's memory too, so encrypting it is only work: at 1,000 single-message webhooks a
-//!   second it was 4.8 % of the daemon's CPU samples and 6.6 % of PostgreSQL's (Debian's
-//!   PostgreSQL offers TLS out of the box). `sslmode=require` (or a verifying mode) encrypts
-//!   a loopback connection anyway.
+//!   `prefer` checks no certificate, so it guards only against someone reading the traffic.
+//!   Traffic over loopback never leaves the machine, and whoever can read it can read the
+//!   daemon's memory too; encrypting it is only work (at 1,000 single-message webhooks a
+//!   second, 4.8 % of the daemon's CPU samples and 6.6 % of PostgreSQL's; Debian's PostgreSQL
+//!   offers TLS out of the box). `sslmode=require` (or a verifying mode) encrypts a loopback
+//!   connection anyway.
 
 use super::StoreError;
 use rustls::DigitallySignedStruct;

@@ -155,9 +155,9 @@ async fn sslmodes_against_a_server_with_its_own_ca() {
     assert!(err.contains("UnknownIssuer"), "{err}");
 
     // require encrypts without the CA; prefer (the default) is plain text over loopback, where
-    // it never leaves the machine, even to a name whose address is loopback; disable is plain
-    // text. (prefer to another machine, which no test can reach, is checked by the URL's
-    // parse in `core/src/store/tls.rs`.)
+    // it never leaves the machine, by address or by a host name given `hostaddr=127.0.0.1`;
+    // disable is plain text. (prefer to another machine, which no test can reach, is checked
+    // on the parsed URL in `core/src/store/tls.rs`.)
     assert_eq!(
         ssl_in_use(&c.url("127.0.0.1", "sslmode=require")).await,
         Ok(true)
