@@ -11,7 +11,9 @@
 //! end-to-end msg/s, POST p50/p99, the largest inbox backlog seen, and CPU seconds per 1,000
 //! messages of the daemon and of the PostgreSQL backends serving its database (from `/proc`).
 //! Each is printed next to the PostgreSQL baselines measured in the same run on the same
-//! server (`baseline.rs`): the same rows as plain batched inserts, and one commit per message.
+//! server: the same messages as plain batched inserts into a table without keys, and one
+//! commit per message (`baseline.rs`); and the same messages written by plain SQL into the
+//! daemon's own tables, through the inbox as the scenario posts them (`crm_baseline.rs`).
 //!
 //! ```text
 //! cargo run --release --example inbound_load
@@ -23,6 +25,7 @@
 
 mod baseline;
 mod cpu;
+mod crm_baseline;
 mod load;
 mod stream;
 
@@ -144,26 +147,54 @@ async fn run(server: &str, name: &str, daemon: tokio::runtime::Handle) -> Result
         let rows = measured.iter().map(|m| m.messages).max().unwrap_or(0);
         let (batched, single) =
             baseline::measure(&url, rows.clamp(10_000, 100_000), contacts).await?;
-        println!("\nPostgreSQL baselines, same run, same rows into a plain table:");
+        println!("\nPostgreSQL baselines, same run, same messages:");
         println!(
-            "  batched inserts ({} rows per statement, {} connections): {batched:>9.0} msg/s",
+            "  into a table without keys, batched ({} rows per statement, {} connections): {batched:>9.0} msg/s",
             baseline::BATCH,
             baseline::BATCH_CONNECTIONS
         );
         println!(
-            "  one commit per message ({} connections):                {single:>9.0} msg/s",
+            "  into a table without keys, one commit per message ({} connections):          {single:>9.0} msg/s",
             baseline::SINGLE_CONNECTIONS
         );
-        println!(
-            "\nscenario | end to end | vs batched | vs 1 commit/msg | POST p50 / p99 | max inbox backlog | CPU s per 1k msgs (daemon + PostgreSQL)"
-        );
+        // The same messages into the daemon's tables by plain SQL, shaped as each scenario
+        // posts them (at most 50,000: they are sealed beforehand, in memory).
+        let mut in_tables = Vec::new();
         for m in &measured {
+            let count = m.messages.clamp(10_000, 50_000) / m.per_post * m.per_post;
+            let t = crm_baseline::measure(
+                &url,
+                &watch,
+                name,
+                &target,
+                count,
+                m.per_post,
+                m.connections,
+            )
+            .await?;
             println!(
-                "{} | {:.0} msg/s | {:.2}x | {:.2}x | {} / {} | {} rows | {:.3} ({:.3} + {:.3})",
+                "  ({}) into the daemon's tables by plain SQL ({} msg/POST, one commit per POST on {} connections, stored {} per transaction at most on {}): {:>9.0} msg/s, PostgreSQL {:.3} CPU s per 1k msgs",
+                m.label,
+                m.per_post,
+                m.connections,
+                crm_baseline::STEP,
+                crm_baseline::WRITERS,
+                t.rate,
+                t.cpu_pg,
+            );
+            in_tables.push(t);
+        }
+        println!(
+            "\nscenario | end to end | vs batched | vs 1 commit/msg | vs its tables by plain SQL | POST p50 / p99 | max inbox backlog | CPU s per 1k msgs (daemon + PostgreSQL)"
+        );
+        for (m, tables) in measured.iter().zip(&in_tables) {
+            println!(
+                "{} | {:.0} msg/s | {:.2}x | {:.2}x | {:.2}x | {} / {} | {} rows | {:.3} ({:.3} + {:.3})",
                 m.label,
                 m.rate,
                 m.rate / batched,
                 m.rate / single,
+                m.rate / tables.rate,
                 ms(m.p50),
                 ms(m.p99),
                 m.backlog,
@@ -207,6 +238,8 @@ async fn run(server: &str, name: &str, daemon: tokio::runtime::Handle) -> Result
 /// One closed-loop scenario's figures.
 struct Measured {
     label: &'static str,
+    connections: usize,
+    per_post: usize,
     messages: usize,
     rate: f64,
     p50: Duration,
@@ -251,6 +284,8 @@ async fn closed(
     let per_k = posted.messages as f64 / 1000.0;
     let m = Measured {
         label,
+        connections,
+        per_post,
         messages: posted.messages,
         rate: posted.messages as f64 / took.as_secs_f64(),
         p50: quantile(&mut posted.latencies, 0.5),
