@@ -6,7 +6,7 @@
 //!
 //! Each POST's sealed body is committed to `webhook_inbox` on its own (one commit per POST, on
 //! the scenario's number of connections), and once committed its messages are stored by
-//! [`WRITERS`] connections in transactions of up to [`STEP`] messages: the contacts'
+//! [`WRITERS`] connections in transactions of about [`STEP`] messages (whole POSTs): the contacts'
 //! conversations updated, the messages inserted (bodies sealed, metadata as the daemon keeps
 //! it), their `message.received` events appended (sealed, the user's counter bumped, taken
 //! last) and the inbox rows marked done. Left out is the daemon's own work: HTTP, the
@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 /// Connections storing the committed messages (the drain's default lanes).
 pub const WRITERS: usize = 2;
-/// Messages per storing transaction at most.
+/// Messages per storing transaction: POSTs are added while fewer than this are taken.
 pub const STEP: usize = 500;
 
 /// One contact's conversation as the scenarios left it.
@@ -244,7 +244,7 @@ fn posts(
         .collect()
 }
 
-/// Takes committed POSTs off the queue, up to [`STEP`] messages a transaction, until the
+/// Takes committed POSTs off the queue, about [`STEP`] messages a transaction, until the
 /// queue is closed and empty; gives the connection back.
 async fn store(
     client: Client,

@@ -173,7 +173,7 @@ async fn run(server: &str, name: &str, daemon: tokio::runtime::Handle) -> Result
             )
             .await?;
             println!(
-                "  ({}) into the daemon's tables by plain SQL ({} msg/POST, one commit per POST on {} connections, stored {} per transaction at most on {}): {:>9.0} msg/s, PostgreSQL {:.3} CPU s per 1k msgs",
+                "  ({}) into the daemon's tables by plain SQL ({} msg/POST, one commit per POST on {} connections, stored about {} per transaction on {}): {:>9.0} msg/s, PostgreSQL {:.3} CPU s per 1k msgs",
                 m.label,
                 m.per_post,
                 m.connections,

@@ -5,8 +5,8 @@
 //! disk's flush rate; here the rows of concurrent requests that are waiting (up to
 //! [`MAX_ROWS`] / [`MAX_BYTES`]) are written with ONE multi-row `INSERT` (one statement in
 //! autocommit: one commit), and every request of the batch is answered with the outcome of
-//! that commit, so a 200 still means "committed". [`IN_FLIGHT`] batch commits at a time; while
-//! it does, the next batch fills, so under load the batches grow by themselves, and a lone
+//! that commit, so a 200 still means "committed". One batch commits at a time ([`IN_FLIGHT`]);
+//! meanwhile the next one fills, so under load the batches grow by themselves, and a lone
 //! request waits for nothing but its own commit.
 //!
 //! The writer task is a loop over two testable steps, [`collect`] and [`flush`]. A request
@@ -24,9 +24,9 @@ use uuid::Uuid;
 pub const MAX_ROWS: usize = 256;
 /// Sealed bytes per batch at most (a batch is one statement; webhook bodies reach 3 MB).
 pub const MAX_BYTES: usize = 8 * 1024 * 1024;
-/// Batches committing at once (each on its own pooled connection). One: every request that
-/// arrives while a batch commits joins the next, so the batches are as large as the load makes
-/// them. With four at once, 8 single-message senders made batches of 1.3 rows on average (a
+/// Batches committing at once, each on a pooled connection of its own. One: every request
+/// that arrives while a batch commits joins the next, so the batches are as large as the load
+/// makes them. With four at once, 8 single-message senders made batches of 1.3 rows on average (a
 /// statement and a commit for nearly every POST), and PostgreSQL already flushes concurrent
 /// commits' WAL together, so the extra commits bought no throughput; with one, CPU per message
 /// fell by about a sixth at the same or a higher rate, and POST p99 did not grow.
