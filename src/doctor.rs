@@ -284,7 +284,7 @@ async fn postgres(r: &mut Report, c: &Config) -> Option<deadpool_postgres::Pool>
             format!(
                 "not encrypted (sslmode={}{})",
                 target.mode.as_str(),
-                if target.plain_on_loopback {
+                if target.plain_on_loopback() {
                     ": plain text over loopback, where it never leaves this machine; sslmode=require encrypts it"
                 } else if target.mode == sincro_core::store::tls::SslMode::Prefer {
                     ": the server offers no TLS"

@@ -34,8 +34,7 @@ fn rows(run: &str, count: usize, contacts: usize) -> Vec<Row> {
 
 /// Messages per second of each baseline: (batched, one commit per message).
 pub async fn measure(url: &str, count: usize, contacts: usize) -> Result<(f64, f64), super::Error> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
+    let client = super::connect(url).await?;
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS bench_plain (id uuid PRIMARY KEY, usuario_id uuid, connection_id uuid,
@@ -64,9 +63,7 @@ async fn write(
 ) -> Result<Duration, super::Error> {
     let mut clients = Vec::new();
     for _ in 0..connections {
-        let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-        tokio::spawn(conn);
-        clients.push(c);
+        clients.push(super::connect(url).await?);
     }
     let started = Instant::now();
     let chunks: Vec<&[Row]> = rows.chunks(per).collect();

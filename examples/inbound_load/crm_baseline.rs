@@ -19,7 +19,7 @@ use sincro_core::seal::{Purpose, Sealer};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{Mutex, mpsc};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use uuid::Uuid;
 
 /// Connections storing the committed messages (the drain's default lanes).
@@ -68,23 +68,21 @@ pub async fn measure(
     per_post: usize,
     connections: usize,
 ) -> Result<Measured, super::Error> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(conn);
-    let connection: Uuid = client
+    let connection: Uuid = watch
         .query_one(
             "SELECT connection_id FROM conversaciones WHERE connection_id IS NOT NULL LIMIT 1",
             &[],
         )
         .await?
         .get(0);
-    let user: Uuid = client
+    let user: Uuid = watch
         .query_one(
             "SELECT usuario_id FROM configuracion_mensajeria_usuario WHERE id = $1",
             &[&connection],
         )
         .await?
         .get(0);
-    let conversations: Vec<Conversation> = client
+    let conversations: Vec<Conversation> = watch
         .query(
             "SELECT id, lead_id, remitente FROM conversaciones WHERE connection_id = $1 ORDER BY id",
             &[&connection],
@@ -121,16 +119,13 @@ pub async fn measure(
     let rx = Arc::new(Mutex::new(rx));
     let mut storing = Vec::new();
     for _ in 0..WRITERS {
-        let (c, conn) = tokio_postgres::connect(url, NoTls).await?;
-        tokio::spawn(conn);
+        let c = super::connect(url).await?;
         let (rx, rows) = (rx.clone(), rows.clone());
         storing.push(tokio::spawn(async move { store(c, &rx, &rows).await }));
     }
     let mut inbox = Vec::new();
     for _ in 0..connections {
-        let (c, conn) = tokio_postgres::connect(url, NoTls).await?;
-        tokio::spawn(conn);
-        inbox.push(c);
+        inbox.push(super::connect(url).await?);
     }
     let posts: Vec<Arc<Post>> = posts.into_iter().map(Arc::new).collect();
     let results: Vec<Result<(), tokio_postgres::Error>> = futures::stream::iter(
@@ -175,13 +170,7 @@ pub async fn measure(
     let took = started.elapsed();
     let (_, cpu_pg) = meter.stop(watch, database).await;
     drop(open);
-    let stored: i64 = client
-        .query_one(
-            "SELECT count(*) FROM mensajes_conversacion WHERE external_id LIKE $1",
-            &[&format!("wamid.{run}.%")],
-        )
-        .await?
-        .get(0);
+    let stored = super::stored(watch, &run).await?;
     if stored as usize != count {
         return Err(format!("the CRM baseline stored {stored} of {count} messages").into());
     }
@@ -307,17 +296,15 @@ async fn store(
             }
         }
         let all: Vec<&Message> = step.iter().flat_map(|(_, p)| &p.messages).collect();
-        let mut convs: Vec<Uuid> = all
-            .iter()
-            .map(|m| rows.conversations[m.conversation].id)
-            .collect();
-        convs.sort_unstable();
-        convs.dedup();
         let ids: Vec<Uuid> = all.iter().map(|_| Uuid::now_v7()).collect();
         let of: Vec<Uuid> = all
             .iter()
             .map(|m| rows.conversations[m.conversation].id)
             .collect();
+        // Each conversation once, in one order for every writer (no deadlock between them).
+        let mut convs = of.clone();
+        convs.sort_unstable();
+        convs.dedup();
         let bodies: Vec<&str> = all.iter().map(|m| m.body.as_str()).collect();
         let froms: Vec<&str> = all
             .iter()

@@ -67,8 +67,7 @@ async fn bench(daemon: tokio::runtime::Handle) -> Result<(), Error> {
     let server =
         std::env::var("LOAD_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let name = format!("sw_bench_{}", Uuid::new_v4().simple());
-    let (admin, conn) = tokio_postgres::connect(&format!("{server}/postgres"), NoTls).await?;
-    tokio::spawn(conn);
+    let admin = connect(&format!("{server}/postgres")).await?;
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await?;
@@ -118,8 +117,7 @@ async fn run(server: &str, name: &str, daemon: tokio::runtime::Handle) -> Result
         .await??;
     let base = format!("http://{}", app.addr());
     let (key, target) = connect_number(&app, &sim.base_url(), &base, contacts).await?;
-    let (watch, conn) = tokio_postgres::connect(&url, NoTls).await?;
-    tokio::spawn(conn);
+    let watch = connect(&url).await?;
     println!(
         "inbound_load: daemon on {base}, {} CPU(s), load average {}, {secs} s per scenario, {contacts} contacts",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -274,13 +272,7 @@ async fn closed(
     let backlog = drained(watch).await?.max(sampler.await?);
     let took = started.elapsed();
     let (cpu_daemon, cpu_pg) = meter.stop(watch, database).await;
-    let stored: i64 = watch
-        .query_one(
-            "SELECT count(*) FROM mensajes_conversacion WHERE external_id LIKE $1",
-            &[&format!("wamid.{run}.%")],
-        )
-        .await?
-        .get(0);
+    let stored = stored(watch, &run).await?;
     let per_k = posted.messages as f64 / 1000.0;
     let m = Measured {
         label,
@@ -310,6 +302,24 @@ async fn closed(
         cpu::load_average(),
     );
     Ok(m)
+}
+
+/// A session of its own on `url`, its connection polled by a task.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// The messages of run `run` (its external ids, `load::wamid`) stored so far.
+pub async fn stored(client: &tokio_postgres::Client, run: &str) -> Result<i64, Error> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM mensajes_conversacion WHERE external_id LIKE $1",
+            &[&format!("wamid.{run}.%")],
+        )
+        .await?
+        .get(0))
 }
 
 /// Waits until no inbox row is left to drain; returns the largest backlog seen meanwhile.
@@ -351,10 +361,9 @@ fn backlog_sampler(
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> tokio::task::JoinHandle<i64> {
     tokio::spawn(async move {
-        let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await else {
+        let Ok(client) = connect(&url).await else {
             return 0;
         };
-        tokio::spawn(conn);
         tokio::pin!(stop);
         let mut most = 0;
         loop {

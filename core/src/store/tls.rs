@@ -107,8 +107,6 @@ pub struct PgConnect {
     pub tls: MakeRustlsConnect,
     pub mode: SslMode,
     pub roots: Roots,
-    /// `prefer` to this machine's own addresses only: plain text (see the module's docs).
-    pub plain_on_loopback: bool,
 }
 
 impl std::fmt::Debug for PgConnect {
@@ -171,10 +169,9 @@ impl PgConnect {
         let rebuilt = join_params(&rest, &kept);
         let mut config = tokio_postgres::Config::from_str(&rebuilt)
             .map_err(|e| StoreError::BadUrl(e.to_string()))?;
-        let plain_on_loopback = mode == SslMode::Prefer && stays_on_this_machine(&config);
         config.ssl_mode(match mode {
             SslMode::Disable => PgSslMode::Disable,
-            SslMode::Prefer if plain_on_loopback => PgSslMode::Disable,
+            SslMode::Prefer if stays_on_this_machine(&config) => PgSslMode::Disable,
             SslMode::Prefer => PgSslMode::Prefer,
             _ => PgSslMode::Require,
         });
@@ -184,8 +181,12 @@ impl PgConnect {
             tls,
             mode,
             roots,
-            plain_on_loopback,
         })
+    }
+
+    /// `prefer` to this machine's own addresses only, so plain text (see the module's docs).
+    pub fn plain_on_loopback(&self) -> bool {
+        self.mode == SslMode::Prefer && self.config.get_ssl_mode() == PgSslMode::Disable
     }
 
     /// Connects one session outside the pool (LISTEN, `doctor`). The caller polls the
@@ -556,7 +557,7 @@ mod tests {
         let c = PgConnect::parse("postgres://u@h/d").unwrap();
         assert_eq!(c.mode, SslMode::Prefer);
         assert_eq!(c.config.get_ssl_mode(), PgSslMode::Prefer);
-        assert!(!c.plain_on_loopback);
+        assert!(!c.plain_on_loopback());
 
         let c = PgConnect::parse("host=h user=u sslmode=require dbname=d").unwrap();
         assert_eq!(c.mode, SslMode::Require);
@@ -567,7 +568,7 @@ mod tests {
     fn prefer_is_plain_text_only_where_every_address_is_this_machine() {
         let session = |url: &str| {
             let c = PgConnect::parse(url).unwrap();
-            (c.plain_on_loopback, c.config.get_ssl_mode())
+            (c.plain_on_loopback(), c.config.get_ssl_mode())
         };
         let plain = (true, PgSslMode::Disable);
         let offered = (false, PgSslMode::Prefer);
@@ -591,7 +592,7 @@ mod tests {
         // An explicit mode is kept over loopback.
         let c = PgConnect::parse("postgres://u@127.0.0.1/d?sslmode=require").unwrap();
         assert_eq!(
-            (c.plain_on_loopback, c.config.get_ssl_mode()),
+            (c.plain_on_loopback(), c.config.get_ssl_mode()),
             (false, PgSslMode::Require)
         );
         let c = PgConnect::parse("postgres://u@localhost/d?sslmode=disable").unwrap();
