@@ -4,6 +4,8 @@
 //! tried again as international.
 
 use phonenumber::{Mode, country};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct NormalizedPhone {
@@ -138,7 +140,71 @@ pub fn digits_of(s: &str) -> String {
 /// typed (national formats read in `default_region`). Never fails: a number libphonenumber
 /// cannot place is keyed by its digits as given, so its messages still get a lead and a
 /// conversation.
+///
+/// Remembered ([`Memo`]): libphonenumber takes microseconds a key, and the drain keys each
+/// sender of a step up to three times (its lane, its batch, the leads it may match), for the
+/// same contacts that answer again and again.
 pub fn contact_key(input: &str, default_region: Option<&str>) -> ContactKey {
+    let region = default_region.unwrap_or("");
+    if let Some(k) = MEMO.lock().expect("memo").get(region, input) {
+        return k;
+    }
+    let k = compute_contact_key(input, default_region);
+    MEMO.lock().expect("memo").insert(region, input, k.clone());
+    k
+}
+
+/// Contact keys computed lately, by default region and input: two generations of at most
+/// [`Memo::GENERATION`] keys each; when the current one is full it becomes the previous one
+/// and the older is dropped, so memory is bounded and the keys in use stay. A key depends only
+/// on the input, the region and libphonenumber's metadata, which is built in: it never goes
+/// stale.
+struct Memo {
+    current: HashMap<String, HashMap<String, ContactKey>>,
+    previous: HashMap<String, HashMap<String, ContactKey>>,
+    len: usize,
+}
+
+static MEMO: LazyLock<Mutex<Memo>> = LazyLock::new(|| {
+    Mutex::new(Memo {
+        current: HashMap::new(),
+        previous: HashMap::new(),
+        len: 0,
+    })
+});
+
+impl Memo {
+    const GENERATION: usize = 50_000;
+
+    fn get(&mut self, region: &str, input: &str) -> Option<ContactKey> {
+        if let Some(k) = self.current.get(region).and_then(|m| m.get(input)) {
+            return Some(k.clone());
+        }
+        let k = self
+            .previous
+            .get(region)
+            .and_then(|m| m.get(input))?
+            .clone();
+        self.insert(region, input, k.clone());
+        Some(k)
+    }
+
+    fn insert(&mut self, region: &str, input: &str, key: ContactKey) {
+        if self.len >= Self::GENERATION {
+            self.previous = std::mem::take(&mut self.current);
+            self.len = 0;
+        }
+        let by_input = match self.current.get_mut(region) {
+            Some(m) => m,
+            None => self.current.entry(region.to_string()).or_default(),
+        };
+        if by_input.insert(input.to_string(), key).is_none() {
+            self.len += 1;
+        }
+    }
+}
+
+fn compute_contact_key(input: &str, default_region: Option<&str>) -> ContactKey {
     let region = default_region.and_then(|r| parse_region(r).ok());
     let trimmed = input.trim();
     // A WhatsApp id that is not a phone number (`<id>@lid`: WhatsApp Web names many contacts
@@ -257,6 +323,63 @@ pub fn spellings(key: &ContactKey) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_keys_are_the_computed_ones_per_region() {
+        for _ in 0..2 {
+            for (input, region) in [
+                ("(11) 98765-4321", Some("BR")),
+                ("(11) 98765-4321", None),
+                ("(11) 98765-4321", Some("MX")),
+                ("5511987654321", None),
+                ("+52 1 55 1234 5678", Some("BR")),
+            ] {
+                assert_eq!(
+                    contact_key(input, region),
+                    compute_contact_key(input, region),
+                    "{input} in {region:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_memo_keeps_two_generations_at_most() {
+        let mut memo = Memo {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            len: 0,
+        };
+        let key = |n: usize| ContactKey {
+            key: format!("+{n}"),
+            country_code: 0,
+            national: n.to_string(),
+            placed: false,
+        };
+        for n in 0..Memo::GENERATION {
+            memo.insert("", &n.to_string(), key(n));
+        }
+        // The generation is full: the next key starts a new one, the old one is kept behind.
+        memo.insert("BR", "x", key(0));
+        assert_eq!(memo.len, 1);
+        // A key of the previous generation is still found, and moves to the current one.
+        assert_eq!(memo.get("", "7"), Some(key(7)));
+        assert_eq!(memo.len, 2);
+        assert_eq!(memo.get("BR", "7"), None);
+        for n in 0..Memo::GENERATION {
+            memo.insert("", &format!("new{n}"), key(n));
+        }
+        // Two rollovers later the first generation is gone, except what was used meanwhile.
+        let held: usize = memo
+            .current
+            .values()
+            .chain(memo.previous.values())
+            .map(HashMap::len)
+            .sum();
+        assert!(held <= 2 * Memo::GENERATION, "{held} keys held");
+        assert_eq!(memo.get("", "8"), None);
+        assert_eq!(memo.get("", "new0"), Some(key(0)));
+    }
 
     #[test]
     fn a_linked_identity_is_its_own_key() {
