@@ -117,7 +117,7 @@ async fn receive(
             "X-Hub-Signature-256 is required",
         ));
     };
-    let (_, named) = webhook::envelope(&body)
+    let named = webhook::envelope(&body)
         .map_err(|e| ApiError::bad_request("invalid_payload", e.to_string()))?;
     let routes = ctx
         .webhook_routes

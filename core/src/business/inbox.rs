@@ -84,20 +84,20 @@ pub async fn route(
     rows: Vec<MetaRow>,
 ) -> Result<Routed, BusinessError> {
     let mut changes = Vec::new();
-    for row in rows {
-        for entry in row
-            .body
-            .get("entry")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+    for mut row in rows {
+        let entries = match row.body.get_mut("entry") {
+            Some(Value::Array(entries)) => std::mem::take(entries),
+            _ => Vec::new(),
+        };
+        for entry in entries {
             let waba_id = entry.get("id").map(id_text).unwrap_or_default();
             let at = entry
                 .get("time")
                 .and_then(Value::as_i64)
                 .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
-            for change in webhook::changes(&json!({ "entry": [entry] })) {
+            // The entry moves into its envelope and its messages into the changes: a body of
+            // a flood holds hundreds of them, each copied three times before.
+            for change in webhook::into_changes(json!({ "entry": [entry] })) {
                 changes.push(EntryChange {
                     inbox_id: row.inbox_id,
                     signed_by: row.signed_by.clone(),

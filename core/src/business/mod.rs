@@ -11,6 +11,7 @@ mod callback;
 pub mod classify;
 pub mod connect;
 pub mod demo;
+mod envelope;
 pub mod error;
 pub mod graph;
 pub mod handle;

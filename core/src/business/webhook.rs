@@ -34,58 +34,7 @@ pub fn sign(app_secret: &str, body: &[u8]) -> String {
     format!("sha256={}", crate::digest::hex(&tag))
 }
 
-/// The phone_number_ids (`metadata.phone_number_id`) and WABA ids (`entry[].id`) a payload
-/// names.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Named {
-    pub phone_number_ids: Vec<String>,
-    pub waba_ids: Vec<String>,
-}
-
-/// Why a body is not a webhook envelope.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum EnvelopeError {
-    #[error("the body is not JSON: {0}")]
-    NotJson(String),
-    #[error("not a WhatsApp Business webhook: {0}")]
-    NotEnvelope(&'static str),
-}
-
-/// Parses the body enough to route and verify it.
-pub fn envelope(body: &[u8]) -> Result<(Value, Named), EnvelopeError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
-    let entries = v
-        .get("entry")
-        .and_then(Value::as_array)
-        .ok_or(EnvelopeError::NotEnvelope("no entry array"))?;
-    let mut named = Named::default();
-    for entry in entries {
-        let changes = entry.get("changes").and_then(Value::as_array);
-        for change in changes.into_iter().flatten() {
-            if let Some(p) = change
-                .pointer("/value/metadata/phone_number_id")
-                .and_then(Value::as_str)
-                && !named.phone_number_ids.iter().any(|x| x == p)
-            {
-                named.phone_number_ids.push(p.to_string());
-            }
-        }
-        // Every entry's WABA id, whatever its changes name: the signature must be checked
-        // against the owner of each thing the body may touch.
-        if let Some(w) = entry.get("id").and_then(id_text)
-            && !named.waba_ids.contains(&w)
-        {
-            named.waba_ids.push(w);
-        }
-    }
-    if named.phone_number_ids.is_empty() && named.waba_ids.is_empty() {
-        return Err(EnvelopeError::NotEnvelope(
-            "it names no phone number or account",
-        ));
-    }
-    Ok((v, named))
-}
+pub use super::envelope::{EnvelopeError, Named, envelope};
 
 fn id_text(v: &Value) -> Option<String> {
     match v {
@@ -136,21 +85,24 @@ pub enum Change {
 
 /// Every entry × change × message / status / template update of an envelope.
 pub fn changes(envelope: &Value) -> Vec<Change> {
+    into_changes(envelope.clone())
+}
+
+/// [`changes`] of an envelope the caller gives up: the messages and statuses move into the
+/// changes instead of being copied (the drain's bodies hold up to thousands of them).
+pub fn into_changes(mut envelope: Value) -> Vec<Change> {
     let mut out = Vec::new();
-    let entries = envelope.get("entry").and_then(Value::as_array);
-    for entry in entries.into_iter().flatten() {
+    for mut entry in take_array(&mut envelope, "entry") {
         let waba_id = entry.get("id").and_then(id_text).unwrap_or_default();
-        for change in entry
-            .get("changes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for mut change in take_array(&mut entry, "changes") {
+            let value = change
+                .get_mut("value")
+                .map(Value::take)
+                .unwrap_or(Value::Null);
             let field = change.get("field").and_then(Value::as_str).unwrap_or("");
-            let value = change.get("value").cloned().unwrap_or(Value::Null);
             match field {
-                "messages" => messages_change(&value, &mut out),
-                "smb_message_echoes" => echoes_change(&value, &mut out),
+                "messages" => messages_change(value, &mut out),
+                "smb_message_echoes" => echoes_change(value, &mut out),
                 "message_template_status_update" => match template_update(&waba_id, &value) {
                     Some(t) => out.push(Change::Template(t)),
                     None => out.push(Change::Ignored(field.to_string())),
@@ -166,20 +118,25 @@ pub fn changes(envelope: &Value) -> Vec<Change> {
     out
 }
 
-fn messages_change(value: &Value, out: &mut Vec<Change>) {
+/// The array at `v[key]`, moved out (empty when it is missing or not an array).
+fn take_array(v: &mut Value, key: &str) -> Vec<Value> {
+    match v.get_mut(key) {
+        Some(Value::Array(items)) => std::mem::take(items),
+        _ => Vec::new(),
+    }
+}
+
+fn messages_change(mut value: Value, out: &mut Vec<Change>) {
     let pnid = value
         .pointer("/metadata/phone_number_id")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
+    let messages = take_array(&mut value, "messages");
+    let statuses = take_array(&mut value, "statuses");
     let contacts = value.get("contacts").and_then(Value::as_array);
-    for m in value
-        .get("messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let from = m.get("from").and_then(Value::as_str);
+    for mut message in messages {
+        let from = message.get("from").and_then(Value::as_str);
         let name = contacts
             .into_iter()
             .flatten()
@@ -189,7 +146,6 @@ fn messages_change(value: &Value, out: &mut Vec<Change>) {
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
             .map(String::from);
-        let mut message = m.clone();
         // Errors of the whole change (e.g. an unsupported payload) belong to its messages.
         if let (Some(errors), Some(obj)) = (value.get("errors"), message.as_object_mut())
             && !obj.contains_key("errors")
@@ -202,15 +158,10 @@ fn messages_change(value: &Value, out: &mut Vec<Change>) {
             message,
         });
     }
-    for s in value
-        .get("statuses")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for status in statuses {
         out.push(Change::Status {
             phone_number_id: pnid.clone(),
-            status: s.clone(),
+            status,
         });
     }
 }
@@ -220,22 +171,17 @@ fn messages_change(value: &Value, out: &mut Vec<Change>) {
 /// (`value.message_echoes[]`: `from` the business number, `to` the customer, `id`,
 /// `timestamp`, `type` and the type's object). Each becomes a message whose object carries
 /// `to`, which [`inbound_message`] reads as one the user sent.
-fn echoes_change(value: &Value, out: &mut Vec<Change>) {
+fn echoes_change(mut value: Value, out: &mut Vec<Change>) {
     let pnid = value
         .pointer("/metadata/phone_number_id")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    for m in value
-        .get("message_echoes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for message in take_array(&mut value, "message_echoes") {
         out.push(Change::Message {
             phone_number_id: pnid.clone(),
             name: None,
-            message: m.clone(),
+            message,
         });
     }
 }
@@ -340,6 +286,10 @@ pub fn inbound_message(
         "system" => (MessageKind::Sistema, text_at(m, "/system/body")),
         _ => (MessageKind::Desconocido, None),
     };
+    let mut details = details(kind_str, m, &object);
+    if outgoing {
+        details["source"] = json!("business_app");
+    }
     let payload = match kind_str {
         "contacts" => m.get("contacts").cloned().unwrap_or(Value::Null),
         _ if kind == MessageKind::Desconocido => {
@@ -355,7 +305,7 @@ pub fn inbound_message(
             }
             Value::Object(o)
         }
-        _ => object.clone(),
+        _ => object,
     };
     Some(InboundMessage {
         usuario_id,
@@ -368,13 +318,7 @@ pub fn inbound_message(
         kind,
         text: text.filter(|t| !t.is_empty() || kind == MessageKind::Reaccion),
         payload,
-        details: {
-            let mut d = details(kind_str, m, &object);
-            if outgoing {
-                d["source"] = json!("business_app");
-            }
-            d
-        },
+        details,
         timestamp: timestamp(m),
     })
 }
@@ -479,7 +423,7 @@ mod tests {
         let body = json!({"object":"whatsapp_business_account","entry":[
             {"id":"W1","changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"P1"}}}]},
             {"id":"W2","changes":[{"field":"message_template_status_update","value":{"event":"APPROVED"}}]}]});
-        let (_, named) = envelope(body.to_string().as_bytes()).unwrap();
+        let named = envelope(body.to_string().as_bytes()).unwrap();
         assert_eq!(named.phone_number_ids, vec!["P1"]);
         // Every entry's account, also the one whose changes name a number: the signature must
         // be checked against the owner of everything the body may touch.

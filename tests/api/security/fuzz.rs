@@ -108,22 +108,87 @@ fn webhook_body() -> impl Strategy<Value = Value> {
         })
 }
 
+/// The ids a body names, read from its parsed tree as the webhook route once did:
+/// `webhook::envelope` scans the body without building the tree and must find the same.
+fn named_by_tree(bytes: &[u8]) -> Option<webhook::Named> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    let id_text = |v: &Value| match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let mut named = webhook::Named::default();
+    for entry in v.get("entry").and_then(Value::as_array)? {
+        for change in entry
+            .get("changes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(p) = change
+                .pointer("/value/metadata/phone_number_id")
+                .and_then(Value::as_str)
+                && !named.phone_number_ids.iter().any(|x| x == p)
+            {
+                named.phone_number_ids.push(p.to_string());
+            }
+        }
+        if let Some(w) = entry.get("id").and_then(id_text)
+            && !named.waba_ids.contains(&w)
+        {
+            named.waba_ids.push(w);
+        }
+    }
+    (!named.phone_number_ids.is_empty() || !named.waba_ids.is_empty()).then_some(named)
+}
+
+/// Envelope-shaped JSON with anything where the ids are looked for.
+fn envelope_like() -> impl Strategy<Value = Value> {
+    let change = (json_value(), json_value(), prop::bool::ANY).prop_map(|(pnid, other, nested)| {
+        if nested {
+            json!({"field": "messages", "value": {"metadata": {"phone_number_id": pnid}, "messages": other}})
+        } else {
+            json!({"field": "messages", "value": pnid, "metadata": other})
+        }
+    });
+    let id = prop_oneof![
+        json_value(),
+        "[0-9]{0,20}".prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from)
+    ];
+    let entry = (id, prop::collection::vec(change, 0..4), json_value())
+        .prop_map(|(id, changes, extra)| json!({"id": id, "changes": changes, "extra": extra}));
+    prop::collection::vec(entry, 0..4)
+        .prop_map(|entries| json!({"object": "whatsapp_business_account", "entry": entries}))
+}
+
 proptest! {
     #![proptest_config(config())]
 
     #[test]
     fn webhook_envelope_takes_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        if let Ok((v, named)) = webhook::envelope(&bytes) {
-            prop_assert!(named.phone_number_ids.len() + named.waba_ids.len() <= bytes.len());
+        let named = webhook::envelope(&bytes).ok();
+        prop_assert_eq!(named.clone(), named_by_tree(&bytes));
+        if named.is_some() {
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
             prop_assert!(webhook::changes(&v).len() <= bytes.len());
         }
     }
 
     #[test]
+    fn webhook_envelope_names_what_the_tree_names(body in prop_oneof![envelope_like(), json_value()]) {
+        let bytes = serde_json::to_vec(&body).unwrap();
+        prop_assert_eq!(webhook::envelope(&bytes).ok(), named_by_tree(&bytes));
+    }
+
+    #[test]
     fn webhook_changes_take_any_json(body in webhook_body()) {
         let bytes = serde_json::to_vec(&body).unwrap();
-        let (v, named) = webhook::envelope(&bytes).expect("an envelope");
+        let named = webhook::envelope(&bytes).expect("an envelope");
+        prop_assert_eq!(Some(named.clone()), named_by_tree(&bytes));
         prop_assert!(named.phone_number_ids.len() + named.waba_ids.len() <= nodes(&body));
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
         let changes = webhook::changes(&v);
         prop_assert!(changes.len() <= nodes(&body), "{} changes from {} nodes", changes.len(), nodes(&body));
         // Parsing is a function of the input.
