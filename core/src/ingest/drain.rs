@@ -15,8 +15,9 @@
 //! opened or parsed is a dead letter too: nothing leaves the inbox without being stored or
 //! dead-lettered.
 //!
-//! [`InboxPoller`] is the actor that runs the step: on a timer, and at once when an inbox row
-//! is committed ([`super::inbox::wake`]).
+//! [`InboxPoller`] is the actor that runs the step: on a timer, and when an inbox row is
+//! committed ([`super::inbox::wake`]): at once after a quiet spell, else [`STEP_SPACING`] after
+//! the last step, so that under load one step takes many webhooks.
 //!
 //! The statements every step runs (the claim, the stores of `batch.rs` and the event log, the
 //! mark) are prepared once per pooled connection (`prepare_cached`): unprepared, each costs
@@ -44,6 +45,13 @@ use uuid::Uuid;
 pub const BATCH_ROWS: i64 = 250;
 /// How often the poller looks when nobody woke it.
 pub const POLL_EVERY: Duration = Duration::from_millis(500);
+/// The least time between two steps a wake-up starts. A step costs PostgreSQL about the same
+/// few statements and one commit whether it stores one message or fifty: at 1,000 webhooks a
+/// second, a step per webhook spent 0.8 ms of PostgreSQL's CPU a message. A wake-up within
+/// this time of the last step waits for the rest of it, and what commits meanwhile joins the
+/// step; a message arriving after a quiet spell is drained at once. It adds at most this much
+/// to when the CRM sees a message, and only under load.
+pub const STEP_SPACING: Duration = Duration::from_millis(10);
 
 /// Gauge: age in seconds of the oldest inbox row not drained yet (0 when the drain is caught
 /// up), how late the CRM sees what arrives. Read after each full step, so only under backlog.
@@ -271,8 +279,10 @@ impl Actor for InboxPoller {
         let queued = Arc::new(AtomicBool::new(false));
         let flag = queued.clone();
         let waker = tokio::spawn(async move {
+            let mut pace = Pace::new(STEP_SPACING);
             loop {
                 wake.notified().await;
+                pace.wait().await;
                 // One wake-up waits in the mailbox at most: under a flood every committed
                 // batch notifies, and a message per notification would run a step (a claim
                 // query) per batch, most finding the rows already taken by the step before.
@@ -346,6 +356,30 @@ impl Actor for InboxPoller {
     }
 }
 
+/// Keeps the steps that wake-ups start at least `spacing` apart ([`STEP_SPACING`]).
+struct Pace {
+    spacing: Duration,
+    last: Option<tokio::time::Instant>,
+}
+
+impl Pace {
+    fn new(spacing: Duration) -> Self {
+        Pace {
+            spacing,
+            last: None,
+        }
+    }
+
+    /// Returns when the next step may start: at once after a quiet spell, else `spacing`
+    /// after the last one.
+    async fn wait(&mut self) {
+        if let Some(last) = self.last {
+            tokio::time::sleep_until(last + self.spacing).await;
+        }
+        self.last = Some(tokio::time::Instant::now());
+    }
+}
+
 /// What a step's report asks of others: send slots for received Business messages, media to
 /// fetch, and one alert per user whose items were dead-lettered.
 fn after_step(shared: &Arc<Shared>, media: &MediaSink, r: DrainReport) {
@@ -374,5 +408,42 @@ fn after_step(shared: &Arc<Shared>, media: &MediaSink, r: DrainReport) {
             ),
             details: serde_json::json!({ "count": count }),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::{Instant, advance};
+
+    /// Within `[at, at + 1 ms)`: the paused clock jumps to timers at the wheel's millisecond.
+    fn near(at: Instant) -> bool {
+        let now = Instant::now();
+        now >= at && now < at + Duration::from_millis(1)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn woken_steps_are_spaced_and_one_after_a_quiet_spell_is_not() {
+        let spacing = Duration::from_millis(5);
+        let mut pace = Pace::new(spacing);
+        let t0 = Instant::now();
+        pace.wait().await;
+        assert!(near(t0), "the first step starts at once");
+        pace.wait().await;
+        assert!(
+            near(t0 + spacing),
+            "a step right after the last waits the spacing"
+        );
+        advance(Duration::from_millis(2)).await;
+        let second = t0 + spacing;
+        pace.wait().await;
+        assert!(
+            near(second + spacing),
+            "one 2 ms later waits the rest of it"
+        );
+        advance(Duration::from_millis(50)).await;
+        let quiet = Instant::now();
+        pace.wait().await;
+        assert!(near(quiet), "after a quiet spell a step starts at once");
     }
 }
