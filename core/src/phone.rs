@@ -145,6 +145,11 @@ pub fn digits_of(s: &str) -> String {
 /// sender of a step up to three times (its lane, its batch, the leads it may match), for the
 /// same contacts that answer again and again.
 pub fn contact_key(input: &str, default_region: Option<&str>) -> ContactKey {
+    // Phone fields typed in a CRM can hold anything; only what may be a number is kept, so
+    // the memo's size stays bounded in bytes as well as in keys.
+    if input.len() > Memo::LONGEST_INPUT {
+        return compute_contact_key(input, default_region);
+    }
     let region = default_region.unwrap_or("");
     if let Some(k) = MEMO.lock().expect("memo").get(region, input) {
         return k;
@@ -175,6 +180,8 @@ static MEMO: LazyLock<Mutex<Memo>> = LazyLock::new(|| {
 
 impl Memo {
     const GENERATION: usize = 50_000;
+    /// Inputs longer than this are keyed each time, not remembered.
+    const LONGEST_INPUT: usize = 64;
 
     fn get(&mut self, region: &str, input: &str) -> Option<ContactKey> {
         if let Some(k) = self.current.get(region).and_then(|m| m.get(input)) {
@@ -341,6 +348,13 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn long_inputs_are_keyed_but_not_remembered() {
+        let long = format!("+55 11 98765-4321 {}", "x".repeat(Memo::LONGEST_INPUT));
+        assert_eq!(contact_key(&long, None), compute_contact_key(&long, None));
+        assert_eq!(MEMO.lock().unwrap().get("", &long), None);
     }
 
     #[test]

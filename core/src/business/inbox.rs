@@ -95,8 +95,8 @@ pub async fn route(
                 .get("time")
                 .and_then(Value::as_i64)
                 .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
-            // The entry moves into its envelope and its messages into the changes: a body of
-            // a flood holds hundreds of them, each copied three times before.
+            // The entry moves into its envelope and its messages into the changes, not
+            // copied: a body of a flood holds hundreds of them.
             for change in webhook::into_changes(json!({ "entry": [entry] })) {
                 changes.push(EntryChange {
                     inbox_id: row.inbox_id,
