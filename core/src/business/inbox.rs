@@ -16,7 +16,7 @@ use crate::ingest::dead_letter::NewDeadLetter;
 use crate::ingest::inbox::{SOURCE_META, Tagged};
 use crate::seal::Sealer;
 use deadpool_postgres::GenericClient;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -85,19 +85,15 @@ pub async fn route(
 ) -> Result<Routed, BusinessError> {
     let mut changes = Vec::new();
     for mut row in rows {
-        let entries = match row.body.get_mut("entry") {
-            Some(Value::Array(entries)) => std::mem::take(entries),
-            _ => Vec::new(),
-        };
-        for entry in entries {
+        for entry in webhook::take_array(&mut row.body, "entry") {
             let waba_id = entry.get("id").map(id_text).unwrap_or_default();
             let at = entry
                 .get("time")
                 .and_then(Value::as_i64)
                 .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
-            // The entry moves into its envelope and its messages into the changes, not
-            // copied: a body of a flood holds hundreds of them.
-            for change in webhook::into_changes(json!({ "entry": [entry] })) {
+            // The entry's messages move into its changes, not copied: a body of a flood
+            // holds hundreds of them.
+            for change in webhook::entry_changes(entry) {
                 changes.push(EntryChange {
                     inbox_id: row.inbox_id,
                     signed_by: row.signed_by.clone(),

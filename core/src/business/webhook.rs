@@ -85,41 +85,42 @@ pub enum Change {
 
 /// Every entry × change × message / status / template update of an envelope.
 pub fn changes(envelope: &Value) -> Vec<Change> {
-    into_changes(envelope.clone())
+    take_array(&mut envelope.clone(), "entry")
+        .into_iter()
+        .flat_map(entry_changes)
+        .collect()
 }
 
-/// [`changes`] of an envelope the caller gives up: the messages and statuses move into the
+/// The changes of one `entry[]` the caller gives up: its messages and statuses move into the
 /// changes instead of being copied (the drain's bodies hold up to thousands of them).
-pub fn into_changes(mut envelope: Value) -> Vec<Change> {
+pub fn entry_changes(mut entry: Value) -> Vec<Change> {
     let mut out = Vec::new();
-    for mut entry in take_array(&mut envelope, "entry") {
-        let waba_id = entry.get("id").and_then(id_text).unwrap_or_default();
-        for mut change in take_array(&mut entry, "changes") {
-            let value = change
-                .get_mut("value")
-                .map(Value::take)
-                .unwrap_or(Value::Null);
-            let field = change.get("field").and_then(Value::as_str).unwrap_or("");
-            match field {
-                "messages" => messages_change(value, &mut out),
-                "smb_message_echoes" => echoes_change(value, &mut out),
-                "message_template_status_update" => match template_update(&waba_id, &value) {
-                    Some(t) => out.push(Change::Template(t)),
-                    None => out.push(Change::Ignored(field.to_string())),
-                },
-                "phone_number_quality_update" => match number_update(&value) {
-                    Some(u) => out.push(Change::NumberUpdate(u)),
-                    None => out.push(Change::Ignored(field.to_string())),
-                },
-                other => out.push(Change::Ignored(other.to_string())),
-            }
+    let waba_id = entry.get("id").and_then(id_text).unwrap_or_default();
+    for mut change in take_array(&mut entry, "changes") {
+        let value = change
+            .get_mut("value")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        let field = change.get("field").and_then(Value::as_str).unwrap_or("");
+        match field {
+            "messages" => messages_change(value, &mut out),
+            "smb_message_echoes" => echoes_change(value, &mut out),
+            "message_template_status_update" => match template_update(&waba_id, &value) {
+                Some(t) => out.push(Change::Template(t)),
+                None => out.push(Change::Ignored(field.to_string())),
+            },
+            "phone_number_quality_update" => match number_update(&value) {
+                Some(u) => out.push(Change::NumberUpdate(u)),
+                None => out.push(Change::Ignored(field.to_string())),
+            },
+            other => out.push(Change::Ignored(other.to_string())),
         }
     }
     out
 }
 
 /// The array at `v[key]`, moved out (empty when it is missing or not an array).
-fn take_array(v: &mut Value, key: &str) -> Vec<Value> {
+pub fn take_array(v: &mut Value, key: &str) -> Vec<Value> {
     match v.get_mut(key) {
         Some(Value::Array(items)) => std::mem::take(items),
         _ => Vec::new(),
