@@ -9,7 +9,9 @@
 //!
 //! For (a) and (b) it waits until every acknowledged message is a committed row and reports
 //! end-to-end msg/s, POST p50/p99, the largest inbox backlog seen, and CPU seconds per 1,000
-//! messages of the daemon and of the PostgreSQL backends serving its database (from `/proc`).
+//! messages of the daemon and of the PostgreSQL backends serving its database (from `/proc`),
+//! and the inbox's group commits the 200s waited for (how many, rows each, mean time; from the
+//! daemon's `/metrics`).
 //! Each is printed next to the PostgreSQL baselines measured in the same run on the same
 //! server: the same messages as plain batched inserts into a table without keys, and one
 //! commit per message (`baseline.rs`); and the same messages written by plain SQL into the
@@ -24,6 +26,7 @@
 //! LOAD_SCENARIOS (`a,b,latency`). It creates its own database and drops it at the end.
 
 mod baseline;
+mod commits;
 mod cpu;
 mod crm_baseline;
 mod load;
@@ -129,6 +132,7 @@ async fn run(server: &str, name: &str, daemon: tokio::runtime::Handle) -> Result
         if scenarios.split(',').any(|s| s == label) {
             let m = closed(
                 &url,
+                &base,
                 &watch,
                 name,
                 &target,
@@ -250,6 +254,7 @@ struct Measured {
 #[allow(clippy::too_many_arguments)]
 async fn closed(
     url: &str,
+    base: &str,
     watch: &tokio_postgres::Client,
     database: &str,
     target: &Target,
@@ -264,11 +269,16 @@ async fn closed(
     settled(watch).await?;
     let run = format!("{label}{}", Uuid::now_v7().simple());
     let meter = cpu::CpuMeter::start(watch, database).await;
+    let scrape = load::client(1);
+    let commits_before = commits::Snapshot::take(&scrape, base).await?;
     let started = Instant::now();
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let sampler = backlog_sampler(url.to_string(), stopped);
     let mut posted = load::closed_loop(target, &run, connections, per_post, secs).await;
     let _ = stop.send(());
+    let commits = commits::Snapshot::take(&scrape, base)
+        .await?
+        .since(&commits_before);
     let backlog = drained(watch).await?.max(sampler.await?);
     let took = started.elapsed();
     let (cpu_daemon, cpu_pg) = meter.stop(watch, database).await;
@@ -300,6 +310,10 @@ async fn closed(
             "MISMATCH"
         },
         cpu::load_average(),
+    );
+    println!(
+        "({label}) inbox: {:.0} group commits while posting, {:.1} rows each, {:.2} ms each on average",
+        commits.count, commits.rows_each, commits.mean_ms,
     );
     Ok(m)
 }

@@ -34,6 +34,14 @@ pub const IN_FLIGHT: usize = 1;
 /// Requests waiting for the writer at most; past it a request waits for room (back-pressure).
 const QUEUE: usize = 4096;
 
+/// Histogram: seconds from asking the pool for a connection to the batch's commit: what every
+/// webhook of the batch waits for before its 200 (a request arriving while a batch commits
+/// waits for that one too). On a quiet machine it is about the disk's flush; when it grows
+/// while the flush does not, the commit is waiting for a core or for the pool.
+pub const COMMIT_SECONDS: &str = "sincro_inbox_commit_seconds";
+/// Histogram: rows per batch; near 1 under load, every webhook pays for a commit of its own.
+pub const ROWS_PER_COMMIT: &str = "sincro_inbox_group_commit_rows";
+
 /// Why an inbox row was not committed. Every request of a failed batch gets the same answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InboxWriteError {
@@ -151,8 +159,10 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Pending>) {
         tokio::spawn(async move {
             let (rows, answers): (Vec<InboxRow>, Vec<_>) =
                 batch.into_iter().map(|p| (p.row, p.done)).unzip();
+            let started = std::time::Instant::now();
             let result = flush(&pool, &rows).await;
-            metrics::histogram!("sincro_inbox_group_commit_rows").record(rows.len() as f64);
+            metrics::histogram!(COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+            metrics::histogram!(ROWS_PER_COMMIT).record(rows.len() as f64);
             for answer in answers {
                 let _ = answer.send(result.clone());
             }
