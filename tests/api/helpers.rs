@@ -513,6 +513,18 @@ impl TestApp {
             .unwrap();
     }
 
+    /// The daemon's `/metrics` (Prometheus text).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// One number from a query returning a single bigint.
     pub async fn count(
         &self,

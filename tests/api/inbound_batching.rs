@@ -144,15 +144,7 @@ async fn inbound_concurrent_posts_are_each_answered_after_their_commit_and_store
     // Assert: one inbox row per POST; every message stored exactly once (the replay too).
     assert_eq!(inbox_rows(&app).await, 41);
     // The commits the 200s waited for are measured, in buckets from half a millisecond.
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for series in [
         "sincro_inbox_commit_seconds_bucket{le=\"0.0005\"}",
         "sincro_inbox_group_commit_rows_bucket{le=\"1\"}",

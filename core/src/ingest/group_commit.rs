@@ -34,10 +34,11 @@ pub const IN_FLIGHT: usize = 1;
 /// Requests waiting for the writer at most; past it a request waits for room (back-pressure).
 const QUEUE: usize = 4096;
 
-/// Histogram: seconds from asking the pool for a connection to the batch's commit: what every
-/// webhook of the batch waits for before its 200 (a request arriving while a batch commits
-/// waits for that one too). On a quiet machine it is about the disk's flush; when it grows
-/// while the flush does not, the commit is waiting for a core or for the pool.
+/// Histogram: seconds from asking the pool for a connection to the batch's commit (or its
+/// failure): what every webhook of the batch waits for before its answer (a request arriving
+/// while a batch commits waits for that one too). On a quiet machine it is about the disk's
+/// flush; when it grows while the flush does not, the commit is waiting for a core or for the
+/// pool.
 pub const COMMIT_SECONDS: &str = "sincro_inbox_commit_seconds";
 /// Histogram: rows per batch; near 1 under load, every webhook pays for a commit of its own.
 pub const ROWS_PER_COMMIT: &str = "sincro_inbox_group_commit_rows";

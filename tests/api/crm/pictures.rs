@@ -21,16 +21,7 @@ async fn fetches(lite: &Lite) -> Value {
 
 /// The daemon's count of picture lookups that ended with `outcome`.
 async fn outcomes(lite: &Lite, outcome: &str) -> u64 {
-    let text = lite
-        .app
-        .http
-        .get(format!("{}/metrics", lite.app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = lite.app.metrics_text().await;
     let label = format!("outcome=\"{outcome}\"");
     text.lines()
         .filter(|l| l.starts_with("sincro_lite_profile_pictures_total{") && l.contains(&label))

@@ -101,15 +101,7 @@ async fn requests_are_counted_by_route_and_carry_a_request_id() {
         .unwrap();
     assert_ne!(bad.headers()["x-request-id"], "has spaces in it");
 
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(
         text.lines()
             .any(|l| l.starts_with("sincro_http_requests_total{")
