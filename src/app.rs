@@ -221,9 +221,10 @@ impl Application {
         let metrics = metrics_handle();
         // After the recorder is installed: counters touched before it would not exist.
         sincro_core::telemetry::catalog::register();
-        let mut background = vec![tokio::spawn(sincro_core::alerts::monitor::run(
-            shared.clone(),
-        ))];
+        let mut background = vec![
+            tokio::spawn(sincro_core::alerts::monitor::run(shared.clone())),
+            tokio::spawn(sincro_core::store::planner_stats::run(shared.pool.clone())),
+        ];
         if let Some(webhook) = shared.settings.alerts.webhook.clone() {
             background.push(tokio::spawn(sincro_core::alerts::notifier::run(
                 shared.pool.clone(),

@@ -24,6 +24,7 @@ mod lite_nodes;
 mod migrations;
 mod ops;
 mod ownership;
+mod planner_stats;
 mod privacy;
 mod process;
 mod queue;

@@ -1,5 +1,6 @@
-//! The PostgreSQL store: the connection pool, the migrations, and one file per group of tables
-//! (users and API keys, alerts, nodes). PostgreSQL is the one durable store of the daemon.
+//! The PostgreSQL store: the connection pool, the migrations, the planner statistics of the
+//! inbound path's tables, and one file per group of tables (users and API keys, alerts, nodes).
+//! PostgreSQL is the one durable store of the daemon.
 
 pub mod alerts;
 pub mod api_keys;
@@ -10,6 +11,7 @@ pub mod directory;
 pub mod events;
 pub mod install;
 pub mod migrate;
+pub mod planner_stats;
 pub mod status_order;
 pub mod tls;
 pub mod users;
