@@ -69,18 +69,22 @@ async fn stale_inbound_tables_are_analyzed_and_the_conversation_update_probes_it
     );
 }
 
-/// The plan (JSON text) of the drain's conversation update, in its shape, for these keys.
+/// The plan (JSON text) of the drain's conversation update for these keys.
 async fn update_plan(
     client: &tokio_postgres::Client,
     (users, connections, senders): &(Vec<Uuid>, Vec<Uuid>, Vec<String>),
 ) -> String {
+    let leads: Vec<Option<Uuid>> = vec![None; senders.len()];
+    let times = vec![std::time::SystemTime::now(); senders.len()];
+    let wa_ids: Vec<Option<String>> = vec![None; senders.len()];
+    let sql = format!(
+        "EXPLAIN (FORMAT JSON) {}",
+        sincro_core::ingest::batch::UPDATE_CONVERSATIONS_SQL
+    );
     let row = client
         .query_one(
-            "EXPLAIN (FORMAT JSON) UPDATE conversaciones AS c SET updated_at = now()
-             FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS x(u, k, r)
-             WHERE c.usuario_id = x.u AND c.connection_id = x.k AND c.remitente = x.r
-               AND c.servicio_origen = 'whatsapp'",
-            &[users, connections, senders],
+            &sql,
+            &[users, connections, senders, &leads, &times, &times, &wa_ids],
         )
         .await
         .unwrap();

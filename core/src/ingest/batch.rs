@@ -331,6 +331,23 @@ pub fn status_connections<'a>(items: impl IntoIterator<Item = &'a InboundItem>) 
         .collect()
 }
 
+/// Updates the existing conversation of each `($1[i], $2[i], $3[i])` (user, connection, contact)
+/// with its lead, last inbound and last message times and `wa_id`; returns the rows updated. A
+/// probe of the conversations' partial key per contact, given statistics of the table
+/// (`store::planner_stats` keeps them where autovacuum does not).
+pub const UPDATE_CONVERSATIONS_SQL: &str = "UPDATE conversaciones AS c SET lead_id = x.l,
+         last_inbound_at = GREATEST(c.last_inbound_at, x.t),
+         last_message_at = GREATEST(c.last_message_at, x.lm),
+         metadata = c.metadata || jsonb_build_object('connection_id', c.connection_id,
+             'last_inbound_at', GREATEST(c.last_inbound_at, x.t))
+             || jsonb_strip_nulls(jsonb_build_object('wa_id', x.w)),
+         updated_at = now()
+     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::timestamptz[],
+                 $6::timestamptz[], $7::text[]) AS x(u, k, r, l, t, lm, w)
+     WHERE c.usuario_id = x.u AND c.connection_id = x.k AND c.remitente = x.r
+       AND c.servicio_origen = 'whatsapp'
+     RETURNING c.id, c.usuario_id, c.connection_id, c.remitente";
+
 /// Conversations of a batch, one per (usuario, connection, contact), by that key: existing ones
 /// updated (their lead, last message and last inbound times, `metadata`), new ones inserted.
 /// Most messages are for a conversation that exists, so those are updated first with a plain
@@ -350,22 +367,7 @@ async fn upsert_conversations(
     let mut keys: Vec<(&(Uuid, Uuid, String), &ConvKey)> = conv_keys.iter().collect();
     keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let all = ConvColumns::of(&keys);
-    let update = tx
-        .prepare_cached(
-            "UPDATE conversaciones AS c SET lead_id = x.l,
-                 last_inbound_at = GREATEST(c.last_inbound_at, x.t),
-                 last_message_at = GREATEST(c.last_message_at, x.lm),
-                 metadata = c.metadata || jsonb_build_object('connection_id', c.connection_id,
-                     'last_inbound_at', GREATEST(c.last_inbound_at, x.t))
-                     || jsonb_strip_nulls(jsonb_build_object('wa_id', x.w)),
-                 updated_at = now()
-             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::timestamptz[],
-                         $6::timestamptz[], $7::text[]) AS x(u, k, r, l, t, lm, w)
-             WHERE c.usuario_id = x.u AND c.connection_id = x.k AND c.remitente = x.r
-               AND c.servicio_origen = 'whatsapp'
-             RETURNING c.id, c.usuario_id, c.connection_id, c.remitente",
-        )
-        .await?;
+    let update = tx.prepare_cached(UPDATE_CONVERSATIONS_SQL).await?;
     for row in tx
         .query(
             &update,
