@@ -1,9 +1,12 @@
 //! CPU seconds from `/proc`: the daemon's threads (its runtime's threads are named
-//! [`DAEMON_THREAD`], so the load generator's own work in the same process is not counted)
-//! and the PostgreSQL backends serving the run's database.
+//! [`DAEMON_THREAD`], so the load generator's own work in the same process is not counted),
+//! the load generator's ([`LOAD_THREAD`]) and the PostgreSQL backends serving the run's
+//! database.
 
 /// Name of the daemon runtime's threads (workers and blocking pool).
 pub const DAEMON_THREAD: &str = "sw-daemon";
+/// Name of the harness runtime's threads: the load generator, its samplers and scrapes.
+pub const LOAD_THREAD: &str = "sw-load";
 
 fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
@@ -24,15 +27,15 @@ fn stat(path: &str) -> Option<(String, f64)> {
     Some((comm, (utime + stime) / ticks_per_second()))
 }
 
-/// CPU seconds used so far by this process's threads named [`DAEMON_THREAD`] (threads that
-/// ended are lost, so the daemon runtime keeps its blocking threads alive for the run).
-pub fn daemon_seconds() -> f64 {
+/// CPU seconds used so far by this process's threads whose name starts with `name` (threads
+/// that ended are lost, so the daemon runtime keeps its blocking threads alive for the run).
+pub fn threads_seconds(name: &str) -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
     dir.filter_map(Result::ok)
         .filter_map(|e| stat(&format!("{}/stat", e.path().display())))
-        .filter(|(comm, _)| comm.starts_with(DAEMON_THREAD))
+        .filter(|(comm, _)| comm.starts_with(name))
         .map(|(_, s)| s)
         .sum()
 }
@@ -61,6 +64,14 @@ pub async fn backends(
         .collect())
 }
 
+/// The machine's online CPUs, whatever this process's affinity (a run may pin the harness and
+/// PostgreSQL to different cores).
+pub fn machine_cpus() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 { n as usize } else { 1 }
+}
+
 /// The machine's 1-minute load average (others may be building while it runs).
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -69,10 +80,21 @@ pub fn load_average() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// CPU seconds of the daemon and of PostgreSQL across one measured phase.
+/// CPU seconds of one measured phase.
+#[derive(Debug, Clone, Copy)]
+pub struct Spent {
+    /// The daemon's runtime threads.
+    pub daemon: f64,
+    /// The PostgreSQL backends serving the run's database.
+    pub pg: f64,
+    /// The load generator's threads.
+    pub load: f64,
+}
+
+/// CPU seconds of the daemon, of PostgreSQL and of the load generator across one measured
+/// phase.
 pub struct CpuMeter {
-    daemon: f64,
-    pg: f64,
+    start: Spent,
     pids: Vec<i32>,
 }
 
@@ -82,20 +104,24 @@ impl CpuMeter {
     pub async fn start(admin: &tokio_postgres::Client, database: &str) -> CpuMeter {
         let pids = backends(admin, database).await.unwrap_or_default();
         CpuMeter {
-            daemon: daemon_seconds(),
-            pg: processes_seconds(&pids),
+            start: Spent {
+                daemon: threads_seconds(DAEMON_THREAD),
+                pg: processes_seconds(&pids),
+                load: threads_seconds(LOAD_THREAD),
+            },
             pids,
         }
     }
 
-    /// (daemon seconds, PostgreSQL seconds) since [`CpuMeter::start`].
-    pub async fn stop(self, admin: &tokio_postgres::Client, database: &str) -> (f64, f64) {
+    /// What each spent since [`CpuMeter::start`].
+    pub async fn stop(self, admin: &tokio_postgres::Client, database: &str) -> Spent {
         let now = backends(admin, database).await.unwrap_or_default();
         let old: f64 = processes_seconds(&self.pids);
         let fresh: Vec<i32> = now.into_iter().filter(|p| !self.pids.contains(p)).collect();
-        (
-            daemon_seconds() - self.daemon,
-            old - self.pg + processes_seconds(&fresh),
-        )
+        Spent {
+            daemon: threads_seconds(DAEMON_THREAD) - self.start.daemon,
+            pg: old - self.start.pg + processes_seconds(&fresh),
+            load: threads_seconds(LOAD_THREAD) - self.start.load,
+        }
     }
 }

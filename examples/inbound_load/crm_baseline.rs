@@ -168,7 +168,7 @@ pub async fn measure(
         open.push(s.await??);
     }
     let took = started.elapsed();
-    let (_, cpu_pg) = meter.stop(watch, database).await;
+    let cpu_pg = meter.stop(watch, database).await.pg;
     drop(open);
     let stored = super::stored(watch, &run).await?;
     if stored as usize != count {

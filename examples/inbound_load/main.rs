@@ -16,6 +16,9 @@
 //! server: the same messages as plain batched inserts into a table without keys, and one
 //! commit per message (`baseline.rs`); and the same messages written by plain SQL into the
 //! daemon's own tables, through the inbox as the scenario posts them (`crm_baseline.rs`).
+//! Last, for each scenario, the rate the machine's cores would allow at the CPU its messages
+//! took (the daemon's, PostgreSQL's and the load generator's, which share the cores) as a
+//! ratio to its tables by plain SQL, and the CPU per message that 0.8 of those would leave.
 //!
 //! ```text
 //! cargo run --release --example inbound_load
@@ -60,7 +63,7 @@ fn main() -> Result<(), Error> {
         .build()?;
     let harness = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name("sw-load")
+        .thread_name(cpu::LOAD_THREAD)
         .enable_all()
         .build()?;
     harness.block_on(bench(daemon.handle().clone()))
@@ -205,6 +208,13 @@ async fn run(server: &str, name: &str, daemon: tokio::runtime::Handle) -> Result
                 m.cpu_pg
             );
         }
+        let cpus = cpu::machine_cpus();
+        println!(
+            "\nwhat the machine's {cpus} CPU(s) would allow at the CPU each message took, if the three shared them all:"
+        );
+        for (m, tables) in measured.iter().zip(&in_tables) {
+            println!("{}", ceiling(cpus, m, tables));
+        }
     }
     if scenarios.split(',').any(|s| s == "latency") {
         let clients: usize = env_or("LOAD_CLIENTS", 100);
@@ -237,6 +247,30 @@ async fn run(server: &str, name: &str, daemon: tokio::runtime::Handle) -> Result
     Ok(())
 }
 
+/// The rate the machine's cores allow a scenario if they did nothing but its work, at the CPU
+/// its messages took (the daemon's, PostgreSQL's for its rows, the load generator's), next to
+/// its tables by plain SQL, whose run is PostgreSQL's work alone on the same cores; and what
+/// 0.8 of that baseline leaves for all three. A measured ratio near this ceiling is bound by
+/// the cores, not by waiting.
+fn ceiling(cpus: usize, m: &Measured, tables: &crm_baseline::Measured) -> String {
+    let per_k = m.cpu_daemon + m.cpu_pg + m.cpu_load;
+    let most = cpus as f64 / per_k * 1000.0;
+    let budget = cpus as f64 / (0.8 * tables.rate) * 1000.0;
+    format!(
+        "({}) {:.3} CPU s per 1k msgs (daemon {:.3} + PostgreSQL {:.3} + load generator {:.3}): at most {:.0} msg/s, {:.2}x its tables by plain SQL ({:.0} msg/s, PostgreSQL alone {:.3} per 1k); 0.8x of them leaves {:.3} per 1k for all three",
+        m.label,
+        per_k,
+        m.cpu_daemon,
+        m.cpu_pg,
+        m.cpu_load,
+        most,
+        most / tables.rate,
+        tables.rate,
+        tables.cpu_pg,
+        budget,
+    )
+}
+
 /// One closed-loop scenario's figures.
 struct Measured {
     label: &'static str,
@@ -249,6 +283,8 @@ struct Measured {
     backlog: i64,
     cpu_daemon: f64,
     cpu_pg: f64,
+    /// The load generator's CPU seconds per 1,000 messages (same cores, same process).
+    cpu_load: f64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -281,7 +317,7 @@ async fn closed(
         .since(&commits_before);
     let backlog = drained(watch).await?.max(sampler.await?);
     let took = started.elapsed();
-    let (cpu_daemon, cpu_pg) = meter.stop(watch, database).await;
+    let spent = meter.stop(watch, database).await;
     let stored = stored(watch, &run).await?;
     let per_k = posted.messages as f64 / 1000.0;
     let m = Measured {
@@ -293,8 +329,9 @@ async fn closed(
         p50: quantile(&mut posted.latencies, 0.5),
         p99: quantile(&mut posted.latencies, 0.99),
         backlog,
-        cpu_daemon: cpu_daemon / per_k,
-        cpu_pg: cpu_pg / per_k,
+        cpu_daemon: spent.daemon / per_k,
+        cpu_pg: spent.pg / per_k,
+        cpu_load: spent.load / per_k,
     };
     println!(
         "({label}) {per_post} msg/POST, {connections} connections: {} messages in {} POSTs ({} failed), accepted at {:.0} msg/s; all committed as rows after {:.1} s: {:.0} msg/s end to end; stored {stored} ({}); load average {}",
@@ -442,4 +479,42 @@ async fn connect_number(
         contacts,
     };
     Ok((key, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(daemon: f64, pg: f64, load: f64) -> Measured {
+        Measured {
+            label: "b",
+            connections: 4,
+            per_post: 50,
+            messages: 100_000,
+            rate: 10_000.0,
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+            backlog: 0,
+            cpu_daemon: daemon,
+            cpu_pg: pg,
+            cpu_load: load,
+        }
+    }
+
+    #[test]
+    fn the_ceiling_is_the_cores_over_the_cpu_of_a_message() {
+        // Two cores, 0.1 CPU s per 1k messages in all: 20,000 msg/s at most; the baseline
+        // made 25,000, so 0.8 of it (20,000) leaves exactly 0.1 per 1k.
+        let tables = crm_baseline::Measured {
+            rate: 25_000.0,
+            cpu_pg: 0.07,
+        };
+        let line = ceiling(2, &measured(0.04, 0.05, 0.01), &tables);
+        assert!(line.contains("(b) 0.100 CPU s per 1k msgs (daemon 0.040 + PostgreSQL 0.050 + load generator 0.010)"), "{line}");
+        assert!(line.contains("at most 20000 msg/s, 0.80x its tables by plain SQL (25000 msg/s, PostgreSQL alone 0.070 per 1k)"), "{line}");
+        assert!(
+            line.ends_with("leaves 0.100 per 1k for all three"),
+            "{line}"
+        );
+    }
 }
