@@ -2,7 +2,7 @@
 //! is analyzed, after which PostgreSQL looks a batch's conversations up by their key instead of
 //! reading them all; a table with few changes is left alone.
 
-use crate::helpers::{connect, eventually, fresh_database};
+use crate::helpers::{connect, eventually, fresh_database, plan_of};
 use sincro_core::store::{connect_pool, migrate, planner_stats};
 use std::time::Duration;
 use uuid::Uuid;
@@ -31,8 +31,8 @@ async fn stale_inbound_tables_are_analyzed_and_the_conversation_update_probes_it
     let connection: Uuid = "00000000-0000-0000-0000-0000000000c1".parse().unwrap();
     let senders: Vec<String> = (1..=30).map(|n| format!("+55119{:08}", n * 97)).collect();
     let keys = (vec![user; 30], vec![connection; 30], senders);
-    let before = update_plan(&client, &keys).await;
     let pool = connect_pool(&url, 2).unwrap();
+    let before = update_plan(&pool, &keys).await;
 
     // Act: the step, once the server's statistics collector has counted the inserts.
     let analyzed = eventually(Duration::from_secs(30), || async {
@@ -57,7 +57,7 @@ async fn stale_inbound_tables_are_analyzed_and_the_conversation_update_probes_it
         before.contains("\"Bitmap Heap Scan\"") || before.contains("\"Seq Scan\""),
         "{before}"
     );
-    let after = update_plan(&client, &keys).await;
+    let after = update_plan(&pool, &keys).await;
     assert!(
         after.contains("conversaciones_whatsapp_contact_key"),
         "{after}"
@@ -71,22 +71,18 @@ async fn stale_inbound_tables_are_analyzed_and_the_conversation_update_probes_it
 
 /// The plan (JSON text) of the drain's conversation update for these keys.
 async fn update_plan(
-    client: &tokio_postgres::Client,
+    pool: &deadpool_postgres::Pool,
     (users, connections, senders): &(Vec<Uuid>, Vec<Uuid>, Vec<String>),
 ) -> String {
     let leads: Vec<Option<Uuid>> = vec![None; senders.len()];
     let times = vec![std::time::SystemTime::now(); senders.len()];
     let wa_ids: Vec<Option<String>> = vec![None; senders.len()];
-    let sql = format!(
-        "EXPLAIN (FORMAT JSON) {}",
-        sincro_core::ingest::batch::UPDATE_CONVERSATIONS_SQL
-    );
-    let row = client
-        .query_one(
-            &sql,
-            &[users, connections, senders, &leads, &times, &times, &wa_ids],
-        )
-        .await
-        .unwrap();
-    row.get::<_, serde_json::Value>(0).to_string()
+    plan_of(
+        &pool.get().await.unwrap(),
+        "",
+        sincro_core::ingest::batch::UPDATE_CONVERSATIONS_SQL,
+        &[users, connections, senders, &leads, &times, &times, &wa_ids],
+    )
+    .await
+    .to_string()
 }
